@@ -4,7 +4,10 @@
 //! load → schedule → observe → diff → apply → watch.
 
 mod cli;
+mod engine;
+mod inventory;
 mod labels;
+mod transport;
 
 fn main() -> std::process::ExitCode {
     cli::main()

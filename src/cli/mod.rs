@@ -1,20 +1,129 @@
 //! Command-line interface: parses arguments, calls the pipeline, renders results.
-//! It holds no deployment logic.
+//! It holds no deployment logic; each verb lives in its own file.
 
-use clap::{Parser, Subcommand};
+mod machines;
+mod table;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "hoist", version, about = "Compose across machines", long_about = None)]
+#[command(
+    name = "hoist",
+    version,
+    about = "Compose across machines: deploy a compose.yaml to the machines you can SSH into",
+    after_help = "Machines come from -m FILE, $HOIST_MACHINES, or ./hoist.yaml; with none, the local Docker engine is the only machine.\nExit codes: 0 success, 1 error (see each verb's --help for more)."
+)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Options every verb understands.
+#[derive(Args, Clone)]
+pub struct Global {
+    /// The machines file (inventory). Default: $HOIST_MACHINES, then ./hoist.yaml, else the local engine.
+    #[arg(short = 'm', long = "machines", global = true, value_name = "FILE")]
+    pub machines: Option<PathBuf>,
+    /// How long to wait for each machine to answer (SSH + engine), e.g. 10s, 1m.
+    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    Machines(machines::MachinesArgs),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hoist: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Machines(args) => machines::run(&cli.global, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hoist: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Loads the fleet the global options point at.
+pub fn load_fleet(global: &Global) -> anyhow::Result<crate::inventory::Fleet> {
+    let cwd = std::env::current_dir()?;
+    let path = crate::inventory::locate(global.machines.as_deref(), &cwd);
+    crate::inventory::load(path.as_deref())
+}
+
+/// Durations as Compose writes them: `90s`, `1m30s`, `1h`, `500ms`, or bare seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs >= 0.0 && secs.is_finite() {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+        return Err(format!("{s:?} is not a duration"));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("{s:?}: missing unit (use ms, s, m or h)"))?;
+        let (num, tail) = rest.split_at(num_len);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration"))?;
+        let secs = match unit {
+            "ns" => n / 1e9,
+            "us" | "µs" => n / 1e6,
+            "ms" => n / 1e3,
+            "s" => n,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+        };
+        total += Duration::from_secs_f64(secs);
+        rest = tail;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3x").is_err());
+        assert!(parse_duration("").is_err());
+    }
 }

@@ -1,0 +1,147 @@
+//! `hoist machines`: is every machine reachable, and what is it?
+
+use super::{Global, table};
+use crate::engine::{self, Engine};
+use crate::labels;
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+/// Show every machine of the inventory: reachable or why not, engine, OS/arch,
+/// CPUs, memory, labels, and hoist's containers there.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  hoist machines\n  hoist -m prod.yaml machines --json\n\nExit codes: 0 all machines reachable, 1 any machine unreachable (all are still reported)."
+)]
+pub struct MachinesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(global: &Global, args: MachinesArgs) -> Result<ExitCode> {
+    let fleet = super::load_fleet(global)?;
+    let conns = engine::connect_all(&fleet, global.timeout).await?;
+    let mut rows = Vec::new();
+    let mut records = Vec::new();
+    let mut failures = Vec::new();
+    for (machine, result) in &conns.results {
+        let address = match &machine.address {
+            crate::inventory::Address::Local => format!("local {}", machine.docker_socket),
+            crate::inventory::Address::Ssh(t) => format!("ssh {}", t.destination),
+        };
+        let labels_text = machine
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        match result {
+            Ok(engine) => {
+                let containers = count_containers(engine).await;
+                let (count_text, counts) = match &containers {
+                    Ok(c) => (c.values().sum::<usize>().to_string(), json!(c)),
+                    Err(e) => ("?".to_string(), json!({ "error": e })),
+                };
+                let f = &engine.facts;
+                rows.push(vec![
+                    machine.name.clone(),
+                    "ok".into(),
+                    f.engine_version.clone(),
+                    f.api_version.clone(),
+                    format!("{}/{}", f.os, f.arch),
+                    f.cpus.to_string(),
+                    table::bytes(f.memory_bytes),
+                    count_text,
+                    labels_text,
+                ]);
+                records.push(json!({
+                    "name": machine.name, "address": address, "reachable": true, "error": null,
+                    "engine_version": f.engine_version, "api_version": f.api_version,
+                    "os": f.os, "arch": f.arch, "operating_system": f.operating_system,
+                    "cpus": f.cpus, "memory_bytes": f.memory_bytes, "hostname": f.hostname,
+                    "storage_driver": f.storage_driver, "containerd_image_store": f.containerd_image_store,
+                    "labels": machine.labels, "containers": counts,
+                }));
+            }
+            Err(e) => {
+                rows.push(vec![
+                    machine.name.clone(),
+                    "UNREACHABLE".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    labels_text,
+                ]);
+                failures.push(format!("{} ({address}): {e}", machine.name));
+                records.push(json!({
+                    "name": machine.name, "address": address, "reachable": false, "error": e.to_string(),
+                    "labels": machine.labels,
+                }));
+            }
+        }
+    }
+    let unreachable = failures.len();
+    conns.close().await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "schema": 1, "source": fleet.source, "machines": records })
+            )?
+        );
+    } else {
+        print!(
+            "{}",
+            table::render(
+                &[
+                    "MACHINE",
+                    "STATE",
+                    "ENGINE",
+                    "API",
+                    "OS/ARCH",
+                    "CPUS",
+                    "MEMORY",
+                    "CONTAINERS",
+                    "LABELS"
+                ],
+                &rows
+            )
+        );
+        for f in &failures {
+            eprintln!("hoist: {f}");
+        }
+    }
+    Ok(if unreachable == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// hoist's containers on one engine, counted per project.
+async fn count_containers(engine: &Engine) -> Result<BTreeMap<String, usize>, String> {
+    let mut filters = std::collections::HashMap::new();
+    filters.insert("label".to_string(), vec![labels::PROJECT.to_string()]);
+    let list = engine
+        .docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut counts = BTreeMap::new();
+    for c in list {
+        if let Some(p) = c.labels.as_ref().and_then(|l| l.get(labels::PROJECT)) {
+            *counts.entry(p.clone()).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,280 @@
+//! Engines: one Docker Engine API client per machine, reached through the SSH
+//! transport (or the local socket), connected to all machines in parallel.
+//!
+//! This is the I/O edge where a machine's failure becomes a clear per-machine
+//! error — unreachable, refused, host key changed, docker not running — and
+//! never a hang: every machine gets the same bounded connect time.
+
+use crate::inventory::{Address, Fleet, Machine};
+use crate::transport::{SshFailure, Tunnel, Workdir};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::fmt;
+use std::time::Duration;
+
+/// Oldest Engine API hoist speaks (Docker 19.03). Older engines lack
+/// healthcheck start periods and platform-aware image handling.
+pub const MIN_API: (u32, u32) = (1, 40);
+
+/// How many machines are dialled at once; ssh handshakes are CPU-bound locally.
+const CONNECT_PARALLELISM: usize = 32;
+
+/// What an engine tells about its machine; the scheduler's view of capacity.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Facts {
+    pub engine_version: String,
+    pub api_version: String,
+    pub os: String,
+    pub operating_system: String,
+    pub arch: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub hostname: String,
+    pub storage_driver: String,
+    /// True when images live in containerd's store (Docker 29's default):
+    /// image shipping must then load whole archives.
+    pub containerd_image_store: bool,
+}
+
+/// Why a machine's engine could not be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MachineError {
+    Ssh(SshFailure),
+    /// SSH works but the engine does not answer: the text says why.
+    Docker(String),
+    /// The whole connect took longer than the budget.
+    Timeout(Duration),
+}
+
+impl fmt::Display for MachineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MachineError::Ssh(s) => write!(f, "{s}"),
+            MachineError::Docker(s) => write!(f, "{s}"),
+            MachineError::Timeout(d) => write!(
+                f,
+                "no answer within {}s (machine down, paused or unreachable); raise --timeout if the link is just slow",
+                d.as_secs()
+            ),
+        }
+    }
+}
+
+/// A connected engine on one machine.
+pub struct Engine {
+    pub docker: Docker,
+    pub facts: Facts,
+    tunnel: Option<Tunnel>,
+}
+
+/// Every machine of a fleet with its engine or the reason it has none.
+/// Call `close` when done; dropping also cleans up, only less politely.
+pub struct Connections {
+    pub results: Vec<(Machine, Result<Engine, MachineError>)>,
+    workdir: Workdir,
+}
+
+impl Connections {
+    /// Closes every ssh master and removes the private socket folder.
+    pub async fn close(self) {
+        let Connections { results, workdir } = self;
+        let closes = results
+            .into_iter()
+            .filter_map(|(_, r)| r.ok())
+            .map(|e| async move {
+                drop(e.docker);
+                if let Some(t) = e.tunnel {
+                    t.close().await;
+                }
+            });
+        futures_util::future::join_all(closes).await;
+        drop(workdir);
+    }
+}
+
+/// Connects to every machine of `fleet` in parallel, each bounded by `timeout`.
+pub async fn connect_all(fleet: &Fleet, timeout: Duration) -> anyhow::Result<Connections> {
+    let workdir = Workdir::new()
+        .map_err(|e| anyhow::anyhow!("cannot create a private folder for ssh sockets: {e}"))?;
+    let wd = &workdir;
+    let mut results: Vec<(usize, Machine, Result<Engine, MachineError>)> =
+        futures_util::stream::iter(fleet.machines.iter().cloned().enumerate())
+            .map(|(i, m)| async move {
+                let r = match tokio::time::timeout(timeout, connect(&m, wd, i, timeout)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(MachineError::Timeout(timeout)),
+                };
+                (i, m, r)
+            })
+            .buffer_unordered(CONNECT_PARALLELISM)
+            .collect()
+            .await;
+    results.sort_by_key(|(i, _, _)| *i);
+    Ok(Connections {
+        results: results.into_iter().map(|(_, m, r)| (m, r)).collect(),
+        workdir,
+    })
+}
+
+async fn connect(
+    machine: &Machine,
+    workdir: &Workdir,
+    index: usize,
+    timeout: Duration,
+) -> Result<Engine, MachineError> {
+    let (tunnel, socket) = match &machine.address {
+        Address::Local => (None, std::path::PathBuf::from(&machine.docker_socket)),
+        Address::Ssh(target) => {
+            // Leave a little of the budget for the engine's answer.
+            let ssh_timeout = timeout
+                .saturating_sub(Duration::from_secs(2))
+                .max(Duration::from_secs(1));
+            let t = Tunnel::open(target, &machine.docker_socket, workdir, index, ssh_timeout)
+                .await
+                .map_err(MachineError::Ssh)?;
+            let s = t.socket().to_path_buf();
+            (Some(t), s)
+        }
+    };
+    let result = async {
+        let docker = Docker::connect_with_unix(
+            &socket.to_string_lossy(),
+            timeout.as_secs().max(1),
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| MachineError::Docker(format!("docker: cannot set up a client: {e}")))?;
+        let facts = match read_facts(&docker).await {
+            Ok(f) => f,
+            Err(e) => return Err(explain_engine_failure(machine, tunnel.as_ref(), &e).await),
+        };
+        check_api(&facts.api_version)?;
+        let docker = docker.negotiate_version().await.map_err(|e| {
+            MachineError::Docker(format!("docker: API version negotiation failed: {e}"))
+        })?;
+        Ok((docker, facts))
+    }
+    .await;
+    match result {
+        Ok((docker, facts)) => Ok(Engine {
+            docker,
+            facts,
+            tunnel,
+        }),
+        Err(e) => {
+            if let Some(t) = tunnel {
+                t.close().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn read_facts(docker: &Docker) -> Result<Facts, bollard::errors::Error> {
+    let version = docker.version().await?;
+    let info = docker.info().await?;
+    let containerd_image_store = info
+        .driver_status
+        .iter()
+        .flatten()
+        .any(|kv| kv.iter().any(|s| s.contains("io.containerd.snapshotter")));
+    Ok(Facts {
+        engine_version: version.version.unwrap_or_default(),
+        api_version: version.api_version.unwrap_or_default(),
+        os: info.os_type.unwrap_or_default(),
+        operating_system: info.operating_system.unwrap_or_default(),
+        arch: info.architecture.unwrap_or_default(),
+        cpus: info.ncpu.unwrap_or(0).max(0) as u32,
+        memory_bytes: info.mem_total.unwrap_or(0).max(0) as u64,
+        hostname: info.name.unwrap_or_default(),
+        storage_driver: info.driver.unwrap_or_default(),
+        containerd_image_store,
+    })
+}
+
+fn parse_api(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+fn check_api(v: &str) -> Result<(), MachineError> {
+    match parse_api(v) {
+        Some(api) if api >= MIN_API => Ok(()),
+        Some(_) => Err(MachineError::Docker(format!(
+            "docker: engine too old (API {v}); hoist needs API {}.{} (Docker 19.03) or newer — upgrade Docker on this machine",
+            MIN_API.0, MIN_API.1
+        ))),
+        None => Err(MachineError::Docker(format!(
+            "docker: the engine reported an unreadable API version {v:?}"
+        ))),
+    }
+}
+
+/// SSH works but the engine did not answer: look at the socket on the machine to
+/// tell "docker not running" from "permission denied".
+async fn explain_engine_failure(
+    machine: &Machine,
+    tunnel: Option<&Tunnel>,
+    err: &bollard::errors::Error,
+) -> MachineError {
+    let sock = &machine.docker_socket;
+    let probe = format!(
+        "if [ ! -e '{sock}' ]; then echo missing; elif [ ! -S '{sock}' ]; then echo notsocket; \
+         elif [ -r '{sock}' ] && [ -w '{sock}' ]; then echo ok; else echo denied; fi; id -un"
+    );
+    let verdict = match tunnel {
+        Some(t) => t.shell(&probe).await.ok().map(|(_, out, _)| out),
+        None => None,
+    };
+    let (state, user) = match &verdict {
+        Some(out) => {
+            let mut lines = out.lines();
+            (
+                lines.next().unwrap_or("").to_string(),
+                lines.next().unwrap_or("").to_string(),
+            )
+        }
+        None => (local_socket_state(sock), String::new()),
+    };
+    MachineError::Docker(match state.as_str() {
+        "missing" => format!(
+            "docker not running: no socket at {sock} (start it, e.g. `systemctl start docker`)"
+        ),
+        "notsocket" => {
+            format!("docker: {sock} is not a unix socket; set docker_socket for this machine")
+        }
+        "denied" => format!(
+            "docker: permission denied on {sock} for user {user}; add the user to the docker group (`usermod -aG docker {user}`) or connect as root"
+        ),
+        _ => format!("docker not running or not answering on {sock}: {err}"),
+    })
+}
+
+fn local_socket_state(sock: &str) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(sock) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => "denied".into(),
+        Err(_) => String::new(),
+        Ok(m) if !m.file_type().is_socket() => "notsocket".into(),
+        Ok(_) => match std::os::unix::net::UnixStream::connect(sock) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => "denied".into(),
+            _ => String::new(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_versions_compare_numerically() {
+        assert!(check_api("1.41").is_ok());
+        assert!(check_api("1.45").is_ok());
+        assert!(check_api("1.100").is_ok());
+        assert!(
+            matches!(check_api("1.39"), Err(MachineError::Docker(m)) if m.contains("engine too old"))
+        );
+        assert!(check_api("x").is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! SSH transport: one multiplexed OpenSSH master per machine, and through it a
+//! private local unix socket forwarded to the machine's docker socket.
+//!
+//! We drive the system `ssh` (via the `openssh` crate) rather than an SSH library
+//! so that the user's `~/.ssh/config`, agent, ProxyJump, known_hosts and
+//! certificates work exactly as they do for `ssh`. Host keys are always checked
+//! (`StrictHostKeyChecking=yes`); a changed key is refused, never accepted.
+//!
+//! Every master and socket lives under one private folder per hoist process
+//! (`Workdir`); dropping it kills any master still running and removes the folder,
+//! so nothing survives the command even after a timeout or an error.
+
+use crate::inventory::SshTarget;
+use openssh::{ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Socket};
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a machine could not be reached over SSH, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshFailure {
+    /// No answer within the connect timeout (machine down, paused, or firewalled).
+    Timeout,
+    /// The host refused or could not be routed to.
+    Unreachable(String),
+    /// The host name does not resolve.
+    UnknownHost(String),
+    /// The server rejected our credentials.
+    AuthRefused(String),
+    /// The machine's host key differs from the one in known_hosts.
+    HostKeyChanged,
+    /// The machine's host key is not in known_hosts at all.
+    HostKeyUnknown,
+    /// Anything else ssh said.
+    Other(String),
+}
+
+impl fmt::Display for SshFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SshFailure::Timeout => write!(
+                f,
+                "ssh: no answer before the connect timeout; is the machine up and reachable on its SSH port?"
+            ),
+            SshFailure::Unreachable(m) => write!(
+                f,
+                "ssh: unreachable ({m}); check the address and that sshd runs"
+            ),
+            SshFailure::UnknownHost(m) => {
+                write!(f, "ssh: {m}; check the destination or your ssh config")
+            }
+            SshFailure::AuthRefused(m) => write!(
+                f,
+                "ssh: authentication refused ({m}); check the user, the identity file or your ssh agent"
+            ),
+            SshFailure::HostKeyChanged => write!(
+                f,
+                "ssh: HOST KEY CHANGED — the machine's host key does not match known_hosts. hoist refuses to connect. \
+                 If the machine was legitimately rebuilt, remove the old key with `ssh-keygen -R HOST` and connect once with ssh to verify the new one"
+            ),
+            SshFailure::HostKeyUnknown => write!(
+                f,
+                "ssh: the machine's host key is not in known_hosts; connect once with `ssh` to verify and record it (hoist never accepts unknown keys)"
+            ),
+            SshFailure::Other(m) => write!(f, "ssh: {m}"),
+        }
+    }
+}
+
+/// Reads what ssh wrote when it failed. Ssh reports through text only, so we
+/// match the stable parts of its messages.
+pub fn classify(ssh_output: &str) -> SshFailure {
+    let text = ssh_output.trim();
+    let last_line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches("ssh: ")
+        .to_string();
+    if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || text.contains("Host key for") && text.contains("has changed")
+    {
+        SshFailure::HostKeyChanged
+    } else if text.contains("host key is known for")
+        || text.contains("Host key verification failed")
+    {
+        SshFailure::HostKeyUnknown
+    } else if text.contains("Permission denied") {
+        SshFailure::AuthRefused(last_line)
+    } else if text.contains("timed out")
+        || text.contains("Connection timed out during banner exchange")
+    {
+        SshFailure::Timeout
+    } else if text.contains("Could not resolve hostname")
+        || text.contains("Name or service not known")
+    {
+        SshFailure::UnknownHost(last_line)
+    } else if text.contains("Connection refused")
+        || text.contains("No route to host")
+        || text.contains("Network is unreachable")
+        || text.contains("Connection closed by")
+        || text.contains("Connection reset")
+    {
+        SshFailure::Unreachable(last_line)
+    } else {
+        SshFailure::Other(if last_line.is_empty() {
+            "ssh failed without a message".into()
+        } else {
+            last_line
+        })
+    }
+}
+
+/// The private folder holding this process's ssh masters and forwarded sockets.
+///
+/// Unix socket paths are limited to ~104 bytes, so it sits in a short temp path
+/// and sockets inside it are named by index, not by machine name.
+pub struct Workdir {
+    path: PathBuf,
+}
+
+impl Workdir {
+    pub fn new() -> std::io::Result<Workdir> {
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir() && p.as_os_str().len() < 40)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = base.join(format!("hoist-{}-{:x}", std::process::id(), nanos));
+        std::fs::create_dir(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+        Ok(Workdir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        kill_processes_mentioning(&self.path);
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Kills every process whose command line mentions `dir` — the ssh masters we
+/// started, should one outlive a timeout or a panic. Our own pid is spared.
+fn kill_processes_mentioning(dir: &Path) {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.windows(needle.len()).any(|w| w == needle)
+            && let Ok(pid) = pid.parse::<i32>()
+        {
+            // SAFETY: kill(2) on a pid we just read; the worst case is a
+            // signal to a process that already exited (ESRCH), which we ignore.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+/// An open SSH master to one machine with the machine's docker socket forwarded
+/// to a local unix socket.
+pub struct Tunnel {
+    session: Session,
+    local_socket: PathBuf,
+}
+
+impl Tunnel {
+    /// Connects to `target` and forwards `remote_socket` to `workdir/d{index}.sock`.
+    pub async fn open(
+        target: &SshTarget,
+        remote_socket: &str,
+        workdir: &Workdir,
+        index: usize,
+        connect_timeout: Duration,
+    ) -> Result<Tunnel, SshFailure> {
+        let mut builder = SessionBuilder::default();
+        builder
+            .known_hosts_check(KnownHosts::Strict)
+            .control_directory(workdir.path())
+            .connect_timeout(connect_timeout)
+            .server_alive_interval(Duration::from_secs(5))
+            // A safety net only: Workdir's drop kills masters; this bounds a
+            // master orphaned by SIGKILL of hoist to a minute.
+            .control_persist(ControlPersist::IdleFor(
+                std::num::NonZeroUsize::new(60).expect("non-zero"),
+            ));
+        if let Some(user) = &target.user {
+            builder.user(user.clone());
+        }
+        if let Some(port) = target.port {
+            builder.port(port);
+        }
+        if let Some(identity) = &target.identity {
+            builder.keyfile(identity);
+        }
+        if let Some(cfg) = &target.config_file {
+            builder.config_file(cfg);
+        }
+        let session = builder
+            .connect_mux(&target.destination)
+            .await
+            .map_err(|e| classify(&error_text(&e)))?;
+        let local_socket = workdir.path().join(format!("d{index}.sock"));
+        if let Err(e) = session
+            .request_port_forward(
+                ForwardType::Local,
+                Socket::UnixSocket {
+                    path: local_socket.clone().into(),
+                },
+                Socket::UnixSocket {
+                    path: PathBuf::from(remote_socket).into(),
+                },
+            )
+            .await
+        {
+            let _ = session.close().await;
+            return Err(SshFailure::Other(format!(
+                "cannot forward the docker socket: {}",
+                error_text(&e)
+            )));
+        }
+        Ok(Tunnel {
+            session,
+            local_socket,
+        })
+    }
+
+    /// The local end of the forwarded docker socket.
+    pub fn socket(&self) -> &Path {
+        &self.local_socket
+    }
+
+    /// Runs a shell command on the machine and returns (exit code, stdout, stderr).
+    /// Used to explain engine failures (is the socket there? readable?), never to deploy.
+    pub async fn shell(&self, command: &str) -> Result<(i32, String, String), String> {
+        let out = self
+            .session
+            .shell(command)
+            .output()
+            .await
+            .map_err(|e| error_text(&e))?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// Stops the master; the forwarded socket goes with it.
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+        let _ = std::fs::remove_file(&self.local_socket);
+    }
+}
+
+/// The whole chain of an openssh error, which is where ssh's own words are.
+fn error_text(e: &openssh::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_what_ssh_says() {
+        let cases = [
+            (
+                "@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.",
+                SshFailure::HostKeyChanged,
+            ),
+            (
+                "No ED25519 host key is known for 10.0.0.1 and you have requested strict checking.\nHost key verification failed.",
+                SshFailure::HostKeyUnknown,
+            ),
+            (
+                "root@10.0.0.1: Permission denied (publickey).",
+                SshFailure::AuthRefused("root@10.0.0.1: Permission denied (publickey).".into()),
+            ),
+            (
+                "ssh: connect to host 10.0.0.1 port 22: Connection timed out",
+                SshFailure::Timeout,
+            ),
+            (
+                "Connection timed out during banner exchange\nConnection to 10.0.0.1 port 22 timed out",
+                SshFailure::Timeout,
+            ),
+            (
+                "ssh: connect to host 10.0.0.1 port 22: Connection refused",
+                SshFailure::Unreachable(
+                    "connect to host 10.0.0.1 port 22: Connection refused".into(),
+                ),
+            ),
+            (
+                "ssh: Could not resolve hostname nope: Name or service not known",
+                SshFailure::UnknownHost(
+                    "Could not resolve hostname nope: Name or service not known".into(),
+                ),
+            ),
+            ("something new", SshFailure::Other("something new".into())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(classify(text), want, "for {text:?}");
+        }
+    }
+}
