@@ -5,3 +5,13 @@
 
 /// The project an object belongs to.
 pub const PROJECT: &str = "io.hoist.project";
+/// The compose service a container runs.
+pub const SERVICE: &str = "io.hoist.service";
+/// The replica slot (1-based) a container fills.
+pub const SLOT: &str = "io.hoist.slot";
+/// The machine (inventory name) the object was created for.
+pub const MACHINE: &str = "io.hoist.machine";
+/// Hash of the fully resolved container spec; equal hash = nothing to do.
+pub const SPEC_HASH: &str = "io.hoist.spec-hash";
+/// The release (deploy) that created the container.
+pub const RELEASE: &str = "io.hoist.release";

@@ -4,6 +4,7 @@
 //! load → schedule → observe → diff → apply → watch.
 
 mod cli;
+mod container;
 mod engine;
 mod inventory;
 mod labels;
