@@ -1,0 +1,5 @@
+//! Apply: carry a plan out on the machines — rollouts, health gates, rollback.
+
+pub mod lock;
+pub mod ops;
+pub mod time;

@@ -1,0 +1,266 @@
+//! The engine operations a rollout is made of: ensure networks and volumes,
+//! create, start, stop and remove containers, and wait for a replica to prove
+//! itself healthy. Each one is idempotent where the Engine API allows, so a
+//! rerun after a crash converges instead of failing on what already exists.
+
+use crate::labels;
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+};
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+fn status_code(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// Creates the project network `name` on a machine unless it exists.
+pub async fn ensure_network(docker: &Docker, name: &str, project: &str, spec: &Value) -> Result<()> {
+    if docker.inspect_network(name, None).await.is_ok() {
+        return Ok(());
+    }
+    let mut label_map: HashMap<String, String> = spec
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default();
+    label_map.insert(labels::PROJECT.into(), project.into());
+    let options: HashMap<String, String> = spec
+        .get("driver_opts")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default();
+    let req = NetworkCreateRequest {
+        name: name.to_string(),
+        driver: spec.get("driver").and_then(Value::as_str).map(str::to_string),
+        internal: spec.get("internal").and_then(Value::as_bool),
+        attachable: Some(true),
+        enable_ipv6: spec.get("enable_ipv6").and_then(Value::as_bool),
+        options: Some(options),
+        labels: Some(label_map),
+        ..Default::default()
+    };
+    match docker.create_network(req).await {
+        Ok(_) => Ok(()),
+        // Lost a race with another creator: the network is there, which is all we need.
+        Err(e) if status_code(&e) == Some(409) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating network {name}")),
+    }
+}
+
+/// Creates the named volume unless it exists. Existing volumes are never
+/// modified: their data is the user's.
+pub async fn ensure_volume(docker: &Docker, name: &str, project: &str, spec: &Value) -> Result<()> {
+    if docker.inspect_volume(name).await.is_ok() {
+        return Ok(());
+    }
+    let mut label_map: HashMap<String, String> = spec
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default();
+    label_map.insert(labels::PROJECT.into(), project.into());
+    let driver_opts: HashMap<String, String> = spec
+        .get("driver_opts")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default();
+    docker
+        .create_volume(VolumeCreateRequest {
+            name: Some(name.to_string()),
+            driver: spec.get("driver").and_then(Value::as_str).map(str::to_string),
+            driver_opts: Some(driver_opts),
+            labels: Some(label_map),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("creating volume {name}"))?;
+    Ok(())
+}
+
+/// Creates a container from an Engine API create request (see `container`),
+/// connects its extra networks, and returns its ID. An existing container of
+/// that name (left by an interrupted run) is reused when it carries the same
+/// spec hash.
+pub async fn create(docker: &Docker, name: &str, request: &Value, extra_networks: &[(String, Value)]) -> Result<String> {
+    let body: ContainerCreateBody = serde_json::from_value(request.clone()).context("building the create request")?;
+    let id = match docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.to_string()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+    {
+        Ok(r) => r.id,
+        Err(e) if status_code(&e) == Some(409) => {
+            let existing = docker
+                .inspect_container(name, None::<InspectContainerOptions>)
+                .await
+                .with_context(|| format!("inspecting existing container {name}"))?;
+            let want = request.pointer(&format!("/Labels/{}", labels::SPEC_HASH.replace('/', "~1")));
+            let have = existing
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(labels::SPEC_HASH));
+            if want.and_then(Value::as_str) != have.map(String::as_str) {
+                bail!("a container named {name} exists with another spec; remove it or run `hoist up` again");
+            }
+            existing.id.unwrap_or_default()
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating container {name}")),
+    };
+    for (net, endpoint) in extra_networks {
+        let req = NetworkConnectRequest {
+            container: id.clone(),
+            endpoint_config: Some(serde_json::from_value(endpoint.clone()).context("network endpoint")?),
+        };
+        match docker.connect_network(net, req).await {
+            Ok(()) => {}
+            // Already connected (a rerun): fine.
+            Err(e) if status_code(&e) == Some(403) || status_code(&e) == Some(409) => {}
+            Err(e) => return Err(e).with_context(|| format!("connecting {name} to network {net}")),
+        }
+    }
+    Ok(id)
+}
+
+pub async fn start(docker: &Docker, id: &str) -> Result<()> {
+    match docker.start_container(id, None).await {
+        Ok(()) => Ok(()),
+        Err(e) if status_code(&e) == Some(304) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("starting container {}", short(id))),
+    }
+}
+
+/// Stops a container, giving it `grace` before SIGKILL (stop_grace_period).
+pub async fn stop(docker: &Docker, id: &str, grace: Duration) -> Result<()> {
+    match docker
+        .stop_container(
+            id,
+            Some(StopContainerOptions {
+                t: Some(grace.as_secs().min(i32::MAX as u64) as i32),
+                signal: None,
+            }),
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(status_code(&e), Some(304) | Some(404)) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("stopping container {}", short(id))),
+    }
+}
+
+/// Removes a container. Its named volumes stay: hoist removes volumes only
+/// when asked (`down --volumes`).
+pub async fn remove(docker: &Docker, id: &str) -> Result<()> {
+    match docker
+        .remove_container(
+            id,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: false,
+                link: false,
+            }),
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if status_code(&e) == Some(404) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing container {}", short(id))),
+    }
+}
+
+/// How a new replica proves itself before the rollout moves on.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthGate {
+    /// True when the container has a healthcheck (then "healthy" is required).
+    pub has_healthcheck: bool,
+    /// Without a healthcheck: how long it must keep running (update_config.monitor).
+    pub monitor: Duration,
+    /// Give up after this long.
+    pub deadline: Duration,
+}
+
+/// Waits until the container is healthy (or has run for `monitor` without a
+/// healthcheck). On failure the error carries what the container said last.
+pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let info = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .with_context(|| format!("inspecting container {}", short(id)))?;
+        let state = info.state.unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        let restarting = state.restarting.unwrap_or(false);
+        if !running && !restarting {
+            let code = state.exit_code.unwrap_or(-1);
+            let tail = last_logs(docker, id, 5).await;
+            bail!("exited with code {code} before becoming ready{tail}");
+        }
+        if gate.has_healthcheck {
+            let health = state.health.unwrap_or_default();
+            match health.status.map(|s| s.to_string()).as_deref() {
+                Some("healthy") => return Ok(()),
+                Some("unhealthy") => {
+                    let probe = health
+                        .log
+                        .unwrap_or_default()
+                        .last()
+                        .and_then(|r| r.output.clone())
+                        .unwrap_or_default();
+                    bail!("health check failed: {}", probe.trim());
+                }
+                _ => {}
+            }
+        } else if started.elapsed() >= gate.monitor && running && !restarting {
+            return Ok(());
+        }
+        if started.elapsed() >= gate.deadline {
+            bail!(
+                "not ready after {}s (health check still starting); raise healthcheck retries or deploy.update_config.monitor",
+                gate.deadline.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn last_logs(docker: &Docker, id: &str, lines: usize) -> String {
+    let mut stream = docker.logs(
+        id,
+        Some(LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        }),
+    );
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("; last output:\n    {}", text.replace('\n', "\n    "))
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}

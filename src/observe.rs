@@ -1,0 +1,162 @@
+//! Observe: read what a project runs on every machine, by hoist's labels.
+//!
+//! The engines are hoist's only state, so this is how hoist remembers: list the
+//! project's containers, networks and volumes (and the images present) on each
+//! reachable machine, in parallel. Objects without hoist's project label are
+//! never listed, so they are never touched.
+
+use crate::engine::Connections;
+use crate::labels;
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions};
+use std::collections::{BTreeMap, HashMap};
+
+/// One container of the project as its machine reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenContainer {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    /// 0 when the label is missing or unreadable (then it is no slot of ours).
+    pub slot: u32,
+    pub spec_hash: String,
+    pub release: String,
+    /// `running`, `exited`, `created`, `restarting`, `paused`, `dead`, …
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or None without a healthcheck.
+    pub health: Option<String>,
+    /// The image reference it was created from, and the image ID it runs.
+    pub image: String,
+    pub image_id: String,
+    /// Seconds since the epoch.
+    pub created: i64,
+    pub status: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Everything of a project on one machine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MachineState {
+    pub containers: Vec<SeenContainer>,
+    /// Names of all volumes on the machine (a project's data may predate hoist).
+    pub volumes: Vec<String>,
+    /// Names of the project's networks.
+    pub networks: Vec<String>,
+    /// Image ID → its tags, for every image on the machine.
+    pub images: BTreeMap<String, Vec<String>>,
+}
+
+/// What every machine runs, or why it could not be read.
+pub struct Observation {
+    pub machines: Vec<(String, Result<MachineState, String>)>,
+}
+
+/// Lists the project's objects on every connected machine in parallel. Machines
+/// that failed to connect come back with their connection error.
+pub async fn observe(conns: &Connections, project: &str) -> Observation {
+    let reads = conns.results.iter().map(|(machine, engine)| async move {
+        let state = match engine {
+            Ok(e) => read_machine(&e.docker, project).await,
+            Err(err) => Err(err.to_string()),
+        };
+        (machine.name.clone(), state)
+    });
+    Observation {
+        machines: futures_util::future::join_all(reads).await,
+    }
+}
+
+fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{}={project}", labels::PROJECT)])])
+}
+
+async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, String> {
+    let containers = docker.list_containers(Some(ListContainersOptions {
+        all: true,
+        filters: Some(project_filter(project)),
+        ..Default::default()
+    }));
+    let networks = docker.list_networks(Some(ListNetworksOptions {
+        filters: Some(project_filter(project)),
+    }));
+    let volumes = docker.list_volumes(None::<ListVolumesOptions>);
+    let images = docker.list_images(Some(ListImagesOptions::default()));
+    let (containers, networks, volumes, images) = tokio::join!(containers, networks, volumes, images);
+    let containers = containers.map_err(|e| format!("listing containers: {e}"))?;
+    let networks = networks.map_err(|e| format!("listing networks: {e}"))?;
+    let volumes = volumes.map_err(|e| format!("listing volumes: {e}"))?;
+    let images = images.map_err(|e| format!("listing images: {e}"))?;
+
+    let mut seen: Vec<SeenContainer> = containers
+        .into_iter()
+        .map(|c| {
+            let labels: BTreeMap<String, String> = c.labels.unwrap_or_default().into_iter().collect();
+            let status = c.status.unwrap_or_default();
+            SeenContainer {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
+                slot: labels.get(labels::SLOT).and_then(|s| s.parse().ok()).unwrap_or(0),
+                spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
+                release: labels.get(labels::RELEASE).cloned().unwrap_or_default(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                health: health_from_status(&status),
+                image: c.image.unwrap_or_default(),
+                image_id: c.image_id.unwrap_or_default(),
+                created: c.created.unwrap_or(0),
+                status,
+                labels,
+            }
+        })
+        .collect();
+    seen.sort_by(|a, b| (&a.service, a.slot, &a.name).cmp(&(&b.service, b.slot, &b.name)));
+    let mut network_names: Vec<String> = networks.into_iter().filter_map(|n| n.name).collect();
+    network_names.sort();
+    let mut volume_names: Vec<String> = volumes.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
+    volume_names.sort();
+    let images = images
+        .into_iter()
+        .map(|i| {
+            let mut tags = i.repo_tags;
+            tags.retain(|t| t != "<none>:<none>");
+            (i.id, tags)
+        })
+        .collect();
+    Ok(MachineState {
+        containers: seen,
+        volumes: volume_names,
+        networks: network_names,
+        images,
+    })
+}
+
+/// Engines before API 1.52 report health only inside the status text:
+/// `Up 3 minutes (healthy)`, `Up 2 seconds (health: starting)`.
+fn health_from_status(status: &str) -> Option<String> {
+    if status.contains("(healthy)") {
+        Some("healthy".into())
+    } else if status.contains("(unhealthy)") {
+        Some("unhealthy".into())
+    } else if status.contains("(health: starting)") {
+        Some("starting".into())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_comes_from_the_status_text() {
+        assert_eq!(health_from_status("Up 3 minutes (healthy)").as_deref(), Some("healthy"));
+        assert_eq!(health_from_status("Up 1 second (health: starting)").as_deref(), Some("starting"));
+        assert_eq!(health_from_status("Up 9 minutes (unhealthy)").as_deref(), Some("unhealthy"));
+        assert_eq!(health_from_status("Exited (0) 2 hours ago"), None);
+    }
+}
