@@ -8,7 +8,9 @@
 use crate::engine::Connections;
 use crate::labels;
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions};
+use bollard::query_parameters::{
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions,
+};
 use std::collections::{BTreeMap, HashMap};
 
 /// One container of the project as its machine reports it.
@@ -67,7 +69,10 @@ pub async fn observe(conns: &Connections, project: &str) -> Observation {
 }
 
 fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([("label".to_string(), vec![format!("{}={project}", labels::PROJECT)])])
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={project}", labels::PROJECT)],
+    )])
 }
 
 async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, String> {
@@ -81,7 +86,8 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
     }));
     let volumes = docker.list_volumes(None::<ListVolumesOptions>);
     let images = docker.list_images(Some(ListImagesOptions::default()));
-    let (containers, networks, volumes, images) = tokio::join!(containers, networks, volumes, images);
+    let (containers, networks, volumes, images) =
+        tokio::join!(containers, networks, volumes, images);
     let containers = containers.map_err(|e| format!("listing containers: {e}"))?;
     let networks = networks.map_err(|e| format!("listing networks: {e}"))?;
     let volumes = volumes.map_err(|e| format!("listing volumes: {e}"))?;
@@ -90,7 +96,8 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
     let mut seen: Vec<SeenContainer> = containers
         .into_iter()
         .map(|c| {
-            let labels: BTreeMap<String, String> = c.labels.unwrap_or_default().into_iter().collect();
+            let labels: BTreeMap<String, String> =
+                c.labels.unwrap_or_default().into_iter().collect();
             let status = c.status.unwrap_or_default();
             SeenContainer {
                 id: c.id.unwrap_or_default(),
@@ -100,7 +107,10 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
                     .map(|n| n.trim_start_matches('/').to_string())
                     .unwrap_or_default(),
                 service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
-                slot: labels.get(labels::SLOT).and_then(|s| s.parse().ok()).unwrap_or(0),
+                slot: labels
+                    .get(labels::SLOT)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
                 spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
                 release: labels.get(labels::RELEASE).cloned().unwrap_or_default(),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
@@ -116,7 +126,12 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
     seen.sort_by(|a, b| (&a.service, a.slot, &a.name).cmp(&(&b.service, b.slot, &b.name)));
     let mut network_names: Vec<String> = networks.into_iter().filter_map(|n| n.name).collect();
     network_names.sort();
-    let mut volume_names: Vec<String> = volumes.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
+    let mut volume_names: Vec<String> = volumes
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
     volume_names.sort();
     let images = images
         .into_iter()
@@ -154,9 +169,18 @@ mod tests {
 
     #[test]
     fn health_comes_from_the_status_text() {
-        assert_eq!(health_from_status("Up 3 minutes (healthy)").as_deref(), Some("healthy"));
-        assert_eq!(health_from_status("Up 1 second (health: starting)").as_deref(), Some("starting"));
-        assert_eq!(health_from_status("Up 9 minutes (unhealthy)").as_deref(), Some("unhealthy"));
+        assert_eq!(
+            health_from_status("Up 3 minutes (healthy)").as_deref(),
+            Some("healthy")
+        );
+        assert_eq!(
+            health_from_status("Up 1 second (health: starting)").as_deref(),
+            Some("starting")
+        );
+        assert_eq!(
+            health_from_status("Up 9 minutes (unhealthy)").as_deref(),
+            Some("unhealthy")
+        );
         assert_eq!(health_from_status("Exited (0) 2 hours ago"), None);
     }
 }

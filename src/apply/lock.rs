@@ -32,7 +32,11 @@ pub struct Holder {
 
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (since {}, seen on {})", self.holder, self.since, self.machine)
+        write!(
+            f,
+            "{} (since {}, seen on {})",
+            self.holder, self.since, self.machine
+        )
     }
 }
 
@@ -62,7 +66,12 @@ fn now_rfc3339() -> String {
 
 /// Takes the project's lock on every machine given (in name order), waiting up
 /// to `wait` for a holder to let go. Fails naming the holder.
-pub async fn acquire(machines: &[(String, Docker)], project: &str, holder: &str, wait: Duration) -> Result<Lock> {
+pub async fn acquire(
+    machines: &[(String, Docker)],
+    project: &str,
+    holder: &str,
+    wait: Duration,
+) -> Result<Lock> {
     let nonce = format!(
         "{}-{}",
         std::process::id(),
@@ -105,7 +114,13 @@ pub async fn acquire(machines: &[(String, Docker)], project: &str, holder: &str,
 }
 
 /// Tries to take the lock on one machine; `Some(holder)` when someone else has it.
-async fn try_one(docker: &Docker, machine: &str, project: &str, holder: &str, nonce: &str) -> Result<Option<Holder>> {
+async fn try_one(
+    docker: &Docker,
+    machine: &str,
+    project: &str,
+    holder: &str,
+    nonce: &str,
+) -> Result<Option<Holder>> {
     let labels = HashMap::from([
         (LOCK_LABEL.to_string(), project.to_string()),
         (HOLDER_LABEL.to_string(), holder.to_string()),
@@ -132,8 +147,16 @@ async fn try_one(docker: &Docker, machine: &str, project: &str, holder: &str, no
     }
     Ok(Some(Holder {
         machine: machine.to_string(),
-        holder: v.labels.get(HOLDER_LABEL).cloned().unwrap_or_else(|| "unknown".into()),
-        since: v.labels.get(SINCE_LABEL).cloned().unwrap_or_else(|| "unknown".into()),
+        holder: v
+            .labels
+            .get(HOLDER_LABEL)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into()),
+        since: v
+            .labels
+            .get(SINCE_LABEL)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into()),
     }))
 }
 
@@ -145,7 +168,12 @@ impl Lock {
             if let Ok(v) = docker.inspect_volume(&name).await
                 && v.labels.get(NONCE_LABEL).map(String::as_str) == Some(self.nonce.as_str())
             {
-                let _ = docker.remove_volume(&name, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
+                let _ = docker
+                    .remove_volume(
+                        &name,
+                        None::<bollard::query_parameters::RemoveVolumeOptions>,
+                    )
+                    .await;
             }
         }
     }
@@ -158,8 +186,16 @@ pub async fn holders(machines: &[(String, Docker)], project: &str) -> Vec<Holder
         if let Ok(v) = docker.inspect_volume(&volume_name(project)).await {
             out.push(Holder {
                 machine: name.clone(),
-                holder: v.labels.get(HOLDER_LABEL).cloned().unwrap_or_else(|| "unknown".into()),
-                since: v.labels.get(SINCE_LABEL).cloned().unwrap_or_else(|| "unknown".into()),
+                holder: v
+                    .labels
+                    .get(HOLDER_LABEL)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into()),
+                since: v
+                    .labels
+                    .get(SINCE_LABEL)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into()),
             });
         }
     }
@@ -173,7 +209,10 @@ pub async fn clear(machines: &[(String, Docker)], project: &str) -> Result<usize
         let vname = volume_name(project);
         if docker.inspect_volume(&vname).await.is_ok() {
             docker
-                .remove_volume(&vname, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .remove_volume(
+                    &vname,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
                 .await
                 .map_err(|e| anyhow::anyhow!("{name}: cannot remove the lock: {e}"))?;
             n += 1;

@@ -7,9 +7,12 @@ use crate::labels;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::models::{
+    ContainerCreateBody, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
+};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
 };
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -24,24 +27,40 @@ fn status_code(e: &DockerError) -> Option<u16> {
 }
 
 /// Creates the project network `name` on a machine unless it exists.
-pub async fn ensure_network(docker: &Docker, name: &str, project: &str, spec: &Value) -> Result<()> {
+pub async fn ensure_network(
+    docker: &Docker,
+    name: &str,
+    project: &str,
+    spec: &Value,
+) -> Result<()> {
     if docker.inspect_network(name, None).await.is_ok() {
         return Ok(());
     }
     let mut label_map: HashMap<String, String> = spec
         .get("labels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     label_map.insert(labels::PROJECT.into(), project.into());
     let options: HashMap<String, String> = spec
         .get("driver_opts")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     let req = NetworkCreateRequest {
         name: name.to_string(),
-        driver: spec.get("driver").and_then(Value::as_str).map(str::to_string),
+        driver: spec
+            .get("driver")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         internal: spec.get("internal").and_then(Value::as_bool),
         attachable: Some(true),
         enable_ipv6: spec.get("enable_ipv6").and_then(Value::as_bool),
@@ -66,18 +85,29 @@ pub async fn ensure_volume(docker: &Docker, name: &str, project: &str, spec: &Va
     let mut label_map: HashMap<String, String> = spec
         .get("labels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     label_map.insert(labels::PROJECT.into(), project.into());
     let driver_opts: HashMap<String, String> = spec
         .get("driver_opts")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     docker
         .create_volume(VolumeCreateRequest {
             name: Some(name.to_string()),
-            driver: spec.get("driver").and_then(Value::as_str).map(str::to_string),
+            driver: spec
+                .get("driver")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             driver_opts: Some(driver_opts),
             labels: Some(label_map),
             ..Default::default()
@@ -91,8 +121,14 @@ pub async fn ensure_volume(docker: &Docker, name: &str, project: &str, spec: &Va
 /// connects its extra networks, and returns its ID. An existing container of
 /// that name (left by an interrupted run) is reused when it carries the same
 /// spec hash.
-pub async fn create(docker: &Docker, name: &str, request: &Value, extra_networks: &[(String, Value)]) -> Result<String> {
-    let body: ContainerCreateBody = serde_json::from_value(request.clone()).context("building the create request")?;
+pub async fn create(
+    docker: &Docker,
+    name: &str,
+    request: &Value,
+    extra_networks: &[(String, Value)],
+) -> Result<String> {
+    let body: ContainerCreateBody =
+        serde_json::from_value(request.clone()).context("building the create request")?;
     let id = match docker
         .create_container(
             Some(CreateContainerOptions {
@@ -109,14 +145,17 @@ pub async fn create(docker: &Docker, name: &str, request: &Value, extra_networks
                 .inspect_container(name, None::<InspectContainerOptions>)
                 .await
                 .with_context(|| format!("inspecting existing container {name}"))?;
-            let want = request.pointer(&format!("/Labels/{}", labels::SPEC_HASH.replace('/', "~1")));
+            let want =
+                request.pointer(&format!("/Labels/{}", labels::SPEC_HASH.replace('/', "~1")));
             let have = existing
                 .config
                 .as_ref()
                 .and_then(|c| c.labels.as_ref())
                 .and_then(|l| l.get(labels::SPEC_HASH));
             if want.and_then(Value::as_str) != have.map(String::as_str) {
-                bail!("a container named {name} exists with another spec; remove it or run `hoist up` again");
+                bail!(
+                    "a container named {name} exists with another spec; remove it or run `hoist up` again"
+                );
             }
             existing.id.unwrap_or_default()
         }
@@ -125,7 +164,9 @@ pub async fn create(docker: &Docker, name: &str, request: &Value, extra_networks
     for (net, endpoint) in extra_networks {
         let req = NetworkConnectRequest {
             container: id.clone(),
-            endpoint_config: Some(serde_json::from_value(endpoint.clone()).context("network endpoint")?),
+            endpoint_config: Some(
+                serde_json::from_value(endpoint.clone()).context("network endpoint")?,
+            ),
         };
         match docker.connect_network(net, req).await {
             Ok(()) => {}
