@@ -3,4 +3,6 @@
 pub mod image;
 pub mod lock;
 pub mod ops;
+pub mod progress;
+pub mod rollout;
 pub mod time;

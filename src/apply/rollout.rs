@@ -1,0 +1,516 @@
+//! Rollout: carry out the container changes of a plan, service by service in
+//! dependency order, in batches (update_config.parallelism, delay), each new
+//! replica gated on its health, with failure_action (rollback by default) when
+//! too many fail. Changes on different machines run concurrently.
+//!
+//! A replaced container is not removed: it is stopped and kept as the slot's
+//! previous release, so `hoist rollback` (and an automatic rollback) can start it
+//! again without the old compose file or the old image tag.
+
+use super::ops::{self, HealthGate};
+use super::progress::Progress;
+use anyhow::{Result, anyhow};
+use bollard::Docker;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// What to do when more replicas fail than max_failure_ratio allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureAction {
+    /// hoist's default when update_config says nothing: undo this service's changes.
+    Rollback,
+    /// Stop the rollout where it is and fail.
+    Pause,
+    /// Keep going; report the failures at the end.
+    Continue,
+}
+
+/// update_config (or rollback_config) of one service, resolved to defaults.
+#[derive(Debug, Clone)]
+pub struct UpdatePolicy {
+    /// Replicas changed at once; 0 means all at once.
+    pub parallelism: usize,
+    pub delay: Duration,
+    pub failure_action: FailureAction,
+    pub max_failure_ratio: f64,
+}
+
+/// One container change, as planned.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A new replica for a slot that has none.
+    Create {
+        machine: String,
+        slot: u32,
+        name: String,
+        request: Value,
+        extra_networks: Vec<(String, Value)>,
+    },
+    /// The slot's container exists with the right spec but is stopped.
+    Start {
+        machine: String,
+        slot: u32,
+        id: String,
+    },
+    /// The slot's container has another spec: bring up the new one, retire the old.
+    Replace {
+        machine: String,
+        slot: u32,
+        old_id: String,
+        name: String,
+        request: Value,
+        extra_networks: Vec<(String, Value)>,
+        /// Start the new replica before stopping the old (no downtime) — only when
+        /// both can run at once (no fixed host port, no single-writer volume).
+        start_first: bool,
+    },
+    /// A container the file no longer wants (scale down, removed service, duplicate,
+    /// or a previous release beyond the one kept for rollback).
+    Remove {
+        machine: String,
+        slot: u32,
+        id: String,
+        stop_first: bool,
+    },
+}
+
+impl Change {
+    pub fn machine(&self) -> &str {
+        match self {
+            Change::Create { machine, .. }
+            | Change::Start { machine, .. }
+            | Change::Replace { machine, .. }
+            | Change::Remove { machine, .. } => machine,
+        }
+    }
+
+    fn slot(&self) -> u32 {
+        match self {
+            Change::Create { slot, .. }
+            | Change::Start { slot, .. }
+            | Change::Replace { slot, .. }
+            | Change::Remove { slot, .. } => *slot,
+        }
+    }
+}
+
+/// One service's part of a rollout.
+#[derive(Debug, Clone)]
+pub struct ServiceRollout {
+    pub service: String,
+    pub update: UpdatePolicy,
+    pub rollback: UpdatePolicy,
+    pub gate: HealthGate,
+    /// stop_grace_period.
+    pub stop_grace: Duration,
+    pub changes: Vec<Change>,
+}
+
+/// How one change ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub machine: String,
+    pub slot: u32,
+    pub result: Result<String, String>,
+}
+
+/// The end of a rollout, service by service.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub services: Vec<(String, Vec<Outcome>, Verdict)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Done,
+    /// Failed, and this service's changes were undone.
+    RolledBack(String),
+    /// Failed and stopped there (failure_action: pause).
+    Paused(String),
+    /// Failed replicas remain (failure_action: continue).
+    Degraded(String),
+    /// Not attempted because an earlier service failed.
+    Skipped,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.services.iter().all(|(_, _, v)| *v == Verdict::Done)
+    }
+}
+
+/// What was done to a slot, so it can be undone.
+enum Done {
+    Created {
+        machine: String,
+        id: String,
+    },
+    Replaced {
+        machine: String,
+        old_id: String,
+        new_id: String,
+    },
+    Nothing,
+}
+
+/// Runs the services' changes in the given order. A service that fails stops
+/// the rollout: later services are skipped (their dependencies are not sound).
+pub async fn run(
+    services: &[ServiceRollout],
+    engines: &HashMap<String, Docker>,
+    progress: &Progress,
+) -> Report {
+    let mut report = Report::default();
+    let mut failed = false;
+    for svc in services {
+        if failed {
+            report
+                .services
+                .push((svc.service.clone(), Vec::new(), Verdict::Skipped));
+            continue;
+        }
+        let (outcomes, verdict) = run_service(svc, engines, progress).await;
+        failed = !matches!(verdict, Verdict::Done | Verdict::Degraded(_));
+        report
+            .services
+            .push((svc.service.clone(), outcomes, verdict));
+    }
+    report
+}
+
+async fn run_service(
+    svc: &ServiceRollout,
+    engines: &HashMap<String, Docker>,
+    progress: &Progress,
+) -> (Vec<Outcome>, Verdict) {
+    let (removals, updates): (Vec<&Change>, Vec<&Change>) = svc
+        .changes
+        .iter()
+        .partition(|c| matches!(c, Change::Remove { .. }));
+    let total = updates.len();
+    let batch = if svc.update.parallelism == 0 {
+        total.max(1)
+    } else {
+        svc.update.parallelism
+    };
+    let mut outcomes = Vec::new();
+    let mut done: Vec<Done> = Vec::new();
+    let mut failures = 0usize;
+    for (i, chunk) in updates.chunks(batch).enumerate() {
+        if i > 0 && !svc.update.delay.is_zero() {
+            progress.note(&format!(
+                "{}: waiting {}s before the next batch",
+                svc.service,
+                svc.update.delay.as_secs()
+            ));
+            tokio::time::sleep(svc.update.delay).await;
+        }
+        let results = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|c| apply_change(svc, c, engines, progress)),
+        )
+        .await;
+        for (change, (outcome, record)) in chunk.iter().zip(results) {
+            if outcome.is_err() {
+                failures += 1;
+            }
+            outcomes.push(Outcome {
+                machine: change.machine().to_string(),
+                slot: change.slot(),
+                result: outcome,
+            });
+            done.push(record);
+        }
+        let ratio = failures as f64 / total.max(1) as f64;
+        if failures > 0 && ratio > svc.update.max_failure_ratio {
+            let why = format!(
+                "{failures} of {total} replicas failed (max_failure_ratio {})",
+                svc.update.max_failure_ratio
+            );
+            match svc.update.failure_action {
+                FailureAction::Continue => {}
+                FailureAction::Pause => return (outcomes, Verdict::Paused(why)),
+                FailureAction::Rollback => {
+                    progress.note(&format!("{}: {why}; rolling back", svc.service));
+                    undo(svc, done, engines, progress).await;
+                    return (outcomes, Verdict::RolledBack(why));
+                }
+            }
+        }
+    }
+    for change in removals {
+        let (outcome, _) = apply_change(svc, change, engines, progress).await;
+        outcomes.push(Outcome {
+            machine: change.machine().to_string(),
+            slot: change.slot(),
+            result: outcome,
+        });
+    }
+    if failures > 0 {
+        let why = format!("{failures} of {total} replicas failed");
+        return (outcomes, Verdict::Degraded(why));
+    }
+    (outcomes, Verdict::Done)
+}
+
+fn key(service: &str, slot: u32, machine: &str) -> String {
+    format!("{service}.{slot}@{machine}")
+}
+
+async fn apply_change(
+    svc: &ServiceRollout,
+    change: &Change,
+    engines: &HashMap<String, Docker>,
+    progress: &Progress,
+) -> (Result<String, String>, Done) {
+    let machine = change.machine();
+    let k = key(&svc.service, change.slot(), machine);
+    let Some(docker) = engines.get(machine) else {
+        let e = format!("machine {machine} is not connected");
+        progress.finish(&k, &format!("failed: {e}"));
+        return (Err(e), Done::Nothing);
+    };
+    let (result, record) = match change {
+        Change::Create {
+            name,
+            request,
+            extra_networks,
+            ..
+        } => {
+            progress.step(&k, "creating");
+            match create_and_prove(svc, docker, name, request, extra_networks, &k, progress).await {
+                Ok(id) => (
+                    Ok("created".to_string()),
+                    Done::Created {
+                        machine: machine.into(),
+                        id,
+                    },
+                ),
+                Err((e, id)) => (
+                    Err(e),
+                    id.map(|id| Done::Created {
+                        machine: machine.into(),
+                        id,
+                    })
+                    .unwrap_or(Done::Nothing),
+                ),
+            }
+        }
+        Change::Start { id, .. } => {
+            progress.step(&k, "starting");
+            let r = async {
+                ops::start(docker, id).await?;
+                ops::wait_ready(docker, id, svc.gate).await
+            }
+            .await;
+            (
+                r.map(|_| "started".to_string())
+                    .map_err(|e| format!("{e:#}")),
+                Done::Nothing,
+            )
+        }
+        Change::Replace {
+            old_id,
+            name,
+            request,
+            extra_networks,
+            start_first,
+            ..
+        } => {
+            replace(
+                svc,
+                docker,
+                machine,
+                old_id,
+                name,
+                request,
+                extra_networks,
+                *start_first,
+                &k,
+                progress,
+            )
+            .await
+        }
+        Change::Remove { id, stop_first, .. } => {
+            progress.step(&k, "removing");
+            let r = async {
+                if *stop_first {
+                    ops::stop(docker, id, svc.stop_grace).await?;
+                }
+                ops::remove(docker, id).await
+            }
+            .await;
+            (
+                r.map(|_| "removed".to_string())
+                    .map_err(|e| format!("{e:#}")),
+                Done::Nothing,
+            )
+        }
+    };
+    match &result {
+        Ok(m) => progress.finish(&k, m),
+        Err(e) => progress.finish(&k, &format!("FAILED: {e}")),
+    }
+    (result, record)
+}
+
+/// Creates, starts and health-gates a new container. On failure the error comes
+/// with the new container's ID (if it got one) so the caller can clean up.
+async fn create_and_prove(
+    svc: &ServiceRollout,
+    docker: &Docker,
+    name: &str,
+    request: &Value,
+    extra_networks: &[(String, Value)],
+    k: &str,
+    progress: &Progress,
+) -> Result<String, (String, Option<String>)> {
+    let id = ops::create(docker, name, request, extra_networks)
+        .await
+        .map_err(|e| (format!("{e:#}"), None))?;
+    progress.step(k, "starting");
+    if let Err(e) = ops::start(docker, &id).await {
+        return Err((format!("{e:#}"), Some(id)));
+    }
+    progress.step(
+        k,
+        if svc.gate.has_healthcheck {
+            "waiting for healthy"
+        } else {
+            "monitoring"
+        },
+    );
+    match ops::wait_ready(docker, &id, svc.gate).await {
+        Ok(()) => Ok(id),
+        Err(e) => Err((format!("{e:#}"), Some(id))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn replace(
+    svc: &ServiceRollout,
+    docker: &Docker,
+    machine: &str,
+    old_id: &str,
+    name: &str,
+    request: &Value,
+    extra_networks: &[(String, Value)],
+    start_first: bool,
+    k: &str,
+    progress: &Progress,
+) -> (Result<String, String>, Done) {
+    if start_first {
+        progress.step(k, "starting new replica beside the old (start-first)");
+        match create_and_prove(svc, docker, name, request, extra_networks, k, progress).await {
+            Ok(new_id) => {
+                progress.step(k, "stopping the previous replica");
+                if let Err(e) = ops::stop(docker, old_id, svc.stop_grace).await {
+                    return (
+                        Err(format!("{e:#}")),
+                        Done::Replaced {
+                            machine: machine.into(),
+                            old_id: old_id.into(),
+                            new_id,
+                        },
+                    );
+                }
+                (
+                    Ok("replaced (start-first)".into()),
+                    Done::Replaced {
+                        machine: machine.into(),
+                        old_id: old_id.into(),
+                        new_id,
+                    },
+                )
+            }
+            Err((e, new_id)) => {
+                // The old replica never stopped: just drop the failed new one.
+                if let Some(id) = new_id {
+                    let _ = ops::remove(docker, &id).await;
+                }
+                (Err(e), Done::Nothing)
+            }
+        }
+    } else {
+        progress.step(k, "stopping the previous replica (stop-first)");
+        if let Err(e) = ops::stop(docker, old_id, svc.stop_grace).await {
+            return (Err(format!("{e:#}")), Done::Nothing);
+        }
+        match create_and_prove(svc, docker, name, request, extra_networks, k, progress).await {
+            Ok(new_id) => (
+                Ok("replaced (stop-first)".into()),
+                Done::Replaced {
+                    machine: machine.into(),
+                    old_id: old_id.into(),
+                    new_id,
+                },
+            ),
+            Err((e, new_id)) => {
+                // Bring the old replica straight back; the service-level
+                // rollback then has nothing left to do for this slot.
+                if let Some(id) = new_id {
+                    let _ = ops::remove(docker, &id).await;
+                }
+                let _ = ops::start(docker, old_id).await;
+                (Err(e), Done::Nothing)
+            }
+        }
+    }
+}
+
+/// Undoes this run's changes of one service: previous replicas started again,
+/// new ones removed, following rollback_config's parallelism.
+async fn undo(
+    svc: &ServiceRollout,
+    done: Vec<Done>,
+    engines: &HashMap<String, Docker>,
+    progress: &Progress,
+) {
+    let batch = if svc.rollback.parallelism == 0 {
+        done.len().max(1)
+    } else {
+        svc.rollback.parallelism
+    };
+    let items: Vec<Done> = done
+        .into_iter()
+        .filter(|d| !matches!(d, Done::Nothing))
+        .collect();
+    for (i, chunk) in items.chunks(batch).enumerate() {
+        if i > 0 && !svc.rollback.delay.is_zero() {
+            tokio::time::sleep(svc.rollback.delay).await;
+        }
+        futures_util::future::join_all(chunk.iter().map(|d| async move {
+            let r: Result<()> = async {
+                match d {
+                    Done::Created { machine, id } => {
+                        let docker = engines
+                            .get(machine)
+                            .ok_or_else(|| anyhow!("{machine} not connected"))?;
+                        ops::remove(docker, id).await
+                    }
+                    Done::Replaced {
+                        machine,
+                        old_id,
+                        new_id,
+                    } => {
+                        let docker = engines
+                            .get(machine)
+                            .ok_or_else(|| anyhow!("{machine} not connected"))?;
+                        ops::start(docker, old_id).await?;
+                        ops::wait_ready(docker, old_id, svc.gate).await?;
+                        ops::stop(docker, new_id, svc.stop_grace).await?;
+                        ops::remove(docker, new_id).await
+                    }
+                    Done::Nothing => Ok(()),
+                }
+            }
+            .await;
+            if let Err(e) = r {
+                progress.note(&format!("{}: rollback step failed: {e:#}", svc.service));
+            }
+        }))
+        .await;
+    }
+}
