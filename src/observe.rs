@@ -33,7 +33,30 @@ pub struct SeenContainer {
     /// Seconds since the epoch.
     pub created: i64,
     pub status: String,
+    /// Published ports as `host_ip:port->target/proto`.
+    pub ports: Vec<String>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// The container that currently fills each slot: the running one (the newest if
+/// several), else the newest. The others of a slot are previous releases kept
+/// for rollback, or leftovers of an interrupted run.
+pub fn current(containers: &[SeenContainer]) -> Vec<&SeenContainer> {
+    let mut best: BTreeMap<(&str, u32), &SeenContainer> = BTreeMap::new();
+    for c in containers.iter().filter(|c| c.slot > 0) {
+        let key = (c.service.as_str(), c.slot);
+        let better = match best.get(&key) {
+            None => true,
+            Some(b) => {
+                let rank = |x: &SeenContainer| (x.state == "running", x.created, x.id.clone());
+                rank(c) > rank(b)
+            }
+        };
+        if better {
+            best.insert(key, c);
+        }
+    }
+    best.into_values().collect()
 }
 
 /// Everything of a project on one machine.
@@ -119,6 +142,17 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
                 image_id: c.image_id.unwrap_or_default(),
                 created: c.created.unwrap_or(0),
                 status,
+                ports: c
+                    .ports
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| {
+                        let public = p.public_port?;
+                        let ip = p.ip.unwrap_or_default();
+                        let proto = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
+                        Some(format!("{ip}:{public}->{}/{proto}", p.private_port))
+                    })
+                    .collect(),
                 labels,
             }
         })

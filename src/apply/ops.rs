@@ -186,13 +186,14 @@ pub async fn start(docker: &Docker, id: &str) -> Result<()> {
     }
 }
 
-/// Stops a container, giving it `grace` before SIGKILL (stop_grace_period).
-pub async fn stop(docker: &Docker, id: &str, grace: Duration) -> Result<()> {
+/// Stops a container, giving it `grace` before SIGKILL (stop_grace_period);
+/// `None` uses the grace period the container was created with.
+pub async fn stop(docker: &Docker, id: &str, grace: Option<Duration>) -> Result<()> {
     match docker
         .stop_container(
             id,
             Some(StopContainerOptions {
-                t: Some(grace.as_secs().min(i32::MAX as u64) as i32),
+                t: grace.map(|g| g.as_secs().min(i32::MAX as u64) as i32),
                 signal: None,
             }),
         )

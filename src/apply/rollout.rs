@@ -337,7 +337,7 @@ async fn apply_change(
             progress.step(&k, "removing");
             let r = async {
                 if *stop_first {
-                    ops::stop(docker, id, svc.stop_grace).await?;
+                    ops::stop(docker, id, Some(svc.stop_grace)).await?;
                 }
                 ops::remove(docker, id).await
             }
@@ -406,7 +406,7 @@ async fn replace(
         match create_and_prove(svc, docker, name, request, extra_networks, k, progress).await {
             Ok(new_id) => {
                 progress.step(k, "stopping the previous replica");
-                if let Err(e) = ops::stop(docker, old_id, svc.stop_grace).await {
+                if let Err(e) = ops::stop(docker, old_id, Some(svc.stop_grace)).await {
                     return (
                         Err(format!("{e:#}")),
                         Done::Replaced {
@@ -435,7 +435,7 @@ async fn replace(
         }
     } else {
         progress.step(k, "stopping the previous replica (stop-first)");
-        if let Err(e) = ops::stop(docker, old_id, svc.stop_grace).await {
+        if let Err(e) = ops::stop(docker, old_id, Some(svc.stop_grace)).await {
             return (Err(format!("{e:#}")), Done::Nothing);
         }
         match create_and_prove(svc, docker, name, request, extra_networks, k, progress).await {
@@ -500,7 +500,7 @@ async fn undo(
                             .ok_or_else(|| anyhow!("{machine} not connected"))?;
                         ops::start(docker, old_id).await?;
                         ops::wait_ready(docker, old_id, svc.gate).await?;
-                        ops::stop(docker, new_id, svc.stop_grace).await?;
+                        ops::stop(docker, new_id, Some(svc.stop_grace)).await?;
                         ops::remove(docker, new_id).await
                     }
                     Done::Nothing => Ok(()),

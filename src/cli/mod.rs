@@ -1,7 +1,11 @@
 //! Command-line interface: parses arguments, calls the pipeline, renders results.
 //! It holds no deployment logic; each verb lives in its own file.
 
+mod down;
+mod exec;
+mod logs;
 mod machines;
+mod ps;
 mod table;
 
 use clap::{Args, Parser, Subcommand};
@@ -70,6 +74,20 @@ pub fn load_fleet(global: &Global) -> anyhow::Result<crate::inventory::Fleet> {
     let cwd = std::env::current_dir()?;
     let path = crate::inventory::locate(global.machines.as_deref(), &cwd);
     crate::inventory::load(path.as_deref())
+}
+
+/// Asks a yes/no question on the terminal. Without a terminal it never waits:
+/// the answer is no, and the caller says to pass `--yes`.
+pub fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("{question} — no terminal to ask on; pass --yes to go ahead");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
 /// Durations as Compose writes them: `90s`, `1m30s`, `1h`, `500ms`, or bare seconds.

@@ -1,0 +1,122 @@
+//! `hoist ps`: every replica of the project on every machine.
+
+use super::{Global, table};
+use crate::engine;
+use crate::observe::{self, SeenContainer};
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+use std::process::ExitCode;
+
+/// List the project's replicas: service, slot, machine, state, health, image, age.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  hoist ps\n  hoist ps web --json\n  hoist ps --all   # also the stopped previous releases kept for rollback\n\nExit codes: 0 ok, 1 error or a machine could not be read (the others are still listed)."
+)]
+pub struct PsArgs {
+    /// Only these services.
+    services: Vec<String>,
+    /// Also list previous releases kept (stopped) for rollback.
+    #[arg(short, long)]
+    all: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(global: &Global, project: &str, args: PsArgs) -> Result<ExitCode> {
+    let fleet = super::load_fleet(global)?;
+    let conns = engine::connect_all(&fleet, global.timeout).await?;
+    let seen = observe::observe(&conns, project).await;
+    conns.close().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut rows = Vec::new();
+    let mut records = Vec::new();
+    let mut unread = Vec::new();
+    for (machine, state) in &seen.machines {
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                unread.push(format!("{machine}: {e}"));
+                continue;
+            }
+        };
+        let current = observe::current(&state.containers);
+        for c in &state.containers {
+            if !args.services.is_empty() && !args.services.contains(&c.service) {
+                continue;
+            }
+            let is_current = current.iter().any(|x| x.id == c.id);
+            if !is_current && !args.all {
+                continue;
+            }
+            rows.push(vec![
+                c.service.clone(),
+                c.slot.to_string(),
+                machine.clone(),
+                if is_current {
+                    c.state.clone()
+                } else {
+                    format!("{} (previous)", c.state)
+                },
+                c.health.clone().unwrap_or_else(|| "-".into()),
+                c.image.clone(),
+                ports_text(c),
+                age(now - c.created),
+            ]);
+            records.push(json!({
+                "service": c.service, "slot": c.slot, "machine": machine, "id": c.id, "name": c.name,
+                "state": c.state, "health": c.health, "image": c.image, "image_id": c.image_id,
+                "release": c.release, "spec_hash": c.spec_hash, "current": is_current, "created": c.created,
+                "status": c.status,
+            }));
+        }
+    }
+    rows.sort();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"schema": 1, "project": project, "replicas": records, "unreachable": unread})
+            )?
+        );
+    } else {
+        print!(
+            "{}",
+            table::render(
+                &[
+                    "SERVICE", "SLOT", "MACHINE", "STATE", "HEALTH", "IMAGE", "PORTS", "AGE"
+                ],
+                &rows
+            )
+        );
+        for u in &unread {
+            eprintln!("hoist: could not read {u}");
+        }
+    }
+    Ok(if unread.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn ports_text(c: &SeenContainer) -> String {
+    let mut p = c.ports.clone();
+    p.sort();
+    p.dedup();
+    p.join(",")
+}
+
+fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
