@@ -10,6 +10,7 @@ mod engine;
 mod inventory;
 mod labels;
 mod observe;
+mod ship;
 mod transport;
 
 fn main() -> std::process::ExitCode {
