@@ -72,6 +72,8 @@ impl fmt::Display for SshFailure {
 /// match the stable parts of its messages.
 pub fn classify(ssh_output: &str) -> SshFailure {
     let text = ssh_output.trim();
+    // The openssh crate prefixes ssh's own words with its summary; keep ssh's.
+    let text = text.strip_prefix("failed to connect to the remote host: ").unwrap_or(text);
     let last_line = text
         .lines()
         .rev()
