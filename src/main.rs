@@ -1,18 +1,5 @@
-//! hoist — Compose across machines.
-//!
-//! The binary is a thin shell over the pipeline (see docs/architecture.md):
-//! load → schedule → observe → diff → apply → watch.
-
-mod apply;
-mod cli;
-mod container;
-mod engine;
-mod inventory;
-mod labels;
-mod observe;
-mod ship;
-mod transport;
+//! The `hoist` command: everything lives in the library; see `hoist::cli`.
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    hoist::cli::main()
 }

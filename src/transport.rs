@@ -73,7 +73,9 @@ impl fmt::Display for SshFailure {
 pub fn classify(ssh_output: &str) -> SshFailure {
     let text = ssh_output.trim();
     // The openssh crate prefixes ssh's own words with its summary; keep ssh's.
-    let text = text.strip_prefix("failed to connect to the remote host: ").unwrap_or(text);
+    let text = text
+        .strip_prefix("failed to connect to the remote host: ")
+        .unwrap_or(text);
     let last_line = text
         .lines()
         .rev()

@@ -1,0 +1,15 @@
+//! hoist — Compose across machines.
+//!
+//! The crate follows the pipeline (see docs/architecture.md):
+//! load → schedule → observe → diff → apply → watch. The binary (`src/main.rs`)
+//! only calls `cli::main`.
+
+pub mod apply;
+pub mod cli;
+pub mod container;
+pub mod engine;
+pub mod inventory;
+pub mod labels;
+pub mod observe;
+pub mod ship;
+pub mod transport;
