@@ -4,6 +4,7 @@
 //! load → schedule → observe → diff → apply → watch.
 
 mod cli;
+mod core;
 mod labels;
 
 fn main() -> std::process::ExitCode {
