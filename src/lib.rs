@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod cli;
 pub mod container;
+pub mod core;
 pub mod engine;
 pub mod inventory;
 pub mod labels;

@@ -1,0 +1,307 @@
+//! The plan: what `up` will do, step by step, each step with its reasons.
+//!
+//! `plan` prints exactly what `up` will do, and `up` does only that, so the plan is data that
+//! both render and apply read. Its text is the oracle of the core's table tests, hence
+//! deterministic to the byte: everything in it is ordered by the steps' order or by name.
+//!
+//! # JSON schema 1 (`Plan::to_json`)
+//!
+//! ```text
+//! {
+//!   "schema": 1,
+//!   "changes": bool,                 // same as has_changes()
+//!   "summary": { "create", "start", "replace", "move", "remove", "unchanged",
+//!                "create_network", "create_volume", "machines", "unreachable": int },
+//!   "steps": [ {                     // in execution order
+//!     "action": "create_network" | "create_volume" | "create" | "start" | "replace"
+//!             | "move" | "remove" | "unchanged",
+//!     "machine": string,             // where it happens (a move's destination)
+//!     "service": string | null,      // null for networks and volumes
+//!     "slot": int | null,            // replica number; null for a global service and for
+//!                                    // networks and volumes
+//!     "name": string | null,         // network or volume name, else null
+//!     "container": {"id": string, "name": string} | null,  // existing container acted on
+//!     "from_machine": string | null, // move: where the container is now
+//!     "order": "start-first" | "stop-first" | null,  // replace only
+//!     "order_reason": string | null,
+//!     "reasons": [string]            // never contains environment or secret values
+//!   } ],
+//!   "unknown": [ {"service": string, "slot": int | null, "machines": [string]} ],
+//!   "unreachable": [ {"machine": string, "reason": string} ],
+//!   "warnings": [string]             // the text form's warning lines, without "warning: "
+//! }
+//! ```
+//! Fields are only ever added within a schema number; any other change bumps `schema`.
+//! docs/plan-json.md holds the same description for users.
+
+use super::observed::{Reach, Slot, SlotName};
+use super::workload::UpdateOrder;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// An existing container a step acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// What a step does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    CreateNetwork { name: String },
+    CreateVolume { name: String },
+    /// A new container for the slot.
+    Create,
+    /// Start the slot's stopped container; its spec is current.
+    Start { container: ContainerRef },
+    /// Recreate the slot's container on the same machine, in `order`.
+    Replace { container: ContainerRef, order: UpdateOrder, order_reason: String },
+    /// Create the slot on `machine`, then remove its container from `from`.
+    Move { from: String, container: ContainerRef },
+    Remove { container: ContainerRef },
+    Unchanged { container: ContainerRef },
+}
+
+impl Action {
+    /// The `action` name in JSON and the order of the summary.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::CreateNetwork { .. } => "create_network",
+            Action::CreateVolume { .. } => "create_volume",
+            Action::Create => "create",
+            Action::Start { .. } => "start",
+            Action::Replace { .. } => "replace",
+            Action::Move { .. } => "move",
+            Action::Remove { .. } => "remove",
+            Action::Unchanged { .. } => "unchanged",
+        }
+    }
+
+    fn container(&self) -> Option<&ContainerRef> {
+        match self {
+            Action::Start { container }
+            | Action::Replace { container, .. }
+            | Action::Move { container, .. }
+            | Action::Remove { container }
+            | Action::Unchanged { container } => Some(container),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub machine: String,
+    /// `None` for network and volume steps.
+    pub service: Option<String>,
+    pub slot: Option<Slot>,
+    pub action: Action,
+    pub reasons: Vec<String>,
+}
+
+/// A slot the plan cannot decide about: it may be running on an unreachable machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unknown {
+    pub service: String,
+    pub slot: Slot,
+    pub machines: Vec<String>,
+    /// Local volumes the service mounts (its data may be there too).
+    pub volumes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// In execution order: networks and volumes, removed services, then services in
+    /// depends_on order (removals first within a service).
+    pub steps: Vec<Step>,
+    /// Every inventory machine and whether it was reachable.
+    pub machines: BTreeMap<String, Reach>,
+    pub unknown: Vec<Unknown>,
+}
+
+/// Summary order; the first four always print, the others when non-zero.
+const COUNTS: [(&str, &str, bool); 8] = [
+    ("create", "to create", true),
+    ("start", "to start", false),
+    ("replace", "to replace", true),
+    ("move", "to move", false),
+    ("remove", "to remove", true),
+    ("unchanged", "unchanged", true),
+    ("create_network", "network", false),
+    ("create_volume", "volume", false),
+];
+
+impl Plan {
+    /// Whether `up` would change anything (for `--detailed-exitcode`).
+    pub fn has_changes(&self) -> bool {
+        self.steps.iter().any(|s| !matches!(s.action, Action::Unchanged { .. }))
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.steps.iter().filter(|s| s.action.kind() == kind).count()
+    }
+
+    fn unreachable(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.machines.iter().filter_map(|(m, r)| match r {
+            Reach::Unreachable(why) => Some((m.as_str(), why.as_str())),
+            Reach::Reachable => None,
+        })
+    }
+
+    /// `3 to create, 2 to replace, 1 to remove, 14 unchanged, across 3 machines`
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (kind, label, always) in COUNTS {
+            let n = self.count(kind);
+            if n == 0 && !always {
+                continue;
+            }
+            parts.push(match kind {
+                "create_network" | "create_volume" => {
+                    format!("{n} {label}{} to create", if n == 1 { "" } else { "s" })
+                }
+                _ => format!("{n} {label}"),
+            });
+        }
+        let total = self.machines.len();
+        let mut line = format!("{}, across {total} machine{}", parts.join(", "), if total == 1 { "" } else { "s" });
+        let down = self.unreachable().count();
+        if down > 0 {
+            let _ = write!(line, " ({down} unreachable)");
+        }
+        line
+    }
+
+    /// Warnings about what the plan cannot see, one line each (without the `warning: `).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .unreachable()
+            .map(|(m, why)| {
+                format!("{m} is unreachable ({why}): its containers are unknown, nothing is planned there")
+            })
+            .collect();
+        for u in &self.unknown {
+            let mut line = format!(
+                "{} is not placed: it may be running on unreachable {}",
+                SlotName(&u.service, &u.slot),
+                u.machines.join(" or ")
+            );
+            if !u.volumes.is_empty() {
+                let _ = write!(line, ", with its volume {}", u.volumes.join(", "));
+            }
+            out.push(line);
+        }
+        out
+    }
+
+    /// The plan for people: steps grouped by service (networks and volumes first) then by
+    /// machine, each with its reasons, then the summary and warnings.
+    pub fn render_text(&self) -> String {
+        let mut groups: Vec<(String, BTreeMap<&str, Vec<&Step>>)> = Vec::new();
+        for step in self.steps.iter().filter(|s| !matches!(s.action, Action::Unchanged { .. })) {
+            let title = step.service.clone().unwrap_or_else(|| "networks and volumes".to_string());
+            if groups.last().is_none_or(|(t, _)| *t != title) {
+                groups.push((title, BTreeMap::new()));
+            }
+            let (_, machines) = groups.last_mut().expect("pushed above");
+            machines.entry(step.machine.as_str()).or_default().push(step);
+        }
+        let mut out = String::new();
+        for (title, machines) in &groups {
+            let _ = writeln!(out, "{title}");
+            for (machine, steps) in machines {
+                let _ = writeln!(out, "  {machine}");
+                for step in steps {
+                    let _ = writeln!(out, "    {}", step_line(step));
+                    for reason in &step.reasons {
+                        let _ = writeln!(out, "        {reason}");
+                    }
+                }
+            }
+            out.push('\n');
+        }
+        if !self.has_changes() {
+            out.push_str("No changes.\n");
+        }
+        out.push_str(&self.summary());
+        out.push('\n');
+        for w in self.warnings() {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        out
+    }
+
+    /// The plan for programs, in the schema documented at the top of this module.
+    pub fn to_json(&self) -> String {
+        let mut summary = serde_json::Map::new();
+        for (kind, _, _) in COUNTS {
+            summary.insert(kind.to_string(), json!(self.count(kind)));
+        }
+        summary.insert("machines".into(), json!(self.machines.len()));
+        summary.insert("unreachable".into(), json!(self.unreachable().count()));
+        let steps: Vec<Value> = self.steps.iter().map(step_json).collect();
+        let unknown: Vec<Value> = self
+            .unknown
+            .iter()
+            .map(|u| json!({"service": u.service, "slot": u.slot.number(), "machines": u.machines}))
+            .collect();
+        let unreachable: Vec<Value> =
+            self.unreachable().map(|(m, why)| json!({"machine": m, "reason": why})).collect();
+        let value = json!({
+            "schema": 1,
+            "changes": self.has_changes(),
+            "summary": summary,
+            "steps": steps,
+            "unknown": unknown,
+            "unreachable": unreachable,
+            "warnings": self.warnings(),
+        });
+        serde_json::to_string_pretty(&value).expect("a JSON value always serializes")
+    }
+}
+
+fn step_line(step: &Step) -> String {
+    let slot = match (&step.service, &step.slot) {
+        (Some(service), Some(slot)) => SlotName(service, slot).to_string(),
+        _ => String::new(),
+    };
+    match &step.action {
+        Action::CreateNetwork { name } => format!("+ create network {name}"),
+        Action::CreateVolume { name } => format!("+ create volume {name}"),
+        Action::Create => format!("+ create {slot}"),
+        Action::Start { .. } => format!("^ start {slot}"),
+        Action::Replace { order, order_reason, .. } => format!("~ replace {slot} ({order}: {order_reason})"),
+        Action::Move { from, .. } => format!("> move {slot} from {from}"),
+        Action::Remove { container } => format!("- remove {slot} (container {})", container.name),
+        Action::Unchanged { .. } => format!("= {slot}"),
+    }
+}
+
+fn step_json(step: &Step) -> Value {
+    let name = match &step.action {
+        Action::CreateNetwork { name } | Action::CreateVolume { name } => Some(name.as_str()),
+        _ => None,
+    };
+    let (order, order_reason) = match &step.action {
+        Action::Replace { order, order_reason, .. } => (Some(order.to_string()), Some(order_reason.as_str())),
+        _ => (None, None),
+    };
+    let from = match &step.action {
+        Action::Move { from, .. } => Some(from.as_str()),
+        _ => None,
+    };
+    json!({
+        "action": step.action.kind(),
+        "machine": step.machine,
+        "service": step.service,
+        "slot": step.slot.as_ref().and_then(Slot::number),
+        "name": name,
+        "container": step.action.container().map(|c| json!({"id": c.id, "name": c.name})),
+        "from_machine": from,
+        "order": order,
+        "order_reason": order_reason,
+        "reasons": step.reasons,
+    })
+}
