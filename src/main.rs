@@ -5,6 +5,8 @@
 
 mod cli;
 mod labels;
+#[allow(dead_code)] // read by the stages after load
+mod model;
 
 fn main() -> std::process::ExitCode {
     cli::main()
