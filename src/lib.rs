@@ -11,6 +11,7 @@ pub mod core;
 pub mod engine;
 pub mod inventory;
 pub mod labels;
+pub mod model;
 pub mod observe;
 pub mod ship;
 pub mod transport;
