@@ -5,6 +5,7 @@
 //! reachable machine, in parallel. Objects without hoist's project label are
 //! never listed, so they are never touched.
 
+use crate::core::observed::Slot;
 use crate::engine::Connections;
 use crate::labels;
 use bollard::Docker;
@@ -19,8 +20,8 @@ pub struct SeenContainer {
     pub id: String,
     pub name: String,
     pub service: String,
-    /// 0 when the label is missing or unreadable (then it is no slot of ours).
-    pub slot: u32,
+    /// None when the label is missing or unreadable (then it is no slot of ours).
+    pub slot: Option<Slot>,
     pub spec_hash: String,
     pub release: String,
     /// `running`, `exited`, `created`, `restarting`, `paused`, `dead`, …
@@ -42,9 +43,10 @@ pub struct SeenContainer {
 /// several), else the newest. The others of a slot are previous releases kept
 /// for rollback, or leftovers of an interrupted run.
 pub fn current(containers: &[SeenContainer]) -> Vec<&SeenContainer> {
-    let mut best: BTreeMap<(&str, u32), &SeenContainer> = BTreeMap::new();
-    for c in containers.iter().filter(|c| c.slot > 0) {
-        let key = (c.service.as_str(), c.slot);
+    let mut best: BTreeMap<(&str, &Slot), &SeenContainer> = BTreeMap::new();
+    for c in containers {
+        let Some(slot) = &c.slot else { continue };
+        let key = (c.service.as_str(), slot);
         let better = match best.get(&key) {
             None => true,
             Some(b) => {
@@ -130,10 +132,7 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
                     .map(|n| n.trim_start_matches('/').to_string())
                     .unwrap_or_default(),
                 service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
-                slot: labels
-                    .get(labels::SLOT)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0),
+                slot: labels.get(labels::SLOT).and_then(|s| Slot::from_label(s)),
                 spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
                 release: labels.get(labels::RELEASE).cloned().unwrap_or_default(),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
@@ -157,7 +156,7 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
             }
         })
         .collect();
-    seen.sort_by(|a, b| (&a.service, a.slot, &a.name).cmp(&(&b.service, b.slot, &b.name)));
+    seen.sort_by(|a, b| (&a.service, &a.slot, &a.name).cmp(&(&b.service, &b.slot, &b.name)));
     let mut network_names: Vec<String> = networks.into_iter().filter_map(|n| n.name).collect();
     network_names.sort();
     let mut volume_names: Vec<String> = volumes

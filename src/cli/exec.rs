@@ -58,14 +58,14 @@ async fn exec(conns: &engine::Connections, project: &str, args: &ExecArgs) -> Re
         for c in observe::current(&state.containers) {
             if c.service == args.service
                 && c.state == "running"
-                && args.slot.is_none_or(|s| s == c.slot)
+                && args.slot.is_none_or(|s| c.slot.as_ref().and_then(|x| x.number()) == Some(s))
                 && args.machine.as_deref().is_none_or(|m| m == machine)
             {
                 candidates.push((machine.clone(), c.clone()));
             }
         }
     }
-    candidates.sort_by(|a, b| (a.1.slot, &a.0).cmp(&(b.1.slot, &b.0)));
+    candidates.sort_by(|a, b| (&a.1.slot, &a.0).cmp(&(&b.1.slot, &b.0)));
     let Some((machine, container)) = candidates.into_iter().next() else {
         bail!(
             "no running replica of {} matches (slot {:?}, machine {:?}); see `hoist ps`",

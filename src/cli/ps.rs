@@ -55,7 +55,7 @@ pub async fn run(global: &Global, project: &str, args: PsArgs) -> Result<ExitCod
             }
             rows.push(vec![
                 c.service.clone(),
-                c.slot.to_string(),
+                slot_text(c),
                 machine.clone(),
                 if is_current {
                     c.state.clone()
@@ -68,7 +68,7 @@ pub async fn run(global: &Global, project: &str, args: PsArgs) -> Result<ExitCod
                 age(now - c.created),
             ]);
             records.push(json!({
-                "service": c.service, "slot": c.slot, "machine": machine, "id": c.id, "name": c.name,
+                "service": c.service, "slot": slot_text(c), "machine": machine, "id": c.id, "name": c.name,
                 "state": c.state, "health": c.health, "image": c.image, "image_id": c.image_id,
                 "release": c.release, "spec_hash": c.spec_hash, "current": is_current, "created": c.created,
                 "status": c.status,
@@ -102,6 +102,10 @@ pub async fn run(global: &Global, project: &str, args: PsArgs) -> Result<ExitCod
     } else {
         ExitCode::from(1)
     })
+}
+
+fn slot_text(c: &SeenContainer) -> String {
+    c.slot.as_ref().map(|s| s.label_value()).unwrap_or_else(|| "?".into())
 }
 
 fn ports_text(c: &SeenContainer) -> String {
