@@ -225,7 +225,12 @@ ensure_test_images() {
     done
     if ((stale)); then
         log "building test images (hoist-test/*, recipe $hash)"
-        build_test_images "$hash"
+        mkdir -p "$CACHE"
+        # The log keeps the builder's chatter (a deprecation notice per build) off the terminal.
+        build_test_images "$hash" >"$CACHE/build-test-images.log" 2>&1 || {
+            tail -n 20 "$CACHE/build-test-images.log" >&2
+            die "building the test images failed (log: $CACHE/build-test-images.log)"
+        }
     fi
     local tarball="$CACHE/test-images-$hash.tar"
     if [[ ! -s $tarball ]]; then
@@ -314,6 +319,18 @@ clear_leftovers() {
     if docker network inspect "$NET" >/dev/null 2>&1; then
         docker network rm "$NET" >/dev/null
     fi
+}
+
+# Images of earlier recipes: machine images are ~250 MB each, and rebuilt test tags leave
+# untagged images behind. Only images carrying the lab's label are considered.
+prune_old_images() {
+    local keep_bookworm keep_trixie tag
+    keep_bookworm=$(machine_image bookworm)
+    keep_trixie=$(machine_image trixie)
+    for tag in $(docker images --format '{{.Repository}}:{{.Tag}}' hoist-lab/machine); do
+        [[ $tag == "$keep_bookworm" || $tag == "$keep_trixie" ]] || docker rmi "$tag" >/dev/null || true
+    done
+    docker image prune -f --filter "label=$LABEL.recipe" >/dev/null
 }
 
 create_machine() { # NAME
@@ -427,6 +444,7 @@ cmd_up() { # [N]
     tarball=$(ensure_test_images)
     log "images ready after $((SECONDS - start))s; starting $n machines"
     clear_leftovers
+    prune_old_images
     docker network create --label "$LABEL=1" --subnet "$SUBNET" "$NET" >/dev/null
     write_client_files "$n"
     local machines=() i
