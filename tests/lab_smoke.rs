@@ -36,6 +36,9 @@ fn app_image_answers_over_http_inside_a_machine() {
     let lab = Lab::get();
     let _lease = lab.shared();
     let name = format!("lab-smoke-{}", std::process::id());
+    // Another checkout's tests may use the lab at the same time: no fixed host port.
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let publish = format!("{port}:80");
     // Removes the container even when an assertion below fails.
     struct Cleanup<'a>(&'a Lab, &'a str);
     impl Drop for Cleanup<'_> {
@@ -51,18 +54,18 @@ fn app_image_answers_over_http_inside_a_machine() {
             "--name",
             &name,
             "-p",
-            "8080:80",
+            &publish,
             "hoist-test/app:v1",
         ],
     );
     let _cleanup = Cleanup(lab, &name);
     run.expect_success("docker run hoist-test/app:v1 in m1");
 
-    let body = http_get_until(lab.ip("m1"), 8080, "/", 200, Duration::from_secs(10));
+    let body = http_get_until(lab.ip("m1"), port, "/", 200, Duration::from_secs(10));
     assert!(body.starts_with("version=v1 "), "GET / answered {body:?}");
     let health = http_get_until(
         lab.ip("m1"),
-        8080,
+        port,
         "/cgi-bin/health",
         200,
         Duration::from_secs(5),

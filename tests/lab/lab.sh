@@ -480,8 +480,13 @@ cmd_status() { # [N]
             local state recipe sshv dockerv verdict=ok
             state=$(docker container inspect -f '{{.State.Status}}' "$name" 2>/dev/null || echo missing)
             recipe=$(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$name" 2>/dev/null || true)
-            sshv=$(ssh_machine "$name" true >/dev/null 2>&1 && echo ok || echo fail)
-            dockerv=$(docker exec "$name" docker version --format '{{.Server.Version}}' 2>/dev/null || echo fail)
+            sshv=fail dockerv=fail
+            # Only a running machine can answer; asking the others would wait for ssh's timeout.
+            if [[ $state == running ]]; then
+                ssh_machine "$name" true >/dev/null 2>&1 && sshv=ok
+                dockerv=$(docker exec "$name" docker version --format '{{.Server.Version}}' 2>/dev/null) ||
+                    dockerv=fail
+            fi
             [[ $state == running && $sshv == ok && $dockerv != fail ]] || verdict=DOWN
             [[ $state == missing || $recipe == "$want" ]] || verdict=STALE
             printf '%-4s %-14s %-9s %-8s ssh=%-4s docker=%-12s %s\n' "$name" "$(machine_ip "$name")" \
