@@ -109,7 +109,7 @@ machine_recipe_hash() { # SUITE
     {
         echo "lab $LAB_VERSION suite $1 packages $(machine_packages "$1")"
         declare -f build_machine_image
-        cat "$HERE/machine/boot.sh" "$HERE/machine/dockerd.sh" "$HERE/machine/sshd.conf"
+        cat "$HERE"/machine/*
     } | recipe_hash
 }
 machine_packages() { # trixie ships the docker CLI as its own package
@@ -144,6 +144,10 @@ build_machine_image() { # SUITE TAG
     install -m 755 "$HERE/machine/boot.sh" "$root/usr/local/sbin/hoist-lab-boot"
     install -m 755 "$HERE/machine/dockerd.sh" "$root/usr/local/sbin/hoist-lab-dockerd"
     install -m 644 "$HERE/machine/sshd.conf" "$root/etc/ssh/sshd_config.d/hoist-lab.conf"
+    # The inner engines' networks come from 10.200.0.0/16. Docker's default pools run through
+    # 172.17-31.x; a compose network on 172.31.0.0/16 inside a machine would shadow the lab
+    # network (172.31.77.0/24) and cut the machine off from the box.
+    install -D -m 644 "$HERE/machine/daemon.json" "$root/etc/docker/daemon.json"
     if [[ $suite == trixie ]]; then
         # OpenSSH 10 penalises a source address after failed or refused logins and then drops
         # its connections. Every client of the lab is the box (one address), so one test that
