@@ -14,7 +14,8 @@ set -euo pipefail
 # Bump when a change to this script must rebuild the machine or test images.
 readonly LAB_VERSION=1
 
-readonly HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly HERE
 readonly STATE=${HOIST_LAB_DIR:-/var/tmp/hoist-lab}
 # Outside the repo: debootstrap trees are ~600 MB each and the .deb cache saves re-downloads.
 readonly CACHE=${HOIST_LAB_CACHE:-/var/cache/hoist-lab}
@@ -29,8 +30,11 @@ readonly NET_PREFIX=172.31.77
 readonly LABEL=io.hoist.lab
 
 readonly MACHINE_PACKAGES=openssh-server,docker.io,iproute2,iptables,procps,ca-certificates
+# Loaded into every machine's engine at `up`. hoist-test/app:v4 exists on the box only, so tests
+# of shipping an image to machines have one the machines lack.
 readonly TEST_IMAGES=(hoist-test/base:latest hoist-test/app:v1 hoist-test/app:v2
     hoist-test/app:v3 hoist-test/app:bad hoist-test/db:latest hoist-test/worker:latest)
+readonly BOX_ONLY_IMAGES=(hoist-test/app:v4)
 
 # The legacy builder: the box's engine may have no buildx, and these builds need nothing more.
 export DOCKER_BUILDKIT=0
@@ -210,7 +214,7 @@ build_base_image() { # HASH — busybox alone, every applet as a symlink, import
 build_test_images() { # HASH
     local hash=$1 images=$HERE/images v
     build_base_image "$hash"
-    for v in v1 v2 v3; do
+    for v in v1 v2 v3 v4; do
         docker build -q --label "$LABEL.recipe=$hash" --build-arg VERSION=$v \
             -t "hoist-test/app:$v" "$images/app" >/dev/null
     done
@@ -224,7 +228,7 @@ build_test_images() { # HASH
 ensure_test_images() {
     local hash image stale=0
     hash=$(test_images_hash)
-    for image in "${TEST_IMAGES[@]}"; do
+    for image in "${TEST_IMAGES[@]}" "${BOX_ONLY_IMAGES[@]}"; do
         [[ $(image_label "$image") == "$hash" ]] || stale=1
     done
     if ((stale)); then
@@ -423,14 +427,14 @@ why_not_ready() { # NAME — the first thing that is wrong, for error messages
 }
 
 load_test_images() { # TARBALL NAME... — at most 4 at a time: each load unpacks on the one disk
-    local tarball=$1 name running=0 failed=0
+    local tarball=$1 name running=0 errors=0
     shift
     for name in "$@"; do
         docker exec -i "$name" docker load -q <"$tarball" >/dev/null &
-        if ((++running >= 4)); then wait -n || failed=1; ((running--)); fi
+        if ((++running >= 4)); then wait -n || errors=1; ((running--)); fi
     done
-    while ((running > 0)); do wait -n || failed=1; ((running--)); done
-    ((failed == 0)) || die "loading the test images into a machine failed"
+    while ((running > 0)); do wait -n || errors=1; ((running--)); done
+    ((errors == 0)) || die "loading the test images into a machine failed"
 }
 
 # --- commands --------------------------------------------------------------------------------------
