@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::lab::{Fault, Lab, http_get_until};
+use common::lab::{Fault, Lab, http_get_until, run};
+use std::process::Command;
 use std::time::Duration;
 
 #[test]
@@ -87,4 +88,30 @@ fn a_fault_guard_undoes_its_fault_when_dropped() {
     }
     lab.ssh("m3", &["true"])
         .expect_success("ssh to m3 after the guard healed it");
+}
+
+#[test]
+fn every_machine_has_the_test_images_of_the_box() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let image_id = |out: common::lab::Output| {
+        out.expect_success("docker image inspect")
+            .trim()
+            .to_string()
+    };
+    for image in [
+        "hoist-test/base:latest",
+        "hoist-test/app:v1",
+        "hoist-test/app:bad",
+        "hoist-test/db:latest",
+    ] {
+        let want = image_id(run(
+            Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", image])
+        ));
+        for m in lab.machines() {
+            let got =
+                image_id(lab.docker_in(&m.name, &["image", "inspect", "-f", "{{.Id}}", image]));
+            assert_eq!(got, want, "{image} on {} differs from the box's", m.name);
+        }
+    }
 }

@@ -348,7 +348,6 @@ impl Lab {
     /// `docker exec NAME docker ARGS...` on the box: the machine's own engine, directly
     /// (not through SSH), to inspect what hoist did there.
     pub fn docker_in(&self, name: &str, args: &[&str]) -> Output {
-        self.machine(name);
         run(Command::new("docker")
             .args(["exec", name, "docker"])
             .args(args))

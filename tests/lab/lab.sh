@@ -17,7 +17,7 @@ readonly LAB_VERSION=1
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
 readonly STATE=${HOIST_LAB_DIR:-/var/tmp/hoist-lab}
-# Outside the repo: debootstrap trees are ~600 MB each and the .deb cache saves re-downloads.
+# Outside the repo: a debootstrap tree is ~400 MB, and the .deb cache saves re-downloads.
 readonly CACHE=${HOIST_LAB_CACHE:-/var/cache/hoist-lab}
 readonly MIRROR=${HOIST_LAB_MIRROR:-http://deb.debian.org/debian}
 # Seconds a machine may take to answer ssh and `docker info` after (re)start.
@@ -52,12 +52,8 @@ machine_ip() { echo "$NET_PREFIX.$((10 + $(machine_index "$1")))"; }
 machine_suite() { (($(machine_index "$1") % 2)) && echo bookworm || echo trixie; }
 machine_volume() { echo "hoist-lab-$1-docker"; }
 
-# The machines of the current lab, m1..mN, as written by the last `up`.
+# How many machines (m1..mN) the last `up` started.
 lab_size() { cat "$STATE/size" 2>/dev/null || echo 0; }
-lab_machines() {
-    local n; n=$(lab_size)
-    for ((i = 1; i <= n; i++)); do echo "m$i"; done
-}
 require_machine() { # a fault command must name a machine of the running lab
     machine_index "$1" >/dev/null
     docker container inspect -f "{{index .Config.Labels \"$LABEL.machine\"}}" "$1" 2>/dev/null |
@@ -129,7 +125,7 @@ test_images_hash() {
         (cd "$HERE/images" && find . -type f | LC_ALL=C sort | xargs sha256sum)
     } | recipe_hash
 }
-busybox_path() { readlink -f "$(command -v busybox)"; }
+busybox_path() { echo /bin/busybox; } # from busybox-static (ensure_packages)
 
 image_label() { # IMAGE -> its recipe label, empty when the image is absent
     docker image inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$1" 2>/dev/null || true
@@ -172,7 +168,7 @@ ensure_machine_images() {
     for suite in bookworm trixie; do
         tag=$(machine_image "$suite")
         docker image inspect "$tag" >/dev/null 2>&1 && continue
-        log "building $tag (debootstrap, a few minutes; log: $CACHE/build-$suite.log)"
+        log "building $tag (debootstrap, about a minute; log: $CACHE/build-$suite.log)"
         mkdir -p "$CACHE"
         build_machine_image "$suite" "$tag" >"$CACHE/build-$suite.log" 2>&1 &
         pids+=($!) suites+=("$suite")
@@ -235,12 +231,17 @@ ensure_test_images() {
         log "building test images (hoist-test/*, recipe $hash)"
         mkdir -p "$CACHE"
         # The log keeps the builder's chatter (a deprecation notice per build) off the terminal.
-        build_test_images "$hash" >"$CACHE/build-test-images.log" 2>&1 || {
+        # A background job, because `set -e` would not apply inside a function called with `||`.
+        build_test_images "$hash" >"$CACHE/build-test-images.log" 2>&1 &
+        wait $! || {
             tail -n 20 "$CACHE/build-test-images.log" >&2
             die "building the test images failed (log: $CACHE/build-test-images.log)"
         }
     fi
-    local tarball="$CACHE/test-images-$hash.tar"
+    # Named by the image IDs, so machines always get exactly the images the box has (a spec
+    # hash that covers the image ID must not differ between the box and a machine).
+    local tarball
+    tarball="$CACHE/test-images-$(docker image inspect -f '{{.Id}}' "${TEST_IMAGES[@]}" | recipe_hash).tar"
     if [[ ! -s $tarball ]]; then
         mkdir -p "$CACHE"
         rm -f "$CACHE"/test-images-*.tar
@@ -318,18 +319,14 @@ EOF
 clear_leftovers() {
     local ids
     ids=$(docker ps -aq --filter "label=$LABEL.machine")
-    if [[ -n $ids ]]; then
-        # A paused container cannot be removed on engine 20.10.
-        docker ps -q --filter "label=$LABEL.machine" --filter status=paused | xargs -r docker unpause >/dev/null
-        xargs docker rm -f <<<"$ids" >/dev/null
-    fi
+    [[ -z $ids ]] || xargs docker rm -f <<<"$ids" >/dev/null
     docker volume ls -q --filter "label=$LABEL" | xargs -r docker volume rm >/dev/null
     if docker network inspect "$NET" >/dev/null 2>&1; then
         docker network rm "$NET" >/dev/null
     fi
 }
 
-# Images of earlier recipes: machine images are ~250 MB each, and rebuilt test tags leave
+# Images of earlier recipes: machine images are ~400 MB each, and rebuilt test tags leave
 # untagged images behind. Only images carrying the lab's label are considered.
 prune_old_images() {
     local keep_bookworm keep_trixie tag
