@@ -6,7 +6,7 @@
 //! Only std: test support must not add dev-dependencies to the crate.
 //!
 //! Sharing: test binaries run as separate processes, other checkouts may use the same lab, and
-//! tests in one binary run on parallel threads. Bringing the lab up is serialised with flock(1).
+//! tests in one binary run on parallel threads. `lab.sh ensure` serialises bringing the lab up.
 //! A test that only deploys takes [`Lab::shared`]; a test that injects faults takes
 //! [`Lab::exclusive`], which waits until no other test (of any process) uses the lab.
 #![allow(dead_code)] // each test binary uses its own subset of the helpers
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// Machines every test can rely on: m1 and m3 run engine 20.10, m2 engine 26.1.
 pub const MACHINES: usize = 3;
 
-/// How long a test waits for the lab lock before it fails (an `up` from scratch takes minutes).
+/// How long a test waits for a lease on the lab before it fails (as long as lab.sh's `ensure`).
 const LOCK_TIMEOUT_SECS: u32 = 1200;
 
 /// The lab as tests see it. Get it with [`Lab::get`].
@@ -200,29 +200,15 @@ impl Lab {
                 state_dir.display()
             )
         });
-        // One process checks at a time (ensure.lock). When the lab needs an `up`, it also waits
-        // until nobody uses the lab (use.lock, see Lab::shared) and checks again, because a
-        // machine may only be down for the duration of another test's fault.
-        let script_text = r#"
-            lab=$1 n=$2 dir=$3
-            bash "$lab" status "$n" >/dev/null 2>&1 && exit 0
-            exec flock -w "$4" -x "$dir/.use.lock" sh -c '
-                bash "$1" status "$2" >/dev/null 2>&1 && exit 0
-                exec bash "$1" up "$2"' sh "$lab" "$n"
-        "#;
+        // lab.sh serialises this across processes and leaves a healthy lab alone.
         let started = Instant::now();
-        let out = run(Command::new("flock")
-            .arg("-w")
-            .arg(LOCK_TIMEOUT_SECS.to_string())
-            .arg(state_dir.join(".ensure.lock"))
-            .args(["bash", "-c", script_text, "ensure-lab"])
+        let out = run(Command::new("bash")
             .arg(&script)
-            .arg(n.to_string())
-            .arg(&state_dir)
-            .arg(LOCK_TIMEOUT_SECS.to_string()));
+            .args(["ensure", &n.to_string()])
+            .env("HOIST_LAB_DIR", &state_dir));
         assert!(
             out.success(),
-            "the lab is not up and `{} up {n}` failed (needs root and a Docker engine; see \
+            "the lab is not up and `{} ensure {n}` failed (needs root and a Docker engine; see \
              tests/lab/README.md):\n{out}",
             script.display()
         );

@@ -22,6 +22,8 @@ readonly CACHE=${HOIST_LAB_CACHE:-/var/cache/hoist-lab}
 readonly MIRROR=${HOIST_LAB_MIRROR:-http://deb.debian.org/debian}
 # Seconds a machine may take to answer ssh and `docker info` after (re)start.
 readonly READY_TIMEOUT=${HOIST_LAB_TIMEOUT:-180}
+# Seconds `ensure` waits for other users of the lab (a first `up` alone takes over a minute).
+readonly LOCK_TIMEOUT=1200
 
 readonly NET=hoist-lab
 readonly SUBNET=172.31.77.0/24
@@ -82,7 +84,9 @@ ensure_packages() {
 ensure_dockerd() {
     docker info >/dev/null 2>&1 && return
     log "no Docker engine answers; starting dockerd (log: /var/log/dockerd.log)"
-    setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+    # Without the lock fds (7-9, see lock_lab and cmd_ensure): dockerd outlives this script and
+    # would hold the lab's locks forever.
+    setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null 7>&- 8>&- 9>&- &
     for _ in $(seq 60); do
         docker info >/dev/null 2>&1 && return
         sleep 0.5
@@ -463,6 +467,22 @@ cmd_up() { # [N]
         "machines file: $STATE/machines.yaml"
 }
 
+# For test runs (tests/common/lab.rs): at least N healthy machines, leaving a healthy lab alone.
+# Tests hold .use.lock while they use the lab (shared; exclusive while they inject a fault), so
+# an `up` first waits until no test does, then looks again: a machine may be down only for the
+# length of another test's fault.
+cmd_ensure() { # [N]
+    local n=${1:-3}
+    mkdir -p "$STATE"
+    exec 8>"$STATE/.ensure.lock"
+    flock -w "$LOCK_TIMEOUT" 8 || die "another ensure held $STATE/.ensure.lock for ${LOCK_TIMEOUT}s"
+    cmd_status "$n" >/dev/null 2>&1 && return
+    exec 7>"$STATE/.use.lock"
+    flock -w "$LOCK_TIMEOUT" -x 7 || die "tests held the lab ($STATE/.use.lock) for ${LOCK_TIMEOUT}s"
+    cmd_status "$n" >/dev/null 2>&1 && return
+    cmd_up "$n"
+}
+
 cmd_down() {
     ensure_root
     lock_lab
@@ -593,6 +613,7 @@ usage: $0 COMMAND [ARGS]
                       Debian 12 / engine 20.10, even ones Debian 13 / engine 26.1
   down                remove machines, their volumes and the network (images stay cached)
   status [N]          one line per machine; exit 0 only if m1..mN are all healthy
+  ensure [N]          \`up N\` unless m1..mN are healthy; waits for tests using the lab
   env                 shell exports for the lab: eval "\$($0 env)"
 
 faults (on one machine NAME, e.g. m2), each with its inverse:
@@ -613,6 +634,7 @@ main() {
         up) cmd_up "$@" ;;
         down) cmd_down ;;
         status) cmd_status "$@" ;;
+        ensure) cmd_ensure "$@" ;;
         env) cmd_env ;;
         kill | start | pause | unpause | cut | heal | stop-docker | start-docker | rekey)
             (($# >= 1)) || die "$cmd: which machine? (e.g. $0 $cmd m2)"
