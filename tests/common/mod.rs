@@ -1,0 +1,3 @@
+//! Support shared by the integration tests; each `tests/*.rs` file includes it with `mod common;`.
+
+pub mod lab;

@@ -1,0 +1,472 @@
+#!/usr/bin/env bash
+# hoist's test lab: a fleet of real machines on one box.
+#
+# hoist deploys to machines reachable over SSH that run a Docker engine. To test it for real,
+# without servers and without mocks, this script runs each "machine" as a container on the box's
+# own engine: a Debian rootfs with sshd and its own dockerd, on a private network with fixed
+# addresses. Odd machines run Debian 12 (engine 20.10, API 1.41), even ones Debian 13 (engine 26.1,
+# API 1.45), because real fleets mix engine versions. See tests/lab/README.md for usage and
+# /work/shared/LAB.md for the facts this relies on (the `docker run` flags in particular).
+#
+# Usage: tests/lab/lab.sh COMMAND [ARGS]   (run as root; `help` lists the commands)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly HERE
+readonly STATE=${HOIST_LAB_DIR:-/var/tmp/hoist-lab}
+# Seconds a machine may take to answer ssh and `docker info` after (re)start.
+readonly READY_TIMEOUT=${HOIST_LAB_TIMEOUT:-180}
+# Seconds `ensure` waits for other users of the lab (a first `up` alone takes over a minute).
+readonly LOCK_TIMEOUT=1200
+
+readonly NET=hoist-lab
+readonly SUBNET=172.31.77.0/24
+readonly NET_PREFIX=172.31.77
+# Every object the lab creates on the box carries this label, so cleanup never touches others.
+readonly LABEL=io.hoist.lab
+
+log() { printf '%s lab: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
+
+# How the machine and test images are built and cached.
+# shellcheck source=tests/lab/images.sh
+source "$HERE/images.sh"
+
+# --- names and addresses ------------------------------------------------------------------------
+
+machine_index() { # m7 -> 7; anything else is an error
+    [[ $1 =~ ^m([1-9][0-9]?)$ ]] || die "no such machine name: '$1' (expected m1, m2, ...)"
+    echo "${BASH_REMATCH[1]}"
+}
+machine_ip() { echo "$NET_PREFIX.$((10 + $(machine_index "$1")))"; }
+machine_suite() { (($(machine_index "$1") % 2)) && echo bookworm || echo trixie; }
+machine_volume() { echo "hoist-lab-$1-docker"; }
+
+# How many machines (m1..mN) the last `up` started.
+lab_size() { cat "$STATE/size" 2>/dev/null || echo 0; }
+require_machine() { # a fault command must name a machine of the running lab
+    machine_index "$1" >/dev/null
+    docker container inspect -f "{{index .Config.Labels \"$LABEL.machine\"}}" "$1" 2>/dev/null |
+        grep -qx "$1" || die "$1 is not a machine of the lab (run: $0 up)"
+}
+
+# --- prerequisites --------------------------------------------------------------------------------
+
+# CI starts from a bare Debian 12: install what is missing, once, through apt.
+ensure_packages() {
+    local missing=()
+    command -v docker >/dev/null || missing+=(docker.io)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    # The test images are a busybox binary and nothing else, so it must be the static build.
+    dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
+        missing+=(busybox-static)
+    command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+    command -v flock >/dev/null || missing+=(util-linux)
+    ((${#missing[@]} == 0)) && return
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# Processes do not outlive a CI job or a session, so the box's dockerd may not be running.
+ensure_dockerd() {
+    docker info >/dev/null 2>&1 && return
+    log "no Docker engine answers; starting dockerd (log: /var/log/dockerd.log)"
+    # Without the lock fds (7-9, see lock_lab and cmd_ensure): dockerd outlives this script and
+    # would hold the lab's locks forever.
+    setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null 7>&- 8>&- 9>&- &
+    for _ in $(seq 60); do
+        docker info >/dev/null 2>&1 && return
+        sleep 0.5
+    done
+    die "dockerd did not start within 30 s; see /var/log/dockerd.log"
+}
+
+# Two `up`s (or an `up` and a `down`) at once would remove each other's machines.
+lock_lab() {
+    mkdir -p "$STATE"
+    exec 9>"$STATE/.lab.lock"
+    flock 9
+}
+
+ensure_root() { ((EUID == 0)) || die "run as root (the lab drives the box's Docker engine and debootstrap)"; }
+
+# --- keys and client files ---------------------------------------------------------------------------------
+
+# The user's key and each machine's host key persist in the state dir, so a user's known_hosts
+# and a running hoist stay valid across `up`s, as they would with real servers.
+ensure_keys() { # N
+    mkdir -p "$STATE/hostkeys"
+    chmod 700 "$STATE"
+    [[ -f $STATE/id_ed25519 ]] ||
+        ssh-keygen -q -t ed25519 -N '' -C hoist-lab-user -f "$STATE/id_ed25519"
+    local i
+    for ((i = 1; i <= $1; i++)); do
+        [[ -f $STATE/hostkeys/m$i ]] ||
+            ssh-keygen -q -t ed25519 -N '' -C "m$i" -f "$STATE/hostkeys/m$i"
+    done
+}
+
+write_client_files() { # N
+    local n=$1 i name zones=(a b c)
+    {
+        echo "# known host keys of the hoist lab machines, by address (tests/lab/lab.sh)"
+        for ((i = 1; i <= n; i++)); do
+            echo "$(machine_ip "m$i") $(cut -d' ' -f1,2 "$STATE/hostkeys/m$i.pub")"
+        done
+    } >"$STATE/known_hosts"
+    {
+        echo "# ssh client config for the hoist lab machines, written by tests/lab/lab.sh"
+        echo "# use: ssh -F $STATE/ssh_config m1"
+        for ((i = 1; i <= n; i++)); do
+            cat <<EOF
+
+Host m$i
+    HostName $(machine_ip "m$i")
+    User root
+    IdentityFile $STATE/id_ed25519
+    IdentitiesOnly yes
+    UserKnownHostsFile $STATE/known_hosts
+    GlobalKnownHostsFile /dev/null
+    StrictHostKeyChecking yes
+    BatchMode yes
+    ConnectTimeout 5
+EOF
+        done
+    } >"$STATE/ssh_config"
+    {
+        echo "# hoist machines file written by tests/lab/lab.sh"
+        echo "ssh_config: ssh_config        # relative to this file; passed to ssh -F"
+        echo "machines:"
+        for ((i = 1; i <= n; i++)); do
+            name=m$i
+            echo "  $name:"
+            echo "    ssh: $name"
+            if ((i % 2)); then
+                echo "    labels: {zone: ${zones[(i - 1) % 3]}, disk: ssd, os: bookworm}"
+            else
+                echo "    labels: {zone: ${zones[(i - 1) % 3]}, os: trixie}"
+            fi
+        done
+    } >"$STATE/machines.yaml"
+    echo "$n" >"$STATE/size"
+}
+
+# --- machines ---------------------------------------------------------------------------------------
+
+# Everything an earlier run left: machines (running, paused or stopped by a box restart), their
+# engine volumes, the network. Only objects labelled by the lab are removed.
+clear_leftovers() {
+    local ids
+    ids=$(docker ps -aq --filter "label=$LABEL.machine")
+    [[ -z $ids ]] || xargs docker rm -f <<<"$ids" >/dev/null
+    docker volume ls -q --filter "label=$LABEL" | xargs -r docker volume rm >/dev/null
+    if docker network inspect "$NET" >/dev/null 2>&1; then
+        docker network rm "$NET" >/dev/null
+    fi
+}
+
+create_machine() { # NAME
+    local name=$1 ip suite
+    ip=$(machine_ip "$name")
+    suite=$(machine_suite "$name")
+    docker volume create --label "$LABEL=1" "$(machine_volume "$name")" >/dev/null
+    # The flags are the ones LAB.md found to work here (--privileged fails on this kind of box).
+    docker create --name "$name" --hostname "$name" \
+        --label "$LABEL.machine=$name" --label "$LABEL.recipe=$(lab_recipe)" \
+        --cap-add ALL --cap-drop SYS_RESOURCE \
+        --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+        -v /sys/fs/cgroup:/sys/fs/cgroup --tmpfs /run \
+        -v "$(machine_volume "$name"):/var/lib/docker" \
+        -e DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 \
+        --network "$NET" --ip "$ip" \
+        "$(machine_image "$suite")" /usr/local/sbin/hoist-lab-boot >/dev/null
+    install_host_key "$name" "$STATE/hostkeys/$name"
+    # authorized_keys as on a real server: root-owned, mode 600, in a 700 directory. A tar stream
+    # sets owner and modes whether or not the image already has /root/.ssh (trixie's has).
+    local tmp
+    tmp=$(mktemp -d)
+    install -d -m 700 "$tmp/.ssh"
+    install -m 600 "$STATE/id_ed25519.pub" "$tmp/.ssh/authorized_keys"
+    tar -C "$tmp" --numeric-owner --owner=0 --group=0 -c .ssh | docker cp - "$name:/root"
+    rm -rf "$tmp"
+    docker start "$name" >/dev/null
+}
+
+install_host_key() { # NAME KEYFILE — copies a private key and its .pub in as the machine's host key
+    local tmp
+    tmp=$(mktemp -d)
+    install -m 600 "$2" "$tmp/ssh_host_ed25519_key"
+    install -m 644 "$2.pub" "$tmp/ssh_host_ed25519_key.pub"
+    docker cp "$tmp/ssh_host_ed25519_key" "$1:/etc/ssh/ssh_host_ed25519_key"
+    docker cp "$tmp/ssh_host_ed25519_key.pub" "$1:/etc/ssh/ssh_host_ed25519_key.pub"
+    rm -rf "$tmp"
+}
+
+# What a healthy machine of this lab version runs; `status` flags machines made by another recipe.
+lab_recipe() {
+    echo "$LAB_VERSION-$(machine_recipe_hash bookworm)-$(machine_recipe_hash trixie)-$(test_images_hash)"
+}
+
+ssh_machine() { # NAME CMD... — exactly as a user (or hoist) reaches the machine
+    ssh -F "$STATE/ssh_config" "$@"
+}
+
+# Ready = sshd accepts our key and host key, and the machine's own engine answers.
+machine_ready() { # NAME
+    ssh_machine "$1" true >/dev/null 2>&1 &&
+        docker exec "$1" docker info >/dev/null 2>&1
+}
+
+wait_ready() { # NAME...  — in parallel; names every machine that is not ready in time
+    local name pids=() names=() failed=()
+    for name in "$@"; do
+        (
+            deadline=$((SECONDS + READY_TIMEOUT))
+            until machine_ready "$name"; do
+                ((SECONDS < deadline)) || exit 1
+                sleep 0.5
+            done
+        ) &
+        pids+=($!) names+=("$name")
+    done
+    local i
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || failed+=("${names[$i]}")
+    done
+    ((${#failed[@]} == 0)) && return
+    for name in "${failed[@]}"; do
+        echo "lab: ${name} ($(machine_ip "$name")): $(why_not_ready "$name")" >&2
+    done
+    die "not ready after ${READY_TIMEOUT}s: ${failed[*]}"
+}
+
+why_not_ready() { # NAME — the first thing that is wrong, for error messages
+    local state out
+    state=$(docker container inspect -f '{{.State.Status}}' "$1" 2>/dev/null) || { echo "no container"; return; }
+    [[ $state == running ]] || { echo "container is $state"; return; }
+    out=$(ssh_machine "$1" true 2>&1) || { echo "ssh fails: $(tail -n1 <<<"$out")"; return; }
+    out=$(docker exec "$1" docker info 2>&1 >/dev/null) ||
+        { echo "inner dockerd does not answer: $(tail -n1 <<<"$out") (see /var/log/dockerd.log in $1)"; return; }
+    echo "ready now"
+}
+
+load_test_images() { # TARBALL NAME... — at most 4 at a time: each load unpacks on the one disk
+    local tarball=$1 name running=0 errors=0
+    shift
+    for name in "$@"; do
+        docker exec -i "$name" docker load -q <"$tarball" >/dev/null &
+        if ((++running >= 4)); then wait -n || errors=1; ((running--)); fi
+    done
+    while ((running > 0)); do wait -n || errors=1; ((running--)); done
+    ((errors == 0)) || die "loading the test images into a machine failed"
+}
+
+# --- commands --------------------------------------------------------------------------------------
+
+cmd_up() { # [N]
+    local n=${1:-3} start=$SECONDS
+    [[ $n =~ ^[1-9][0-9]?$ && $n -le 99 ]] || die "up: N must be 1..99, got '$n'"
+    ensure_root
+    lock_lab
+    ensure_packages
+    ensure_dockerd
+    ensure_keys "$n"
+    ensure_machine_images
+    local tarball
+    tarball=$(ensure_test_images)
+    log "images ready after $((SECONDS - start))s; starting $n machines"
+    clear_leftovers
+    prune_old_images
+    docker network create --label "$LABEL=1" --subnet "$SUBNET" "$NET" >/dev/null
+    write_client_files "$n"
+    local machines=() i
+    for ((i = 1; i <= n; i++)); do machines+=("m$i"); done
+    for i in "${machines[@]}"; do create_machine "$i"; done
+    wait_ready "${machines[@]}"
+    log "machines answer after $((SECONDS - start))s; loading test images into them"
+    load_test_images "$tarball" "${machines[@]}"
+    echo "lab up: $n machines (${machines[0]}..${machines[-1]} at $NET_PREFIX.11..$(machine_ip "${machines[-1]}")," \
+        "odd bookworm/engine 20.10, even trixie/engine 26.1) in $((SECONDS - start))s;" \
+        "machines file: $STATE/machines.yaml"
+}
+
+# For test runs (tests/common/lab.rs): at least N healthy machines, leaving a healthy lab alone.
+# Tests hold .use.lock while they use the lab (shared; exclusive while they inject a fault), so
+# an `up` first waits until no test does, then looks again: a machine may be down only for the
+# length of another test's fault.
+cmd_ensure() { # [N]
+    local n=${1:-3}
+    mkdir -p "$STATE"
+    exec 8>"$STATE/.ensure.lock"
+    flock -w "$LOCK_TIMEOUT" 8 || die "another ensure held $STATE/.ensure.lock for ${LOCK_TIMEOUT}s"
+    cmd_status "$n" >/dev/null 2>&1 && return
+    exec 7>"$STATE/.use.lock"
+    flock -w "$LOCK_TIMEOUT" -x 7 || die "tests held the lab ($STATE/.use.lock) for ${LOCK_TIMEOUT}s"
+    cmd_status "$n" >/dev/null 2>&1 && return
+    cmd_up "$n"
+}
+
+cmd_down() {
+    ensure_root
+    lock_lab
+    docker info >/dev/null 2>&1 || die "no Docker engine answers on this box"
+    clear_leftovers
+    echo 0 >"$STATE/size" 2>/dev/null || true
+    echo "lab down (images kept; state dir $STATE kept)"
+}
+
+# One line per machine; exit status 0 only if m1..mN all exist, run this recipe and answer.
+cmd_status() { # [N]
+    local n=${1:-$(lab_size)} want name i
+    ((n > 0)) || { echo "lab is down"; return 1; }
+    want=$(lab_recipe)
+    local dir
+    dir=$(mktemp -d)
+    for ((i = 1; i <= n; i++)); do
+        name=m$i
+        (
+            local state recipe sshv dockerv verdict=ok
+            state=$(docker container inspect -f '{{.State.Status}}' "$name" 2>/dev/null || echo missing)
+            recipe=$(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$name" 2>/dev/null || true)
+            sshv=fail dockerv=fail
+            # Only a running machine can answer; asking the others would wait for ssh's timeout.
+            if [[ $state == running ]]; then
+                ssh_machine "$name" true >/dev/null 2>&1 && sshv=ok
+                dockerv=$(docker exec "$name" docker version --format '{{.Server.Version}}' 2>/dev/null) ||
+                    dockerv=fail
+            fi
+            [[ $state == running && $sshv == ok && $dockerv != fail ]] || verdict=DOWN
+            [[ $state == missing || $recipe == "$want" ]] || verdict=STALE
+            printf '%-4s %-14s %-9s %-8s ssh=%-4s docker=%-12s %s\n' "$name" "$(machine_ip "$name")" \
+                "$(machine_suite "$name")" "$state" "$sshv" "$dockerv" "$verdict" >"$dir/$i"
+        ) &
+    done
+    wait
+    local all_ok=0
+    for ((i = 1; i <= n; i++)); do
+        cat "$dir/$i"
+        [[ $(awk '{print $NF}' "$dir/$i") == ok ]] || all_ok=1
+    done
+    rm -rf "$dir"
+    return $all_ok
+}
+
+cmd_env() {
+    printf 'export HOIST_LAB_DIR=%q\n' "$STATE"
+    printf 'export HOIST_MACHINES=%q\n' "$STATE/machines.yaml"
+    printf 'export HOIST_LAB_SSH_CONFIG=%q\n' "$STATE/ssh_config"
+    printf 'export HOIST_LAB_KNOWN_HOSTS=%q\n' "$STATE/known_hosts"
+}
+
+cmd_kill() { require_machine "$1"; docker kill "$1" >/dev/null; echo "$1 killed"; }
+
+cmd_start() { # a killed (or stopped) machine boots again: sshd and its engine restart
+    require_machine "$1"
+    docker start "$1" >/dev/null
+    wait_ready "$1"
+    echo "$1 started"
+}
+
+cmd_pause() { require_machine "$1"; docker pause "$1" >/dev/null; echo "$1 paused"; }
+cmd_unpause() { require_machine "$1"; docker unpause "$1" >/dev/null; echo "$1 unpaused"; }
+
+cmd_cut() { require_machine "$1"; docker network disconnect "$NET" "$1"; echo "$1 cut off the network"; }
+cmd_heal() {
+    require_machine "$1"
+    docker network connect --ip "$(machine_ip "$1")" "$NET" "$1"
+    echo "$1 back on the network at $(machine_ip "$1")"
+}
+
+cmd_stop_docker() { # only the machine's engine stops (and with it its containers); sshd stays
+    require_machine "$1"
+    docker exec "$1" sh -c '
+        pid=$(cat /var/run/docker.pid 2>/dev/null) || exit 0
+        kill "$pid" 2>/dev/null || exit 0
+        # dockerd stops its containers first (their grace period) before it exits.
+        for i in $(seq 300); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
+        echo "dockerd did not stop within 30 s" >&2; exit 1'
+    echo "$1: dockerd stopped"
+}
+
+cmd_start_docker() {
+    require_machine "$1"
+    docker exec "$1" /usr/local/sbin/hoist-lab-dockerd
+    wait_ready "$1"
+    echo "$1: dockerd started"
+}
+
+# A new host key behind the same address: what hoist must refuse. known_hosts keeps the old one.
+cmd_rekey() { # NAME [--restore]
+    require_machine "$1"
+    local name=$1 key
+    if [[ ${2:-} == --restore ]]; then
+        install_host_key "$name" "$STATE/hostkeys/$name"
+    elif [[ -z ${2:-} ]]; then
+        key=$(mktemp -d)
+        ssh-keygen -q -t ed25519 -N '' -C "$name-rekeyed" -f "$key/k"
+        install_host_key "$name" "$key/k"
+        rm -rf "$key"
+    else
+        die "rekey: unknown option '$2' (use: rekey NAME [--restore])"
+    fi
+    # sshd (PID 1) re-executes itself on SIGHUP and reads the host key again.
+    docker exec "$name" sh -c 'chmod 600 /etc/ssh/ssh_host_ed25519_key; kill -HUP 1'
+    local want
+    want=$(cut -d' ' -f2 "$STATE/hostkeys/$name.pub")
+    for _ in $(seq 50); do
+        local got
+        got=$(ssh-keyscan -T 2 -t ed25519 "$(machine_ip "$name")" 2>/dev/null | awk '{print $3}')
+        if [[ -n $got ]]; then
+            if [[ ${2:-} == --restore ]]; then
+                [[ $got == "$want" ]] && { echo "$name: original host key restored"; return; }
+            else
+                [[ $got != "$want" ]] && { echo "$name: new host key (known_hosts unchanged)"; return; }
+            fi
+        fi
+        sleep 0.2
+    done
+    die "$name: sshd did not come back with the expected host key"
+}
+
+usage() {
+    cat <<EOF
+usage: $0 COMMAND [ARGS]
+
+  up [N]              fresh lab of N machines (default 3): m1..mN at $NET_PREFIX.11.., odd ones
+                      Debian 12 / engine 20.10, even ones Debian 13 / engine 26.1
+  down                remove machines, their volumes and the network (images stay cached)
+  status [N]          one line per machine; exit 0 only if m1..mN are all healthy
+  ensure [N]          \`up N\` unless m1..mN are healthy; waits for tests using the lab
+  env                 shell exports for the lab: eval "\$($0 env)"
+
+faults (on one machine NAME, e.g. m2), each with its inverse:
+  kill NAME           the machine dies (docker kill)      start NAME      boot it again
+  pause NAME          the machine hangs (docker pause)    unpause NAME
+  cut NAME            network partition                   heal NAME
+  stop-docker NAME    only its dockerd stops              start-docker NAME
+  rekey NAME          new SSH host key, known_hosts kept  rekey NAME --restore
+
+state dir: $STATE (HOIST_LAB_DIR); image build cache: $CACHE (HOIST_LAB_CACHE)
+EOF
+}
+
+main() {
+    local cmd=${1:-help}
+    shift || true
+    case $cmd in
+        up) cmd_up "$@" ;;
+        down) cmd_down ;;
+        status) cmd_status "$@" ;;
+        ensure) cmd_ensure "$@" ;;
+        env) cmd_env ;;
+        kill | start | pause | unpause | cut | heal | stop-docker | start-docker | rekey)
+            (($# >= 1)) || die "$cmd: which machine? (e.g. $0 $cmd m2)"
+            "cmd_${cmd//-/_}" "$@"
+            ;;
+        help | -h | --help) usage ;;
+        *) usage >&2; exit 2 ;;
+    esac
+}
+
+main "$@"
