@@ -129,7 +129,8 @@ async fn pump(docker: Docker, id: String, opts: LogsOptions, prefix: String) {
 }
 
 fn prefix_for(c: &SeenContainer, machine: &str, color: bool) -> String {
-    let label = format!("{}.{}@{machine}", c.service, c.slot);
+    let slot = c.slot.as_ref().map(|s| s.label_value()).unwrap_or_else(|| "?".into());
+    let label = format!("{}.{slot}@{machine}", c.service);
     if color {
         // A stable colour per service, so replicas of one service line up visually.
         let hue = 31 + (c.service.bytes().map(u32::from).sum::<u32>() % 6);
