@@ -58,7 +58,9 @@ async fn exec(conns: &engine::Connections, project: &str, args: &ExecArgs) -> Re
         for c in observe::current(&state.containers) {
             if c.service == args.service
                 && c.state == "running"
-                && args.slot.is_none_or(|s| c.slot.as_ref().and_then(|x| x.number()) == Some(s))
+                && args
+                    .slot
+                    .is_none_or(|s| c.slot.as_ref().and_then(|x| x.number()) == Some(s))
                 && args.machine.as_deref().is_none_or(|m| m == machine)
             {
                 candidates.push((machine.clone(), c.clone()));

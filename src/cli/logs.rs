@@ -129,7 +129,11 @@ async fn pump(docker: Docker, id: String, opts: LogsOptions, prefix: String) {
 }
 
 fn prefix_for(c: &SeenContainer, machine: &str, color: bool) -> String {
-    let slot = c.slot.as_ref().map(|s| s.label_value()).unwrap_or_else(|| "?".into());
+    let slot = c
+        .slot
+        .as_ref()
+        .map(|s| s.label_value())
+        .unwrap_or_else(|| "?".into());
     let label = format!("{}.{slot}@{machine}", c.service);
     if color {
         // A stable colour per service, so replicas of one service line up visually.

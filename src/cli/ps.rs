@@ -105,7 +105,10 @@ pub async fn run(global: &Global, project: &str, args: PsArgs) -> Result<ExitCod
 }
 
 fn slot_text(c: &SeenContainer) -> String {
-    c.slot.as_ref().map(|s| s.label_value()).unwrap_or_else(|| "?".into())
+    c.slot
+        .as_ref()
+        .map(|s| s.label_value())
+        .unwrap_or_else(|| "?".into())
 }
 
 fn ports_text(c: &SeenContainer) -> String {
