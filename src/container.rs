@@ -16,10 +16,13 @@ use std::collections::BTreeMap;
 pub struct Placement<'a> {
     pub project: &'a str,
     pub service: &'a str,
-    pub slot: u32,
+    /// The slot as its label reads: `3`, or `global`.
+    pub slot: &'a str,
     pub machine: &'a str,
     pub release: &'a str,
     pub spec_hash: &'a str,
+    /// The canonical spec JSON, recorded so later plans can explain changes.
+    pub spec_json: &'a str,
     /// Compose network key → engine network name (`default` → `proj_default`).
     pub networks: &'a BTreeMap<String, String>,
     /// Compose volume key → engine volume name (`data` → `proj_data`).
@@ -135,7 +138,7 @@ pub fn unsupported(service: &Value) -> Vec<String> {
 
 /// The container name of a replica on its machine. The spec hash is part of the
 /// name so a start-first replacement can run beside the replica it replaces.
-pub fn container_name(project: &str, service: &str, slot: u32, spec_hash: &str) -> String {
+pub fn container_name(project: &str, service: &str, slot: &str, spec_hash: &str) -> String {
     let short = &spec_hash[..spec_hash.len().min(8)];
     format!("{project}-{service}-{slot}-{short}")
 }
@@ -498,10 +501,11 @@ fn container_labels(s: &Map<String, Value>, at: &Placement<'_>) -> Map<String, V
     }
     m.insert(labels::PROJECT.into(), json!(at.project));
     m.insert(labels::SERVICE.into(), json!(at.service));
-    m.insert(labels::SLOT.into(), json!(at.slot.to_string()));
+    m.insert(labels::SLOT.into(), json!(at.slot));
     m.insert(labels::MACHINE.into(), json!(at.machine));
     m.insert(labels::RELEASE.into(), json!(at.release));
     m.insert(labels::SPEC_HASH.into(), json!(at.spec_hash));
+    m.insert(labels::SPEC.into(), json!(at.spec_json));
     m
 }
 
@@ -738,10 +742,11 @@ mod tests {
         Placement {
             project: "shop",
             service: "web",
-            slot: 2,
+            slot: "2",
             machine: "m1",
             release: "r1",
             spec_hash: "abcdef0123456789",
+            spec_json: "{}",
             networks: nets,
             volumes: vols,
         }

@@ -15,3 +15,6 @@ pub const MACHINE: &str = "io.hoist.machine";
 pub const SPEC_HASH: &str = "io.hoist.spec-hash";
 /// The release (deploy) that created the container.
 pub const RELEASE: &str = "io.hoist.release";
+/// The spec (canonical JSON) the container was created from: lets a later plan
+/// say what changed, attribute by attribute.
+pub const SPEC: &str = "io.hoist.spec";

@@ -13,5 +13,6 @@ pub mod inventory;
 pub mod labels;
 pub mod model;
 pub mod observe;
+pub mod pipeline;
 pub mod ship;
 pub mod transport;

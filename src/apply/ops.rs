@@ -228,16 +228,15 @@ pub async fn remove(docker: &Docker, id: &str) -> Result<()> {
 /// How a new replica proves itself before the rollout moves on.
 #[derive(Debug, Clone, Copy)]
 pub struct HealthGate {
-    /// True when the container has a healthcheck (then "healthy" is required).
-    pub has_healthcheck: bool,
     /// Without a healthcheck: how long it must keep running (update_config.monitor).
     pub monitor: Duration,
     /// Give up after this long.
     pub deadline: Duration,
 }
 
-/// Waits until the container is healthy (or has run for `monitor` without a
-/// healthcheck). On failure the error carries what the container said last.
+/// Waits until the container is healthy — when it has a healthcheck, from the
+/// compose file or baked into the image — or has kept running for `monitor`
+/// without one. On failure the error carries what the container said last.
 pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<()> {
     let started = Instant::now();
     loop {
@@ -253,8 +252,7 @@ pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<(
             let tail = last_logs(docker, id, 5).await;
             bail!("exited with code {code} before becoming ready{tail}");
         }
-        if gate.has_healthcheck {
-            let health = state.health.unwrap_or_default();
+        if let Some(health) = state.health {
             match health.status.map(|s| s.to_string()).as_deref() {
                 Some("healthy") => return Ok(()),
                 Some("unhealthy") => {
@@ -305,4 +303,60 @@ async fn last_logs(docker: &Docker, id: &str, lines: usize) -> String {
 
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
+}
+
+/// A file to place in a container before it starts (secrets and configs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileInContainer {
+    /// Absolute path inside the container.
+    pub target: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+/// Writes `files` into a created (not yet started) container through the
+/// archive API: the content travels in the API call, never in labels or env.
+pub async fn copy_files(docker: &Docker, id: &str, files: &[FileInContainer]) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in files {
+        let rel = f.target.trim_start_matches('/');
+        let mut parent = std::path::Path::new(rel).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(p.to_path_buf());
+            parent = p.parent();
+        }
+    }
+    for d in &dirs {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        builder.append_data(&mut h, d, std::io::empty())?;
+    }
+    for f in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(f.mode);
+        h.set_uid(f.uid);
+        h.set_gid(f.gid);
+        h.set_size(f.content.len() as u64);
+        builder.append_data(&mut h, f.target.trim_start_matches('/'), f.content.as_slice())?;
+    }
+    let archive = builder.into_inner()?;
+    docker
+        .upload_to_container(
+            id,
+            Some(bollard::query_parameters::UploadToContainerOptions {
+                path: "/".into(),
+                ..Default::default()
+            }),
+            bollard::body_full(archive.into()),
+        )
+        .await
+        .with_context(|| format!("placing secrets and configs in container {}", short(id)))
 }

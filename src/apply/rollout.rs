@@ -104,6 +104,8 @@ pub struct ServiceRollout {
     pub gate: HealthGate,
     /// stop_grace_period.
     pub stop_grace: Duration,
+    /// Secrets and configs placed in every new container before it starts.
+    pub files: Vec<ops::FileInContainer>,
     pub changes: Vec<Change>,
 }
 
@@ -370,18 +372,14 @@ async fn create_and_prove(
     let id = ops::create(docker, name, request, extra_networks)
         .await
         .map_err(|e| (format!("{e:#}"), None))?;
+    if let Err(e) = ops::copy_files(docker, &id, &svc.files).await {
+        return Err((format!("{e:#}"), Some(id)));
+    }
     progress.step(k, "starting");
     if let Err(e) = ops::start(docker, &id).await {
         return Err((format!("{e:#}"), Some(id)));
     }
-    progress.step(
-        k,
-        if svc.gate.has_healthcheck {
-            "waiting for healthy"
-        } else {
-            "monitoring"
-        },
-    );
+    progress.step(k, "waiting until ready");
     match ops::wait_ready(docker, &id, svc.gate).await {
         Ok(()) => Ok(id),
         Err(e) => Err((format!("{e:#}"), Some(id))),

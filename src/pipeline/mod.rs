@@ -1,0 +1,126 @@
+//! The road `plan` and `up` share: load → connect → observe → resolve →
+//! schedule → diff. `plan` prints the result; `up` carries out exactly that
+//! result (see `rollout`), so what the plan says is what happens.
+
+pub mod resolve;
+pub mod rollout;
+
+use crate::core::fleet_view::MachineView;
+use crate::core::observed::{ContainerState, Health, Observed, ObservedContainer, Reach};
+use crate::core::plan::Plan;
+use crate::core::spec::ContainerSpec;
+use crate::engine::Connections;
+use crate::inventory::Fleet;
+use crate::labels;
+use crate::model::Project;
+use crate::observe::{self, Observation, SeenContainer};
+use anyhow::Result;
+use resolve::Resolved;
+
+/// The plan and everything it was computed from.
+pub struct Planned {
+    pub resolved: Resolved,
+    pub observed: Observed,
+    pub plan: Plan,
+    /// Previous releases kept for rollback (stopped, superseded in their slot),
+    /// by machine. The core never sees them; apply prunes and rollback uses them.
+    pub previous: Vec<(String, SeenContainer)>,
+}
+
+/// What the scheduler may know of each machine, from its engine.
+pub fn machine_views(fleet: &Fleet, conns: &Connections) -> Vec<MachineView> {
+    fleet
+        .machines
+        .iter()
+        .map(|m| {
+            let facts = conns
+                .results
+                .iter()
+                .find(|(x, _)| x.name == m.name)
+                .and_then(|(_, r)| r.as_ref().ok())
+                .map(|e| e.facts.clone());
+            let mut view = MachineView::unknown(&m.name);
+            view.labels = m.labels.clone();
+            if let Some(f) = facts {
+                view.hostname = Some(f.hostname);
+                view.os = Some(f.os);
+                view.arch = Some(f.arch);
+                view.nano_cpus = u64::from(f.cpus) * 1_000_000_000;
+                view.memory = f.memory_bytes;
+            }
+            view
+        })
+        .collect()
+}
+
+/// The core's view of what runs, and the previous releases set aside.
+pub fn observed(observation: &Observation) -> (Observed, Vec<(String, SeenContainer)>) {
+    let mut out = Observed::default();
+    let mut previous = Vec::new();
+    for (machine, state) in &observation.machines {
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                out.machines.insert(machine.clone(), Reach::Unreachable(e.clone()));
+                continue;
+            }
+        };
+        out.machines.insert(machine.clone(), Reach::Reachable);
+        let current: Vec<&SeenContainer> = observe::current(&state.containers);
+        for c in &state.containers {
+            let Some(slot) = c.slot.clone() else { continue };
+            let is_current = current.iter().any(|x| x.id == c.id);
+            let holder = current.iter().find(|x| x.service == c.service && x.slot == c.slot);
+            // A stopped container whose slot is filled by another spec is that slot's
+            // previous release: kept for rollback, invisible to the plan.
+            let superseded = !is_current
+                && c.state != "running"
+                && holder.is_some_and(|h| h.spec_hash != c.spec_hash && h.state == "running");
+            if superseded {
+                previous.push((machine.clone(), c.clone()));
+                continue;
+            }
+            out.containers.push(ObservedContainer {
+                machine: machine.clone(),
+                id: c.id.clone(),
+                name: c.name.clone(),
+                service: c.service.clone(),
+                slot,
+                spec_hash: c.spec_hash.clone(),
+                spec: c.labels.get(labels::SPEC).and_then(|s| ContainerSpec::from_json(s).ok()),
+                state: ContainerState::parse(&c.state),
+                health: match c.health.as_deref() {
+                    Some("healthy") => Health::Healthy,
+                    Some("unhealthy") => Health::Unhealthy,
+                    Some("starting") => Health::Starting,
+                    _ => Health::None,
+                },
+                release: (!c.release.is_empty()).then(|| c.release.clone()),
+            });
+        }
+        for v in &state.volumes {
+            out.volumes.push((machine.clone(), v.clone()));
+        }
+        for n in &state.networks {
+            out.networks.push((machine.clone(), n.clone()));
+        }
+    }
+    (out, previous)
+}
+
+/// Computes the plan for `project` on `fleet` from what `conns` observe.
+pub async fn plan(project: &Project, fleet: &Fleet, conns: &Connections) -> Result<Planned> {
+    let resolved = resolve::resolve(project)?;
+    let observation = observe::observe(conns, &resolved.project).await;
+    let (observed, previous) = observed(&observation);
+    let views = machine_views(fleet, conns);
+    let desired = crate::core::schedule::schedule(&resolved.workloads, &views, &observed)
+        .map_err(|e| anyhow::anyhow!("cannot place the project on the machines:\n{e}"))?;
+    let plan = crate::core::diff::diff(&desired, &observed, &resolved.workloads);
+    Ok(Planned {
+        resolved,
+        observed,
+        plan,
+        previous,
+    })
+}

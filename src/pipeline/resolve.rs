@@ -1,0 +1,433 @@
+//! Resolve: from the loaded compose project to what the pure core schedules
+//! (`Workload`s with their `ContainerSpec`) and what apply needs per service
+//! (the create request's input, update policy, health gate, secret files).
+//!
+//! Everything a user wrote that hoist cannot honour is refused here, before any
+//! machine is touched.
+
+use crate::apply::image::PullPolicy;
+use crate::apply::ops::{FileInContainer, HealthGate};
+use crate::apply::rollout::{FailureAction, UpdatePolicy};
+use crate::container;
+use crate::core::spec::{ContainerSpec, attr};
+use crate::core::workload::{HostPort, LocalVolume, Mode, Reservations, UpdateOrder, Workload};
+use crate::model::{FileObject, FileReference, Project, Service, UpdateConfig};
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Swarm's default: a replica with no healthcheck must keep running this long.
+const DEFAULT_MONITOR: Duration = Duration::from_secs(5);
+/// How long a new replica may take to turn healthy when the compose file does not
+/// say (its image may have a healthcheck hoist cannot see from here).
+const DEFAULT_READY_DEADLINE: Duration = Duration::from_secs(120);
+
+/// One service, ready for schedule and apply.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// The service in Compose's normalized JSON: the input of `container::create_request`.
+    pub json: Value,
+    pub spec: ContainerSpec,
+    pub hash: String,
+    pub image: String,
+    pub pull: PullPolicy,
+    pub update: UpdatePolicy,
+    pub rollback: UpdatePolicy,
+    pub gate: HealthGate,
+    pub stop_grace: Duration,
+    pub files: Vec<FileInContainer>,
+}
+
+/// A project resolved for one deploy.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub project: String,
+    pub workloads: Vec<Workload>,
+    pub services: BTreeMap<String, ServiceSpec>,
+    /// Compose network key → engine name, and engine name → its compose definition.
+    pub network_names: BTreeMap<String, String>,
+    pub network_specs: BTreeMap<String, Value>,
+    /// Compose volume key → engine name, and engine name → its compose definition.
+    pub volume_names: BTreeMap<String, String>,
+    pub volume_specs: BTreeMap<String, Value>,
+}
+
+/// Resolves every service of `project`; all refusals are reported together.
+pub fn resolve(project: &Project) -> Result<Resolved> {
+    let mut network_names = BTreeMap::new();
+    let mut network_specs = BTreeMap::new();
+    for (key, net) in &project.networks {
+        if net.external == Some(true) {
+            bail!("networks.{key}: external networks are not supported yet (hoist creates the project's networks on each machine)");
+        }
+        let name = net.name.clone().unwrap_or_else(|| format!("{}_{key}", project.name));
+        network_specs.insert(name.clone(), serde_json::to_value(net)?);
+        network_names.insert(key.clone(), name);
+    }
+    if !network_names.contains_key("default") {
+        let name = format!("{}_default", project.name);
+        network_specs.insert(name.clone(), json!({}));
+        network_names.insert("default".into(), name);
+    }
+    let mut volume_names = BTreeMap::new();
+    let mut volume_specs = BTreeMap::new();
+    for (key, vol) in &project.volumes {
+        let name = vol.name.clone().unwrap_or_else(|| format!("{}_{key}", project.name));
+        volume_specs.insert(name.clone(), serde_json::to_value(vol)?);
+        volume_names.insert(key.clone(), name);
+    }
+    let mut problems = Vec::new();
+    let mut workloads = Vec::new();
+    let mut services = BTreeMap::new();
+    for (name, svc) in &project.services {
+        match resolve_service(project, name, svc, &network_names, &volume_names) {
+            Ok((w, s)) => {
+                workloads.push(w);
+                services.insert(name.clone(), s);
+            }
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(Resolved {
+        project: project.name.clone(),
+        workloads,
+        services,
+        network_names,
+        network_specs,
+        volume_names,
+        volume_specs,
+    })
+}
+
+fn resolve_service(
+    project: &Project,
+    name: &str,
+    svc: &Service,
+    networks: &BTreeMap<String, String>,
+    volumes: &BTreeMap<String, String>,
+) -> Result<(Workload, ServiceSpec)> {
+    let json = serde_json::to_value(svc)?;
+    let refused = container::unsupported(&json);
+    if !refused.is_empty() {
+        bail!(
+            "services.{name}: hoist cannot honour {}:\n  {}",
+            if refused.len() == 1 { "this key" } else { "these keys" },
+            refused.join("\n  ")
+        );
+    }
+    let image = svc
+        .image
+        .clone()
+        .with_context(|| format!("services.{name}: no image; hoist needs an image for every service"))?;
+    let deploy = svc.deploy.clone().unwrap_or_default();
+    let mode = match deploy.mode.as_deref() {
+        None | Some("replicated") => {
+            let n = deploy.replicas.or(svc.scale).unwrap_or(1);
+            if !(0..=10_000).contains(&n) {
+                bail!("services.{name}.deploy.replicas: {n} is out of range (0 to 10000)");
+            }
+            Mode::Replicated(n as u32)
+        }
+        Some("global") => Mode::Global,
+        Some(other) => bail!("services.{name}.deploy.mode: {other:?} is not supported (replicated or global)"),
+    };
+    let files = files_for(name, &svc.secrets, &project.secrets, "secrets", "/run/secrets")?
+        .into_iter()
+        .chain(files_for(name, &svc.configs, &project.configs, "configs", "/")?)
+        .collect::<Vec<_>>();
+    let spec = container_spec(svc, &json, &image, volumes, &files)?;
+    let hash = spec.hash();
+
+    let mut host_ports = Vec::new();
+    for p in &svc.ports {
+        let Some(published) = p.published.as_deref().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let (lo, hi) = match published.split_once('-') {
+            Some((a, b)) => (parse_port(name, a)?, parse_port(name, b)?),
+            None => {
+                let p = parse_port(name, published)?;
+                (p, p)
+            }
+        };
+        for port in lo..=hi {
+            host_ports.push(HostPort {
+                protocol: p.protocol.clone().unwrap_or_else(|| "tcp".into()),
+                host_ip: p.host_ip.clone().filter(|ip| !ip.is_empty() && ip != "0.0.0.0" && ip != "::"),
+                port,
+            });
+        }
+    }
+    let local_volumes = svc
+        .volumes
+        .iter()
+        .filter(|m| m.kind == "volume")
+        .filter_map(|m| {
+            let key = m.source.as_ref()?;
+            let def = project.volumes.get(key)?;
+            let local = def.driver.as_deref().is_none_or(|d| d == "local");
+            local.then(|| LocalVolume {
+                name: volumes.get(key).cloned().unwrap_or_else(|| key.clone()),
+                read_only: m.read_only,
+            })
+        })
+        .collect();
+    let service_networks: Vec<String> = if svc.networks.is_empty() {
+        vec![networks["default"].clone()]
+    } else {
+        svc.networks
+            .keys()
+            .map(|k| {
+                networks
+                    .get(k)
+                    .cloned()
+                    .with_context(|| format!("services.{name}.networks.{k}: network not defined"))
+            })
+            .collect::<Result<_>>()?
+    };
+    let update_config = deploy.update_config.clone().unwrap_or_default();
+    let update_order = match update_config.order.as_deref() {
+        None => None,
+        Some("start-first") => Some(UpdateOrder::StartFirst),
+        Some("stop-first") => Some(UpdateOrder::StopFirst),
+        Some(o) => bail!("services.{name}.deploy.update_config.order: {o:?} (start-first or stop-first)"),
+    };
+    let reservations = deploy
+        .resources
+        .reservations
+        .as_ref()
+        .map(|r| Reservations {
+            nano_cpus: (r.cpus.unwrap_or(0.0) * 1e9) as u64,
+            memory: r.memory.map(|b| b.as_u64()).unwrap_or(0),
+        })
+        .unwrap_or_default();
+    let workload = Workload {
+        service: name.to_string(),
+        mode,
+        constraints: deploy.placement.constraints.clone(),
+        spread: deploy.placement.preferences.iter().filter_map(|p| p.spread.clone()).collect(),
+        max_replicas_per_node: deploy.placement.max_replicas_per_node.map(|n| n as u32),
+        reservations,
+        host_ports,
+        volumes: local_volumes,
+        networks: service_networks,
+        update_order,
+        depends_on: svc.depends_on.keys().filter(|d| project.services.contains_key(*d)).cloned().collect(),
+        spec: spec.clone(),
+    };
+    let update = policy(name, "update_config", deploy.update_config.as_ref())?;
+    let rollback = policy(name, "rollback_config", deploy.rollback_config.as_ref())?;
+    let monitor = update_config.monitor.map(|d| d.as_std()).unwrap_or(DEFAULT_MONITOR);
+    let deadline = match &svc.healthcheck {
+        Some(h) if !h.disable => {
+            let interval = h.interval.map(|d| d.as_std()).unwrap_or(Duration::from_secs(30));
+            let timeout = h.timeout.map(|d| d.as_std()).unwrap_or(Duration::from_secs(30));
+            let start = h.start_period.map(|d| d.as_std()).unwrap_or_default();
+            let retries = h.retries.unwrap_or(3) as u32;
+            start + (interval + timeout) * (retries + 1) + monitor
+        }
+        _ => DEFAULT_READY_DEADLINE.max(monitor * 2),
+    };
+    let service = ServiceSpec {
+        name: name.to_string(),
+        json,
+        spec,
+        hash,
+        image,
+        pull: PullPolicy::from_compose(svc.pull_policy.as_deref())
+            .map_err(|e| anyhow::anyhow!("services.{name}.pull_policy: {e}"))?,
+        update,
+        rollback,
+        gate: HealthGate { monitor, deadline },
+        stop_grace: svc.stop_grace_period.map(|d| d.as_std()).unwrap_or(Duration::from_secs(10)),
+        files,
+    };
+    Ok((workload, service))
+}
+
+fn parse_port(service: &str, text: &str) -> Result<u16> {
+    text.trim()
+        .parse()
+        .with_context(|| format!("services.{service}.ports: {text:?} is not a port number"))
+}
+
+/// update_config / rollback_config with Swarm's defaults, except failure_action,
+/// which is `rollback` when unset (hoist's choice: a bad deploy undoes itself).
+fn policy(service: &str, key: &str, cfg: Option<&UpdateConfig>) -> Result<UpdatePolicy> {
+    let cfg = cfg.cloned().unwrap_or_default();
+    let failure_action = match cfg.failure_action.as_deref() {
+        None | Some("rollback") => FailureAction::Rollback,
+        Some("pause") => FailureAction::Pause,
+        Some("continue") => FailureAction::Continue,
+        Some(o) => bail!("services.{service}.deploy.{key}.failure_action: {o:?} (rollback, pause or continue)"),
+    };
+    Ok(UpdatePolicy {
+        parallelism: cfg.parallelism.unwrap_or(1) as usize,
+        delay: cfg.delay.map(|d| d.as_std()).unwrap_or_default(),
+        failure_action,
+        max_failure_ratio: cfg.max_failure_ratio.unwrap_or(0.0),
+    })
+}
+
+/// The spec hoist hashes: everything that shapes the container, nothing that
+/// only decides where or when it runs. Secret values enter only as hashes.
+fn container_spec(
+    svc: &Service,
+    json: &Value,
+    image: &str,
+    volumes: &BTreeMap<String, String>,
+    files: &[FileInContainer],
+) -> Result<ContainerSpec> {
+    const NOT_SPEC: &[&str] = &[
+        "deploy", "depends_on", "profiles", "build", "scale", "pull_policy", "env_file", "secrets", "configs",
+        "volumes", "ports", "image", "restart", "cpus", "mem_limit", "pids_limit",
+    ];
+    let mut spec = ContainerSpec::new();
+    spec.set(attr::IMAGE, image);
+    if let Some(obj) = json.as_object() {
+        for (k, v) in obj {
+            if v.is_null() || k.starts_with("x-") || NOT_SPEC.contains(&k.as_str()) {
+                continue;
+            }
+            spec.set(k, v.clone());
+        }
+    }
+    let ports: Vec<String> = svc
+        .ports
+        .iter()
+        .map(|p| {
+            let proto = p.protocol.clone().unwrap_or_else(|| "tcp".into());
+            match (p.host_ip.as_deref().filter(|s| !s.is_empty()), p.published.as_deref().filter(|s| !s.is_empty())) {
+                (Some(ip), Some(pb)) => format!("{ip}:{pb}:{}/{proto}", p.target),
+                (None, Some(pb)) => format!("{pb}:{}/{proto}", p.target),
+                _ => format!("{}/{proto}", p.target),
+            }
+        })
+        .collect();
+    if !ports.is_empty() {
+        spec.set(attr::PORTS, json!(ports));
+    }
+    let mounts: Vec<String> = svc
+        .volumes
+        .iter()
+        .map(|m| {
+            let src = match (m.kind.as_str(), &m.source) {
+                ("volume", Some(s)) => volumes.get(s).cloned().unwrap_or_else(|| s.clone()),
+                (_, Some(s)) => s.clone(),
+                (kind, None) => kind.to_string(),
+            };
+            let target = m.target.clone().unwrap_or_default();
+            format!("{src}:{target}{}", if m.read_only { ":ro" } else { "" })
+        })
+        .collect();
+    if !mounts.is_empty() {
+        spec.set(attr::MOUNTS, json!(mounts));
+    }
+    // Resource limits from deploy and from the legacy keys, in one attribute.
+    let mut resources = Map::new();
+    if let Some(l) = svc.deploy.as_ref().and_then(|d| d.resources.limits.as_ref()) {
+        if let Some(c) = l.cpus {
+            resources.insert("nano_cpus".into(), json!((c * 1e9) as u64));
+        }
+        if let Some(m) = l.memory {
+            resources.insert("memory".into(), json!(m.as_u64()));
+        }
+        if let Some(p) = l.pids {
+            resources.insert("pids".into(), json!(p));
+        }
+    }
+    if let Some(c) = svc.cpus {
+        resources.entry("nano_cpus").or_insert(json!((c * 1e9) as u64));
+    }
+    if let Some(m) = svc.mem_limit {
+        resources.entry("memory").or_insert(json!(m.as_u64()));
+    }
+    if let Some(p) = svc.pids_limit {
+        resources.entry("pids").or_insert(json!(p));
+    }
+    if !resources.is_empty() {
+        spec.set(attr::RESOURCES, Value::Object(resources));
+    }
+    let restart = match svc.deploy.as_ref().and_then(|d| d.restart_policy.as_ref()) {
+        Some(rp) => Some(serde_json::to_value(rp)?),
+        None => svc.restart.clone().map(Value::String),
+    };
+    if let Some(r) = restart {
+        spec.set("restart", r);
+    }
+    if !files.is_empty() {
+        let mut secrets = Map::new();
+        for f in files {
+            let digest = Sha256::digest(&f.content);
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            secrets.insert(
+                f.target.clone(),
+                json!(format!("sha256:{hex} mode {:o} uid {} gid {}", f.mode, f.uid, f.gid)),
+            );
+        }
+        spec.set(attr::SECRETS, Value::Object(secrets));
+    }
+    Ok(spec)
+}
+
+/// Reads the secrets or configs a service uses into files for its containers.
+fn files_for(
+    service: &str,
+    refs: &[FileReference],
+    defs: &BTreeMap<String, FileObject>,
+    kind: &str,
+    default_dir: &str,
+) -> Result<Vec<FileInContainer>> {
+    let mut out = Vec::new();
+    for r in refs {
+        let def = defs
+            .get(&r.source)
+            .with_context(|| format!("services.{service}.{kind}: {} is not defined under top-level {kind}", r.source))?;
+        let content = if let Some(path) = &def.file {
+            std::fs::read(path).with_context(|| format!("{kind}.{}: cannot read file {path}", r.source))?
+        } else if let Some(var) = &def.environment {
+            std::env::var(var)
+                .with_context(|| format!("{kind}.{}: environment variable {var} is not set", r.source))?
+                .into_bytes()
+        } else if let Some(c) = &def.content {
+            c.clone().into_bytes()
+        } else if def.external == Some(true) {
+            bail!("{kind}.{}: external {kind} need a swarm; give it a file, environment or content", r.source);
+        } else {
+            bail!("{kind}.{}: no file, environment or content", r.source);
+        };
+        let target = match &r.target {
+            Some(t) if t.starts_with('/') => t.clone(),
+            Some(t) => format!("{}/{t}", default_dir.trim_end_matches('/')),
+            None => format!("{}/{}", default_dir.trim_end_matches('/'), r.source),
+        };
+        let num = |v: &Option<String>, what: &str| -> Result<u64> {
+            match v {
+                None => Ok(0),
+                Some(s) => s
+                    .parse()
+                    .with_context(|| format!("services.{service}.{kind}.{}: {what} {s:?} is not a number", r.source)),
+            }
+        };
+        let mode = match &r.mode {
+            None => 0o444,
+            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .or_else(|_| m.parse::<u32>())
+                .with_context(|| format!("services.{service}.{kind}.{}: mode {m:?}", r.source))?,
+        };
+        out.push(FileInContainer {
+            target,
+            content,
+            mode,
+            uid: num(&r.uid, "uid")?,
+            gid: num(&r.gid, "gid")?,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,201 @@
+//! From a plan to the rollout that carries it out: the plan's steps, one for
+//! one, as engine work (networks, volumes, images first; then each service's
+//! container changes in the plan's order).
+
+use super::Planned;
+use crate::apply::image::PullPolicy;
+use crate::apply::rollout::{Change, FailureAction, ServiceRollout, UpdatePolicy};
+use crate::apply::ops::HealthGate;
+use crate::container::{self, Placement};
+use crate::core::plan::Action;
+use crate::core::workload::UpdateOrder;
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Per-machine preparation before any container changes.
+#[derive(Debug, Default)]
+pub struct Preparation {
+    /// (machine, network name, compose definition)
+    pub networks: Vec<(String, String, Value)>,
+    /// (machine, volume name, compose definition)
+    pub volumes: Vec<(String, String, Value)>,
+    /// (machine, image, pull policy), one per machine and image.
+    pub images: BTreeSet<(String, String, PullPolicyKey)>,
+}
+
+/// PullPolicy in a sortable form for the set above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PullPolicyKey {
+    Missing,
+    Always,
+    Never,
+}
+
+impl From<PullPolicy> for PullPolicyKey {
+    fn from(p: PullPolicy) -> Self {
+        match p {
+            PullPolicy::Missing => PullPolicyKey::Missing,
+            PullPolicy::Always => PullPolicyKey::Always,
+            PullPolicy::Never => PullPolicyKey::Never,
+        }
+    }
+}
+
+impl From<PullPolicyKey> for PullPolicy {
+    fn from(p: PullPolicyKey) -> Self {
+        match p {
+            PullPolicyKey::Missing => PullPolicy::Missing,
+            PullPolicyKey::Always => PullPolicy::Always,
+            PullPolicyKey::Never => PullPolicy::Never,
+        }
+    }
+}
+
+/// The rollout of `planned`, tagged with `release`.
+pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<ServiceRollout>)> {
+    let r = &planned.resolved;
+    let mut prep = Preparation::default();
+    let mut order: Vec<String> = Vec::new();
+    let mut changes: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+    for step in &planned.plan.steps {
+        match &step.action {
+            Action::CreateNetwork { name } => {
+                let spec = r.network_specs.get(name).cloned().unwrap_or(Value::Null);
+                prep.networks.push((step.machine.clone(), name.clone(), spec));
+                continue;
+            }
+            Action::CreateVolume { name } => {
+                let spec = r.volume_specs.get(name).cloned().unwrap_or(Value::Null);
+                prep.volumes.push((step.machine.clone(), name.clone(), spec));
+                continue;
+            }
+            Action::Unchanged { .. } => continue,
+            _ => {}
+        }
+        let service = step.service.clone().context("a container step without a service")?;
+        let slot = step.slot.clone().context("a container step without a slot")?;
+        if !order.contains(&service) {
+            order.push(service.clone());
+        }
+        let list = changes.entry(service.clone()).or_default();
+        let slot_no = slot.number().unwrap_or(0);
+        let mut new_container = |machine: &str| -> Result<(String, Value, Vec<(String, Value)>)> {
+            let svc = r.services.get(&service).with_context(|| format!("service {service} not resolved"))?;
+            let slot_label = slot.label_value();
+            let spec_json = svc.spec.canonical_json();
+            let at = Placement {
+                project: &r.project,
+                service: &service,
+                slot: &slot_label,
+                machine,
+                release,
+                spec_hash: &svc.hash,
+                spec_json: &spec_json,
+                networks: &r.network_names,
+                volumes: &r.volume_names,
+            };
+            let request = container::create_request(&svc.json, &at)?;
+            let obj = svc.json.as_object().context("service is not an object")?;
+            let (_, extra) = container::endpoints(obj, &at)?;
+            let name = container::container_name(&r.project, &service, &slot_label, &svc.hash);
+            prep.images
+                .insert((machine.to_string(), svc.image.clone(), svc.pull.into()));
+            Ok((name, request, extra))
+        };
+        match &step.action {
+            Action::Create => {
+                let (name, request, extra_networks) = new_container(&step.machine)?;
+                list.push(Change::Create {
+                    machine: step.machine.clone(),
+                    slot: slot_no,
+                    name,
+                    request,
+                    extra_networks,
+                });
+            }
+            Action::Start { container } => list.push(Change::Start {
+                machine: step.machine.clone(),
+                slot: slot_no,
+                id: container.id.clone(),
+            }),
+            Action::Replace { container, order, .. } => {
+                let (name, request, extra_networks) = new_container(&step.machine)?;
+                list.push(Change::Replace {
+                    machine: step.machine.clone(),
+                    slot: slot_no,
+                    old_id: container.id.clone(),
+                    name,
+                    request,
+                    extra_networks,
+                    start_first: *order == UpdateOrder::StartFirst,
+                });
+            }
+            Action::Move { from, container } => {
+                let (name, request, extra_networks) = new_container(&step.machine)?;
+                list.push(Change::Create {
+                    machine: step.machine.clone(),
+                    slot: slot_no,
+                    name,
+                    request,
+                    extra_networks,
+                });
+                // Removals run after the service's new replicas are up.
+                list.push(Change::Remove {
+                    machine: from.clone(),
+                    slot: slot_no,
+                    id: container.id.clone(),
+                    stop_first: true,
+                });
+            }
+            Action::Remove { container } => list.push(Change::Remove {
+                machine: step.machine.clone(),
+                slot: slot_no,
+                id: container.id.clone(),
+                stop_first: true,
+            }),
+            Action::CreateNetwork { .. } | Action::CreateVolume { .. } | Action::Unchanged { .. } => {}
+        }
+    }
+    let mut rollouts = Vec::new();
+    for service in order {
+        let changes = changes.remove(&service).unwrap_or_default();
+        let rollout = match r.services.get(&service) {
+            Some(svc) => ServiceRollout {
+                service: service.clone(),
+                update: svc.update.clone(),
+                rollback: svc.rollback.clone(),
+                gate: svc.gate,
+                stop_grace: svc.stop_grace,
+                files: svc.files.clone(),
+                changes,
+            },
+            // A service gone from the file: its containers are only removed.
+            None => ServiceRollout {
+                service: service.clone(),
+                update: removal_policy(),
+                rollback: removal_policy(),
+                gate: HealthGate {
+                    monitor: Duration::ZERO,
+                    deadline: Duration::from_secs(60),
+                },
+                stop_grace: Duration::from_secs(10),
+                files: Vec::new(),
+                changes,
+            },
+        };
+        rollouts.push(rollout);
+    }
+    Ok((prep, rollouts))
+}
+
+fn removal_policy() -> UpdatePolicy {
+    UpdatePolicy {
+        parallelism: 0,
+        delay: Duration::ZERO,
+        failure_action: FailureAction::Continue,
+        max_failure_ratio: 1.0,
+    }
+}
+
