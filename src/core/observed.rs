@@ -160,6 +160,8 @@ impl Observed {
 
     /// The containers that can be trusted: those on reachable machines.
     pub fn visible_containers(&self) -> impl Iterator<Item = &ObservedContainer> {
-        self.containers.iter().filter(|c| self.is_reachable(&c.machine))
+        self.containers
+            .iter()
+            .filter(|c| self.is_reachable(&c.machine))
     }
 }

@@ -44,7 +44,11 @@ pub struct HostPort {
 
 impl HostPort {
     pub fn tcp(port: u16) -> Self {
-        HostPort { protocol: "tcp".into(), host_ip: None, port }
+        HostPort {
+            protocol: "tcp".into(),
+            host_ip: None,
+            port,
+        }
     }
 
     /// Whether binding both on one machine fails: same protocol and port, and the same
@@ -141,13 +145,19 @@ impl Workload {
 /// ignored here (schedule reports them). On a cycle, returns the services caught in it.
 pub fn dependency_order(workloads: &[Workload]) -> Result<Vec<usize>, Vec<String>> {
     use std::collections::{BTreeMap, BTreeSet};
-    let index: BTreeMap<&str, usize> =
-        workloads.iter().enumerate().map(|(i, w)| (w.service.as_str(), i)).collect();
+    let index: BTreeMap<&str, usize> = workloads
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.service.as_str(), i))
+        .collect();
     let mut waiting_on: Vec<usize> = vec![0; workloads.len()];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); workloads.len()];
     for (i, w) in workloads.iter().enumerate() {
-        let deps: BTreeSet<usize> =
-            w.depends_on.iter().filter_map(|d| index.get(d.as_str()).copied()).collect();
+        let deps: BTreeSet<usize> = w
+            .depends_on
+            .iter()
+            .filter_map(|d| index.get(d.as_str()).copied())
+            .collect();
         waiting_on[i] = deps.len();
         for d in deps {
             dependents[d].push(i);

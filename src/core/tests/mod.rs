@@ -40,5 +40,11 @@ pub fn run(cases: Vec<Case>) {
             failures.push(format!("--- {} ---\nwant:\n{want}\ngot:\n{got}", case.name));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
