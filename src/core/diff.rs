@@ -5,7 +5,7 @@
 //! leave it, start it, replace it (and in which order), move it, or remove it. Nothing is
 //! planned on a machine that could not be observed.
 
-use super::observed::{ContainerState, Observed, ObservedContainer, Reach, Slot, SlotName};
+use super::observed::{ContainerState, Observed, ObservedContainer, Slot, SlotName};
 use super::plan::{Action, ContainerRef, Plan, Step, Unknown};
 use super::schedule::{Departure, Desired, Placement};
 use super::workload::{Mode, UpdateOrder, Workload, dependency_order};
@@ -75,7 +75,6 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
             held,
         ));
     }
-    let machines = observed_machines(desired, observed);
     let unknown = desired
         .held
         .iter()
@@ -92,7 +91,7 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
         .collect();
     Plan {
         steps,
-        machines,
+        machines: observed.machines.clone(),
         unknown,
     }
 }
@@ -104,16 +103,6 @@ fn rollout_order(workloads: &[Workload]) -> Vec<usize> {
         order.sort_by(|&a, &b| workloads[a].service.cmp(&workloads[b].service));
         order
     })
-}
-
-fn observed_machines(desired: &Desired, observed: &Observed) -> BTreeMap<String, Reach> {
-    let mut machines = observed.machines.clone();
-    for p in &desired.placements {
-        machines
-            .entry(p.machine.clone())
-            .or_insert(Reach::Reachable);
-    }
-    machines
 }
 
 /// Networks and volumes missing on the machines that will run a replica needing them.
