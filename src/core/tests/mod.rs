@@ -2,6 +2,7 @@
 //! scheduling error), compared byte for byte. The expected texts were written as what a user
 //! should read, then the code was made to print them.
 
+mod capacity;
 mod fixtures;
 mod placement;
 mod rollout;
