@@ -190,3 +190,51 @@ pub fn dependency_order(workloads: &[Workload]) -> Result<Vec<usize>, Vec<String
         Err(stuck)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports_clash_on_shared_addresses_only() {
+        let on = |ip: Option<&str>, port, proto: &str| HostPort {
+            protocol: proto.into(),
+            host_ip: ip.map(String::from),
+            port,
+        };
+        let all80 = on(None, 80, "tcp");
+        assert!(all80.clashes_with(&on(None, 80, "tcp")));
+        assert!(all80.clashes_with(&on(Some("127.0.0.1"), 80, "tcp")));
+        assert!(on(Some("10.0.0.1"), 80, "tcp").clashes_with(&on(Some("10.0.0.1"), 80, "tcp")));
+        assert!(!on(Some("10.0.0.1"), 80, "tcp").clashes_with(&on(Some("127.0.0.1"), 80, "tcp")));
+        assert!(!all80.clashes_with(&on(None, 80, "udp")));
+        assert!(!all80.clashes_with(&on(None, 81, "tcp")));
+        assert_eq!(
+            on(Some("127.0.0.1"), 53, "udp").to_string(),
+            "127.0.0.1:53/udp"
+        );
+    }
+
+    #[test]
+    fn dependency_order_is_topological_then_by_name() {
+        let w = |name: &str, deps: &[&str]| {
+            let mut w = Workload::new(name, ContainerSpec::new());
+            w.depends_on = deps.iter().map(|d| d.to_string()).collect();
+            w
+        };
+        let ws = [
+            w("web", &["api"]),
+            w("api", &["db"]),
+            w("db", &[]),
+            w("admin", &[]),
+        ];
+        let names: Vec<&str> = dependency_order(&ws)
+            .unwrap()
+            .into_iter()
+            .map(|i| ws[i].service.as_str())
+            .collect();
+        assert_eq!(names, ["admin", "db", "api", "web"]);
+        let cyclic = [w("a", &["b"]), w("b", &["a"]), w("c", &[])];
+        assert_eq!(dependency_order(&cyclic).unwrap_err(), ["a", "b"]);
+    }
+}

@@ -210,6 +210,17 @@ impl Fleet {
         )
     }
 
+    /// A second container of a global service on `machine`, named with `suffix`.
+    pub fn duplicate_global(self, w: &Workload, machine: &str, state: &str, suffix: &str) -> Self {
+        self.container(
+            w,
+            Slot::Global,
+            machine,
+            ContainerState::parse(state),
+            suffix,
+        )
+    }
+
     /// A container that carries a hash but no recorded spec (recorded before hoist kept specs).
     pub fn run_unrecorded(mut self, w: &Workload, slot: u32, machine: &str) -> Self {
         self = self.run(w, slot, machine);

@@ -337,6 +337,28 @@ web
 ",
         },
         Case {
+            name: "move and image change together: the moved replica starts with the new spec",
+            machines: zoned(),
+            workloads: vec![svc("web", "app:1.3").replicas(2).constraint("node.labels.zone == eu")],
+            observed: fleet(&["m1", "m2", "m3"]).run(&web(), 1, "m1").run(&web(), 2, "m2").0,
+            want: "
+networks and volumes
+  m3
+    + create network shop_default
+
+web
+  m1
+    ~ replace web.1 (start-first: hoist's default when update_config.order is unset)
+        image app:1.2 → app:1.3
+  m3
+    > move web.2 from m2
+        placement: machine m2 no longer matches node.labels.zone == eu
+        image app:1.2 → app:1.3
+
+0 to create, 1 to replace, 1 to move, 0 to remove, 0 unchanged, 1 network to create, across 3 machines
+",
+        },
+        Case {
             name: "constraint relaxed: replicas that still qualify stay",
             machines: zoned(),
             workloads: vec![web().constraint("node.labels.zone != asia")],

@@ -168,6 +168,33 @@ web
 0 to create, 0 to replace, 1 to remove, 2 unchanged, across 1 machine
 ",
         },
+        Case {
+            name: "duplicate containers of a global service on one machine",
+            machines: machines(&["m1"]),
+            workloads: vec![svc("agent", "agent:1").global()],
+            observed: fleet(&["m1"])
+                .duplicate_global(&svc("agent", "agent:1"), "m1", "exited", "-b")
+                .run_global(&svc("agent", "agent:1"), "m1")
+                .0,
+            want: "
+agent
+  m1
+    - remove agent (container shop-agent-m1-b)
+        duplicate of agent: keeping shop-agent-m1 on m1
+
+0 to create, 0 to replace, 1 to remove, 1 unchanged, across 1 machine
+",
+        },
+        Case {
+            name: "a service defined twice is refused",
+            machines: machines(&["m1"]),
+            workloads: vec![svc("web", "app:1"), svc("web", "app:2")],
+            observed: fleet(&["m1"]).0,
+            want: "
+error:
+web: defined twice
+",
+        },
     ]);
 }
 
