@@ -53,13 +53,18 @@ const KNOWN_KEYS: &str = "node.hostname, node.labels.<name>, node.platform.os, n
 
 impl Constraint {
     pub fn parse(text: &str) -> Result<Constraint, ConstraintError> {
-        let fail = |reason: String| ConstraintError { text: text.to_string(), reason };
+        let fail = |reason: String| ConstraintError {
+            text: text.to_string(),
+            reason,
+        };
         let (at, op) = match (text.find("=="), text.find("!=")) {
             (Some(e), Some(n)) if n < e => (n, Op::Ne),
             (Some(e), _) => (e, Op::Eq),
             (None, Some(n)) => (n, Op::Ne),
             (None, None) => {
-                return Err(fail("expected `==` or `!=`, as in `node.labels.zone == eu`".into()));
+                return Err(fail(
+                    "expected `==` or `!=`, as in `node.labels.zone == eu`".into(),
+                ));
             }
         };
         let key_text = text[..at].trim();
@@ -89,7 +94,9 @@ impl Constraint {
                 ));
             }
             "node.id" => {
-                return Err(fail("hoist machines have no node ID; use node.hostname".into()));
+                return Err(fail(
+                    "hoist machines have no node ID; use node.hostname".into(),
+                ));
             }
             _ => match key_text.split_at_checked("node.labels.".len()) {
                 Some((prefix, name)) if prefix.eq_ignore_ascii_case("node.labels.") => {
@@ -98,10 +105,19 @@ impl Constraint {
                     }
                     Key::Label(name.to_string())
                 }
-                _ => return Err(fail(format!("unknown key `{key_text}` (hoist knows {KNOWN_KEYS})"))),
+                _ => {
+                    return Err(fail(format!(
+                        "unknown key `{key_text}` (hoist knows {KNOWN_KEYS})"
+                    )));
+                }
             },
         };
-        Ok(Constraint { key, op, value: value.to_string(), key_text: key_text.to_string() })
+        Ok(Constraint {
+            key,
+            op,
+            value: value.to_string(),
+            key_text: key_text.to_string(),
+        })
     }
 
     /// Whether the machine meets the constraint; `None` when the fact it needs is unknown
@@ -112,7 +128,13 @@ impl Constraint {
             Key::Os => machine.os.as_deref().map(str::to_ascii_lowercase),
             Key::Arch => machine.arch.as_deref().map(normalize_arch),
             // A missing label is a known fact: it equals nothing.
-            Key::Label(name) => Some(machine.labels.get(name).map(|v| v.to_ascii_lowercase()).unwrap_or_default()),
+            Key::Label(name) => Some(
+                machine
+                    .labels
+                    .get(name)
+                    .map(|v| v.to_ascii_lowercase())
+                    .unwrap_or_default(),
+            ),
         };
         let fact = fact?;
         let wanted = match &self.key {
@@ -149,13 +171,18 @@ fn normalize_arch(arch: &str) -> String {
 
 /// Parses a `spread` preference (`node.labels.zone`) into the label name it spreads over.
 pub fn parse_spread(text: &str) -> Result<String, ConstraintError> {
-    let fail = |reason: &str| ConstraintError { text: text.to_string(), reason: reason.to_string() };
+    let fail = |reason: &str| ConstraintError {
+        text: text.to_string(),
+        reason: reason.to_string(),
+    };
     let key = text.trim();
     match key.split_at_checked("node.labels.".len()) {
         Some((prefix, name)) if prefix.eq_ignore_ascii_case("node.labels.") && !name.is_empty() => {
             Ok(name.to_string())
         }
-        _ => Err(fail("spread works over machine labels only: write node.labels.<name>")),
+        _ => Err(fail(
+            "spread works over machine labels only: write node.labels.<name>",
+        )),
     }
 }
 
@@ -175,29 +202,64 @@ mod tests {
     #[test]
     fn parses_swarm_syntax() {
         let c = Constraint::parse("node.labels.zone==eu").unwrap();
-        assert_eq!((c.key.clone(), c.op, c.value.as_str()), (Key::Label("zone".into()), Op::Eq, "eu"));
+        assert_eq!(
+            (c.key.clone(), c.op, c.value.as_str()),
+            (Key::Label("zone".into()), Op::Eq, "eu")
+        );
         assert_eq!(c.to_string(), "node.labels.zone == eu");
         let c = Constraint::parse("  node.hostname  !=  box-2 ").unwrap();
-        assert_eq!((c.key, c.op, c.value.as_str()), (Key::Hostname, Op::Ne, "box-2"));
-        assert_eq!(Constraint::parse("node.platform.os == linux").unwrap().key, Key::Os);
-        assert_eq!(Constraint::parse("node.platform.arch == arm64").unwrap().key, Key::Arch);
+        assert_eq!(
+            (c.key, c.op, c.value.as_str()),
+            (Key::Hostname, Op::Ne, "box-2")
+        );
+        assert_eq!(
+            Constraint::parse("node.platform.os == linux").unwrap().key,
+            Key::Os
+        );
+        assert_eq!(
+            Constraint::parse("node.platform.arch == arm64")
+                .unwrap()
+                .key,
+            Key::Arch
+        );
     }
 
     #[test]
     fn parse_errors_say_what_is_wrong() {
         let cases = [
-            ("node.labels.zone = eu", "`node.labels.zone = eu`: expected `==` or `!=`, as in `node.labels.zone == eu`"),
-            ("node.labels.zone", "`node.labels.zone`: expected `==` or `!=`, as in `node.labels.zone == eu`"),
+            (
+                "node.labels.zone = eu",
+                "`node.labels.zone = eu`: expected `==` or `!=`, as in `node.labels.zone == eu`",
+            ),
+            (
+                "node.labels.zone",
+                "`node.labels.zone`: expected `==` or `!=`, as in `node.labels.zone == eu`",
+            ),
             ("== eu", "`== eu`: missing key before the operator"),
-            ("node.hostname ==", "`node.hostname ==`: missing value after the operator"),
-            ("node.hostname == a == b", "`node.hostname == a == b`: more than one operator"),
-            ("node.hostname === a", "`node.hostname === a`: more than one operator"),
-            ("node.labels. == x", "`node.labels. == x`: missing label name after node.labels."),
+            (
+                "node.hostname ==",
+                "`node.hostname ==`: missing value after the operator",
+            ),
+            (
+                "node.hostname == a == b",
+                "`node.hostname == a == b`: more than one operator",
+            ),
+            (
+                "node.hostname === a",
+                "`node.hostname === a`: more than one operator",
+            ),
+            (
+                "node.labels. == x",
+                "`node.labels. == x`: missing label name after node.labels.",
+            ),
             (
                 "node.role == manager",
                 "`node.role == manager`: node.role has no meaning in hoist: there are no manager or worker machines; put a label on the machines in the inventory and use node.labels.<name>",
             ),
-            ("node.id == abc", "`node.id == abc`: hoist machines have no node ID; use node.hostname"),
+            (
+                "node.id == abc",
+                "`node.id == abc`: hoist machines have no node ID; use node.hostname",
+            ),
             (
                 "engine.labels.disk == ssd",
                 "`engine.labels.disk == ssd`: unknown key `engine.labels.disk` (hoist knows node.hostname, node.labels.<name>, node.platform.os, node.platform.arch)",
@@ -212,7 +274,11 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            assert_eq!(Constraint::parse(text).unwrap_err().to_string(), want, "{text}");
+            assert_eq!(
+                Constraint::parse(text).unwrap_err().to_string(),
+                want,
+                "{text}"
+            );
         }
     }
 
@@ -235,8 +301,18 @@ mod tests {
             assert_eq!(Constraint::parse(text).unwrap().matches(&m), want, "{text}");
         }
         let unknown = MachineView::unknown("m9");
-        assert_eq!(Constraint::parse("node.hostname == x").unwrap().matches(&unknown), None);
-        assert_eq!(Constraint::parse("node.labels.zone == eu").unwrap().matches(&unknown), Some(false));
+        assert_eq!(
+            Constraint::parse("node.hostname == x")
+                .unwrap()
+                .matches(&unknown),
+            None
+        );
+        assert_eq!(
+            Constraint::parse("node.labels.zone == eu")
+                .unwrap()
+                .matches(&unknown),
+            Some(false)
+        );
     }
 
     #[test]

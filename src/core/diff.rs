@@ -5,7 +5,7 @@
 //! leave it, start it, replace it (and in which order), move it, or remove it. Nothing is
 //! planned on a machine that could not be observed.
 
-use super::observed::{ContainerState, Observed, ObservedContainer, Reach, Slot, SlotName};
+use super::observed::{ContainerState, Observed, ObservedContainer, Slot, SlotName};
 use super::plan::{Action, ContainerRef, Plan, Step, Unknown};
 use super::schedule::{Departure, Desired, Placement};
 use super::workload::{Mode, UpdateOrder, Workload, dependency_order};
@@ -18,14 +18,20 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
         by_service.entry(c.service.as_str()).or_default().push(c);
     }
     for containers in by_service.values_mut() {
-        containers.sort_by(|a, b| (&a.machine, &a.slot, &a.name, &a.id).cmp(&(&b.machine, &b.slot, &b.name, &b.id)));
+        containers.sort_by(|a, b| {
+            (&a.machine, &a.slot, &a.name, &a.id).cmp(&(&b.machine, &b.slot, &b.name, &b.id))
+        });
     }
     let mut placements: HashMap<&str, Vec<&Placement>> = HashMap::new();
     for p in &desired.placements {
         placements.entry(p.service.as_str()).or_default().push(p);
     }
-    let departures: HashMap<(&str, &str), &Departure> =
-        desired.departures.iter().map(|d| (d.machine.as_str(), d.container_id.as_str())).zip(&desired.departures).collect();
+    let departures: HashMap<(&str, &str), &Departure> = desired
+        .departures
+        .iter()
+        .map(|d| (d.machine.as_str(), d.container_id.as_str()))
+        .zip(&desired.departures)
+        .collect();
 
     let volumes: HashSet<(&str, &str)> = observed
         .volumes
@@ -38,18 +44,37 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
     for (service, containers) in &by_service {
         if !known.contains(service) {
             for c in containers {
-                steps.push(remove(c, "service no longer in the compose file".to_string()));
+                steps.push(remove(
+                    c,
+                    "service no longer in the compose file".to_string(),
+                ));
             }
         }
     }
     for i in rollout_order(workloads) {
         let w = &workloads[i];
-        let containers = by_service.get(w.service.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        let mine = placements.get(w.service.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        let held = desired.held.iter().filter(|h| h.service == w.service).count();
-        steps.extend(service_steps(w, mine, containers, &departures, &volumes, held));
+        let containers = by_service
+            .get(w.service.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mine = placements
+            .get(w.service.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let held = desired
+            .held
+            .iter()
+            .filter(|h| h.service == w.service)
+            .count();
+        steps.extend(service_steps(
+            w,
+            mine,
+            containers,
+            &departures,
+            &volumes,
+            held,
+        ));
     }
-    let machines = observed_machines(desired, observed);
     let unknown = desired
         .held
         .iter()
@@ -64,7 +89,11 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
                 .collect(),
         })
         .collect();
-    Plan { steps, machines, unknown }
+    Plan {
+        steps,
+        machines: observed.machines.clone(),
+        unknown,
+    }
 }
 
 /// Services in depends_on order; a cycle (which schedule rejects) falls back to name order.
@@ -76,23 +105,26 @@ fn rollout_order(workloads: &[Workload]) -> Vec<usize> {
     })
 }
 
-fn observed_machines(desired: &Desired, observed: &Observed) -> BTreeMap<String, Reach> {
-    let mut machines = observed.machines.clone();
-    for p in &desired.placements {
-        machines.entry(p.machine.clone()).or_insert(Reach::Reachable);
-    }
-    machines
-}
-
 /// Networks and volumes missing on the machines that will run a replica needing them.
 fn infrastructure(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> Vec<Step> {
-    let by_name: HashMap<&str, &Workload> = workloads.iter().map(|w| (w.service.as_str(), w)).collect();
-    let networks: HashSet<(&str, &str)> = observed.networks.iter().map(|(m, n)| (m.as_str(), n.as_str())).collect();
-    let volumes: HashSet<(&str, &str)> = observed.volumes.iter().map(|(m, v)| (m.as_str(), v.as_str())).collect();
+    let by_name: HashMap<&str, &Workload> =
+        workloads.iter().map(|w| (w.service.as_str(), w)).collect();
+    let networks: HashSet<(&str, &str)> = observed
+        .networks
+        .iter()
+        .map(|(m, n)| (m.as_str(), n.as_str()))
+        .collect();
+    let volumes: HashSet<(&str, &str)> = observed
+        .volumes
+        .iter()
+        .map(|(m, v)| (m.as_str(), v.as_str()))
+        .collect();
     // (machine, 0 = network / 1 = volume, name)
     let mut missing: BTreeSet<(&str, u8, &str)> = BTreeSet::new();
     for p in &desired.placements {
-        let Some(w) = by_name.get(p.service.as_str()) else { continue };
+        let Some(w) = by_name.get(p.service.as_str()) else {
+            continue;
+        };
         let m = p.machine.as_str();
         for n in &w.networks {
             if !networks.contains(&(m, n.as_str())) {
@@ -112,9 +144,13 @@ fn infrastructure(desired: &Desired, observed: &Observed, workloads: &[Workload]
             service: None,
             slot: None,
             action: if kind == 0 {
-                Action::CreateNetwork { name: name.to_string() }
+                Action::CreateNetwork {
+                    name: name.to_string(),
+                }
             } else {
-                Action::CreateVolume { name: name.to_string() }
+                Action::CreateVolume {
+                    name: name.to_string(),
+                }
             },
             reasons: Vec::new(),
         })
@@ -122,7 +158,10 @@ fn infrastructure(desired: &Desired, observed: &Observed, workloads: &[Workload]
 }
 
 fn container_ref(c: &ObservedContainer) -> ContainerRef {
-    ContainerRef { id: c.id.clone(), name: c.name.clone() }
+    ContainerRef {
+        id: c.id.clone(),
+        name: c.name.clone(),
+    }
 }
 
 fn remove(c: &ObservedContainer, reason: String) -> Step {
@@ -130,7 +169,9 @@ fn remove(c: &ObservedContainer, reason: String) -> Step {
         machine: c.machine.clone(),
         service: Some(c.service.clone()),
         slot: Some(c.slot.clone()),
-        action: Action::Remove { container: container_ref(c) },
+        action: Action::Remove {
+            container: container_ref(c),
+        },
         reasons: vec![reason],
     }
 }
@@ -143,12 +184,20 @@ fn service_steps(
     volumes: &HashSet<(&str, &str)>,
     held: usize,
 ) -> Vec<Step> {
-    let by_id: HashMap<(&str, &str), &ObservedContainer> =
-        containers.iter().map(|c| ((c.machine.as_str(), c.id.as_str()), *c)).collect();
+    let by_id: HashMap<(&str, &str), &ObservedContainer> = containers
+        .iter()
+        .map(|c| ((c.machine.as_str(), c.id.as_str()), *c))
+        .collect();
     let mut used: HashSet<(&str, &str)> = HashSet::new();
     let mut steps = Vec::new();
     let wanted: BTreeSet<&Slot> = placements.iter().map(|p| &p.slot).collect();
-    let found = containers.iter().map(|c| &c.slot).filter(|s| wanted.contains(s)).collect::<BTreeSet<_>>().len() + held;
+    let found = containers
+        .iter()
+        .map(|c| &c.slot)
+        .filter(|s| wanted.contains(s))
+        .collect::<BTreeSet<_>>()
+        .len()
+        + held;
 
     for p in placements {
         let step = |action, reasons| Step {
@@ -158,7 +207,11 @@ fn service_steps(
             action,
             reasons,
         };
-        if let Some(c) = p.keep.as_deref().and_then(|id| by_id.get(&(p.machine.as_str(), id))) {
+        if let Some(c) = p
+            .keep
+            .as_deref()
+            .and_then(|id| by_id.get(&(p.machine.as_str(), id)))
+        {
             used.insert((&c.machine, &c.id));
             let (action, reasons) = compare(w, p, c);
             steps.push(step(action, reasons));
@@ -176,11 +229,21 @@ fn service_steps(
             .flatten();
         if let Some(c) = source {
             used.insert((&c.machine, &c.id));
-            let mut reasons = vec![departures[&(c.machine.as_str(), c.id.as_str())].reason.clone()];
+            let mut reasons = vec![
+                departures[&(c.machine.as_str(), c.id.as_str())]
+                    .reason
+                    .clone(),
+            ];
             if c.spec_hash != p.spec_hash {
                 reasons.extend(spec_reasons(w, c));
             }
-            steps.push(step(Action::Move { from: c.machine.clone(), container: container_ref(c) }, reasons));
+            steps.push(step(
+                Action::Move {
+                    from: c.machine.clone(),
+                    container: container_ref(c),
+                },
+                reasons,
+            ));
         } else {
             let mut reasons = vec![if containers.is_empty() && held == 0 {
                 "new service".to_string()
@@ -188,7 +251,10 @@ fn service_steps(
                 match w.mode {
                     Mode::Global => format!("global: none on {} yet", p.machine),
                     Mode::Replicated(n) => {
-                        format!("{n} replica{} wanted, {found} found", if n == 1 { "" } else { "s" })
+                        format!(
+                            "{n} replica{} wanted, {found} found",
+                            if n == 1 { "" } else { "s" }
+                        )
                     }
                 }
             }];
@@ -199,7 +265,11 @@ fn service_steps(
                 .filter(|v| volumes.contains(&(p.machine.as_str(), *v)))
                 .collect();
             if !here.is_empty() && w.mode != Mode::Global {
-                reasons.push(format!("placed with its data: volume {} is on {}", here.join(", "), p.machine));
+                reasons.push(format!(
+                    "placed with its data: volume {} is on {}",
+                    here.join(", "),
+                    p.machine
+                ));
             }
             steps.push(step(Action::Create, reasons));
         }
@@ -215,9 +285,14 @@ fn service_steps(
         } else {
             match (&c.slot, w.mode) {
                 (Slot::Replica(_), Mode::Global) => "deploy mode changed to global".to_string(),
-                (Slot::Global, Mode::Replicated(_)) => "deploy mode changed to replicated".to_string(),
+                (Slot::Global, Mode::Replicated(_)) => {
+                    "deploy mode changed to replicated".to_string()
+                }
                 (Slot::Replica(k), Mode::Replicated(n)) if *k > n => {
-                    format!("scale down: {n} replica{} wanted", if n == 1 { "" } else { "s" })
+                    format!(
+                        "scale down: {n} replica{} wanted",
+                        if n == 1 { "" } else { "s" }
+                    )
                 }
                 _ => duplicate_reason(w, c, placements, &by_id),
             }
@@ -236,9 +311,14 @@ fn duplicate_reason(
     by_id: &HashMap<(&str, &str), &ObservedContainer>,
 ) -> String {
     let slot = SlotName(&w.service, &c.slot);
-    let placement = placements.iter().find(|p| p.slot == c.slot && (c.slot != Slot::Global || p.machine == c.machine));
+    let placement = placements
+        .iter()
+        .find(|p| p.slot == c.slot && (c.slot != Slot::Global || p.machine == c.machine));
     match placement.and_then(|p| Some((p, by_id.get(&(p.machine.as_str(), p.keep.as_deref()?))?))) {
-        Some((p, kept)) => format!("duplicate of {slot}: keeping {} on {}", kept.name, p.machine),
+        Some((p, kept)) => format!(
+            "duplicate of {slot}: keeping {} on {}",
+            kept.name, p.machine
+        ),
         None => format!("duplicate of {slot}"),
     }
 }
@@ -248,19 +328,34 @@ fn compare(w: &Workload, p: &Placement, c: &ObservedContainer) -> (Action, Vec<S
     let container = container_ref(c);
     if c.spec_hash != p.spec_hash {
         let (order, order_reason) = update_order(w);
-        return (Action::Replace { container, order, order_reason }, spec_reasons(w, c));
+        return (
+            Action::Replace {
+                container,
+                order,
+                order_reason,
+            },
+            spec_reasons(w, c),
+        );
     }
     match &c.state {
         ContainerState::Running | ContainerState::Restarting | ContainerState::Paused => {
             (Action::Unchanged { container }, Vec::new())
         }
-        ContainerState::Created | ContainerState::Exited => {
-            (Action::Start { container }, vec![format!("{}, spec unchanged", c.state.as_str())])
-        }
+        ContainerState::Created | ContainerState::Exited => (
+            Action::Start { container },
+            vec![format!("{}, spec unchanged", c.state.as_str())],
+        ),
         other => {
             let (order, order_reason) = update_order(w);
             let reason = format!("container is {}", other.as_str());
-            (Action::Replace { container, order, order_reason }, vec![reason])
+            (
+                Action::Replace {
+                    container,
+                    order,
+                    order_reason,
+                },
+                vec![reason],
+            )
         }
     }
 }
@@ -269,7 +364,11 @@ fn spec_reasons(w: &Workload, c: &ObservedContainer) -> Vec<String> {
     match &c.spec {
         Some(recorded) => {
             let reasons = w.spec.changes_from(recorded);
-            if reasons.is_empty() { vec!["spec changed".to_string()] } else { reasons }
+            if reasons.is_empty() {
+                vec!["spec changed".to_string()]
+            } else {
+                reasons
+            }
         }
         None => vec!["spec changed (the container has no recorded spec to compare)".to_string()],
     }
@@ -281,15 +380,26 @@ fn update_order(w: &Workload) -> (UpdateOrder, String) {
     let clash = if let Some(port) = w.host_ports.first() {
         Some(format!("publishes host port {port}"))
     } else {
-        w.single_writer_volume().map(|v| format!("mounts volume {} read-write", v.name))
+        w.single_writer_volume()
+            .map(|v| format!("mounts volume {} read-write", v.name))
     };
     match (w.update_order, clash) {
-        (Some(UpdateOrder::StopFirst), _) => (UpdateOrder::StopFirst, "requested by update_config.order".into()),
-        (Some(UpdateOrder::StartFirst), None) => (UpdateOrder::StartFirst, "requested by update_config.order".into()),
-        (Some(UpdateOrder::StartFirst), Some(why)) => {
-            (UpdateOrder::StopFirst, format!("{why}, so not the requested start-first"))
-        }
-        (None, None) => (UpdateOrder::StartFirst, "hoist's default when update_config.order is unset".into()),
+        (Some(UpdateOrder::StopFirst), _) => (
+            UpdateOrder::StopFirst,
+            "requested by update_config.order".into(),
+        ),
+        (Some(UpdateOrder::StartFirst), None) => (
+            UpdateOrder::StartFirst,
+            "requested by update_config.order".into(),
+        ),
+        (Some(UpdateOrder::StartFirst), Some(why)) => (
+            UpdateOrder::StopFirst,
+            format!("{why}, so not the requested start-first"),
+        ),
+        (None, None) => (
+            UpdateOrder::StartFirst,
+            "hoist's default when update_config.order is unset".into(),
+        ),
         (None, Some(why)) => (UpdateOrder::StopFirst, why),
     }
 }

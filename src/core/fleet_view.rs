@@ -57,7 +57,11 @@ pub fn fmt_bytes(bytes: u64) -> String {
 /// `2 CPUs`, `0.5 CPUs`, `1 CPU`.
 pub fn fmt_cpus(nano_cpus: u64) -> String {
     let cpus = nano_cpus as f64 / 1e9;
-    let unit = if nano_cpus == 1_000_000_000 { " CPU" } else { " CPUs" };
+    let unit = if nano_cpus == 1_000_000_000 {
+        " CPU"
+    } else {
+        " CPUs"
+    };
     fmt_decimal(cpus, unit)
 }
 

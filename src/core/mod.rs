@@ -17,6 +17,7 @@ pub mod diff;
 pub mod fleet_view;
 pub mod observed;
 pub mod plan;
+mod refusal;
 pub mod schedule;
 pub mod spec;
 pub mod workload;

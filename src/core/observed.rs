@@ -160,6 +160,35 @@ impl Observed {
 
     /// The containers that can be trusted: those on reachable machines.
     pub fn visible_containers(&self) -> impl Iterator<Item = &ObservedContainer> {
-        self.containers.iter().filter(|c| self.is_reachable(&c.machine))
+        self.containers
+            .iter()
+            .filter(|c| self.is_reachable(&c.machine))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_labels_round_trip() {
+        for slot in [Slot::Replica(1), Slot::Replica(12), Slot::Global] {
+            assert_eq!(Slot::from_label(&slot.label_value()), Some(slot));
+        }
+        assert_eq!(Slot::from_label("0"), None);
+        assert_eq!(Slot::from_label("web"), None);
+        assert_eq!(SlotName("web", &Slot::Replica(2)).to_string(), "web.2");
+        assert_eq!(SlotName("agent", &Slot::Global).to_string(), "agent");
+    }
+
+    #[test]
+    fn unreachable_machines_hide_their_containers() {
+        let mut o = Observed::default();
+        o.machines.insert("m1".into(), Reach::Reachable);
+        o.machines
+            .insert("m2".into(), Reach::Unreachable("timeout".into()));
+        assert_eq!(o.unreachable_reason("m1"), None);
+        assert_eq!(o.unreachable_reason("m2"), Some("timeout"));
+        assert_eq!(o.unreachable_reason("m3"), Some("not observed"));
     }
 }

@@ -50,18 +50,35 @@ pub struct ContainerRef {
 /// What a step does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    CreateNetwork { name: String },
-    CreateVolume { name: String },
+    CreateNetwork {
+        name: String,
+    },
+    CreateVolume {
+        name: String,
+    },
     /// A new container for the slot.
     Create,
     /// Start the slot's stopped container; its spec is current.
-    Start { container: ContainerRef },
+    Start {
+        container: ContainerRef,
+    },
     /// Recreate the slot's container on the same machine, in `order`.
-    Replace { container: ContainerRef, order: UpdateOrder, order_reason: String },
+    Replace {
+        container: ContainerRef,
+        order: UpdateOrder,
+        order_reason: String,
+    },
     /// Create the slot on `machine`, then remove its container from `from`.
-    Move { from: String, container: ContainerRef },
-    Remove { container: ContainerRef },
-    Unchanged { container: ContainerRef },
+    Move {
+        from: String,
+        container: ContainerRef,
+    },
+    Remove {
+        container: ContainerRef,
+    },
+    Unchanged {
+        container: ContainerRef,
+    },
 }
 
 impl Action {
@@ -136,11 +153,16 @@ const COUNTS: [(&str, &str, bool); 8] = [
 impl Plan {
     /// Whether `up` would change anything (for `--detailed-exitcode`).
     pub fn has_changes(&self) -> bool {
-        self.steps.iter().any(|s| !matches!(s.action, Action::Unchanged { .. }))
+        self.steps
+            .iter()
+            .any(|s| !matches!(s.action, Action::Unchanged { .. }))
     }
 
     fn count(&self, kind: &str) -> usize {
-        self.steps.iter().filter(|s| s.action.kind() == kind).count()
+        self.steps
+            .iter()
+            .filter(|s| s.action.kind() == kind)
+            .count()
     }
 
     fn unreachable(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -166,7 +188,11 @@ impl Plan {
             });
         }
         let total = self.machines.len();
-        let mut line = format!("{}, across {total} machine{}", parts.join(", "), if total == 1 { "" } else { "s" });
+        let mut line = format!(
+            "{}, across {total} machine{}",
+            parts.join(", "),
+            if total == 1 { "" } else { "s" }
+        );
         let down = self.unreachable().count();
         if down > 0 {
             let _ = write!(line, " ({down} unreachable)");
@@ -200,13 +226,23 @@ impl Plan {
     /// machine, each with its reasons, then the summary and warnings.
     pub fn render_text(&self) -> String {
         let mut groups: Vec<(String, BTreeMap<&str, Vec<&Step>>)> = Vec::new();
-        for step in self.steps.iter().filter(|s| !matches!(s.action, Action::Unchanged { .. })) {
-            let title = step.service.clone().unwrap_or_else(|| "networks and volumes".to_string());
+        for step in self
+            .steps
+            .iter()
+            .filter(|s| !matches!(s.action, Action::Unchanged { .. }))
+        {
+            let title = step
+                .service
+                .clone()
+                .unwrap_or_else(|| "networks and volumes".to_string());
             if groups.last().is_none_or(|(t, _)| *t != title) {
                 groups.push((title, BTreeMap::new()));
             }
             let (_, machines) = groups.last_mut().expect("pushed above");
-            machines.entry(step.machine.as_str()).or_default().push(step);
+            machines
+                .entry(step.machine.as_str())
+                .or_default()
+                .push(step);
         }
         let mut out = String::new();
         for (title, machines) in &groups {
@@ -247,8 +283,10 @@ impl Plan {
             .iter()
             .map(|u| json!({"service": u.service, "slot": u.slot.number(), "machines": u.machines}))
             .collect();
-        let unreachable: Vec<Value> =
-            self.unreachable().map(|(m, why)| json!({"machine": m, "reason": why})).collect();
+        let unreachable: Vec<Value> = self
+            .unreachable()
+            .map(|(m, why)| json!({"machine": m, "reason": why}))
+            .collect();
         let value = json!({
             "schema": 1,
             "changes": self.has_changes(),
@@ -272,7 +310,11 @@ fn step_line(step: &Step) -> String {
         Action::CreateVolume { name } => format!("+ create volume {name}"),
         Action::Create => format!("+ create {slot}"),
         Action::Start { .. } => format!("^ start {slot}"),
-        Action::Replace { order, order_reason, .. } => format!("~ replace {slot} ({order}: {order_reason})"),
+        Action::Replace {
+            order,
+            order_reason,
+            ..
+        } => format!("~ replace {slot} ({order}: {order_reason})"),
         Action::Move { from, .. } => format!("> move {slot} from {from}"),
         Action::Remove { container } => format!("- remove {slot} (container {})", container.name),
         Action::Unchanged { .. } => format!("= {slot}"),
@@ -285,7 +327,11 @@ fn step_json(step: &Step) -> Value {
         _ => None,
     };
     let (order, order_reason) = match &step.action {
-        Action::Replace { order, order_reason, .. } => (Some(order.to_string()), Some(order_reason.as_str())),
+        Action::Replace {
+            order,
+            order_reason,
+            ..
+        } => (Some(order.to_string()), Some(order_reason.as_str())),
         _ => (None, None),
     };
     let from = match &step.action {

@@ -18,11 +18,12 @@
 //! Cost is O(slots × machines) plus one pass over the observed containers.
 
 use super::constraint::{Constraint, parse_spread};
-use super::fleet_view::{MachineView, fmt_bytes, fmt_cpus};
+use super::fleet_view::MachineView;
 use super::observed::{ContainerState, Health, Observed, ObservedContainer, Slot, SlotName};
+use super::refusal::Refusal;
+pub use super::refusal::{Problem, ScheduleError};
 use super::workload::{HostPort, Mode, Workload, dependency_order};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 
 /// A replica slot assigned to a machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,102 +65,6 @@ pub struct Desired {
     pub held: Vec<Held>,
 }
 
-/// One reason the project cannot be scheduled.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Problem {
-    /// The service's own settings are wrong (constraint syntax, unknown dependency, …).
-    Invalid { service: String, message: String },
-    /// Not every replica found a machine; `refusals` says why, machine by machine.
-    Unplaceable { service: String, global: bool, wanted: u32, placed: u32, refusals: Vec<(String, String)> },
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::Invalid { service, message } => write!(f, "{service}: {message}"),
-            Problem::Unplaceable { service, global, wanted, placed, refusals } => {
-                if *global {
-                    write!(f, "{service}: global, wants {wanted} machines, could place {placed}:")?;
-                } else {
-                    let s = if *wanted == 1 { "" } else { "s" };
-                    write!(f, "{service}: wants {wanted} replica{s}, could place {placed}:")?;
-                }
-                for (machine, why) in refusals {
-                    write!(f, "\n  {machine}: {why}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Everything that stops the project from being scheduled, services in name order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScheduleError {
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ScheduleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, problem) in self.problems.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ScheduleError {}
-
-/// Why a machine cannot take (or keep) a replica. One value, two phrasings: as a refusal in a
-/// scheduling error, and as the reason an existing replica moves.
-#[derive(Clone, Debug)]
-enum Refusal {
-    Unreachable(String),
-    NotInInventory,
-    Constraint(String),
-    FactUnknown(String),
-    Volume { volume: String, holders: Vec<String> },
-    MaxPerNode { service: String, max: u32 },
-    Port { port: HostPort, owner: String },
-    Cpu { wants: u64, free: u64 },
-    Memory { wants: u64, free: u64 },
-}
-
-impl Refusal {
-    fn refusal(&self) -> String {
-        match self {
-            Refusal::Unreachable(why) => format!("unreachable ({why})"),
-            Refusal::NotInInventory => "not in the inventory".to_string(),
-            Refusal::Constraint(c) => format!("{c} not met"),
-            Refusal::FactUnknown(c) => format!("cannot check {c}: the engine did not say"),
-            Refusal::Volume { volume, holders } => {
-                format!("does not hold volume {volume} (it is on {})", holders.join(", "))
-            }
-            Refusal::MaxPerNode { service, max } => {
-                format!("already runs {max} of {service} (max_replicas_per_node {max})")
-            }
-            Refusal::Port { port, owner } => format!("host port {port} already taken by {owner}"),
-            Refusal::Cpu { wants, free } => {
-                format!("not enough CPU (wants {}, {} free)", fmt_cpus(*wants), fmt_cpus(*free))
-            }
-            Refusal::Memory { wants, free } => {
-                format!("not enough memory (wants {}, {} free)", fmt_bytes(*wants), fmt_bytes(*free))
-            }
-        }
-    }
-
-    fn departure(&self, machine: &str) -> String {
-        match self {
-            Refusal::NotInInventory => format!("placement: machine {machine} is no longer in the inventory"),
-            Refusal::Constraint(c) => format!("placement: machine {machine} no longer matches {c}"),
-            other => format!("placement: {machine} {}", other.refusal()),
-        }
-    }
-}
-
 enum Fit {
     Yes,
     No(Refusal),
@@ -195,7 +100,11 @@ struct Scheduler<'a> {
 }
 
 /// Assigns every replica slot of `workloads` to one of `machines`, given what is running.
-pub fn schedule(workloads: &[Workload], machines: &[MachineView], observed: &Observed) -> Result<Desired, ScheduleError> {
+pub fn schedule(
+    workloads: &[Workload],
+    machines: &[MachineView],
+    observed: &Observed,
+) -> Result<Desired, ScheduleError> {
     let mut svcs = validate(workloads)?;
     let mut views: Vec<&MachineView> = machines.iter().collect();
     views.sort_by(|a, b| a.name.cmp(&b.name));
@@ -211,33 +120,62 @@ pub fn schedule(workloads: &[Workload], machines: &[MachineView], observed: &Obs
             load: 0,
         })
         .collect();
-    let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.view.name.as_str(), i)).collect();
-    let volumes: BTreeSet<(&str, &str)> =
-        observed.volumes.iter().map(|(m, v)| (m.as_str(), v.as_str())).collect();
+    let index: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.view.name.as_str(), i))
+        .collect();
+    let volumes: BTreeSet<(&str, &str)> = observed
+        .volumes
+        .iter()
+        .map(|(m, v)| (m.as_str(), v.as_str()))
+        .collect();
     for svc in &mut svcs {
         svc.holders = (0..nodes.len())
             .filter(|&m| nodes[m].unreachable.is_none())
-            .filter(|&m| svc.w.volumes.iter().any(|v| volumes.contains(&(nodes[m].view.name.as_str(), v.name.as_str()))))
+            .filter(|&m| {
+                svc.w
+                    .volumes
+                    .iter()
+                    .any(|v| volumes.contains(&(nodes[m].view.name.as_str(), v.name.as_str())))
+            })
             .collect();
     }
-    let fit = svcs.iter().flat_map(|s| nodes.iter().map(move |n| static_fit(s, n.view))).collect();
+    let fit = svcs
+        .iter()
+        .flat_map(|s| nodes.iter().map(move |n| static_fit(s, n.view)))
+        .collect();
     let mut by_service: HashMap<&str, Vec<&ObservedContainer>> = HashMap::new();
     for c in observed.visible_containers() {
         by_service.entry(c.service.as_str()).or_default().push(c);
     }
     let count = vec![0; svcs.len() * nodes.len()];
-    let mut s = Scheduler { svcs, nodes, count, fit, desired: Desired::default() };
+    let mut s = Scheduler {
+        svcs,
+        nodes,
+        count,
+        fit,
+        desired: Desired::default(),
+    };
 
     let mut order: Vec<usize> = (0..s.svcs.len()).collect();
     order.sort_by(|&a, &b| s.svcs[a].w.service.cmp(&s.svcs[b].w.service));
     let mut kept: Vec<BTreeSet<Slot>> = vec![BTreeSet::new(); s.svcs.len()];
     let mut seen: Vec<BTreeSet<Slot>> = vec![BTreeSet::new(); s.svcs.len()];
     for &si in &order {
-        let containers = by_service.get(s.svcs[si].w.service.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        let containers = by_service
+            .get(s.svcs[si].w.service.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         seen[si] = containers.iter().map(|c| c.slot.clone()).collect();
         kept[si] = s.keep(si, containers, &index);
     }
-    order.sort_by_key(|&si| (s.svcs[si].w.mode != Mode::Global, s.svcs[si].w.service.as_str()));
+    order.sort_by_key(|&si| {
+        (
+            s.svcs[si].w.mode != Mode::Global,
+            s.svcs[si].w.service.as_str(),
+        )
+    });
     let mut problems = Vec::new();
     for &si in &order {
         let problem = match s.svcs[si].w.mode {
@@ -251,11 +189,20 @@ pub fn schedule(workloads: &[Workload], machines: &[MachineView], observed: &Obs
         return Err(ScheduleError { problems });
     }
     let mut desired = s.desired;
-    desired.placements.sort_by(|a, b| (&a.service, &a.slot, &a.machine).cmp(&(&b.service, &b.slot, &b.machine)));
+    desired
+        .placements
+        .sort_by(|a, b| (&a.service, &a.slot, &a.machine).cmp(&(&b.service, &b.slot, &b.machine)));
     desired.departures.sort_by(|a, b| {
-        (&a.service, &a.slot, &a.machine, &a.container_id).cmp(&(&b.service, &b.slot, &b.machine, &b.container_id))
+        (&a.service, &a.slot, &a.machine, &a.container_id).cmp(&(
+            &b.service,
+            &b.slot,
+            &b.machine,
+            &b.container_id,
+        ))
     });
-    desired.held.sort_by(|a, b| (&a.service, &a.slot).cmp(&(&b.service, &b.slot)));
+    desired
+        .held
+        .sort_by(|a, b| (&a.service, &a.slot).cmp(&(&b.service, &b.slot)));
     Ok(desired)
 }
 
@@ -269,7 +216,10 @@ fn problem_service(p: &Problem) -> &str {
 fn validate(workloads: &[Workload]) -> Result<Vec<Svc<'_>>, ScheduleError> {
     let mut problems = Vec::new();
     let mut invalid = |service: &str, message: String| {
-        problems.push(Problem::Invalid { service: service.to_string(), message });
+        problems.push(Problem::Invalid {
+            service: service.to_string(),
+            message,
+        });
     };
     let names: BTreeSet<&str> = workloads.iter().map(|w| w.service.as_str()).collect();
     let mut seen = BTreeSet::new();
@@ -294,14 +244,26 @@ fn validate(workloads: &[Workload]) -> Result<Vec<Svc<'_>>, ScheduleError> {
         }
         for dep in &w.depends_on {
             if !names.contains(dep.as_str()) {
-                invalid(&w.service, format!("depends_on names `{dep}`, which is not a service of the project"));
+                invalid(
+                    &w.service,
+                    format!("depends_on names `{dep}`, which is not a service of the project"),
+                );
             }
         }
-        svcs.push(Svc { w, constraints, spread, hash: w.spec.hash(), holders: Vec::new() });
+        svcs.push(Svc {
+            w,
+            constraints,
+            spread,
+            hash: w.spec.hash(),
+            holders: Vec::new(),
+        });
     }
     if let Err(stuck) = dependency_order(workloads) {
         for service in &stuck {
-            invalid(service, format!("depends_on cycle among {}", stuck.join(", ")));
+            invalid(
+                service,
+                format!("depends_on cycle among {}", stuck.join(", ")),
+            );
         }
     }
     if problems.is_empty() {
@@ -329,7 +291,13 @@ fn static_fit(svc: &Svc, machine: &MachineView) -> Fit {
 
 /// Best copy first: the right spec, running, not unhealthy, then by machine and name.
 fn rank<'c>(c: &&'c ObservedContainer, hash: &str) -> (bool, bool, bool, &'c str, &'c str) {
-    (c.spec_hash != hash, c.state != ContainerState::Running, c.health == Health::Unhealthy, &c.machine, &c.name)
+    (
+        c.spec_hash != hash,
+        c.state != ContainerState::Running,
+        c.health == Health::Unhealthy,
+        &c.machine,
+        &c.name,
+    )
 }
 
 impl<'a> Scheduler<'a> {
@@ -355,28 +323,50 @@ impl<'a> Scheduler<'a> {
         let global = svc.w.mode == Mode::Global;
         if !global && !svc.holders.is_empty() && !svc.holders.contains(&m) {
             return Some(Refusal::Volume {
-                volume: svc.w.volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "),
-                holders: svc.holders.iter().map(|&h| self.nodes[h].view.name.clone()).collect(),
+                volume: svc
+                    .w
+                    .volumes
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                holders: svc
+                    .holders
+                    .iter()
+                    .map(|&h| self.nodes[h].view.name.clone())
+                    .collect(),
             });
         }
         if let Some(max) = svc.w.max_replicas_per_node.filter(|_| !global) {
             if self.count(si, m) >= max {
-                return Some(Refusal::MaxPerNode { service: svc.w.service.clone(), max });
+                return Some(Refusal::MaxPerNode {
+                    service: svc.w.service.clone(),
+                    max,
+                });
             }
         }
         for port in &svc.w.host_ports {
             if let Some((_, owner)) = node.ports.iter().find(|(p, _)| p.clashes_with(port)) {
-                return Some(Refusal::Port { port: port.clone(), owner: owner.clone() });
+                return Some(Refusal::Port {
+                    port: port.clone(),
+                    owner: owner.clone(),
+                });
             }
         }
         let r = svc.w.reservations;
         let free_cpu = node.view.nano_cpus.saturating_sub(node.cpu_used);
         if r.nano_cpus > free_cpu {
-            return Some(Refusal::Cpu { wants: r.nano_cpus, free: free_cpu });
+            return Some(Refusal::Cpu {
+                wants: r.nano_cpus,
+                free: free_cpu,
+            });
         }
         let free_mem = node.view.memory.saturating_sub(node.mem_used);
         if r.memory > free_mem {
-            return Some(Refusal::Memory { wants: r.memory, free: free_mem });
+            return Some(Refusal::Memory {
+                wants: r.memory,
+                free: free_mem,
+            });
         }
         None
     }
@@ -389,7 +379,8 @@ impl<'a> Scheduler<'a> {
         node.cpu_used += svc.w.reservations.nano_cpus;
         node.mem_used += svc.w.reservations.memory;
         node.load += 1;
-        node.ports.extend(svc.w.host_ports.iter().map(|p| (p.clone(), owner.clone())));
+        node.ports
+            .extend(svc.w.host_ports.iter().map(|p| (p.clone(), owner.clone())));
         self.count[si * n + m] += 1;
         self.desired.placements.push(Placement {
             service: svc.w.service.clone(),
@@ -402,7 +393,12 @@ impl<'a> Scheduler<'a> {
 
     /// Pass 1: keeps every observed replica whose machine still qualifies; returns the slots
     /// kept. Copies that must leave become departures; surplus copies are left for diff.
-    fn keep(&mut self, si: usize, containers: &[&'a ObservedContainer], index: &HashMap<&str, usize>) -> BTreeSet<Slot> {
+    fn keep(
+        &mut self,
+        si: usize,
+        containers: &[&'a ObservedContainer],
+        index: &HashMap<&str, usize>,
+    ) -> BTreeSet<Slot> {
         let mut by_slot: BTreeMap<Slot, Vec<&ObservedContainer>> = BTreeMap::new();
         for c in containers {
             by_slot.entry(c.slot.clone()).or_default().push(c);
@@ -438,7 +434,13 @@ impl<'a> Scheduler<'a> {
 
     /// Keeps the best of `copies` (ranked) that may stay; records departures for those ranked
     /// above it that may not. Returns whether one was kept.
-    fn keep_one(&mut self, si: usize, slot: &Slot, copies: &[&ObservedContainer], index: &HashMap<&str, usize>) -> bool {
+    fn keep_one(
+        &mut self,
+        si: usize,
+        slot: &Slot,
+        copies: &[&ObservedContainer],
+        index: &HashMap<&str, usize>,
+    ) -> bool {
         for c in copies {
             let refusal = match index.get(c.machine.as_str()) {
                 None => Some(Refusal::NotInInventory),
@@ -466,7 +468,9 @@ impl<'a> Scheduler<'a> {
         let service = self.svcs[si].w.service.clone();
         let (mut wanted, mut refusals) = (0, Vec::new());
         for m in 0..self.n() {
-            if self.nodes[m].unreachable.is_some() || !matches!(self.fit[si * self.n() + m], Fit::Yes) {
+            if self.nodes[m].unreachable.is_some()
+                || !matches!(self.fit[si * self.n() + m], Fit::Yes)
+            {
                 continue;
             }
             wanted += 1;
@@ -487,7 +491,13 @@ impl<'a> Scheduler<'a> {
         })
     }
 
-    fn place_replicated(&mut self, si: usize, n: u32, kept: &BTreeSet<Slot>, seen: &BTreeSet<Slot>) -> Option<Problem> {
+    fn place_replicated(
+        &mut self,
+        si: usize,
+        n: u32,
+        kept: &BTreeSet<Slot>,
+        seen: &BTreeSet<Slot>,
+    ) -> Option<Problem> {
         let mut placed = kept.len() as u32;
         for k in 1..=n {
             let slot = Slot::Replica(k);
@@ -502,7 +512,11 @@ impl<'a> Scheduler<'a> {
                     .collect();
                 if !maybe_on.is_empty() {
                     let service = self.svcs[si].w.service.clone();
-                    self.desired.held.push(Held { service, slot, machines: maybe_on });
+                    self.desired.held.push(Held {
+                        service,
+                        slot,
+                        machines: maybe_on,
+                    });
                     placed += 1;
                     continue;
                 }
@@ -520,7 +534,13 @@ impl<'a> Scheduler<'a> {
                         })
                         .collect();
                     let service = self.svcs[si].w.service.clone();
-                    return Some(Problem::Unplaceable { service, global: false, wanted: n, placed, refusals });
+                    return Some(Problem::Unplaceable {
+                        service,
+                        global: false,
+                        wanted: n,
+                        placed,
+                        refusals,
+                    });
                 }
             }
         }
@@ -529,7 +549,9 @@ impl<'a> Scheduler<'a> {
 
     /// The machine for one new replica of `si`, walking the spread tree; `None` if none fits.
     fn choose(&self, si: usize) -> Option<usize> {
-        let mut feasible: Vec<usize> = (0..self.n()).filter(|&m| self.refusal(si, m).is_none()).collect();
+        let mut feasible: Vec<usize> = (0..self.n())
+            .filter(|&m| self.refusal(si, m).is_none())
+            .collect();
         if feasible.is_empty() {
             return None;
         }
@@ -537,11 +559,21 @@ impl<'a> Scheduler<'a> {
         // The branches are counted over every machine the service may use, not only those
         // with room now, so a full zone still counts as holding its replicas.
         let mut eligible: Vec<usize> = (0..self.n())
-            .filter(|&m| self.nodes[m].unreachable.is_none() && matches!(self.fit[si * self.n() + m], Fit::Yes))
+            .filter(|&m| {
+                self.nodes[m].unreachable.is_none()
+                    && matches!(self.fit[si * self.n() + m], Fit::Yes)
+            })
             .filter(|&m| svc.holders.is_empty() || svc.holders.contains(&m))
             .collect();
         for label in &svc.spread {
-            let value = |m: usize| self.nodes[m].view.labels.get(label).map(String::as_str).unwrap_or("");
+            let value = |m: usize| {
+                self.nodes[m]
+                    .view
+                    .labels
+                    .get(label)
+                    .map(String::as_str)
+                    .unwrap_or("")
+            };
             let mut branches: BTreeMap<&str, (u32, bool)> = BTreeMap::new();
             for &m in &eligible {
                 branches.entry(value(m)).or_default().0 += self.count(si, m);
@@ -557,6 +589,12 @@ impl<'a> Scheduler<'a> {
             eligible.retain(|&m| value(m) == best);
             feasible.retain(|&m| value(m) == best);
         }
-        feasible.into_iter().min_by_key(|&m| (self.count(si, m), self.nodes[m].load, &self.nodes[m].view.name))
+        feasible.into_iter().min_by_key(|&m| {
+            (
+                self.count(si, m),
+                self.nodes[m].load,
+                &self.nodes[m].view.name,
+            )
+        })
     }
 }

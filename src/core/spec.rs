@@ -165,7 +165,12 @@ impl ContainerSpec {
     /// key of a keyed attribute), in a fixed order. Values of [`SENSITIVE`] attributes, and of
     /// any attribute not known to be safe, are never included.
     pub fn changes_from(&self, old: &ContainerSpec) -> Vec<String> {
-        let mut names: Vec<&str> = self.0.keys().chain(old.0.keys()).map(String::as_str).collect();
+        let mut names: Vec<&str> = self
+            .0
+            .keys()
+            .chain(old.0.keys())
+            .map(String::as_str)
+            .collect();
         names.sort_by_key(|n| (rank(n), *n));
         names.dedup();
         let mut reasons = Vec::new();
@@ -180,7 +185,10 @@ impl ContainerSpec {
 }
 
 fn rank(name: &str) -> usize {
-    RANKED.iter().position(|(n, _)| *n == name).unwrap_or(RANKED.len())
+    RANKED
+        .iter()
+        .position(|(n, _)| *n == name)
+        .unwrap_or(RANKED.len())
 }
 
 fn canonical(value: &Value) -> Value {
@@ -188,7 +196,11 @@ fn canonical(value: &Value) -> Value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), canonical(&map[k]))).collect())
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&map[k])))
+                    .collect(),
+            )
         }
         Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
         other => other.clone(),
@@ -267,7 +279,10 @@ mod tests {
             .with("labels", json!({"b": {"y": 2, "x": 1}, "a": "1"}))
             .with("image", "app:1");
         assert_eq!(a.hash(), b.hash());
-        assert_eq!(a.canonical_json(), r#"{"image":"app:1","labels":{"a":"1","b":{"x":1,"y":2}}}"#);
+        assert_eq!(
+            a.canonical_json(),
+            r#"{"image":"app:1","labels":{"a":"1","b":{"x":1,"y":2}}}"#
+        );
         assert_eq!(a.hash().len(), 64);
     }
 
@@ -280,7 +295,9 @@ mod tests {
 
     #[test]
     fn recorded_spec_round_trips() {
-        let a = ContainerSpec::new().with("image", "app:1").with("environment", json!({"K": "v"}));
+        let a = ContainerSpec::new()
+            .with("image", "app:1")
+            .with("environment", json!({"K": "v"}));
         let back = ContainerSpec::from_json(&a.canonical_json()).unwrap();
         assert_eq!(back.hash(), a.hash());
     }
@@ -289,14 +306,20 @@ mod tests {
     fn changes_are_ordered_and_never_leak_sensitive_values() {
         let old = ContainerSpec::new()
             .with("user", "1000")
-            .with("environment", json!({"DB_URL": "postgres://u:hunter2@db", "GONE": "x"}))
+            .with(
+                "environment",
+                json!({"DB_URL": "postgres://u:hunter2@db", "GONE": "x"}),
+            )
             .with("secrets", json!({"db_password": "sha256:aaa"}))
             .with("image", "app:1.2")
             .with("x_custom", "secret-ish")
             .with("command", json!(["serve", "--token=abc"]));
         let new = ContainerSpec::new()
             .with("image", "app:1.3")
-            .with("environment", json!({"DB_URL": "postgres://u:swordfish@db", "FOO": "bar"}))
+            .with(
+                "environment",
+                json!({"DB_URL": "postgres://u:swordfish@db", "FOO": "bar"}),
+            )
             .with("secrets", json!({"db_password": "sha256:bbb"}))
             .with("user", "1001")
             .with("x_custom", "other")
@@ -318,7 +341,15 @@ mod tests {
             ]
         );
         let all = reasons.join("\n");
-        for secret in ["hunter2", "swordfish", "bar", "abc", "def", "sha256", "other"] {
+        for secret in [
+            "hunter2",
+            "swordfish",
+            "bar",
+            "abc",
+            "def",
+            "sha256",
+            "other",
+        ] {
             assert!(!all.contains(secret), "{secret} leaked");
         }
     }
@@ -333,15 +364,25 @@ mod tests {
             .with("working_dir", "/b");
         assert_eq!(
             new.changes_from(&old),
-            ["ports changed: 8080:80/tcp, 443:443/tcp → 8081:80/tcp, 443:443/tcp", "working_dir changed"]
+            [
+                "ports changed: 8080:80/tcp, 443:443/tcp → 8081:80/tcp, 443:443/tcp",
+                "working_dir changed"
+            ]
         );
     }
 
     #[test]
     fn image_id_alone_reports_a_rebuilt_tag() {
-        let old = ContainerSpec::new().with("image", "app:latest").with("image_id", format!("sha256:{}", "a".repeat(64)));
-        let new = ContainerSpec::new().with("image", "app:latest").with("image_id", format!("sha256:{}", "b".repeat(64)));
-        assert_eq!(new.changes_from(&old), ["image ID sha256:aaaaaaaaaaaa → sha256:bbbbbbbbbbbb"]);
+        let old = ContainerSpec::new()
+            .with("image", "app:latest")
+            .with("image_id", format!("sha256:{}", "a".repeat(64)));
+        let new = ContainerSpec::new()
+            .with("image", "app:latest")
+            .with("image_id", format!("sha256:{}", "b".repeat(64)));
+        assert_eq!(
+            new.changes_from(&old),
+            ["image ID sha256:aaaaaaaaaaaa → sha256:bbbbbbbbbbbb"]
+        );
     }
 
     #[test]

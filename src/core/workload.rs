@@ -44,7 +44,11 @@ pub struct HostPort {
 
 impl HostPort {
     pub fn tcp(port: u16) -> Self {
-        HostPort { protocol: "tcp".into(), host_ip: None, port }
+        HostPort {
+            protocol: "tcp".into(),
+            host_ip: None,
+            port,
+        }
     }
 
     /// Whether binding both on one machine fails: same protocol and port, and the same
@@ -141,13 +145,19 @@ impl Workload {
 /// ignored here (schedule reports them). On a cycle, returns the services caught in it.
 pub fn dependency_order(workloads: &[Workload]) -> Result<Vec<usize>, Vec<String>> {
     use std::collections::{BTreeMap, BTreeSet};
-    let index: BTreeMap<&str, usize> =
-        workloads.iter().enumerate().map(|(i, w)| (w.service.as_str(), i)).collect();
+    let index: BTreeMap<&str, usize> = workloads
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.service.as_str(), i))
+        .collect();
     let mut waiting_on: Vec<usize> = vec![0; workloads.len()];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); workloads.len()];
     for (i, w) in workloads.iter().enumerate() {
-        let deps: BTreeSet<usize> =
-            w.depends_on.iter().filter_map(|d| index.get(d.as_str()).copied()).collect();
+        let deps: BTreeSet<usize> = w
+            .depends_on
+            .iter()
+            .filter_map(|d| index.get(d.as_str()).copied())
+            .collect();
         waiting_on[i] = deps.len();
         for d in deps {
             dependents[d].push(i);
@@ -178,5 +188,53 @@ pub fn dependency_order(workloads: &[Workload]) -> Result<Vec<usize>, Vec<String
             .collect();
         stuck.sort();
         Err(stuck)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports_clash_on_shared_addresses_only() {
+        let on = |ip: Option<&str>, port, proto: &str| HostPort {
+            protocol: proto.into(),
+            host_ip: ip.map(String::from),
+            port,
+        };
+        let all80 = on(None, 80, "tcp");
+        assert!(all80.clashes_with(&on(None, 80, "tcp")));
+        assert!(all80.clashes_with(&on(Some("127.0.0.1"), 80, "tcp")));
+        assert!(on(Some("10.0.0.1"), 80, "tcp").clashes_with(&on(Some("10.0.0.1"), 80, "tcp")));
+        assert!(!on(Some("10.0.0.1"), 80, "tcp").clashes_with(&on(Some("127.0.0.1"), 80, "tcp")));
+        assert!(!all80.clashes_with(&on(None, 80, "udp")));
+        assert!(!all80.clashes_with(&on(None, 81, "tcp")));
+        assert_eq!(
+            on(Some("127.0.0.1"), 53, "udp").to_string(),
+            "127.0.0.1:53/udp"
+        );
+    }
+
+    #[test]
+    fn dependency_order_is_topological_then_by_name() {
+        let w = |name: &str, deps: &[&str]| {
+            let mut w = Workload::new(name, ContainerSpec::new());
+            w.depends_on = deps.iter().map(|d| d.to_string()).collect();
+            w
+        };
+        let ws = [
+            w("web", &["api"]),
+            w("api", &["db"]),
+            w("db", &[]),
+            w("admin", &[]),
+        ];
+        let names: Vec<&str> = dependency_order(&ws)
+            .unwrap()
+            .into_iter()
+            .map(|i| ws[i].service.as_str())
+            .collect();
+        assert_eq!(names, ["admin", "db", "api", "web"]);
+        let cyclic = [w("a", &["b"]), w("b", &["a"]), w("c", &[])];
+        assert_eq!(dependency_order(&cyclic).unwrap_err(), ["a", "b"]);
     }
 }

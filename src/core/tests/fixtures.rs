@@ -99,17 +99,26 @@ impl ServiceBuild for Workload {
     fn port(mut self, port: u16, target: u16) -> Self {
         self.host_ports.push(HostPort::tcp(port));
         let mut ports = self.spec.get("ports").cloned().unwrap_or(json!([]));
-        ports.as_array_mut().expect("ports is a list").push(json!(format!("{port}:{target}/tcp")));
+        ports
+            .as_array_mut()
+            .expect("ports is a list")
+            .push(json!(format!("{port}:{target}/tcp")));
         self.spec.set("ports", ports);
         self
     }
     fn volume(mut self, name: &str, mount: &str) -> Self {
-        self.volumes.push(LocalVolume { name: name.into(), read_only: false });
+        self.volumes.push(LocalVolume {
+            name: name.into(),
+            read_only: false,
+        });
         mount_in_spec(&mut self.spec, format!("{name}:{mount}"));
         self
     }
     fn ro_volume(mut self, name: &str, mount: &str) -> Self {
-        self.volumes.push(LocalVolume { name: name.into(), read_only: true });
+        self.volumes.push(LocalVolume {
+            name: name.into(),
+            read_only: true,
+        });
         mount_in_spec(&mut self.spec, format!("{name}:{mount}:ro"));
         self
     }
@@ -135,7 +144,10 @@ impl ServiceBuild for Workload {
 
 fn mount_in_spec(spec: &mut ContainerSpec, mount: String) {
     let mut mounts = spec.get("mounts").cloned().unwrap_or(json!([]));
-    mounts.as_array_mut().expect("mounts is a list").push(json!(mount));
+    mounts
+        .as_array_mut()
+        .expect("mounts is a list")
+        .push(json!(mount));
     spec.set("mounts", mounts);
 }
 
@@ -153,7 +165,9 @@ pub fn fleet(reachable: &[&str]) -> Fleet {
 
 impl Fleet {
     pub fn down(mut self, machine: &str, why: &str) -> Self {
-        self.0.machines.insert(machine.into(), Reach::Unreachable(why.into()));
+        self.0
+            .machines
+            .insert(machine.into(), Reach::Unreachable(why.into()));
         self
     }
 
@@ -169,12 +183,42 @@ impl Fleet {
 
     /// Like `run`, in another state.
     pub fn with_state(self, w: &Workload, slot: u32, machine: &str, state: &str) -> Self {
-        self.container(w, Slot::Replica(slot), machine, ContainerState::parse(state), "")
+        self.container(
+            w,
+            Slot::Replica(slot),
+            machine,
+            ContainerState::parse(state),
+            "",
+        )
     }
 
     /// A second container for the same slot on `machine`, named with `suffix`.
-    pub fn duplicate(self, w: &Workload, slot: u32, machine: &str, state: &str, suffix: &str) -> Self {
-        self.container(w, Slot::Replica(slot), machine, ContainerState::parse(state), suffix)
+    pub fn duplicate(
+        self,
+        w: &Workload,
+        slot: u32,
+        machine: &str,
+        state: &str,
+        suffix: &str,
+    ) -> Self {
+        self.container(
+            w,
+            Slot::Replica(slot),
+            machine,
+            ContainerState::parse(state),
+            suffix,
+        )
+    }
+
+    /// A second container of a global service on `machine`, named with `suffix`.
+    pub fn duplicate_global(self, w: &Workload, machine: &str, state: &str, suffix: &str) -> Self {
+        self.container(
+            w,
+            Slot::Global,
+            machine,
+            ContainerState::parse(state),
+            suffix,
+        )
     }
 
     /// A container that carries a hash but no recorded spec (recorded before hoist kept specs).
@@ -194,7 +238,14 @@ impl Fleet {
         self
     }
 
-    fn container(mut self, w: &Workload, slot: Slot, machine: &str, state: ContainerState, suffix: &str) -> Self {
+    fn container(
+        mut self,
+        w: &Workload,
+        slot: Slot,
+        machine: &str,
+        state: ContainerState,
+        suffix: &str,
+    ) -> Self {
         let name = match &slot {
             Slot::Replica(n) => format!("shop-{}-{n}{suffix}", w.service),
             Slot::Global => format!("shop-{}-{machine}{suffix}", w.service),
@@ -217,7 +268,12 @@ impl Fleet {
             }
         }
         for v in &w.volumes {
-            if !self.0.volumes.iter().any(|(m, x)| m == machine && *x == v.name) {
+            if !self
+                .0
+                .volumes
+                .iter()
+                .any(|(m, x)| m == machine && *x == v.name)
+            {
                 self.0.volumes.push((machine.into(), v.name.clone()));
             }
         }

@@ -2,6 +2,7 @@
 //! scheduling error), compared byte for byte. The expected texts were written as what a user
 //! should read, then the code was made to print them.
 
+mod capacity;
 mod fixtures;
 mod placement;
 mod rollout;
@@ -40,5 +41,11 @@ pub fn run(cases: Vec<Case>) {
             failures.push(format!("--- {} ---\nwant:\n{want}\ngot:\n{got}", case.name));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
