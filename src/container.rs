@@ -174,6 +174,13 @@ pub fn create_request(service: &Value, at: &Placement<'_>) -> Result<Value> {
             .collect();
         body.insert("Env".into(), json!(list));
     }
+    // Where the replica runs, for the app's own logs and answers (not part of the
+    // spec hash: the same spec runs on every machine).
+    let env = body.entry("Env").or_insert_with(|| json!([]));
+    if let Some(list) = env.as_array_mut() {
+        list.push(json!(format!("HOIST_MACHINE={}", at.machine)));
+        list.push(json!(format!("HOIST_SLOT={}", at.slot)));
+    }
     body.insert("Labels".into(), Value::Object(container_labels(s, at)));
     for (compose, api) in [
         ("user", "User"),
@@ -771,7 +778,7 @@ mod tests {
         assert_eq!(req["Image"], "app:1");
         assert_eq!(req["Cmd"], json!(["serve", "--port", "80"]));
         assert!(req.get("Entrypoint").is_none());
-        assert_eq!(req["Env"], json!(["A=1"]));
+        assert_eq!(req["Env"], json!(["A=1", "HOIST_MACHINE=m1", "HOIST_SLOT=2"]));
         assert_eq!(req["StopTimeout"], 30);
         assert_eq!(req["Healthcheck"]["Interval"], 5_000_000_000i64);
         assert_eq!(req["Labels"][labels::SLOT], "2");
