@@ -778,7 +778,10 @@ mod tests {
         assert_eq!(req["Image"], "app:1");
         assert_eq!(req["Cmd"], json!(["serve", "--port", "80"]));
         assert!(req.get("Entrypoint").is_none());
-        assert_eq!(req["Env"], json!(["A=1", "HOIST_MACHINE=m1", "HOIST_SLOT=2"]));
+        assert_eq!(
+            req["Env"],
+            json!(["A=1", "HOIST_MACHINE=m1", "HOIST_SLOT=2"])
+        );
         assert_eq!(req["StopTimeout"], 30);
         assert_eq!(req["Healthcheck"]["Interval"], 5_000_000_000i64);
         assert_eq!(req["Labels"][labels::SLOT], "2");

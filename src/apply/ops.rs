@@ -345,7 +345,11 @@ pub async fn copy_files(docker: &Docker, id: &str, files: &[FileInContainer]) ->
         h.set_uid(f.uid);
         h.set_gid(f.gid);
         h.set_size(f.content.len() as u64);
-        builder.append_data(&mut h, f.target.trim_start_matches('/'), f.content.as_slice())?;
+        builder.append_data(
+            &mut h,
+            f.target.trim_start_matches('/'),
+            f.content.as_slice(),
+        )?;
     }
     let archive = builder.into_inner()?;
     docker

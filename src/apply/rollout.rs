@@ -186,14 +186,21 @@ async fn run_service(
     engines: &HashMap<String, Docker>,
     progress: &Progress,
 ) -> (Vec<Outcome>, Verdict) {
-    let (removals, updates): (Vec<&Change>, Vec<&Change>) =
-        svc.changes.iter().partition(|c| matches!(c, Change::Remove { .. }));
+    let (removals, updates): (Vec<&Change>, Vec<&Change>) = svc
+        .changes
+        .iter()
+        .partition(|c| matches!(c, Change::Remove { .. }));
     let total = updates.len();
     // New replicas replace nothing, so they all start at once (as Swarm does);
     // update_config.parallelism paces the replacements of running replicas.
-    let (fresh, replacing): (Vec<&Change>, Vec<&Change>) =
-        updates.into_iter().partition(|c| !matches!(c, Change::Replace { .. }));
-    let batch = if svc.update.parallelism == 0 { replacing.len().max(1) } else { svc.update.parallelism };
+    let (fresh, replacing): (Vec<&Change>, Vec<&Change>) = updates
+        .into_iter()
+        .partition(|c| !matches!(c, Change::Replace { .. }));
+    let batch = if svc.update.parallelism == 0 {
+        replacing.len().max(1)
+    } else {
+        svc.update.parallelism
+    };
     let mut batches: Vec<Vec<&Change>> = Vec::new();
     if !fresh.is_empty() {
         batches.push(fresh);
@@ -204,10 +211,19 @@ async fn run_service(
     let mut failures = 0usize;
     for (i, chunk) in batches.iter().enumerate() {
         if i > 0 && !svc.update.delay.is_zero() {
-            progress.note(&format!("{}: waiting {}s before the next batch", svc.service, svc.update.delay.as_secs()));
+            progress.note(&format!(
+                "{}: waiting {}s before the next batch",
+                svc.service,
+                svc.update.delay.as_secs()
+            ));
             tokio::time::sleep(svc.update.delay).await;
         }
-        let results = futures_util::future::join_all(chunk.iter().map(|c| apply_change(svc, c, engines, progress))).await;
+        let results = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|c| apply_change(svc, c, engines, progress)),
+        )
+        .await;
         for (change, (outcome, record)) in chunk.iter().zip(results) {
             if outcome.is_err() {
                 failures += 1;

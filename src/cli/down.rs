@@ -2,6 +2,7 @@
 //! Volumes stay unless `--volumes` says otherwise: data is never lost by default.
 
 use super::Global;
+use super::project_args::ProjectArgs;
 use crate::apply::{lock, ops};
 use crate::engine;
 use crate::observe;
@@ -28,7 +29,9 @@ pub struct DownArgs {
     lock_wait: Duration,
 }
 
-pub async fn run(global: &Global, project: &str, args: DownArgs) -> Result<ExitCode> {
+pub async fn run(global: &Global, project_args: &ProjectArgs, args: DownArgs) -> Result<ExitCode> {
+    let project_name = super::project_name(project_args)?;
+    let project = project_name.as_str();
     if args.volumes
         && !args.yes
         && !super::confirm(&format!(

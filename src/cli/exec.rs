@@ -2,6 +2,7 @@
 //! interactive terminal when attached to one; the command's exit code is ours.
 
 use super::Global;
+use super::project_args::ProjectArgs;
 use crate::engine;
 use crate::observe;
 use anyhow::{Context, Result, bail};
@@ -42,7 +43,9 @@ pub struct ExecArgs {
     env: Vec<String>,
 }
 
-pub async fn run(global: &Global, project: &str, args: ExecArgs) -> Result<ExitCode> {
+pub async fn run(global: &Global, project_args: &ProjectArgs, args: ExecArgs) -> Result<ExitCode> {
+    let project_name = super::project_name(project_args)?;
+    let project = project_name.as_str();
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let result = exec(&conns, project, &args).await;

@@ -4,6 +4,7 @@
 //! up as they appear, so one command watches a whole deploy.
 
 use super::Global;
+use super::project_args::ProjectArgs;
 use crate::engine;
 use crate::observe::{self, SeenContainer};
 use anyhow::Result;
@@ -41,7 +42,9 @@ pub struct LogsArgs {
     no_prefix: bool,
 }
 
-pub async fn run(global: &Global, project: &str, args: LogsArgs) -> Result<ExitCode> {
+pub async fn run(global: &Global, project_args: &ProjectArgs, args: LogsArgs) -> Result<ExitCode> {
+    let project_name = super::project_name(project_args)?;
+    let project = project_name.as_str();
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let since = match &args.since {

@@ -5,8 +5,13 @@ mod down;
 mod exec;
 mod logs;
 mod machines;
+mod plan;
+pub mod project_args;
 mod ps;
+mod rollback;
 mod table;
+mod unlock;
+mod up;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -23,6 +28,9 @@ use std::time::Duration;
 struct Cli {
     #[command(flatten)]
     global: Global,
+    /// Compose options, as with `docker compose`: before the verb (`hoist -f prod.yaml up`).
+    #[command(flatten)]
+    project: project_args::ProjectArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +49,14 @@ pub struct Global {
 #[derive(Subcommand)]
 enum Command {
     Machines(machines::MachinesArgs),
+    Plan(plan::PlanArgs),
+    Up(up::UpArgs),
+    Ps(ps::PsArgs),
+    Logs(logs::LogsArgs),
+    Exec(exec::ExecArgs),
+    Down(down::DownArgs),
+    Rollback(rollback::RollbackArgs),
+    Unlock(unlock::UnlockArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -58,6 +74,14 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Machines(args) => machines::run(&cli.global, args).await,
+            Command::Plan(args) => plan::run(&cli.global, &cli.project, args).await,
+            Command::Up(args) => up::run(&cli.global, &cli.project, args).await,
+            Command::Ps(args) => ps::run(&cli.global, &cli.project, args).await,
+            Command::Logs(args) => logs::run(&cli.global, &cli.project, args).await,
+            Command::Exec(args) => exec::run(&cli.global, &cli.project, args).await,
+            Command::Down(args) => down::run(&cli.global, &cli.project, args).await,
+            Command::Rollback(args) => rollback::run(&cli.global, &cli.project, args).await,
+            Command::Unlock(args) => unlock::run(&cli.global, &cli.project, args).await,
         }
     });
     match result {
@@ -74,6 +98,33 @@ pub fn load_fleet(global: &Global) -> anyhow::Result<crate::inventory::Fleet> {
     let cwd = std::env::current_dir()?;
     let path = crate::inventory::locate(global.machines.as_deref(), &cwd);
     crate::inventory::load(path.as_deref())
+}
+
+/// TEMPORARY: loads via the reference binary until the loader lands.
+pub fn load_project(args: &project_args::ProjectArgs) -> anyhow::Result<crate::model::Project> {
+    let r = std::env::var("HOIST_COMPOSE_REF")?;
+    let mut cmd = std::process::Command::new(r);
+    for f in &args.files {
+        cmd.arg("-f").arg(f);
+    }
+    if let Some(p) = &args.project_name {
+        cmd.arg("-p").arg(p);
+    }
+    let out = cmd.args(["config", "--format", "json"]).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The project name a verb acts on: `-p`, else the compose file's.
+pub fn project_name(args: &project_args::ProjectArgs) -> anyhow::Result<String> {
+    if let Some(p) = &args.project_name {
+        return Ok(p.clone());
+    }
+    Ok(load_project(args)?.name)
 }
 
 /// Asks a yes/no question on the terminal. Without a terminal it never waits:

@@ -1,5 +1,6 @@
 //! `hoist ps`: every replica of the project on every machine.
 
+use super::project_args::ProjectArgs;
 use super::{Global, table};
 use crate::engine;
 use crate::observe::{self, SeenContainer};
@@ -24,7 +25,9 @@ pub struct PsArgs {
     json: bool,
 }
 
-pub async fn run(global: &Global, project: &str, args: PsArgs) -> Result<ExitCode> {
+pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> Result<ExitCode> {
+    let project_name = super::project_name(project_args)?;
+    let project = project_name.as_str();
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let seen = observe::observe(&conns, project).await;

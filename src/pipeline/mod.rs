@@ -61,7 +61,8 @@ pub fn observed(observation: &Observation) -> (Observed, Vec<(String, SeenContai
         let state = match state {
             Ok(s) => s,
             Err(e) => {
-                out.machines.insert(machine.clone(), Reach::Unreachable(e.clone()));
+                out.machines
+                    .insert(machine.clone(), Reach::Unreachable(e.clone()));
                 continue;
             }
         };
@@ -70,7 +71,9 @@ pub fn observed(observation: &Observation) -> (Observed, Vec<(String, SeenContai
         for c in &state.containers {
             let Some(slot) = c.slot.clone() else { continue };
             let is_current = current.iter().any(|x| x.id == c.id);
-            let holder = current.iter().find(|x| x.service == c.service && x.slot == c.slot);
+            let holder = current
+                .iter()
+                .find(|x| x.service == c.service && x.slot == c.slot);
             // A stopped container whose slot is filled by another spec is that slot's
             // previous release: kept for rollback, invisible to the plan.
             let superseded = !is_current
@@ -87,7 +90,10 @@ pub fn observed(observation: &Observation) -> (Observed, Vec<(String, SeenContai
                 service: c.service.clone(),
                 slot,
                 spec_hash: c.spec_hash.clone(),
-                spec: c.labels.get(labels::SPEC).and_then(|s| ContainerSpec::from_json(s).ok()),
+                spec: c
+                    .labels
+                    .get(labels::SPEC)
+                    .and_then(|s| ContainerSpec::from_json(s).ok()),
                 state: ContainerState::parse(&c.state),
                 health: match c.health.as_deref() {
                     Some("healthy") => Health::Healthy,

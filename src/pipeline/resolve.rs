@@ -61,9 +61,14 @@ pub fn resolve(project: &Project) -> Result<Resolved> {
     let mut network_specs = BTreeMap::new();
     for (key, net) in &project.networks {
         if net.external == Some(true) {
-            bail!("networks.{key}: external networks are not supported yet (hoist creates the project's networks on each machine)");
+            bail!(
+                "networks.{key}: external networks are not supported yet (hoist creates the project's networks on each machine)"
+            );
         }
-        let name = net.name.clone().unwrap_or_else(|| format!("{}_{key}", project.name));
+        let name = net
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name));
         network_specs.insert(name.clone(), serde_json::to_value(net)?);
         network_names.insert(key.clone(), name);
     }
@@ -75,7 +80,10 @@ pub fn resolve(project: &Project) -> Result<Resolved> {
     let mut volume_names = BTreeMap::new();
     let mut volume_specs = BTreeMap::new();
     for (key, vol) in &project.volumes {
-        let name = vol.name.clone().unwrap_or_else(|| format!("{}_{key}", project.name));
+        let name = vol
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{key}", project.name));
         volume_specs.insert(name.clone(), serde_json::to_value(vol)?);
         volume_names.insert(key.clone(), name);
     }
@@ -117,14 +125,17 @@ fn resolve_service(
     if !refused.is_empty() {
         bail!(
             "services.{name}: hoist cannot honour {}:\n  {}",
-            if refused.len() == 1 { "this key" } else { "these keys" },
+            if refused.len() == 1 {
+                "this key"
+            } else {
+                "these keys"
+            },
             refused.join("\n  ")
         );
     }
-    let image = svc
-        .image
-        .clone()
-        .with_context(|| format!("services.{name}: no image; hoist needs an image for every service"))?;
+    let image = svc.image.clone().with_context(|| {
+        format!("services.{name}: no image; hoist needs an image for every service")
+    })?;
     let deploy = svc.deploy.clone().unwrap_or_default();
     let mode = match deploy.mode.as_deref() {
         None | Some("replicated") => {
@@ -135,12 +146,26 @@ fn resolve_service(
             Mode::Replicated(n as u32)
         }
         Some("global") => Mode::Global,
-        Some(other) => bail!("services.{name}.deploy.mode: {other:?} is not supported (replicated or global)"),
+        Some(other) => {
+            bail!("services.{name}.deploy.mode: {other:?} is not supported (replicated or global)")
+        }
     };
-    let files = files_for(name, &svc.secrets, &project.secrets, "secrets", "/run/secrets")?
-        .into_iter()
-        .chain(files_for(name, &svc.configs, &project.configs, "configs", "/")?)
-        .collect::<Vec<_>>();
+    let files = files_for(
+        name,
+        &svc.secrets,
+        &project.secrets,
+        "secrets",
+        "/run/secrets",
+    )?
+    .into_iter()
+    .chain(files_for(
+        name,
+        &svc.configs,
+        &project.configs,
+        "configs",
+        "/",
+    )?)
+    .collect::<Vec<_>>();
     let spec = container_spec(svc, &json, &image, volumes, &files)?;
     let hash = spec.hash();
 
@@ -159,7 +184,10 @@ fn resolve_service(
         for port in lo..=hi {
             host_ports.push(HostPort {
                 protocol: p.protocol.clone().unwrap_or_else(|| "tcp".into()),
-                host_ip: p.host_ip.clone().filter(|ip| !ip.is_empty() && ip != "0.0.0.0" && ip != "::"),
+                host_ip: p
+                    .host_ip
+                    .clone()
+                    .filter(|ip| !ip.is_empty() && ip != "0.0.0.0" && ip != "::"),
                 port,
             });
         }
@@ -196,7 +224,9 @@ fn resolve_service(
         None => None,
         Some("start-first") => Some(UpdateOrder::StartFirst),
         Some("stop-first") => Some(UpdateOrder::StopFirst),
-        Some(o) => bail!("services.{name}.deploy.update_config.order: {o:?} (start-first or stop-first)"),
+        Some(o) => {
+            bail!("services.{name}.deploy.update_config.order: {o:?} (start-first or stop-first)")
+        }
     };
     let reservations = deploy
         .resources
@@ -211,23 +241,42 @@ fn resolve_service(
         service: name.to_string(),
         mode,
         constraints: deploy.placement.constraints.clone(),
-        spread: deploy.placement.preferences.iter().filter_map(|p| p.spread.clone()).collect(),
+        spread: deploy
+            .placement
+            .preferences
+            .iter()
+            .filter_map(|p| p.spread.clone())
+            .collect(),
         max_replicas_per_node: deploy.placement.max_replicas_per_node.map(|n| n as u32),
         reservations,
         host_ports,
         volumes: local_volumes,
         networks: service_networks,
         update_order,
-        depends_on: svc.depends_on.keys().filter(|d| project.services.contains_key(*d)).cloned().collect(),
+        depends_on: svc
+            .depends_on
+            .keys()
+            .filter(|d| project.services.contains_key(*d))
+            .cloned()
+            .collect(),
         spec: spec.clone(),
     };
     let update = policy(name, "update_config", deploy.update_config.as_ref())?;
     let rollback = policy(name, "rollback_config", deploy.rollback_config.as_ref())?;
-    let monitor = update_config.monitor.map(|d| d.as_std()).unwrap_or(DEFAULT_MONITOR);
+    let monitor = update_config
+        .monitor
+        .map(|d| d.as_std())
+        .unwrap_or(DEFAULT_MONITOR);
     let deadline = match &svc.healthcheck {
         Some(h) if !h.disable => {
-            let interval = h.interval.map(|d| d.as_std()).unwrap_or(Duration::from_secs(30));
-            let timeout = h.timeout.map(|d| d.as_std()).unwrap_or(Duration::from_secs(30));
+            let interval = h
+                .interval
+                .map(|d| d.as_std())
+                .unwrap_or(Duration::from_secs(30));
+            let timeout = h
+                .timeout
+                .map(|d| d.as_std())
+                .unwrap_or(Duration::from_secs(30));
             let start = h.start_period.map(|d| d.as_std()).unwrap_or_default();
             let retries = h.retries.unwrap_or(3) as u32;
             start + (interval + timeout) * (retries + 1) + monitor
@@ -245,7 +294,10 @@ fn resolve_service(
         update,
         rollback,
         gate: HealthGate { monitor, deadline },
-        stop_grace: svc.stop_grace_period.map(|d| d.as_std()).unwrap_or(Duration::from_secs(10)),
+        stop_grace: svc
+            .stop_grace_period
+            .map(|d| d.as_std())
+            .unwrap_or(Duration::from_secs(10)),
         files,
     };
     Ok((workload, service))
@@ -265,7 +317,9 @@ fn policy(service: &str, key: &str, cfg: Option<&UpdateConfig>) -> Result<Update
         None | Some("rollback") => FailureAction::Rollback,
         Some("pause") => FailureAction::Pause,
         Some("continue") => FailureAction::Continue,
-        Some(o) => bail!("services.{service}.deploy.{key}.failure_action: {o:?} (rollback, pause or continue)"),
+        Some(o) => bail!(
+            "services.{service}.deploy.{key}.failure_action: {o:?} (rollback, pause or continue)"
+        ),
     };
     Ok(UpdatePolicy {
         parallelism: cfg.parallelism.unwrap_or(1) as usize,
@@ -285,8 +339,22 @@ fn container_spec(
     files: &[FileInContainer],
 ) -> Result<ContainerSpec> {
     const NOT_SPEC: &[&str] = &[
-        "deploy", "depends_on", "profiles", "build", "scale", "pull_policy", "env_file", "secrets", "configs",
-        "volumes", "ports", "image", "restart", "cpus", "mem_limit", "pids_limit",
+        "deploy",
+        "depends_on",
+        "profiles",
+        "build",
+        "scale",
+        "pull_policy",
+        "env_file",
+        "secrets",
+        "configs",
+        "volumes",
+        "ports",
+        "image",
+        "restart",
+        "cpus",
+        "mem_limit",
+        "pids_limit",
     ];
     let mut spec = ContainerSpec::new();
     spec.set(attr::IMAGE, image);
@@ -303,7 +371,10 @@ fn container_spec(
         .iter()
         .map(|p| {
             let proto = p.protocol.clone().unwrap_or_else(|| "tcp".into());
-            match (p.host_ip.as_deref().filter(|s| !s.is_empty()), p.published.as_deref().filter(|s| !s.is_empty())) {
+            match (
+                p.host_ip.as_deref().filter(|s| !s.is_empty()),
+                p.published.as_deref().filter(|s| !s.is_empty()),
+            ) {
                 (Some(ip), Some(pb)) => format!("{ip}:{pb}:{}/{proto}", p.target),
                 (None, Some(pb)) => format!("{pb}:{}/{proto}", p.target),
                 _ => format!("{}/{proto}", p.target),
@@ -331,7 +402,11 @@ fn container_spec(
     }
     // Resource limits from deploy and from the legacy keys, in one attribute.
     let mut resources = Map::new();
-    if let Some(l) = svc.deploy.as_ref().and_then(|d| d.resources.limits.as_ref()) {
+    if let Some(l) = svc
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.limits.as_ref())
+    {
         if let Some(c) = l.cpus {
             resources.insert("nano_cpus".into(), json!((c * 1e9) as u64));
         }
@@ -343,7 +418,9 @@ fn container_spec(
         }
     }
     if let Some(c) = svc.cpus {
-        resources.entry("nano_cpus").or_insert(json!((c * 1e9) as u64));
+        resources
+            .entry("nano_cpus")
+            .or_insert(json!((c * 1e9) as u64));
     }
     if let Some(m) = svc.mem_limit {
         resources.entry("memory").or_insert(json!(m.as_u64()));
@@ -368,7 +445,10 @@ fn container_spec(
             let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
             secrets.insert(
                 f.target.clone(),
-                json!(format!("sha256:{hex} mode {:o} uid {} gid {}", f.mode, f.uid, f.gid)),
+                json!(format!(
+                    "sha256:{hex} mode {:o} uid {} gid {}",
+                    f.mode, f.uid, f.gid
+                )),
             );
         }
         spec.set(attr::SECRETS, Value::Object(secrets));
@@ -386,19 +466,28 @@ fn files_for(
 ) -> Result<Vec<FileInContainer>> {
     let mut out = Vec::new();
     for r in refs {
-        let def = defs
-            .get(&r.source)
-            .with_context(|| format!("services.{service}.{kind}: {} is not defined under top-level {kind}", r.source))?;
+        let def = defs.get(&r.source).with_context(|| {
+            format!(
+                "services.{service}.{kind}: {} is not defined under top-level {kind}",
+                r.source
+            )
+        })?;
         let content = if let Some(path) = &def.file {
-            std::fs::read(path).with_context(|| format!("{kind}.{}: cannot read file {path}", r.source))?
+            std::fs::read(path)
+                .with_context(|| format!("{kind}.{}: cannot read file {path}", r.source))?
         } else if let Some(var) = &def.environment {
             std::env::var(var)
-                .with_context(|| format!("{kind}.{}: environment variable {var} is not set", r.source))?
+                .with_context(|| {
+                    format!("{kind}.{}: environment variable {var} is not set", r.source)
+                })?
                 .into_bytes()
         } else if let Some(c) = &def.content {
             c.clone().into_bytes()
         } else if def.external == Some(true) {
-            bail!("{kind}.{}: external {kind} need a swarm; give it a file, environment or content", r.source);
+            bail!(
+                "{kind}.{}: external {kind} need a swarm; give it a file, environment or content",
+                r.source
+            );
         } else {
             bail!("{kind}.{}: no file, environment or content", r.source);
         };
@@ -410,9 +499,12 @@ fn files_for(
         let num = |v: &Option<String>, what: &str| -> Result<u64> {
             match v {
                 None => Ok(0),
-                Some(s) => s
-                    .parse()
-                    .with_context(|| format!("services.{service}.{kind}.{}: {what} {s:?} is not a number", r.source)),
+                Some(s) => s.parse().with_context(|| {
+                    format!(
+                        "services.{service}.{kind}.{}: {what} {s:?} is not a number",
+                        r.source
+                    )
+                }),
             }
         };
         let mode = match &r.mode {

@@ -4,8 +4,8 @@
 
 use super::Planned;
 use crate::apply::image::PullPolicy;
-use crate::apply::rollout::{Change, FailureAction, ServiceRollout, UpdatePolicy};
 use crate::apply::ops::HealthGate;
+use crate::apply::rollout::{Change, FailureAction, ServiceRollout, UpdatePolicy};
 use crate::container::{self, Placement};
 use crate::core::plan::Action;
 use crate::core::workload::UpdateOrder;
@@ -63,26 +63,37 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
         match &step.action {
             Action::CreateNetwork { name } => {
                 let spec = r.network_specs.get(name).cloned().unwrap_or(Value::Null);
-                prep.networks.push((step.machine.clone(), name.clone(), spec));
+                prep.networks
+                    .push((step.machine.clone(), name.clone(), spec));
                 continue;
             }
             Action::CreateVolume { name } => {
                 let spec = r.volume_specs.get(name).cloned().unwrap_or(Value::Null);
-                prep.volumes.push((step.machine.clone(), name.clone(), spec));
+                prep.volumes
+                    .push((step.machine.clone(), name.clone(), spec));
                 continue;
             }
             Action::Unchanged { .. } => continue,
             _ => {}
         }
-        let service = step.service.clone().context("a container step without a service")?;
-        let slot = step.slot.clone().context("a container step without a slot")?;
+        let service = step
+            .service
+            .clone()
+            .context("a container step without a service")?;
+        let slot = step
+            .slot
+            .clone()
+            .context("a container step without a slot")?;
         if !order.contains(&service) {
             order.push(service.clone());
         }
         let list = changes.entry(service.clone()).or_default();
         let slot_no = slot.number().unwrap_or(0);
         let mut new_container = |machine: &str| -> Result<(String, Value, Vec<(String, Value)>)> {
-            let svc = r.services.get(&service).with_context(|| format!("service {service} not resolved"))?;
+            let svc = r
+                .services
+                .get(&service)
+                .with_context(|| format!("service {service} not resolved"))?;
             let slot_label = slot.label_value();
             let spec_json = svc.spec.canonical_json();
             let at = Placement {
@@ -120,7 +131,9 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
                 slot: slot_no,
                 id: container.id.clone(),
             }),
-            Action::Replace { container, order, .. } => {
+            Action::Replace {
+                container, order, ..
+            } => {
                 let (name, request, extra_networks) = new_container(&step.machine)?;
                 list.push(Change::Replace {
                     machine: step.machine.clone(),
@@ -155,7 +168,9 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
                 id: container.id.clone(),
                 stop_first: true,
             }),
-            Action::CreateNetwork { .. } | Action::CreateVolume { .. } | Action::Unchanged { .. } => {}
+            Action::CreateNetwork { .. }
+            | Action::CreateVolume { .. }
+            | Action::Unchanged { .. } => {}
         }
     }
     let mut rollouts = Vec::new();
@@ -198,4 +213,3 @@ fn removal_policy() -> UpdatePolicy {
         max_failure_ratio: 1.0,
     }
 }
-

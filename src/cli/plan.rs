@@ -1,0 +1,50 @@
+//! `hoist plan`: what `up` would change, on every machine, and why.
+
+use super::Global;
+use super::project_args::ProjectArgs;
+use crate::engine;
+use crate::pipeline;
+use anyhow::Result;
+use clap::Args;
+use std::process::ExitCode;
+
+/// Show exactly what `hoist up` would do: every container to create, start,
+/// replace, move or remove, on which machine, and why.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  hoist plan\n  hoist -m prod.yaml plan --json\n  hoist plan --detailed-exitcode   # in CI: 0 no changes, 2 changes, 1 error\n\nExit codes: 0 success (with --detailed-exitcode: no changes), 1 error, 2 changes (with --detailed-exitcode only)."
+)]
+pub struct PlanArgs {
+    /// Print the plan as JSON (schema: docs/plan-json.md).
+    #[arg(long)]
+    json: bool,
+    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) -> Result<ExitCode> {
+    let project = super::load_project(project_args)?;
+    let fleet = super::load_fleet(global)?;
+    let conns = engine::connect_all(&fleet, global.timeout).await?;
+    let planned = pipeline::plan(&project, &fleet, &conns).await;
+    conns.close().await;
+    let planned = planned?;
+    if args.json {
+        println!("{}", planned.plan.to_json());
+    } else {
+        print!("{}", planned.plan.render_text());
+    }
+    let unreachable = planned
+        .plan
+        .machines
+        .values()
+        .any(|r| !matches!(r, crate::core::observed::Reach::Reachable));
+    Ok(if unreachable {
+        ExitCode::from(1)
+    } else if args.detailed_exitcode && planned.plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,192 @@
+//! `hoist rollback`: put every slot (or those of the named services) back on its
+//! previous release — the stopped container kept when it was replaced — health-
+//! gated, without the old compose file. Rolling back twice returns to where you were.
+
+use super::Global;
+use super::project_args::ProjectArgs;
+use crate::apply::lock;
+use crate::apply::ops::{self, HealthGate};
+use crate::apply::progress::Progress;
+use crate::engine;
+use crate::observe::{self, SeenContainer};
+use anyhow::{Result, bail};
+use bollard::Docker;
+use clap::Args;
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Return services to their previous release, slot by slot, health-gated.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  hoist rollback           # every service that has a previous release\n  hoist rollback web api   # only these\n\nExit codes: 0 rolled back, 1 error or a previous release that would not turn healthy (that slot stays on its current release)."
+)]
+pub struct RollbackArgs {
+    /// Only these services.
+    services: Vec<String>,
+    /// Slots switched at once.
+    #[arg(long, default_value_t = 1)]
+    parallelism: usize,
+    /// How long a revived replica may take to become ready.
+    #[arg(long, value_parser = super::parse_duration, default_value = "2m", value_name = "DURATION")]
+    ready_timeout: Duration,
+    /// Wait this long for another deploy's lock.
+    #[arg(long, value_parser = super::parse_duration, default_value = "0s", value_name = "DURATION")]
+    lock_wait: Duration,
+}
+
+/// One slot to switch back.
+struct Swap {
+    machine: String,
+    current: SeenContainer,
+    previous: SeenContainer,
+}
+
+pub async fn run(
+    global: &Global,
+    project_args: &ProjectArgs,
+    args: RollbackArgs,
+) -> Result<ExitCode> {
+    let project = super::project_name(project_args)?;
+    let fleet = super::load_fleet(global)?;
+    let conns = engine::connect_all(&fleet, global.timeout).await?;
+    let result = rollback(&conns, &project, &args).await;
+    conns.close().await;
+    result
+}
+
+async fn rollback(
+    conns: &engine::Connections,
+    project: &str,
+    args: &RollbackArgs,
+) -> Result<ExitCode> {
+    let engines: Vec<(String, Docker)> = conns
+        .results
+        .iter()
+        .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.clone(), e.docker.clone())))
+        .collect();
+    if let Some((m, e)) = conns
+        .results
+        .iter()
+        .find_map(|(m, r)| r.as_ref().err().map(|e| (m, e)))
+    {
+        bail!(
+            "{}: {e}; rollback needs every machine (a slot there may need switching too)",
+            m.name
+        );
+    }
+    let held = lock::acquire(
+        &engines,
+        project,
+        &lock::describe_self("rollback"),
+        args.lock_wait,
+    )
+    .await?;
+    let seen = observe::observe(conns, project).await;
+    let mut swaps = Vec::new();
+    for (machine, state) in &seen.machines {
+        let Ok(state) = state else { continue };
+        for current in observe::current(&state.containers) {
+            if !args.services.is_empty() && !args.services.contains(&current.service) {
+                continue;
+            }
+            let previous = state
+                .containers
+                .iter()
+                .filter(|c| {
+                    c.service == current.service && c.slot == current.slot && c.id != current.id
+                })
+                .filter(|c| c.spec_hash != current.spec_hash && c.state != "running")
+                .max_by_key(|c| c.created);
+            if let Some(previous) = previous {
+                swaps.push(Swap {
+                    machine: machine.clone(),
+                    current: current.clone(),
+                    previous: previous.clone(),
+                });
+            }
+        }
+    }
+    if swaps.is_empty() {
+        held.release().await;
+        eprintln!("hoist: no previous release to roll back to");
+        return Ok(ExitCode::from(1));
+    }
+    let by_name: HashMap<String, Docker> = engines.into_iter().collect();
+    let progress = Progress::new(false);
+    let gate = HealthGate {
+        monitor: Duration::from_secs(5),
+        deadline: args.ready_timeout,
+    };
+    let mut failed = 0;
+    for chunk in swaps.chunks(args.parallelism.max(1)) {
+        let results = futures_util::future::join_all(
+            chunk.iter().map(|s| swap(s, &by_name, gate, &progress)),
+        )
+        .await;
+        failed += results.iter().filter(|ok| !**ok).count();
+    }
+    held.release().await;
+    if failed > 0 {
+        eprintln!(
+            "hoist: {failed} of {} slots could not be rolled back; they stay on their current release",
+            swaps.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    eprintln!("rolled back {} slots", swaps.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the previous container, waits until it is ready, then stops the
+/// current one (which becomes the previous release). Returns success.
+async fn swap(
+    s: &Swap,
+    engines: &HashMap<String, Docker>,
+    gate: HealthGate,
+    progress: &Progress,
+) -> bool {
+    let slot = s
+        .current
+        .slot
+        .as_ref()
+        .map(|x| x.label_value())
+        .unwrap_or_default();
+    let key = format!("{}.{slot}@{}", s.current.service, s.machine);
+    let Some(docker) = engines.get(&s.machine) else {
+        return false;
+    };
+    // A fixed host port cannot be held twice: stop first when the replica publishes one.
+    let stop_first = !s.current.ports.is_empty();
+    progress.step(&key, &format!("back to release {}", s.previous.release));
+    let r: Result<()> = async {
+        if stop_first {
+            ops::stop(docker, &s.current.id, None).await?;
+        }
+        ops::start(docker, &s.previous.id).await?;
+        ops::wait_ready(docker, &s.previous.id, gate).await?;
+        if !stop_first {
+            ops::stop(docker, &s.current.id, None).await?;
+        }
+        Ok(())
+    }
+    .await;
+    match r {
+        Ok(()) => {
+            progress.finish(
+                &key,
+                &format!("rolled back to release {}", s.previous.release),
+            );
+            true
+        }
+        Err(e) => {
+            let _ = ops::stop(docker, &s.previous.id, None).await;
+            let _ = ops::start(docker, &s.current.id).await;
+            progress.finish(
+                &key,
+                &format!("FAILED: {e:#}; kept release {}", s.current.release),
+            );
+            false
+        }
+    }
+}
