@@ -17,6 +17,10 @@ pub const LOCK_LABEL: &str = "io.hoist.lock";
 const HOLDER_LABEL: &str = "io.hoist.lock.holder";
 const SINCE_LABEL: &str = "io.hoist.lock.since";
 const NONCE_LABEL: &str = "io.hoist.lock.nonce";
+/// Host name and pid of the holder, so a lock left by a dead process on this
+/// same computer can be recognised and taken over.
+const HOST_LABEL: &str = "io.hoist.lock.host";
+const PID_LABEL: &str = "io.hoist.lock.pid";
 
 pub fn volume_name(project: &str) -> String {
     format!("hoist-lock-{project}")
@@ -28,6 +32,39 @@ pub struct Holder {
     pub machine: String,
     pub holder: String,
     pub since: String,
+    host: String,
+    pid: Option<i32>,
+}
+
+impl Holder {
+    fn from_labels(machine: &str, labels: &std::collections::HashMap<String, String>) -> Holder {
+        Holder {
+            machine: machine.to_string(),
+            holder: labels.get(HOLDER_LABEL).cloned().unwrap_or_else(|| "unknown".into()),
+            since: labels.get(SINCE_LABEL).cloned().unwrap_or_else(|| "unknown".into()),
+            host: labels.get(HOST_LABEL).cloned().unwrap_or_default(),
+            pid: labels.get(PID_LABEL).and_then(|p| p.parse().ok()),
+        }
+    }
+
+    /// True when the holder ran on this computer and its process is gone: the
+    /// deploy was killed, and nobody can be hurt by taking the lock over.
+    fn is_dead_local(&self) -> bool {
+        let Some(pid) = self.pid else { return false };
+        if self.host.is_empty() || self.host != local_host() || pid == std::process::id() as i32 {
+            return false;
+        }
+        // SAFETY: signal 0 only checks that the pid exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        !alive
+    }
+}
+
+fn local_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into())
 }
 
 impl std::fmt::Display for Holder {
@@ -50,9 +87,7 @@ pub struct Lock {
 /// A description of this process for the lock: `user@host pid N (hoist up)`.
 pub fn describe_self(verb: &str) -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into());
+    let host = local_host();
     format!("{user}@{host} pid {} (hoist {verb})", std::process::id())
 }
 
@@ -103,6 +138,11 @@ pub async fn acquire(
             return Ok(lock);
         };
         lock.release().await;
+        if h.is_dead_local() {
+            eprintln!("hoist: taking over the lock left by {h}: that process is gone");
+            clear(&ordered, project).await?;
+            continue;
+        }
         if tokio::time::Instant::now() >= deadline {
             bail!(
                 "another deploy holds the lock of project {project}: {h}.\n\
@@ -126,6 +166,8 @@ async fn try_one(
         (HOLDER_LABEL.to_string(), holder.to_string()),
         (SINCE_LABEL.to_string(), now_rfc3339()),
         (NONCE_LABEL.to_string(), nonce.to_string()),
+        (HOST_LABEL.to_string(), local_host()),
+        (PID_LABEL.to_string(), std::process::id().to_string()),
     ]);
     let name = volume_name(project);
     let v = match docker
@@ -145,19 +187,7 @@ async fn try_one(
     if v.labels.get(NONCE_LABEL).map(String::as_str) == Some(nonce) {
         return Ok(None);
     }
-    Ok(Some(Holder {
-        machine: machine.to_string(),
-        holder: v
-            .labels
-            .get(HOLDER_LABEL)
-            .cloned()
-            .unwrap_or_else(|| "unknown".into()),
-        since: v
-            .labels
-            .get(SINCE_LABEL)
-            .cloned()
-            .unwrap_or_else(|| "unknown".into()),
-    }))
+    Ok(Some(Holder::from_labels(machine, &v.labels)))
 }
 
 impl Lock {
@@ -184,19 +214,7 @@ pub async fn holders(machines: &[(String, Docker)], project: &str) -> Vec<Holder
     let mut out = Vec::new();
     for (name, docker) in machines {
         if let Ok(v) = docker.inspect_volume(&volume_name(project)).await {
-            out.push(Holder {
-                machine: name.clone(),
-                holder: v
-                    .labels
-                    .get(HOLDER_LABEL)
-                    .cloned()
-                    .unwrap_or_else(|| "unknown".into()),
-                since: v
-                    .labels
-                    .get(SINCE_LABEL)
-                    .cloned()
-                    .unwrap_or_else(|| "unknown".into()),
-            });
+            out.push(Holder::from_labels(name, &v.labels));
         }
     }
     out

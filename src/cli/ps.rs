@@ -74,7 +74,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
                 "service": c.service, "slot": slot_text(c), "machine": machine, "id": c.id, "name": c.name,
                 "state": c.state, "health": c.health, "image": c.image, "image_id": c.image_id,
                 "release": c.release, "spec_hash": c.spec_hash, "current": is_current, "created": c.created,
-                "status": c.status,
+                "status": c.status, "ports": c.ports,
             }));
         }
     }
