@@ -40,6 +40,9 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
         .map(|(m, v)| (m.as_str(), v.as_str()))
         .collect();
     let mut steps = infrastructure(desired, observed, workloads);
+    // Every removal comes before any creation, so the host ports and reservations the
+    // scheduler counted as free are free by the time they are used.
+    let mut later = Vec::new();
     let known: HashSet<&str> = workloads.iter().map(|w| w.service.as_str()).collect();
     for (service, containers) in &by_service {
         if !known.contains(service) {
@@ -66,15 +69,11 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
             .iter()
             .filter(|h| h.service == w.service)
             .count();
-        steps.extend(service_steps(
-            w,
-            mine,
-            containers,
-            &departures,
-            &volumes,
-            held,
-        ));
+        let (removals, rest) = service_steps(w, mine, containers, &departures, &volumes, held);
+        steps.extend(removals);
+        later.extend(rest);
     }
+    steps.extend(later);
     let unknown = desired
         .held
         .iter()
@@ -183,7 +182,7 @@ fn service_steps(
     departures: &HashMap<(&str, &str), &Departure>,
     volumes: &HashSet<(&str, &str)>,
     held: usize,
-) -> Vec<Step> {
+) -> (Vec<Step>, Vec<Step>) {
     let by_id: HashMap<(&str, &str), &ObservedContainer> = containers
         .iter()
         .map(|c| ((c.machine.as_str(), c.id.as_str()), *c))
@@ -300,8 +299,7 @@ fn service_steps(
         removals.push(remove(c, reason));
     }
     steps.sort_by(|a, b| (&a.machine, &a.slot).cmp(&(&b.machine, &b.slot)));
-    removals.extend(steps);
-    removals
+    (removals, steps)
 }
 
 fn duplicate_reason(

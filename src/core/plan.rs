@@ -37,7 +37,7 @@
 use super::observed::{Reach, Slot, SlotName};
 use super::workload::UpdateOrder;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 /// An existing container a step acts on.
@@ -130,8 +130,9 @@ pub struct Unknown {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// In execution order: networks and volumes, removed services, then services in
-    /// depends_on order (removals first within a service).
+    /// In execution order: networks and volumes; then every removal (services no longer in
+    /// the file, then the others in depends_on order), so what they free is free; then the
+    /// other steps, services in depends_on order, each by machine and slot.
     pub steps: Vec<Step>,
     /// Every inventory machine and whether it was reachable.
     pub machines: BTreeMap<String, Reach>,
@@ -225,21 +226,21 @@ impl Plan {
     /// The plan for people: steps grouped by service (networks and volumes first) then by
     /// machine, each with its reasons, then the summary and warnings.
     pub fn render_text(&self) -> String {
-        let mut groups: Vec<(String, BTreeMap<&str, Vec<&Step>>)> = Vec::new();
+        // Services in the order they first act, machines by name, steps in plan order.
+        let mut groups: Vec<(&str, BTreeMap<&str, Vec<&Step>>)> = Vec::new();
+        let mut group_of: HashMap<&str, usize> = HashMap::new();
         for step in self
             .steps
             .iter()
             .filter(|s| !matches!(s.action, Action::Unchanged { .. }))
         {
-            let title = step
-                .service
-                .clone()
-                .unwrap_or_else(|| "networks and volumes".to_string());
-            if groups.last().is_none_or(|(t, _)| *t != title) {
+            let title = step.service.as_deref().unwrap_or("networks and volumes");
+            let at = *group_of.entry(title).or_insert_with(|| {
                 groups.push((title, BTreeMap::new()));
-            }
-            let (_, machines) = groups.last_mut().expect("pushed above");
-            machines
+                groups.len() - 1
+            });
+            groups[at]
+                .1
                 .entry(step.machine.as_str())
                 .or_default()
                 .push(step);

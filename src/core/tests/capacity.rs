@@ -237,6 +237,29 @@ web
 ",
         },
         Case {
+            name: "a port freed by a scale down is reused: every removal runs first",
+            machines: machines(&["m1", "m2", "m3"]),
+            workloads: vec![web(2), svc("api", "api:1").port(80, 3000)],
+            observed: fleet(&["m1", "m2", "m3"])
+                .run(&web(3), 1, "m1")
+                .run(&web(3), 2, "m2")
+                .run(&web(3), 3, "m3")
+                .0,
+            want: "
+web
+  m3
+    - remove web.3 (container shop-web-3)
+        scale down: 2 replicas wanted
+
+api
+  m3
+    + create api.1
+        new service
+
+1 to create, 0 to replace, 1 to remove, 2 unchanged, across 3 machines
+",
+        },
+        Case {
             name: "memory exhausted: what each machine has left",
             machines: vec![machine("m1").memory(GIB), machine("m2").memory(GIB)],
             workloads: vec![
