@@ -381,11 +381,18 @@ impl<'a> Scheduler<'a> {
         node.load += 1;
         node.ports
             .extend(svc.w.host_ports.iter().map(|p| (p.clone(), owner.clone())));
+        let machine = node.view.name.clone();
         self.count[si * n + m] += 1;
+        // The volume will be created with this replica: one named volume's data lives on one
+        // machine, so the service's next replicas join it (as on a single compose host).
+        if svc.w.mode != Mode::Global && !svc.w.volumes.is_empty() && !svc.holders.contains(&m) {
+            self.svcs[si].holders.push(m);
+        }
+        let svc = &self.svcs[si];
         self.desired.placements.push(Placement {
             service: svc.w.service.clone(),
             slot,
-            machine: node.view.name.clone(),
+            machine,
             spec_hash: svc.hash.clone(),
             keep,
         });

@@ -333,6 +333,38 @@ db
 ",
         },
         Case {
+            name: "new stateful service with two replicas: both share the one volume",
+            machines: machines(&["m1", "m2"]),
+            workloads: vec![db().replicas(2)],
+            observed: fleet(&["m1", "m2"]).network("m1", "shop_default").0,
+            want: "
+networks and volumes
+  m1
+    + create volume shop_db
+
+db
+  m1
+    + create db.1
+        new service
+    + create db.2
+        new service
+
+2 to create, 0 to replace, 0 to remove, 0 unchanged, 1 volume to create, across 2 machines
+",
+        },
+        Case {
+            name: "stateful scale up: new replicas join the data, a clash is an error",
+            machines: machines(&["m1", "m2"]),
+            workloads: vec![db().replicas(2).port(5432, 5432)],
+            observed: fleet(&["m1", "m2"]).run(&db().port(5432, 5432), 1, "m1").0,
+            want: "
+error:
+db: wants 2 replicas, could place 1:
+  m1: host port 5432/tcp already taken by db.1
+  m2: does not hold volume shop_db (it is on m1)
+",
+        },
+        Case {
             name: "stateful pin: an update stays on the volume's machine, stop-first",
             machines: machines(&["m1", "m2", "m3"]),
             workloads: vec![svc("db", "postgres:17").volume("shop_db", "/var/lib/postgresql/data")],
