@@ -260,6 +260,17 @@ api
 ",
         },
         Case {
+            name: "global service whose port is taken on one machine",
+            machines: machines(&["m1", "m2"]),
+            workloads: vec![web(1), svc("proxy", "proxy:1").global().port(80, 80)],
+            observed: fleet(&["m1", "m2"]).run(&web(1), 1, "m1").0,
+            want: "
+error:
+proxy: global, wants 2 machines, could place 1:
+  m1: host port 80/tcp already taken by web.1
+",
+        },
+        Case {
             name: "memory exhausted: what each machine has left",
             machines: vec![machine("m1").memory(GIB), machine("m2").memory(GIB)],
             workloads: vec![
