@@ -96,7 +96,8 @@ impl Action {
         }
     }
 
-    fn container(&self) -> Option<&ContainerRef> {
+    /// The existing container the step acts on, if any.
+    pub fn container(&self) -> Option<&ContainerRef> {
         match self {
             Action::Start { container }
             | Action::Replace { container, .. }
