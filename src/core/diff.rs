@@ -40,9 +40,17 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
         .map(|(m, v)| (m.as_str(), v.as_str()))
         .collect();
     let mut steps = infrastructure(desired, observed, workloads);
-    let known: HashSet<&str> = workloads.iter().map(|w| w.service.as_str()).collect();
+    // Every removal comes before any creation, so the host ports and reservations the
+    // scheduler counted as free are free by the time they are used.
+    let mut later = Vec::new();
+    let known: HashMap<&str, &Workload> =
+        workloads.iter().map(|w| (w.service.as_str(), w)).collect();
+    let mut held_by_service: HashMap<&str, usize> = HashMap::new();
+    for h in &desired.held {
+        *held_by_service.entry(h.service.as_str()).or_default() += 1;
+    }
     for (service, containers) in &by_service {
-        if !known.contains(service) {
+        if !known.contains_key(service) {
             for c in containers {
                 steps.push(remove(
                     c,
@@ -61,20 +69,15 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
             .get(w.service.as_str())
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let held = desired
-            .held
-            .iter()
-            .filter(|h| h.service == w.service)
-            .count();
-        steps.extend(service_steps(
-            w,
-            mine,
-            containers,
-            &departures,
-            &volumes,
-            held,
-        ));
+        let held = held_by_service
+            .get(w.service.as_str())
+            .copied()
+            .unwrap_or(0);
+        let (removals, rest) = service_steps(w, mine, containers, &departures, &volumes, held);
+        steps.extend(removals);
+        later.extend(rest);
     }
+    steps.extend(later);
     let unknown = desired
         .held
         .iter()
@@ -82,11 +85,10 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
             service: h.service.clone(),
             slot: h.slot.clone(),
             machines: h.machines.clone(),
-            volumes: workloads
-                .iter()
-                .filter(|w| w.service == h.service)
-                .flat_map(|w| w.volumes.iter().map(|v| v.name.clone()))
-                .collect(),
+            volumes: known
+                .get(h.service.as_str())
+                .map(|w| w.volumes.iter().map(|v| v.name.clone()).collect())
+                .unwrap_or_default(),
         })
         .collect();
     Plan {
@@ -183,7 +185,7 @@ fn service_steps(
     departures: &HashMap<(&str, &str), &Departure>,
     volumes: &HashSet<(&str, &str)>,
     held: usize,
-) -> Vec<Step> {
+) -> (Vec<Step>, Vec<Step>) {
     let by_id: HashMap<(&str, &str), &ObservedContainer> = containers
         .iter()
         .map(|c| ((c.machine.as_str(), c.id.as_str()), *c))
@@ -217,7 +219,8 @@ fn service_steps(
             steps.push(step(action, reasons));
             continue;
         }
-        // A copy of this slot that must leave its machine moves here; the best one is first.
+        // A copy of this slot that must leave its machine moves here (the first by machine,
+        // if several must leave; the others are removed with their own reason).
         let source = (p.slot != Slot::Global)
             .then(|| {
                 containers.iter().find(|c| {
@@ -300,8 +303,7 @@ fn service_steps(
         removals.push(remove(c, reason));
     }
     steps.sort_by(|a, b| (&a.machine, &a.slot).cmp(&(&b.machine, &b.slot)));
-    removals.extend(steps);
-    removals
+    (removals, steps)
 }
 
 fn duplicate_reason(

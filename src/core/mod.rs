@@ -4,10 +4,19 @@
 //!
 //! Data in, data out: no Docker, no SSH, no clock, no files. That is what lets the table
 //! tests feed a whole fleet in a few lines and compare the rendered plan byte for byte, and
-//! what lets `plan` print exactly what `up` will do. The types here are the boundary the
-//! adapters build to: the compose loader produces [`workload::Workload`]s, the engine layer
-//! produces [`fleet_view::MachineView`]s and [`observed::Observed`], apply consumes
-//! [`plan::Plan`].
+//! what lets `plan` print exactly what `up` will do.
+//!
+//! The types here are the boundary the adapters build to:
+//! - in: [`workload::Workload`] (one compose service, with its [`spec::ContainerSpec`]) from
+//!   the compose loader; [`fleet_view::MachineView`] (inventory + engine facts) and
+//!   [`observed::Observed`] (what the engines list, per machine reachable or not) from the
+//!   engine layer;
+//! - [`schedule::schedule`] → [`schedule::Desired`] or a [`schedule::ScheduleError`] that
+//!   says, machine by machine, why a replica has nowhere to go;
+//! - [`diff::diff`] → [`plan::Plan`], which apply executes and the CLI renders with
+//!   [`plan::Plan::render_text`] or [`plan::Plan::to_json`] (schema in docs/plan-json.md).
+//!
+//! docs/scheduling.md states the placement rules for users.
 
 // The CLI wires the core next; until then most of its public items have no caller.
 #![allow(dead_code)]

@@ -36,12 +36,12 @@
 
 use super::observed::{Reach, Slot, SlotName};
 use super::workload::UpdateOrder;
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 /// An existing container a step acts on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ContainerRef {
     pub id: String,
     pub name: String,
@@ -96,7 +96,8 @@ impl Action {
         }
     }
 
-    fn container(&self) -> Option<&ContainerRef> {
+    /// The existing container the step acts on, if any.
+    pub fn container(&self) -> Option<&ContainerRef> {
         match self {
             Action::Start { container }
             | Action::Replace { container, .. }
@@ -130,8 +131,9 @@ pub struct Unknown {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// In execution order: networks and volumes, removed services, then services in
-    /// depends_on order (removals first within a service).
+    /// In execution order: networks and volumes; then every removal (services no longer in
+    /// the file, then the others in depends_on order), so what they free is free; then the
+    /// other steps, services in depends_on order, each by machine and slot.
     pub steps: Vec<Step>,
     /// Every inventory machine and whether it was reachable.
     pub machines: BTreeMap<String, Reach>,
@@ -158,11 +160,16 @@ impl Plan {
             .any(|s| !matches!(s.action, Action::Unchanged { .. }))
     }
 
-    fn count(&self, kind: &str) -> usize {
-        self.steps
-            .iter()
-            .filter(|s| s.action.kind() == kind)
-            .count()
+    /// Step counts in [`COUNTS`] order, in one pass.
+    fn counts(&self) -> [usize; 8] {
+        let mut counts = [0; 8];
+        for step in &self.steps {
+            let kind = step.action.kind();
+            if let Some(i) = COUNTS.iter().position(|(k, _, _)| *k == kind) {
+                counts[i] += 1;
+            }
+        }
+        counts
     }
 
     fn unreachable(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -175,8 +182,7 @@ impl Plan {
     /// `3 to create, 2 to replace, 1 to remove, 14 unchanged, across 3 machines`
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
-        for (kind, label, always) in COUNTS {
-            let n = self.count(kind);
+        for ((kind, label, always), n) in COUNTS.into_iter().zip(self.counts()) {
             if n == 0 && !always {
                 continue;
             }
@@ -225,21 +231,21 @@ impl Plan {
     /// The plan for people: steps grouped by service (networks and volumes first) then by
     /// machine, each with its reasons, then the summary and warnings.
     pub fn render_text(&self) -> String {
-        let mut groups: Vec<(String, BTreeMap<&str, Vec<&Step>>)> = Vec::new();
+        // Services in the order they first act, machines by name, steps in plan order.
+        let mut groups: Vec<(&str, BTreeMap<&str, Vec<&Step>>)> = Vec::new();
+        let mut group_of: HashMap<&str, usize> = HashMap::new();
         for step in self
             .steps
             .iter()
             .filter(|s| !matches!(s.action, Action::Unchanged { .. }))
         {
-            let title = step
-                .service
-                .clone()
-                .unwrap_or_else(|| "networks and volumes".to_string());
-            if groups.last().is_none_or(|(t, _)| *t != title) {
+            let title = step.service.as_deref().unwrap_or("networks and volumes");
+            let at = *group_of.entry(title).or_insert_with(|| {
                 groups.push((title, BTreeMap::new()));
-            }
-            let (_, machines) = groups.last_mut().expect("pushed above");
-            machines
+                groups.len() - 1
+            });
+            groups[at]
+                .1
                 .entry(step.machine.as_str())
                 .or_default()
                 .push(step);
@@ -271,33 +277,134 @@ impl Plan {
 
     /// The plan for programs, in the schema documented at the top of this module.
     pub fn to_json(&self) -> String {
-        let mut summary = serde_json::Map::new();
-        for (kind, _, _) in COUNTS {
-            summary.insert(kind.to_string(), json!(self.count(kind)));
-        }
-        summary.insert("machines".into(), json!(self.machines.len()));
-        summary.insert("unreachable".into(), json!(self.unreachable().count()));
-        let steps: Vec<Value> = self.steps.iter().map(step_json).collect();
-        let unknown: Vec<Value> = self
-            .unknown
-            .iter()
-            .map(|u| json!({"service": u.service, "slot": u.slot.number(), "machines": u.machines}))
-            .collect();
-        let unreachable: Vec<Value> = self
-            .unreachable()
-            .map(|(m, why)| json!({"machine": m, "reason": why}))
-            .collect();
-        let value = json!({
-            "schema": 1,
-            "changes": self.has_changes(),
-            "summary": summary,
-            "steps": steps,
-            "unknown": unknown,
-            "unreachable": unreachable,
-            "warnings": self.warnings(),
-        });
-        serde_json::to_string_pretty(&value).expect("a JSON value always serializes")
+        let [
+            create,
+            start,
+            replace,
+            move_,
+            remove,
+            unchanged,
+            create_network,
+            create_volume,
+        ] = self.counts();
+        let json = PlanJson {
+            schema: 1,
+            changes: self.has_changes(),
+            summary: SummaryJson {
+                create,
+                start,
+                replace,
+                r#move: move_,
+                remove,
+                unchanged,
+                create_network,
+                create_volume,
+                machines: self.machines.len(),
+                unreachable: self.unreachable().count(),
+            },
+            steps: self.steps.iter().map(StepJson::new).collect(),
+            unknown: self
+                .unknown
+                .iter()
+                .map(|u| UnknownJson {
+                    service: &u.service,
+                    slot: u.slot.number(),
+                    machines: &u.machines,
+                })
+                .collect(),
+            unreachable: self
+                .unreachable()
+                .map(|(machine, reason)| UnreachableJson { machine, reason })
+                .collect(),
+            warnings: self.warnings(),
+        };
+        serde_json::to_string_pretty(&json).expect("plain data always serializes")
     }
+}
+
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    schema: u32,
+    changes: bool,
+    summary: SummaryJson,
+    steps: Vec<StepJson<'a>>,
+    unknown: Vec<UnknownJson<'a>>,
+    unreachable: Vec<UnreachableJson<'a>>,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SummaryJson {
+    create: usize,
+    start: usize,
+    replace: usize,
+    r#move: usize,
+    remove: usize,
+    unchanged: usize,
+    create_network: usize,
+    create_volume: usize,
+    machines: usize,
+    unreachable: usize,
+}
+
+#[derive(Serialize)]
+struct StepJson<'a> {
+    action: &'static str,
+    machine: &'a str,
+    service: Option<&'a str>,
+    slot: Option<u32>,
+    name: Option<&'a str>,
+    container: Option<&'a ContainerRef>,
+    from_machine: Option<&'a str>,
+    order: Option<&'static str>,
+    order_reason: Option<&'a str>,
+    reasons: &'a [String],
+}
+
+impl<'a> StepJson<'a> {
+    fn new(step: &'a Step) -> Self {
+        let (mut name, mut from_machine, mut order, mut order_reason) = (None, None, None, None);
+        match &step.action {
+            Action::CreateNetwork { name: n } | Action::CreateVolume { name: n } => {
+                name = Some(n.as_str())
+            }
+            Action::Move { from, .. } => from_machine = Some(from.as_str()),
+            Action::Replace {
+                order: o,
+                order_reason: r,
+                ..
+            } => {
+                order = Some(o.as_str());
+                order_reason = Some(r.as_str());
+            }
+            _ => {}
+        }
+        StepJson {
+            action: step.action.kind(),
+            machine: &step.machine,
+            service: step.service.as_deref(),
+            slot: step.slot.as_ref().and_then(Slot::number),
+            name,
+            container: step.action.container(),
+            from_machine,
+            order,
+            order_reason,
+            reasons: &step.reasons,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct UnknownJson<'a> {
+    service: &'a str,
+    slot: Option<u32>,
+    machines: &'a [String],
+}
+
+#[derive(Serialize)]
+struct UnreachableJson<'a> {
+    machine: &'a str,
+    reason: &'a str,
 }
 
 fn step_line(step: &Step) -> String {
@@ -319,35 +426,4 @@ fn step_line(step: &Step) -> String {
         Action::Remove { container } => format!("- remove {slot} (container {})", container.name),
         Action::Unchanged { .. } => format!("= {slot}"),
     }
-}
-
-fn step_json(step: &Step) -> Value {
-    let name = match &step.action {
-        Action::CreateNetwork { name } | Action::CreateVolume { name } => Some(name.as_str()),
-        _ => None,
-    };
-    let (order, order_reason) = match &step.action {
-        Action::Replace {
-            order,
-            order_reason,
-            ..
-        } => (Some(order.to_string()), Some(order_reason.as_str())),
-        _ => (None, None),
-    };
-    let from = match &step.action {
-        Action::Move { from, .. } => Some(from.as_str()),
-        _ => None,
-    };
-    json!({
-        "action": step.action.kind(),
-        "machine": step.machine,
-        "service": step.service,
-        "slot": step.slot.as_ref().and_then(Slot::number),
-        "name": name,
-        "container": step.action.container().map(|c| json!({"id": c.id, "name": c.name})),
-        "from_machine": from,
-        "order": order,
-        "order_reason": order_reason,
-        "reasons": step.reasons,
-    })
 }

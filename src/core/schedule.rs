@@ -72,6 +72,18 @@ enum Fit {
     Unknown(String),
 }
 
+/// The allocation-free form of a [`Refusal`], for the hot path.
+#[derive(Clone, Copy)]
+enum Blocker {
+    Unreachable,
+    Static,
+    Volume,
+    MaxPerNode(u32),
+    Port { want: usize, taken: usize },
+    Cpu(u64),
+    Memory(u64),
+}
+
 struct Svc<'a> {
     w: &'a Workload,
     constraints: Vec<Constraint>,
@@ -309,20 +321,55 @@ impl<'a> Scheduler<'a> {
         self.count[si * self.n() + m]
     }
 
-    /// Why machine `m` cannot take one more replica of service `si` now; `None` if it can.
-    fn refusal(&self, si: usize, m: usize) -> Option<Refusal> {
+    /// What stops machine `m` from taking one more replica of service `si` now; `None` if it
+    /// can. Cheap (no allocation): it runs for every machine for every new replica.
+    fn blocker(&self, si: usize, m: usize) -> Option<Blocker> {
         let (svc, node) = (&self.svcs[si], &self.nodes[m]);
-        if let Some(why) = node.unreachable {
-            return Some(Refusal::Unreachable(why.to_string()));
+        if node.unreachable.is_some() {
+            return Some(Blocker::Unreachable);
         }
-        match &self.fit[si * self.n() + m] {
-            Fit::Yes => {}
-            Fit::No(r) => return Some(r.clone()),
-            Fit::Unknown(c) => return Some(Refusal::FactUnknown(c.clone())),
+        if !matches!(self.fit[si * self.n() + m], Fit::Yes) {
+            return Some(Blocker::Static);
         }
         let global = svc.w.mode == Mode::Global;
         if !global && !svc.holders.is_empty() && !svc.holders.contains(&m) {
-            return Some(Refusal::Volume {
+            return Some(Blocker::Volume);
+        }
+        if let Some(max) = svc.w.max_replicas_per_node.filter(|_| !global) {
+            if self.count(si, m) >= max {
+                return Some(Blocker::MaxPerNode(max));
+            }
+        }
+        for (want, port) in svc.w.host_ports.iter().enumerate() {
+            if let Some(taken) = node.ports.iter().position(|(p, _)| p.clashes_with(port)) {
+                return Some(Blocker::Port { want, taken });
+            }
+        }
+        let r = svc.w.reservations;
+        let free_cpu = node.view.nano_cpus.saturating_sub(node.cpu_used);
+        if r.nano_cpus > free_cpu {
+            return Some(Blocker::Cpu(free_cpu));
+        }
+        let free_mem = node.view.memory.saturating_sub(node.mem_used);
+        if r.memory > free_mem {
+            return Some(Blocker::Memory(free_mem));
+        }
+        None
+    }
+
+    /// [`Scheduler::blocker`], explained for people.
+    fn refusal(&self, si: usize, m: usize) -> Option<Refusal> {
+        let (svc, node) = (&self.svcs[si], &self.nodes[m]);
+        Some(match self.blocker(si, m)? {
+            Blocker::Unreachable => {
+                Refusal::Unreachable(node.unreachable.unwrap_or_default().to_string())
+            }
+            Blocker::Static => match &self.fit[si * self.n() + m] {
+                Fit::No(r) => r.clone(),
+                Fit::Unknown(c) => Refusal::FactUnknown(c.clone()),
+                Fit::Yes => unreachable!("blocked by a static fit"),
+            },
+            Blocker::Volume => Refusal::Volume {
                 volume: svc
                     .w
                     .volumes
@@ -335,40 +382,24 @@ impl<'a> Scheduler<'a> {
                     .iter()
                     .map(|&h| self.nodes[h].view.name.clone())
                     .collect(),
-            });
-        }
-        if let Some(max) = svc.w.max_replicas_per_node.filter(|_| !global) {
-            if self.count(si, m) >= max {
-                return Some(Refusal::MaxPerNode {
-                    service: svc.w.service.clone(),
-                    max,
-                });
-            }
-        }
-        for port in &svc.w.host_ports {
-            if let Some((_, owner)) = node.ports.iter().find(|(p, _)| p.clashes_with(port)) {
-                return Some(Refusal::Port {
-                    port: port.clone(),
-                    owner: owner.clone(),
-                });
-            }
-        }
-        let r = svc.w.reservations;
-        let free_cpu = node.view.nano_cpus.saturating_sub(node.cpu_used);
-        if r.nano_cpus > free_cpu {
-            return Some(Refusal::Cpu {
-                wants: r.nano_cpus,
-                free: free_cpu,
-            });
-        }
-        let free_mem = node.view.memory.saturating_sub(node.mem_used);
-        if r.memory > free_mem {
-            return Some(Refusal::Memory {
-                wants: r.memory,
-                free: free_mem,
-            });
-        }
-        None
+            },
+            Blocker::MaxPerNode(max) => Refusal::MaxPerNode {
+                service: svc.w.service.clone(),
+                max,
+            },
+            Blocker::Port { want, taken } => Refusal::Port {
+                port: svc.w.host_ports[want].clone(),
+                owner: node.ports[taken].1.clone(),
+            },
+            Blocker::Cpu(free) => Refusal::Cpu {
+                wants: svc.w.reservations.nano_cpus,
+                free,
+            },
+            Blocker::Memory(free) => Refusal::Memory {
+                wants: svc.w.reservations.memory,
+                free,
+            },
+        })
     }
 
     fn record(&mut self, si: usize, m: usize, slot: Slot, keep: Option<String>) {
@@ -381,11 +412,18 @@ impl<'a> Scheduler<'a> {
         node.load += 1;
         node.ports
             .extend(svc.w.host_ports.iter().map(|p| (p.clone(), owner.clone())));
+        let machine = node.view.name.clone();
         self.count[si * n + m] += 1;
+        // The volume will be created with this replica: one named volume's data lives on one
+        // machine, so the service's next replicas join it (as on a single compose host).
+        if svc.w.mode != Mode::Global && !svc.w.volumes.is_empty() && !svc.holders.contains(&m) {
+            self.svcs[si].holders.push(m);
+        }
+        let svc = &self.svcs[si];
         self.desired.placements.push(Placement {
             service: svc.w.service.clone(),
             slot,
-            machine: node.view.name.clone(),
+            machine,
             spec_hash: svc.hash.clone(),
             keep,
         });
@@ -550,7 +588,7 @@ impl<'a> Scheduler<'a> {
     /// The machine for one new replica of `si`, walking the spread tree; `None` if none fits.
     fn choose(&self, si: usize) -> Option<usize> {
         let mut feasible: Vec<usize> = (0..self.n())
-            .filter(|&m| self.refusal(si, m).is_none())
+            .filter(|&m| self.blocker(si, m).is_none())
             .collect();
         if feasible.is_empty() {
             return None;

@@ -23,12 +23,19 @@ pub enum UpdateOrder {
     StopFirst,
 }
 
-impl fmt::Display for UpdateOrder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl UpdateOrder {
+    /// As written in compose: `start-first`, `stop-first`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
             UpdateOrder::StartFirst => "start-first",
             UpdateOrder::StopFirst => "stop-first",
-        })
+        }
+    }
+}
+
+impl fmt::Display for UpdateOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

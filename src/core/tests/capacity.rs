@@ -237,6 +237,40 @@ web
 ",
         },
         Case {
+            name: "a port freed by a scale down is reused: every removal runs first",
+            machines: machines(&["m1", "m2", "m3"]),
+            workloads: vec![web(2), svc("api", "api:1").port(80, 3000)],
+            observed: fleet(&["m1", "m2", "m3"])
+                .run(&web(3), 1, "m1")
+                .run(&web(3), 2, "m2")
+                .run(&web(3), 3, "m3")
+                .0,
+            want: "
+web
+  m3
+    - remove web.3 (container shop-web-3)
+        scale down: 2 replicas wanted
+
+api
+  m3
+    + create api.1
+        new service
+
+1 to create, 0 to replace, 1 to remove, 2 unchanged, across 3 machines
+",
+        },
+        Case {
+            name: "global service whose port is taken on one machine",
+            machines: machines(&["m1", "m2"]),
+            workloads: vec![web(1), svc("proxy", "proxy:1").global().port(80, 80)],
+            observed: fleet(&["m1", "m2"]).run(&web(1), 1, "m1").0,
+            want: "
+error:
+proxy: global, wants 2 machines, could place 1:
+  m1: host port 80/tcp already taken by web.1
+",
+        },
+        Case {
             name: "memory exhausted: what each machine has left",
             machines: vec![machine("m1").memory(GIB), machine("m2").memory(GIB)],
             workloads: vec![
@@ -307,6 +341,38 @@ db
         placed with its data: volume shop_db is on m2
 
 1 to create, 0 to replace, 0 to remove, 0 unchanged, across 3 machines
+",
+        },
+        Case {
+            name: "new stateful service with two replicas: both share the one volume",
+            machines: machines(&["m1", "m2"]),
+            workloads: vec![db().replicas(2)],
+            observed: fleet(&["m1", "m2"]).network("m1", "shop_default").0,
+            want: "
+networks and volumes
+  m1
+    + create volume shop_db
+
+db
+  m1
+    + create db.1
+        new service
+    + create db.2
+        new service
+
+2 to create, 0 to replace, 0 to remove, 0 unchanged, 1 volume to create, across 2 machines
+",
+        },
+        Case {
+            name: "stateful scale up: new replicas join the data, a clash is an error",
+            machines: machines(&["m1", "m2"]),
+            workloads: vec![db().replicas(2).port(5432, 5432)],
+            observed: fleet(&["m1", "m2"]).run(&db().port(5432, 5432), 1, "m1").0,
+            want: "
+error:
+db: wants 2 replicas, could place 1:
+  m1: host port 5432/tcp already taken by db.1
+  m2: does not hold volume shop_db (it is on m1)
 ",
         },
         Case {
