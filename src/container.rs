@@ -441,12 +441,15 @@ pub fn create_request(service: &Value, at: &Placement<'_>) -> Result<Value> {
     Ok(Value::Object(body))
 }
 
-/// The networks a replica joins, as (engine network name, endpoint settings).
-/// The first entry goes into the create request; the others are connected after.
+/// A network a replica joins: (engine network name, endpoint settings).
+pub type Endpoint = (String, Value);
+
+/// The networks a replica joins. The first entry goes into the create request;
+/// the others are connected after.
 pub fn endpoints(
     s: &Map<String, Value>,
     at: &Placement<'_>,
-) -> Result<(Option<(String, Value)>, Vec<(String, Value)>)> {
+) -> Result<(Option<Endpoint>, Vec<Endpoint>)> {
     let mut list = Vec::new();
     let nets = match s.get("networks") {
         Some(Value::Object(m)) => m

@@ -59,7 +59,10 @@ impl Shop {
             .iter()
             .map(|r| {
                 (
-                    (r["service"].as_str().unwrap().to_string(), r["slot"].as_str().unwrap().to_string()),
+                    (
+                        r["service"].as_str().unwrap().to_string(),
+                        r["slot"].as_str().unwrap().to_string(),
+                    ),
                     r.clone(),
                 )
             })
@@ -98,13 +101,19 @@ impl Shop {
             let list = lab.docker_in(
                 &m.name,
                 &[
-                    "ps", "-a", "--filter", &format!("label=io.hoist.project={}", self.project),
-                    "--format", "{{.Label \"io.hoist.service\"}} {{.Label \"io.hoist.slot\"}} {{.State}}",
+                    "ps",
+                    "-a",
+                    "--filter",
+                    &format!("label=io.hoist.project={}", self.project),
+                    "--format",
+                    "{{.Label \"io.hoist.service\"}} {{.Label \"io.hoist.slot\"}} {{.State}}",
                 ],
             );
             for line in list.expect_success("docker ps in a machine").lines() {
                 let parts: Vec<&str> = line.split_whitespace().collect();
-                let e = out.entry((parts[0].to_string(), parts[1].to_string())).or_insert((0, 0));
+                let e = out
+                    .entry((parts[0].to_string(), parts[1].to_string()))
+                    .or_insert((0, 0));
                 e.0 += 1;
                 if parts[2] == "running" {
                     e.1 += 1;
@@ -124,7 +133,10 @@ impl Drop for Shop {
 
 fn assert_one_running_per_slot(shop: &Shop, lab: &Lab) {
     for (slot, (_, running)) in shop.containers(lab) {
-        assert!(running <= 1, "slot {slot:?} has {running} running containers");
+        assert!(
+            running <= 1,
+            "slot {slot:?} has {running} running containers"
+        );
     }
 }
 
@@ -147,63 +159,143 @@ fn shop_lifecycle() {
         .filter(|((s, _), _)| s == "web")
         .map(|(_, r)| r["machine"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(web_machines.len(), 3, "web spread over the 3 zones: {web_machines:?}");
-    assert!(shop.web_answers(lab).iter().all(|a| a.starts_with("200 version=v1")), "{:?}", shop.web_answers(lab));
+    assert_eq!(
+        web_machines.len(),
+        3,
+        "web spread over the 3 zones: {web_machines:?}"
+    );
+    assert!(
+        shop.web_answers(lab)
+            .iter()
+            .all(|a| a.starts_with("200 version=v1")),
+        "{:?}",
+        shop.web_answers(lab)
+    );
 
     // Nothing changed: the plan says so, and a second up touches nothing.
     let plan = shop.hoist(&[], &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code(), Some(0), "{plan}");
     assert!(plan.stdout.contains("No changes."), "{plan}");
-    let ids_before: Vec<String> = shop.replicas().values().map(|r| r["id"].as_str().unwrap().to_string()).collect();
-    shop.hoist(&[], &["up", "--yes"]).expect_success("second up");
-    let ids_after: Vec<String> = shop.replicas().values().map(|r| r["id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids_before, ids_after, "a no-op up must not recreate containers");
+    let ids_before: Vec<String> = shop
+        .replicas()
+        .values()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    shop.hoist(&[], &["up", "--yes"])
+        .expect_success("second up");
+    let ids_after: Vec<String> = shop
+        .replicas()
+        .values()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids_before, ids_after,
+        "a no-op up must not recreate containers"
+    );
 
     // The plan shows exactly the edit; the rolling update keeps replicas on their machines.
     let v2 = [("WEB_VERSION", "v2")];
     let plan = shop.hoist(&v2, &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code(), Some(2), "{plan}");
     assert_eq!(plan.stdout.matches("~ replace web.").count(), 4, "{plan}");
-    assert_eq!(plan.stdout.matches("image hoist-test/app:v1 → hoist-test/app:v2").count(), 4, "{plan}");
-    assert!(plan.stdout.contains("0 to create, 4 to replace, 0 to remove, 4 unchanged"), "{plan}");
+    assert_eq!(
+        plan.stdout
+            .matches("image hoist-test/app:v1 → hoist-test/app:v2")
+            .count(),
+        4,
+        "{plan}"
+    );
+    assert!(
+        plan.stdout
+            .contains("0 to create, 4 to replace, 0 to remove, 4 unchanged"),
+        "{plan}"
+    );
     let placement = |shop: &Shop| -> BTreeMap<(String, String), String> {
-        shop.replicas().into_iter().map(|(k, r)| (k, r["machine"].as_str().unwrap().to_string())).collect()
+        shop.replicas()
+            .into_iter()
+            .map(|(k, r)| (k, r["machine"].as_str().unwrap().to_string()))
+            .collect()
     };
     let before = placement(&shop);
-    shop.hoist(&v2, &["up", "--yes"]).expect_success("rolling update to v2");
-    assert_eq!(placement(&shop), before, "replicas must stay on their machines");
-    assert!(shop.web_answers(lab).iter().all(|a| a.starts_with("200 version=v2")), "{:?}", shop.web_answers(lab));
+    shop.hoist(&v2, &["up", "--yes"])
+        .expect_success("rolling update to v2");
+    assert_eq!(
+        placement(&shop),
+        before,
+        "replicas must stay on their machines"
+    );
+    assert!(
+        shop.web_answers(lab)
+            .iter()
+            .all(|a| a.starts_with("200 version=v2")),
+        "{:?}",
+        shop.web_answers(lab)
+    );
 
     // A version whose health check fails is rolled back; v2 keeps serving; exit non-zero.
     let bad = shop.hoist(&[("WEB_VERSION", "bad")], &["up", "--yes"]);
     assert_eq!(bad.code(), Some(1), "{bad}");
     assert!(bad.stderr.contains("rolled back"), "{bad}");
-    assert!(shop.web_answers(lab).iter().all(|a| a.starts_with("200 version=v2")), "{:?}", shop.web_answers(lab));
+    assert!(
+        shop.web_answers(lab)
+            .iter()
+            .all(|a| a.starts_with("200 version=v2")),
+        "{:?}",
+        shop.web_answers(lab)
+    );
     assert_one_running_per_slot(&shop, lab);
 
     // `rollback` after a good deploy: back to v1 without the old file.
-    shop.hoist(&[], &["rollback", "web"]).expect_success("rollback");
-    assert!(shop.web_answers(lab).iter().all(|a| a.starts_with("200 version=v1")), "{:?}", shop.web_answers(lab));
-    shop.hoist(&v2, &["up", "--yes"]).expect_success("forward again to v2");
+    shop.hoist(&[], &["rollback", "web"])
+        .expect_success("rollback");
+    assert!(
+        shop.web_answers(lab)
+            .iter()
+            .all(|a| a.starts_with("200 version=v1")),
+        "{:?}",
+        shop.web_answers(lab)
+    );
+    shop.hoist(&v2, &["up", "--yes"])
+        .expect_success("forward again to v2");
 
     // Scale 4 → 6 → 2.
-    shop.hoist(&[("WEB_VERSION", "v2"), ("WEB_REPLICAS", "6")], &["up", "--yes"]).expect_success("scale to 6");
+    shop.hoist(
+        &[("WEB_VERSION", "v2"), ("WEB_REPLICAS", "6")],
+        &["up", "--yes"],
+    )
+    .expect_success("scale to 6");
     assert_eq!(shop.count("web"), 6);
-    shop.hoist(&[("WEB_VERSION", "v2"), ("WEB_REPLICAS", "2")], &["up", "--yes"]).expect_success("scale to 2");
+    shop.hoist(
+        &[("WEB_VERSION", "v2"), ("WEB_REPLICAS", "2")],
+        &["up", "--yes"],
+    )
+    .expect_success("scale to 2");
     assert_eq!(shop.count("web"), 2);
     assert_one_running_per_slot(&shop, lab);
 
     // A service removed from the file is removed from the machines.
     let text = std::fs::read_to_string(shop.dir.join("compose.yaml")).unwrap();
-    let without_worker = text
-        .replace("  worker:\n    image: hoist-test/worker:latest\n    depends_on: [db]\n", "");
-    assert_ne!(text, without_worker, "the example's worker block moved; update this test");
+    let without_worker = text.replace(
+        "  worker:\n    image: hoist-test/worker:latest\n    depends_on: [db]\n",
+        "",
+    );
+    assert_ne!(
+        text, without_worker,
+        "the example's worker block moved; update this test"
+    );
     std::fs::write(shop.dir.join("compose.yaml"), without_worker).unwrap();
     let plan = shop.hoist(&v2, &["plan"]);
     assert!(plan.stdout.contains("- remove worker.1"), "{plan}");
-    shop.hoist(&[("WEB_VERSION", "v2"), ("WEB_REPLICAS", "2")], &["up", "--yes"]).expect_success("remove worker");
+    shop.hoist(
+        &[("WEB_VERSION", "v2"), ("WEB_REPLICAS", "2")],
+        &["up", "--yes"],
+    )
+    .expect_success("remove worker");
     assert_eq!(shop.count("worker"), 0);
-    assert!(!shop.containers(lab).keys().any(|(s, _)| s == "worker"), "worker containers left");
+    assert!(
+        !shop.containers(lab).keys().any(|(s, _)| s == "worker"),
+        "worker containers left"
+    );
 }
 
 #[test]
@@ -214,16 +306,44 @@ fn down_keeps_volumes_and_data() {
     shop.hoist(&[], &["up", "--yes"]).expect_success("up");
     let db = shop.replicas()[&("db".to_string(), "1".to_string())].clone();
     let machine = db["machine"].as_str().unwrap().to_string();
-    let put = shop.hoist(&[], &["exec", "db", "-T", "--", "sh", "-c", "echo 'PUT kept' | nc 127.0.0.1 5432"]);
+    let put = shop.hoist(
+        &[],
+        &[
+            "exec",
+            "db",
+            "-T",
+            "--",
+            "sh",
+            "-c",
+            "echo 'PUT kept' | nc 127.0.0.1 5432",
+        ],
+    );
     put.expect_success("write into the db");
     shop.hoist(&[], &["down"]).expect_success("down");
     assert!(shop.replicas().is_empty());
     let volumes = lab.docker_in(&machine, &["volume", "ls", "--format", "{{.Name}}"]);
-    assert!(volumes.stdout.contains(&format!("{}_data", shop.project)), "{volumes}");
+    assert!(
+        volumes.stdout.contains(&format!("{}_data", shop.project)),
+        "{volumes}"
+    );
     shop.hoist(&[], &["up", "--yes"]).expect_success("up again");
     let again = shop.replicas()[&("db".to_string(), "1".to_string())].clone();
-    assert_eq!(again["machine"], machine, "the db must stay with its volume");
-    let get = shop.hoist(&[], &["exec", "db", "-T", "--", "sh", "-c", "echo GET | nc 127.0.0.1 5432"]);
+    assert_eq!(
+        again["machine"], machine,
+        "the db must stay with its volume"
+    );
+    let get = shop.hoist(
+        &[],
+        &[
+            "exec",
+            "db",
+            "-T",
+            "--",
+            "sh",
+            "-c",
+            "echo GET | nc 127.0.0.1 5432",
+        ],
+    );
     assert!(get.expect_success("read the db").contains("kept"), "{get}");
 }
 
@@ -235,27 +355,46 @@ fn killed_mid_rollout_then_converges_and_deploys_do_not_overlap() {
     shop.hoist(&[], &["up", "--yes"]).expect_success("up");
 
     // Kill hoist in the middle of a rolling update.
-    let mut child = shop.command(&[("WEB_VERSION", "v2")], &["up", "--yes"]).spawn().unwrap();
+    let mut child = shop
+        .command(&[("WEB_VERSION", "v2")], &["up", "--yes"])
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     // SAFETY-free: plain SIGKILL through the kill command.
     run(Command::new("kill").args(["-KILL", &child.id().to_string()]));
     let _ = child.wait();
 
     // The next up takes over the dead deploy's lock and converges.
-    shop.hoist(&[("WEB_VERSION", "v2")], &["up", "--yes"]).expect_success("up after the kill");
+    shop.hoist(&[("WEB_VERSION", "v2")], &["up", "--yes"])
+        .expect_success("up after the kill");
     let plan = shop.hoist(&[("WEB_VERSION", "v2")], &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code(), Some(0), "converged: {plan}");
     assert_eq!(shop.count("web"), 4);
     assert_one_running_per_slot(&shop, lab);
-    assert!(shop.web_answers(lab).iter().all(|a| a.starts_with("200 version=v2")), "{:?}", shop.web_answers(lab));
+    assert!(
+        shop.web_answers(lab)
+            .iter()
+            .all(|a| a.starts_with("200 version=v2")),
+        "{:?}",
+        shop.web_answers(lab)
+    );
 
     // Two deploys at once: one holds the lock, the other fails naming the holder.
-    let mut first = shop.command(&[("WEB_VERSION", "v3")], &["up", "--yes"]).spawn().unwrap();
+    let mut first = shop
+        .command(&[("WEB_VERSION", "v3")], &["up", "--yes"])
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let second = shop.hoist(&[("WEB_VERSION", "v3")], &["up", "--yes"]);
     let first_status = first.wait().unwrap();
     assert!(first_status.success(), "the first deploy must succeed");
     assert_eq!(second.code(), Some(1), "{second}");
-    assert!(second.stderr.contains("another deploy holds the lock"), "{second}");
-    assert!(second.stderr.contains("hoist up"), "names the holder: {second}");
+    assert!(
+        second.stderr.contains("another deploy holds the lock"),
+        "{second}"
+    );
+    assert!(
+        second.stderr.contains("hoist up"),
+        "names the holder: {second}"
+    );
 }

@@ -40,8 +40,14 @@ impl Holder {
     fn from_labels(machine: &str, labels: &std::collections::HashMap<String, String>) -> Holder {
         Holder {
             machine: machine.to_string(),
-            holder: labels.get(HOLDER_LABEL).cloned().unwrap_or_else(|| "unknown".into()),
-            since: labels.get(SINCE_LABEL).cloned().unwrap_or_else(|| "unknown".into()),
+            holder: labels
+                .get(HOLDER_LABEL)
+                .cloned()
+                .unwrap_or_else(|| "unknown".into()),
+            since: labels
+                .get(SINCE_LABEL)
+                .cloned()
+                .unwrap_or_else(|| "unknown".into()),
             host: labels.get(HOST_LABEL).cloned().unwrap_or_default(),
             pid: labels.get(PID_LABEL).and_then(|p| p.parse().ok()),
         }

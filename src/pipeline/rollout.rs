@@ -7,6 +7,7 @@ use crate::apply::image::PullPolicy;
 use crate::apply::ops::HealthGate;
 use crate::apply::rollout::{Change, FailureAction, ServiceRollout, UpdatePolicy};
 use crate::container::{self, Placement};
+use crate::core::observed::Slot;
 use crate::core::plan::Action;
 use crate::core::workload::UpdateOrder;
 use anyhow::{Context, Result};
@@ -53,6 +54,9 @@ impl From<PullPolicyKey> for PullPolicy {
     }
 }
 
+/// A container to create: its name, the create request, the networks to join after.
+type NewContainer = (String, Value, Vec<container::Endpoint>);
+
 /// The rollout of `planned`, tagged with `release`.
 pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<ServiceRollout>)> {
     let r = &planned.resolved;
@@ -89,7 +93,7 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
         }
         let list = changes.entry(service.clone()).or_default();
         let slot_no = slot.number().unwrap_or(0);
-        let mut new_container = |machine: &str| -> Result<(String, Value, Vec<(String, Value)>)> {
+        let mut new_container = |machine: &str| -> Result<NewContainer> {
             let svc = r
                 .services
                 .get(&service)
@@ -161,13 +165,23 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
                     id: container.id.clone(),
                     stop_first: true,
                 });
+                list.extend(previous_of(planned, from, &service, &slot, slot_no));
             }
-            Action::Remove { container } => list.push(Change::Remove {
-                machine: step.machine.clone(),
-                slot: slot_no,
-                id: container.id.clone(),
-                stop_first: true,
-            }),
+            Action::Remove { container } => {
+                list.push(Change::Remove {
+                    machine: step.machine.clone(),
+                    slot: slot_no,
+                    id: container.id.clone(),
+                    stop_first: true,
+                });
+                list.extend(previous_of(
+                    planned,
+                    &step.machine,
+                    &service,
+                    &slot,
+                    slot_no,
+                ));
+            }
             Action::CreateNetwork { .. }
             | Action::CreateVolume { .. }
             | Action::Unchanged { .. } => {}
@@ -203,6 +217,27 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
         rollouts.push(rollout);
     }
     Ok((prep, rollouts))
+}
+
+/// A slot that goes away takes its previous release (kept for rollback) with it.
+fn previous_of(
+    planned: &Planned,
+    machine: &str,
+    service: &str,
+    slot: &Slot,
+    slot_no: u32,
+) -> Vec<Change> {
+    planned
+        .previous
+        .iter()
+        .filter(|(m, c)| m == machine && c.service == service && c.slot.as_ref() == Some(slot))
+        .map(|(m, c)| Change::Remove {
+            machine: m.clone(),
+            slot: slot_no,
+            id: c.id.clone(),
+            stop_first: false,
+        })
+        .collect()
 }
 
 fn removal_policy() -> UpdatePolicy {
