@@ -148,12 +148,12 @@ pub fn create_request(service: &Value, at: &Placement<'_>) -> Result<Value> {
     let s = service
         .as_object()
         .context("the service is not a mapping")?;
-    let image = s.get("image").and_then(Value::as_str).with_context(|| {
-        format!(
-            "services.{}: no image (build: is shipped by `hoist build`)",
-            at.service
-        )
-    })?;
+    // A built service without `image:` runs the image hoist built for it.
+    let built = crate::build::image_name(at.project, at.service, None);
+    let image = s
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or(built.as_str());
     let mut body = Map::new();
     let mut host = Map::new();
     body.insert("Image".into(), json!(image));

@@ -5,6 +5,7 @@
 //! only calls `cli::main`.
 
 pub mod apply;
+pub mod build;
 pub mod cli;
 pub mod container;
 pub mod core;

@@ -136,6 +136,7 @@ impl Workdir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
+        sweep_stale(&base);
         let path = base.join(format!("hoist-{}-{:x}", std::process::id(), nanos));
         std::fs::create_dir(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
@@ -151,6 +152,30 @@ impl Drop for Workdir {
     fn drop(&mut self) {
         kill_processes_mentioning(&self.path);
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Removes the folders of hoist processes that no longer exist (killed with
+/// SIGKILL, or the machine rebooted), with any ssh master still using them.
+fn sweep_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("hoist-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        kill_processes_mentioning(&path);
+        let _ = std::fs::remove_dir_all(&path);
     }
 }
 

@@ -49,7 +49,7 @@ export HOIST_COMPOSE_REF
 "$HOIST_COMPOSE_REF" version
 
 step "lab: 3 machines"
-bash tests/lab/lab.sh up 3
+bash tests/lab/lab.sh ensure 3
 
 step "format and lints"
 cargo fmt --all -- --check

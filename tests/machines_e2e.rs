@@ -7,13 +7,25 @@ mod common;
 use common::lab::{Fault, Lab, hoist};
 use std::time::{Duration, Instant};
 
-/// ssh processes and socket folders this hoist process could have left behind.
+/// ssh processes and socket folders left by hoist processes that have exited.
+/// (A hoist still running — another test's — owns its folder legitimately.)
 fn leftovers() -> Vec<String> {
+    let dead = |name: &str| {
+        name.strip_prefix("hoist-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.starts_with("ssh ") && cmd.contains("/hoist-") {
+            let owner = cmd
+                .split("/tmp/")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or("");
+            if cmd.starts_with("ssh ") && dead(owner) {
                 found.push(format!(
                     "process {}: {cmd}",
                     entry.file_name().to_string_lossy()
@@ -23,7 +35,7 @@ fn leftovers() -> Vec<String> {
     }
     for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("hoist-") && entry.path().is_dir() && name.split('-').count() == 3 {
+        if entry.path().is_dir() && dead(&name) {
             found.push(format!("folder /tmp/{name}"));
         }
     }

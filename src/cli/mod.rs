@@ -1,6 +1,7 @@
 //! Command-line interface: parses arguments, calls the pipeline, renders results.
 //! It holds no deployment logic; each verb lives in its own file.
 
+mod build;
 mod down;
 mod exec;
 mod logs;
@@ -9,7 +10,7 @@ mod plan;
 pub mod project_args;
 mod ps;
 mod rollback;
-mod table;
+pub mod table;
 mod unlock;
 mod up;
 
@@ -51,6 +52,7 @@ enum Command {
     Machines(machines::MachinesArgs),
     Plan(plan::PlanArgs),
     Up(up::UpArgs),
+    Build(build::BuildArgs),
     Ps(ps::PsArgs),
     Logs(logs::LogsArgs),
     Exec(exec::ExecArgs),
@@ -72,16 +74,35 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        // Ctrl-C or SIGTERM ends the verb's future, so every ssh master and socket
+        // folder is cleaned up on the way out; the exit code says we were stopped.
+        let stopped = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        };
+        let verb = async {
+            match cli.command {
             Command::Machines(args) => machines::run(&cli.global, args).await,
             Command::Plan(args) => plan::run(&cli.global, &cli.project, args).await,
             Command::Up(args) => up::run(&cli.global, &cli.project, args).await,
+            Command::Build(args) => build::run(&cli.global, &cli.project, args).await,
             Command::Ps(args) => ps::run(&cli.global, &cli.project, args).await,
             Command::Logs(args) => logs::run(&cli.global, &cli.project, args).await,
             Command::Exec(args) => exec::run(&cli.global, &cli.project, args).await,
             Command::Down(args) => down::run(&cli.global, &cli.project, args).await,
             Command::Rollback(args) => rollback::run(&cli.global, &cli.project, args).await,
             Command::Unlock(args) => unlock::run(&cli.global, &cli.project, args).await,
+            }
+        };
+        tokio::select! {
+            r = verb => r,
+            _ = stopped => {
+                eprintln!("hoist: stopped");
+                Ok(ExitCode::from(130))
+            }
         }
     });
     match result {

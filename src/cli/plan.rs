@@ -27,7 +27,9 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
     let project = super::load_project(project_args)?;
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
-    let planned = pipeline::plan(&project, &fleet, &conns).await;
+    let local = pipeline::local::engine().await;
+    let built = pipeline::local::built_ids(local.as_ref(), &project).await;
+    let planned = pipeline::plan(&project, &fleet, &conns, &built).await;
     conns.close().await;
     let planned = planned?;
     if args.json {

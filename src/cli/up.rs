@@ -34,6 +34,9 @@ pub struct UpArgs {
     /// Print the plan and the result as JSON on stdout; progress stays on stderr.
     #[arg(long)]
     json: bool,
+    /// Do not build `build:` services; use the images already built locally.
+    #[arg(long)]
+    no_build: bool,
 }
 
 pub async fn run(global: &Global, project_args: &ProjectArgs, args: UpArgs) -> Result<ExitCode> {
@@ -90,7 +93,14 @@ async fn plan_and_apply(
     engines: &[(String, Docker)],
     args: &UpArgs,
 ) -> Result<ExitCode> {
-    let planned = pipeline::plan(project, fleet, conns).await?;
+    let progress = Progress::new(false);
+    let local = pipeline::local::engine().await;
+    let built = if args.no_build {
+        pipeline::local::built_ids(local.as_ref(), project).await
+    } else {
+        pipeline::local::build_all(local.as_ref(), project, &[], None, &progress).await?
+    };
+    let planned = pipeline::plan(project, fleet, conns, &built).await?;
     if !args.json {
         eprint!("{}", planned.plan.render_text());
     }
@@ -110,11 +120,17 @@ async fn plan_and_apply(
     }
     let release = release_id();
     let (prep, services) = pipeline::rollout::build(&planned, &release)?;
-    let progress = Progress::new(false);
     let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
-    prepare(&prep, &by_name, &planned.resolved.project, &progress).await?;
+    let shipped = prepare(
+        &prep,
+        &by_name,
+        &planned.resolved.project,
+        local.as_ref(),
+        &progress,
+    )
+    .await?;
     let report = rollout::run(&services, &by_name, &progress).await;
-    let after = pipeline::plan(project, fleet, conns).await.ok();
+    let after = pipeline::plan(project, fleet, conns, &built).await.ok();
     if let Some(after) = &after {
         prune_previous(after, engines).await;
     }
@@ -157,7 +173,7 @@ async fn plan_and_apply(
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "schema": 1, "release": release, "ok": report.ok(),
+                "schema": 1, "release": release, "ok": report.ok(), "shipped": shipped,
                 "plan": serde_json::from_str::<serde_json::Value>(&planned.plan.to_json())?,
                 "services": services,
             }))?
@@ -175,19 +191,22 @@ async fn plan_and_apply(
 }
 
 /// Networks, volumes and images on each machine, before any container changes.
+/// Images a machine lacks are shipped from the local engine when it has them
+/// (layers the machine already holds stay behind), else pulled. Returns what was
+/// shipped, for the summary and `--json`.
 async fn prepare(
     prep: &pipeline::rollout::Preparation,
     engines: &HashMap<String, Docker>,
     project: &str,
+    local: Option<&Docker>,
     progress: &Progress,
-) -> Result<()> {
+) -> Result<Vec<serde_json::Value>> {
     let get = |m: &str| {
         engines
             .get(m)
             .ok_or_else(|| anyhow::anyhow!("machine {m} is not connected"))
     };
     for (m, name, spec) in &prep.networks {
-        progress.step(&format!("network@{m}"), &format!("creating {name}"));
         ops::ensure_network(get(m)?, name, project, spec)
             .await
             .map_err(|e| anyhow::anyhow!("{m}: {e:#}"))?;
@@ -199,18 +218,68 @@ async fn prepare(
             .map_err(|e| anyhow::anyhow!("{m}: {e:#}"))?;
         progress.finish(&format!("volume@{m}"), &format!("{name} ready"));
     }
-    let pulls = prep.images.iter().map(|(m, img, policy)| async move {
-        let docker = get(m)?;
-        let key = format!("image@{m}");
-        progress.step(&key, &format!("checking {img}"));
-        image::ensure(docker, m, img, (*policy).into()).await?;
-        progress.finish(&key, &format!("{img} present"));
-        Ok::<(), anyhow::Error>(())
-    });
-    for r in futures_util::future::join_all(pulls).await {
-        r?;
+    // Which images each machine lacks, and which of those the local engine can ship.
+    let mut exports: HashMap<String, crate::ship::Exported> = HashMap::new();
+    let mut todo = Vec::new();
+    for (m, img, policy, built_id) in &prep.images {
+        let policy: image::PullPolicy = (*policy).into();
+        let on_machine = get(m)?.inspect_image(img).await.ok().and_then(|i| i.id);
+        let satisfied = match built_id {
+            // Built here: the machine must run exactly this build, whatever its tag says.
+            Some(id) => on_machine.as_deref() == Some(id.as_str()),
+            None => on_machine.is_some() && policy != image::PullPolicy::Always,
+        };
+        if satisfied {
+            continue;
+        }
+        if let Some(local) = local
+            && !exports.contains_key(img)
+            && local.inspect_image(img).await.is_ok()
+        {
+            progress.step(&format!("export {img}"), "exporting from the local engine");
+            let e = crate::ship::export(local, img).await?;
+            progress.finish(&format!("export {img}"), "exported");
+            exports.insert(img.clone(), e);
+        }
+        todo.push((m.clone(), img.clone(), policy));
     }
-    Ok(())
+    let jobs = todo.into_iter().map(|(m, img, policy)| {
+        let exports = &exports;
+        async move {
+            let docker = get(&m)?;
+            let key = format!("image@{m}");
+            if let Some(exported) = exports.get(&img) {
+                let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                progress.step(&key, &format!("shipping {img}"));
+                let s = crate::ship::ship_to(exported, &m, docker, counter).await?;
+                progress.finish(
+                    &key,
+                    &format!(
+                        "{img}: sent {} ({} layers sent, {} already there)",
+                        crate::cli::table::bytes(s.bytes_sent),
+                        s.layers_sent,
+                        s.layers_skipped
+                    ),
+                );
+                Ok::<Option<serde_json::Value>, anyhow::Error>(Some(serde_json::json!({
+                    "machine": m, "image": img, "bytes": s.bytes_sent,
+                    "layers_sent": s.layers_sent, "layers_skipped": s.layers_skipped,
+                })))
+            } else {
+                progress.step(&key, &format!("pulling {img}"));
+                image::ensure(docker, &m, &img, policy).await?;
+                progress.finish(&key, &format!("{img} pulled"));
+                Ok(None)
+            }
+        }
+    });
+    let mut shipped = Vec::new();
+    for r in futures_util::future::join_all(jobs).await {
+        if let Some(s) = r? {
+            shipped.push(s);
+        }
+    }
+    Ok(shipped)
 }
 
 /// Keeps one previous release per slot (for rollback) and removes older ones,

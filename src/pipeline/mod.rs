@@ -2,6 +2,7 @@
 //! schedule → diff. `plan` prints the result; `up` carries out exactly that
 //! result (see `rollout`), so what the plan says is what happens.
 
+pub mod local;
 pub mod resolve;
 pub mod rollout;
 
@@ -115,8 +116,14 @@ pub fn observed(observation: &Observation) -> (Observed, Vec<(String, SeenContai
 }
 
 /// Computes the plan for `project` on `fleet` from what `conns` observe.
-pub async fn plan(project: &Project, fleet: &Fleet, conns: &Connections) -> Result<Planned> {
-    let resolved = resolve::resolve(project)?;
+/// `built`: service → local image ID for services built here.
+pub async fn plan(
+    project: &Project,
+    fleet: &Fleet,
+    conns: &Connections,
+    built: &std::collections::BTreeMap<String, String>,
+) -> Result<Planned> {
+    let resolved = resolve::resolve(project, built)?;
     let observation = observe::observe(conns, &resolved.project).await;
     let (observed, previous) = observed(&observation);
     let views = machine_views(fleet, conns);

@@ -56,7 +56,9 @@ pub struct Resolved {
 }
 
 /// Resolves every service of `project`; all refusals are reported together.
-pub fn resolve(project: &Project) -> Result<Resolved> {
+/// `built` gives the local image ID of each service built here (`build:`), which
+/// enters its spec: a rebuild under the same tag is a change.
+pub fn resolve(project: &Project, built: &BTreeMap<String, String>) -> Result<Resolved> {
     let mut network_names = BTreeMap::new();
     let mut network_specs = BTreeMap::new();
     for (key, net) in &project.networks {
@@ -91,7 +93,14 @@ pub fn resolve(project: &Project) -> Result<Resolved> {
     let mut workloads = Vec::new();
     let mut services = BTreeMap::new();
     for (name, svc) in &project.services {
-        match resolve_service(project, name, svc, &network_names, &volume_names) {
+        match resolve_service(
+            project,
+            name,
+            svc,
+            &network_names,
+            &volume_names,
+            built.get(name),
+        ) {
             Ok((w, s)) => {
                 workloads.push(w);
                 services.insert(name.clone(), s);
@@ -119,6 +128,7 @@ fn resolve_service(
     svc: &Service,
     networks: &BTreeMap<String, String>,
     volumes: &BTreeMap<String, String>,
+    built_id: Option<&String>,
 ) -> Result<(Workload, ServiceSpec)> {
     let json = serde_json::to_value(svc)?;
     let refused = container::unsupported(&json);
@@ -133,9 +143,11 @@ fn resolve_service(
             refused.join("\n  ")
         );
     }
-    let image = svc.image.clone().with_context(|| {
-        format!("services.{name}: no image; hoist needs an image for every service")
-    })?;
+    let image = match (&svc.image, &svc.build) {
+        (Some(i), _) => i.clone(),
+        (None, Some(_)) => crate::build::image_name(&project.name, name, None),
+        (None, None) => bail!("services.{name}: neither image nor build; hoist needs one of them"),
+    };
     let deploy = svc.deploy.clone().unwrap_or_default();
     let mode = match deploy.mode.as_deref() {
         None | Some("replicated") => {
@@ -166,7 +178,10 @@ fn resolve_service(
         "/",
     )?)
     .collect::<Vec<_>>();
-    let spec = container_spec(svc, &json, &image, volumes, &files)?;
+    let mut spec = container_spec(svc, &json, &image, volumes, &files)?;
+    if let Some(id) = built_id {
+        spec.set(attr::IMAGE_ID, id.as_str());
+    }
     let hash = spec.hash();
 
     let mut host_ports = Vec::new();
@@ -289,8 +304,12 @@ fn resolve_service(
         spec,
         hash,
         image,
-        pull: PullPolicy::from_compose(svc.pull_policy.as_deref())
-            .map_err(|e| anyhow::anyhow!("services.{name}.pull_policy: {e}"))?,
+        pull: if svc.build.is_some() {
+            PullPolicy::Never
+        } else {
+            PullPolicy::from_compose(svc.pull_policy.as_deref())
+                .map_err(|e| anyhow::anyhow!("services.{name}.pull_policy: {e}"))?
+        },
         update,
         rollback,
         gate: HealthGate { monitor, deadline },

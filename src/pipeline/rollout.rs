@@ -22,8 +22,8 @@ pub struct Preparation {
     pub networks: Vec<(String, String, Value)>,
     /// (machine, volume name, compose definition)
     pub volumes: Vec<(String, String, Value)>,
-    /// (machine, image, pull policy), one per machine and image.
-    pub images: BTreeSet<(String, String, PullPolicyKey)>,
+    /// (machine, image, pull policy, the image ID it must have when hoist built it).
+    pub images: BTreeSet<(String, String, PullPolicyKey, Option<String>)>,
 }
 
 /// PullPolicy in a sortable form for the set above.
@@ -115,8 +115,17 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
             let obj = svc.json.as_object().context("service is not an object")?;
             let (_, extra) = container::endpoints(obj, &at)?;
             let name = container::container_name(&r.project, &service, &slot_label, &svc.hash);
-            prep.images
-                .insert((machine.to_string(), svc.image.clone(), svc.pull.into()));
+            let built_id = svc
+                .spec
+                .get(crate::core::spec::attr::IMAGE_ID)
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            prep.images.insert((
+                machine.to_string(),
+                svc.image.clone(),
+                svc.pull.into(),
+                built_id,
+            ));
             Ok((name, request, extra))
         };
         match &step.action {

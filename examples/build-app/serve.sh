@@ -1,0 +1,6 @@
+#!/bin/sh
+# busybox httpd as PID 1 would ignore SIGTERM; this wrapper makes `docker stop` prompt.
+httpd -f -p 80 -h /www &
+pid=$!
+trap 'kill $pid; exit 0' TERM INT
+wait $pid
