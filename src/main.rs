@@ -5,6 +5,7 @@
 
 mod cli;
 mod labels;
+mod load;
 #[allow(dead_code)] // read by the stages after load
 mod model;
 

@@ -1,6 +1,9 @@
 //! Command-line interface: parses arguments, calls the pipeline, renders results.
 //! It holds no deployment logic.
 
+mod config;
+mod project_args;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -12,9 +15,13 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    Config(config::ConfigArgs),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Config(args) => config::run(&args),
+    }
 }
