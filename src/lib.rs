@@ -12,6 +12,7 @@ pub mod core;
 pub mod engine;
 pub mod inventory;
 pub mod labels;
+pub mod load;
 pub mod model;
 pub mod observe;
 pub mod pipeline;

@@ -2,6 +2,7 @@
 //! It holds no deployment logic; each verb lives in its own file.
 
 mod build;
+mod config;
 mod down;
 mod exec;
 mod logs;
@@ -52,6 +53,7 @@ enum Command {
     Machines(machines::MachinesArgs),
     Plan(plan::PlanArgs),
     Up(up::UpArgs),
+    Config(config::ConfigArgs),
     Build(build::BuildArgs),
     Ps(ps::PsArgs),
     Logs(logs::LogsArgs),
@@ -88,6 +90,13 @@ pub fn main() -> ExitCode {
             Command::Machines(args) => machines::run(&cli.global, args).await,
             Command::Plan(args) => plan::run(&cli.global, &cli.project, args).await,
             Command::Up(args) => up::run(&cli.global, &cli.project, args).await,
+            Command::Config(mut args) => {
+                // `hoist -f x config` and `hoist config -f x` both work.
+                if args.project.is_empty() {
+                    args.project = cli.project.clone();
+                }
+                Ok(config::run(&args))
+            }
             Command::Build(args) => build::run(&cli.global, &cli.project, args).await,
             Command::Ps(args) => ps::run(&cli.global, &cli.project, args).await,
             Command::Logs(args) => logs::run(&cli.global, &cli.project, args).await,
@@ -121,23 +130,14 @@ pub fn load_fleet(global: &Global) -> anyhow::Result<crate::inventory::Fleet> {
     crate::inventory::load(path.as_deref())
 }
 
-/// TEMPORARY: loads via the reference binary until the loader lands.
+/// Loads the compose project the options point at, printing the loader's warnings.
 pub fn load_project(args: &project_args::ProjectArgs) -> anyhow::Result<crate::model::Project> {
-    let r = std::env::var("HOIST_COMPOSE_REF")?;
-    let mut cmd = std::process::Command::new(r);
-    for f in &args.files {
-        cmd.arg("-f").arg(f);
+    let opts = args.load_options()?;
+    let loaded = crate::load::load(&opts)?;
+    for w in &loaded.warnings {
+        eprintln!("hoist: warning: {w}");
     }
-    if let Some(p) = &args.project_name {
-        cmd.arg("-p").arg(p);
-    }
-    let out = cmd.args(["config", "--format", "json"]).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_slice(&out.stdout)?)
+    Ok(loaded.project)
 }
 
 /// The project name a verb acts on: `-p`, else the compose file's.

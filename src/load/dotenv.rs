@@ -1,0 +1,207 @@
+//! `.env` files: the variables interpolation reads, and the `env_file` of a service.
+//!
+//! Compose has its own dialect (compose-go's dotenv): `export` prefixes, single quotes are
+//! literal, double quotes take escapes and may span lines, unquoted values end at ` #`, and
+//! `${VAR}` inside a value is expanded from the environment and earlier lines.
+
+use super::interpolate;
+use std::collections::HashMap;
+
+/// Parses `.env` text. `lookup` resolves variables not defined earlier in the file.
+/// Errors carry the 1-based line number.
+pub fn parse(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rest = text;
+    let mut line_no = 1usize;
+    while !rest.is_empty() {
+        let (line, after) = split_line(rest);
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            line_no += 1;
+            rest = after;
+            continue;
+        }
+        let body = trimmed
+            .strip_prefix("export ")
+            .map(str::trim_start)
+            .unwrap_or(trimmed);
+        let sep = body.find(['=', ':']);
+        let Some(sep) = sep else {
+            // A bare name passes the variable through from the environment.
+            let key = body.trim();
+            check_key(key, line_no)?;
+            if let Some(v) = lookup(key) {
+                seen.insert(key.to_string(), v.clone());
+                out.push((key.to_string(), v));
+            }
+            line_no += 1;
+            rest = after;
+            continue;
+        };
+        let key = body[..sep].trim();
+        check_key(key, line_no)?;
+        // The value starts right after the separator on the original (untrimmed) text.
+        let offset = line.len() - line.trim_start().len() + (trimmed.len() - body.len()) + sep + 1;
+        let value_src = &rest[offset..];
+        let value_src = value_src.trim_start_matches([' ', '\t']);
+        let local =
+            |name: &str| -> Option<String> { lookup(name).or_else(|| seen.get(name).cloned()) };
+        let (value, consumed_lines, remaining) = match value_src.chars().next() {
+            Some(q @ ('"' | '\'')) => {
+                let body = &value_src[1..];
+                let end = find_closing(body, q)
+                    .ok_or_else(|| format!("line {line_no}: unterminated quoted value"))?;
+                let raw = &body[..end];
+                let lines = raw.matches('\n').count();
+                let after_quote = &body[end + 1..];
+                let (tail, next) = split_line(after_quote);
+                let tail = tail.trim();
+                if !tail.is_empty() && !tail.starts_with('#') {
+                    return Err(format!(
+                        "line {}: unexpected character after quoted value",
+                        line_no + lines
+                    ));
+                }
+                let value = if q == '\'' {
+                    raw.to_string()
+                } else {
+                    let unescaped = unescape(raw);
+                    expand(&unescaped, &local, line_no)?
+                };
+                (value, lines + 1, next)
+            }
+            _ => {
+                let (v, next) = split_line(value_src);
+                let v = strip_inline_comment(v).trim();
+                (expand(v, &local, line_no)?, 1, next)
+            }
+        };
+        seen.insert(key.to_string(), value.clone());
+        out.retain(|(k, _)| k != key);
+        out.push((key.to_string(), value));
+        line_no += consumed_lines;
+        rest = remaining;
+    }
+    Ok(out)
+}
+
+fn split_line(s: &str) -> (&str, &str) {
+    match s.find('\n') {
+        Some(i) => (s[..i].trim_end_matches('\r'), &s[i + 1..]),
+        None => (s, ""),
+    }
+}
+
+fn check_key(key: &str, line: usize) -> Result<(), String> {
+    let ok = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("line {line}: invalid variable name {key:?}"))
+    }
+}
+
+fn find_closing(s: &str, q: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && q == '"' {
+            escaped = true;
+        } else if c == q {
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn strip_inline_comment(v: &str) -> &str {
+    let bytes = v.as_bytes();
+    for i in 0..bytes.len() {
+        if bytes[i] == b'#' && i > 0 && (bytes[i - 1] == b' ' || bytes[i - 1] == b'\t') {
+            return &v[..i];
+        }
+    }
+    v
+}
+
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('"') => out.push('"'),
+            Some('\\') => out.push('\\'),
+            Some('$') => out.push_str("$$"),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+fn expand(v: &str, lookup: &dyn Fn(&str) -> Option<String>, line: usize) -> Result<String, String> {
+    interpolate::substitute(v, lookup, &mut |_| {}).map_err(|e| format!("line {line}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Vec<(String, String)> {
+        parse(text, &|k| (k == "HOME").then(|| "/home/me".to_string())).unwrap()
+    }
+
+    #[test]
+    fn plain_quoted_and_exported_values() {
+        let got =
+            p("# c\nA=1\nexport B = two \nC='lit $HOME'\nD=\"x\\ny\"\nE=a # comment\nF=a#b\n");
+        let want = [
+            ("A", "1"),
+            ("B", "two"),
+            ("C", "lit $HOME"),
+            ("D", "x\ny"),
+            ("E", "a"),
+            ("F", "a#b"),
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn interpolation_and_multiline() {
+        let got = p("A=${HOME}/x\nB=$A-y\nC=\"line1\nline2\"\nD=${NOPE:-dflt}\n");
+        assert_eq!(got[0].1, "/home/me/x");
+        assert_eq!(got[1].1, "/home/me/x-y");
+        assert_eq!(got[2].1, "line1\nline2");
+        assert_eq!(got[3].1, "dflt");
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = parse("A=1\nB=\"open\n", &|_| None).unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(parse("A B=1\n", &|_| None).is_err());
+    }
+}
