@@ -416,7 +416,7 @@ cmd_rekey() { # NAME [--restore]
     want=$(cut -d' ' -f2 "$STATE/hostkeys/$name.pub")
     for _ in $(seq 50); do
         local got
-        got=$(ssh-keyscan -T 2 -t ed25519 "$(machine_ip "$name")" 2>/dev/null | awk '{print $3}')
+        got=$(ssh-keyscan -T 2 -t ed25519 "$(machine_ip "$name")" 2>/dev/null | awk '{print $3}')  || true  # sshd may be mid-restart: keep polling
         if [[ -n $got ]]; then
             if [[ ${2:-} == --restore ]]; then
                 [[ $got == "$want" ]] && { echo "$name: original host key restored"; return; }
