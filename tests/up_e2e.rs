@@ -25,8 +25,10 @@ impl Shop {
         let dir = std::env::temp_dir().join(format!("hoist-e2e-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/compose.yaml");
-        std::fs::copy(example, dir.join("compose.yaml")).unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop");
+        for file in ["compose.yaml", "api_key.txt"] {
+            std::fs::copy(example.join(file), dir.join(file)).unwrap();
+        }
         Shop {
             dir,
             project: format!("e2e{tag}{}", std::process::id()),
@@ -172,6 +174,50 @@ fn shop_lifecycle() {
         shop.web_answers(lab)
     );
 
+    // The one-shot migration ran to completion before api started.
+    let migrate = &shop.replicas()[&("migrate".to_string(), "1".to_string())];
+    assert!(
+        migrate["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("Exited (0)"),
+        "{migrate}"
+    );
+
+    // The secret is a file in api's containers, and nowhere in labels, env or the plan.
+    let secret = shop.hoist(
+        &[],
+        &["exec", "api", "-T", "--", "cat", "/run/secrets/api_key"],
+    );
+    assert_eq!(
+        secret.expect_success("read the secret").trim(),
+        "demo-key-not-secret"
+    );
+    let mode = shop.hoist(
+        &[],
+        &[
+            "exec",
+            "api",
+            "-T",
+            "--",
+            "stat",
+            "-c",
+            "%a",
+            "/run/secrets/api_key",
+        ],
+    );
+    assert_eq!(mode.stdout.trim(), "400", "{mode}");
+    for r in shop.replicas().values().filter(|r| r["service"] == "api") {
+        let inspect = lab.docker_in(
+            r["machine"].as_str().unwrap(),
+            &["inspect", r["id"].as_str().unwrap()],
+        );
+        assert!(
+            !inspect.stdout.contains("demo-key-not-secret"),
+            "secret leaked into the container config"
+        );
+    }
+
     // Nothing changed: the plan says so, and a second up touches nothing.
     let plan = shop.hoist(&[], &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code(), Some(0), "{plan}");
@@ -207,7 +253,7 @@ fn shop_lifecycle() {
     );
     assert!(
         plan.stdout
-            .contains("0 to create, 4 to replace, 0 to remove, 4 unchanged"),
+            .contains("0 to create, 4 to replace, 0 to remove, 5 unchanged"),
         "{plan}"
     );
     let placement = |shop: &Shop| -> BTreeMap<(String, String), String> {
@@ -272,6 +318,20 @@ fn shop_lifecycle() {
     .expect_success("scale to 2");
     assert_eq!(shop.count("web"), 2);
     assert_one_running_per_slot(&shop, lab);
+
+    // A new secret value: api is replaced, and the plan never shows the value.
+    std::fs::write(shop.dir.join("api_key.txt"), "rotated-key-value\n").unwrap();
+    let plan = shop.hoist(&v2, &["plan", "--json"]);
+    assert!(!plan.stdout.contains("rotated-key-value"), "{plan}");
+    let text = shop.hoist(&v2, &["plan"]);
+    assert_eq!(
+        text.stdout
+            .matches("secrets /run/secrets/api_key changed")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.stdout.contains("rotated-key-value"), "{text}");
 
     // A service removed from the file is removed from the machines.
     let text = std::fs::read_to_string(shop.dir.join("compose.yaml")).unwrap();

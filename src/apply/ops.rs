@@ -230,6 +230,9 @@ pub async fn remove(docker: &Docker, id: &str) -> Result<()> {
 pub struct HealthGate {
     /// Without a healthcheck: how long it must keep running (update_config.monitor).
     pub monitor: Duration,
+    /// A one-shot service others wait for (`service_completed_successfully`):
+    /// ready means exited with code 0.
+    pub completes: bool,
     /// Give up after this long.
     pub deadline: Duration,
 }
@@ -245,6 +248,29 @@ pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<(
             .await
             .with_context(|| format!("inspecting container {}", short(id)))?;
         let state = info.state.unwrap_or_default();
+        if gate.completes {
+            if state.running != Some(true)
+                && state.restarting != Some(true)
+                && state.status.is_some()
+            {
+                let code = state.exit_code.unwrap_or(-1);
+                if code == 0 {
+                    return Ok(());
+                }
+                let tail = last_logs(docker, id, 5).await;
+                bail!(
+                    "exited with code {code}; services depending on it with service_completed_successfully cannot start{tail}"
+                );
+            }
+            if started.elapsed() >= gate.deadline {
+                bail!(
+                    "still running after {}s; it must complete before its dependents start",
+                    gate.deadline.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
         let running = state.running.unwrap_or(false);
         let restarting = state.restarting.unwrap_or(false);
         if !running && !restarting {

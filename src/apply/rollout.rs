@@ -104,6 +104,9 @@ pub struct ServiceRollout {
     pub gate: HealthGate,
     /// stop_grace_period.
     pub stop_grace: Duration,
+    /// Services that must have rolled out for this one to go (depends_on with
+    /// `required: true`); if one failed, this one is skipped.
+    pub needs: Vec<String>,
     /// Secrets and configs placed in every new container before it starts.
     pub files: Vec<ops::FileInContainer>,
     pub changes: Vec<Change>,
@@ -156,24 +159,28 @@ enum Done {
     Nothing,
 }
 
-/// Runs the services' changes in the given order. A service that fails stops
-/// the rollout: later services are skipped (their dependencies are not sound).
+/// Runs the services' changes in the given (dependency) order. A service that
+/// fails stops the services that need it; the others go on.
 pub async fn run(
     services: &[ServiceRollout],
     engines: &HashMap<String, Docker>,
     progress: &Progress,
 ) -> Report {
     let mut report = Report::default();
-    let mut failed = false;
+    // A failure stops the services that need the failed one, not the others.
+    let mut failed: Vec<&str> = Vec::new();
     for svc in services {
-        if failed {
+        if svc.needs.iter().any(|n| failed.contains(&n.as_str())) {
+            failed.push(&svc.service);
             report
                 .services
                 .push((svc.service.clone(), Vec::new(), Verdict::Skipped));
             continue;
         }
         let (outcomes, verdict) = run_service(svc, engines, progress).await;
-        failed = !matches!(verdict, Verdict::Done | Verdict::Degraded(_));
+        if !matches!(verdict, Verdict::Done | Verdict::Degraded(_)) {
+            failed.push(&svc.service);
+        }
         report
             .services
             .push((svc.service.clone(), outcomes, verdict));

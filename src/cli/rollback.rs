@@ -115,6 +115,7 @@ async fn rollback(
     let by_name: HashMap<String, Docker> = engines.into_iter().collect();
     let progress = Progress::new(false);
     let gate = HealthGate {
+        completes: false,
         monitor: Duration::from_secs(5),
         deadline: args.ready_timeout,
     };

@@ -55,7 +55,12 @@ pub fn machine_views(fleet: &Fleet, conns: &Connections) -> Vec<MachineView> {
 }
 
 /// The core's view of what runs, and the previous releases set aside.
-pub fn observed(observation: &Observation) -> (Observed, Vec<(String, SeenContainer)>) {
+/// `completing` names one-shot services (see `resolve::completes`): their
+/// replicas that exited with 0 have done their job and count as up to date.
+pub fn observed(
+    observation: &Observation,
+    completing: &std::collections::BTreeSet<String>,
+) -> (Observed, Vec<(String, SeenContainer)>) {
     let mut out = Observed::default();
     let mut previous = Vec::new();
     for (machine, state) in &observation.machines {
@@ -95,7 +100,11 @@ pub fn observed(observation: &Observation) -> (Observed, Vec<(String, SeenContai
                     .labels
                     .get(labels::SPEC)
                     .and_then(|s| ContainerSpec::from_json(s).ok()),
-                state: ContainerState::parse(&c.state),
+                state: if completing.contains(&c.service) && c.status.starts_with("Exited (0)") {
+                    ContainerState::Running
+                } else {
+                    ContainerState::parse(&c.state)
+                },
                 health: match c.health.as_deref() {
                     Some("healthy") => Health::Healthy,
                     Some("unhealthy") => Health::Unhealthy,
@@ -125,7 +134,13 @@ pub async fn plan(
 ) -> Result<Planned> {
     let resolved = resolve::resolve(project, built)?;
     let observation = observe::observe(conns, &resolved.project).await;
-    let (observed, previous) = observed(&observation);
+    let completing = project
+        .services
+        .keys()
+        .filter(|s| resolve::completes(project, s))
+        .cloned()
+        .collect();
+    let (observed, previous) = observed(&observation, &completing);
     let views = machine_views(fleet, conns);
     let desired = crate::core::schedule::schedule(&resolved.workloads, &views, &observed)
         .map_err(|e| anyhow::anyhow!("cannot place the project on the machines:\n{e}"))?;

@@ -37,6 +37,8 @@ pub struct ServiceSpec {
     pub update: UpdatePolicy,
     pub rollback: UpdatePolicy,
     pub gate: HealthGate,
+    /// Services that must roll out first (`depends_on` with `required: true`).
+    pub needs: Vec<String>,
     pub stop_grace: Duration,
     pub files: Vec<FileInContainer>,
 }
@@ -312,7 +314,17 @@ fn resolve_service(
         },
         update,
         rollback,
-        gate: HealthGate { monitor, deadline },
+        gate: HealthGate {
+            monitor,
+            deadline,
+            completes: completes(project, name),
+        },
+        needs: svc
+            .depends_on
+            .iter()
+            .filter(|(d, dep)| dep.required && project.services.contains_key(*d))
+            .map(|(d, _)| d.clone())
+            .collect(),
         stop_grace: svc
             .stop_grace_period
             .map(|d| d.as_std())
@@ -320,6 +332,17 @@ fn resolve_service(
         files,
     };
     Ok((workload, service))
+}
+
+/// True when another service waits for this one to finish
+/// (`depends_on: {this: {condition: service_completed_successfully}}`): a one-shot
+/// job such as a migration, whose replicas are ready once they exit with 0.
+pub fn completes(project: &Project, service: &str) -> bool {
+    project.services.values().any(|s| {
+        s.depends_on
+            .get(service)
+            .is_some_and(|d| d.condition == "service_completed_successfully")
+    })
 }
 
 fn parse_port(service: &str, text: &str) -> Result<u16> {
