@@ -2,6 +2,7 @@
 //! It holds no deployment logic; each verb lives in its own file.
 
 mod build;
+mod completions;
 mod config;
 mod down;
 mod exec;
@@ -27,7 +28,7 @@ use std::time::Duration;
     about = "Compose across machines: deploy a compose.yaml to the machines you can SSH into",
     after_help = "Machines come from -m FILE, $HOIST_MACHINES, or ./hoist.yaml; with none, the local Docker engine is the only machine.\nExit codes: 0 success, 1 error (see each verb's --help for more)."
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     global: Global,
     /// Compose options, as with `docker compose`: before the verb (`hoist -f prod.yaml up`).
@@ -61,6 +62,8 @@ enum Command {
     Down(down::DownArgs),
     Rollback(rollback::RollbackArgs),
     Unlock(unlock::UnlockArgs),
+    Completions(completions::CompletionsArgs),
+    Manpage(completions::ManpageArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -104,6 +107,8 @@ pub fn main() -> ExitCode {
             Command::Down(args) => down::run(&cli.global, &cli.project, args).await,
             Command::Rollback(args) => rollback::run(&cli.global, &cli.project, args).await,
             Command::Unlock(args) => unlock::run(&cli.global, &cli.project, args).await,
+            Command::Completions(args) => Ok(completions::completions(args)),
+            Command::Manpage(args) => completions::manpage(args),
             }
         };
         tokio::select! {
