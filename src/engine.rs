@@ -16,6 +16,9 @@ use std::time::Duration;
 /// healthcheck start periods and platform-aware image handling.
 pub const MIN_API: (u32, u32) = (1, 40);
 
+/// See `connect`: the engine client's own per-request timeout.
+const ENGINE_REQUEST_TIMEOUT_SECS: u64 = 3600;
+
 /// How many machines are dialled at once; ssh handshakes are CPU-bound locally.
 const CONNECT_PARALLELISM: usize = 32;
 
@@ -139,7 +142,10 @@ async fn connect(
     let result = async {
         let docker = Docker::connect_with_unix(
             &socket.to_string_lossy(),
-            timeout.as_secs().max(1),
+            // Per-request cap until the engine answers. Stops (grace periods), image
+            // loads and pulls legitimately take long; a dead link is caught by ssh's
+            // keepalives (ServerAliveInterval), so this is only a last resort.
+            ENGINE_REQUEST_TIMEOUT_SECS,
             bollard::API_DEFAULT_VERSION,
         )
         .map_err(|e| MachineError::Docker(format!("docker: cannot set up a client: {e}")))?;
