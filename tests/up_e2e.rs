@@ -458,3 +458,53 @@ fn killed_mid_rollout_then_converges_and_deploys_do_not_overlap() {
         "names the holder: {second}"
     );
 }
+
+#[test]
+fn an_unreachable_machine_is_never_treated_as_empty() {
+    let lab = Lab::get();
+    let shop = Shop::new(lab, "dark");
+    {
+        let _lease = lab.shared();
+        shop.hoist(&[], &["up", "--yes"]).expect_success("up");
+    }
+    let _lease = lab.exclusive();
+    let on_m2: Vec<(String, String)> = shop
+        .replicas()
+        .into_iter()
+        .filter(|(_, r)| r["machine"] == "m2")
+        .map(|(k, _)| k)
+        .collect();
+    assert!(!on_m2.is_empty(), "the shop spreads onto m2");
+    let cut = lab.fault(common::lab::Fault::Cut, "m2");
+
+    // The plan says it cannot see m2, and does not re-create what may run there.
+    let plan = shop.hoist(&[], &["--timeout", "3s", "plan"]);
+    assert_eq!(plan.code(), Some(1), "{plan}");
+    assert!(
+        plan.stdout.contains("m2"),
+        "the plan names the unreachable machine: {plan}"
+    );
+    assert!(
+        !plan.stdout.contains("+ create"),
+        "nothing may be duplicated: {plan}"
+    );
+
+    // up refuses a partial view unless asked, and then leaves m2's replicas alone.
+    let refused = shop.hoist(&[], &["--timeout", "3s", "up", "--yes"]);
+    assert_eq!(refused.code(), Some(1), "{refused}");
+    assert!(refused.stderr.contains("--allow-unreachable"), "{refused}");
+    let partial = shop.hoist(
+        &[],
+        &["--timeout", "3s", "up", "--yes", "--allow-unreachable"],
+    );
+    partial.expect_success("up on the reachable machines");
+
+    cut.restore();
+    let plan = shop.hoist(&[], &["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.code(),
+        Some(0),
+        "back to normal, nothing to do: {plan}"
+    );
+    assert_one_running_per_slot(&shop, lab);
+}
