@@ -12,7 +12,7 @@ use super::progress::Progress;
 use anyhow::{Result, anyhow};
 use bollard::Docker;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// What to do when more replicas fail than max_failure_ratio allows.
@@ -107,6 +107,8 @@ pub struct ServiceRollout {
     /// Services that must have rolled out for this one to go (depends_on with
     /// `required: true`); if one failed, this one is skipped.
     pub needs: Vec<String>,
+    /// Every service it depends on: it starts only after they are done.
+    pub after: Vec<String>,
     /// Secrets and configs placed in every new container before it starts.
     pub files: Vec<ops::FileInContainer>,
     pub changes: Vec<Change>,
@@ -159,28 +161,58 @@ enum Done {
     Nothing,
 }
 
-/// Runs the services' changes in the given (dependency) order. A service that
-/// fails stops the services that need it; the others go on.
+/// Runs the services' changes in waves: every service whose dependencies are
+/// done goes at once (independent services roll out side by side, as Swarm
+/// does); a service waits for all it `depends_on`. A service that fails stops
+/// the services that need it; the others go on. The report keeps the given order.
 pub async fn run(
     services: &[ServiceRollout],
     engines: &HashMap<String, Docker>,
     progress: &Progress,
 ) -> Report {
+    let names: HashSet<&str> = services.iter().map(|s| s.service.as_str()).collect();
+    let mut finished: HashMap<&str, (Vec<Outcome>, Verdict)> = HashMap::new();
+    let mut pending: Vec<&ServiceRollout> = services.iter().collect();
+    while !pending.is_empty() {
+        let ready_now = |s: &&ServiceRollout| {
+            s.after
+                .iter()
+                .all(|d| !names.contains(d.as_str()) || finished.contains_key(d.as_str()))
+        };
+        let (mut wave, rest): (Vec<&ServiceRollout>, Vec<&ServiceRollout>) =
+            pending.iter().copied().partition(|s| ready_now(s));
+        let mut rest = rest;
+        if wave.is_empty() {
+            // A dependency cycle (the scheduler refuses those): go in the given order.
+            wave.push(rest.remove(0));
+        }
+        pending = rest;
+        let runs = wave.iter().map(|svc| {
+            let blocked = svc.needs.iter().any(|n| {
+                finished
+                    .get(n.as_str())
+                    .is_some_and(|(_, v)| !matches!(v, Verdict::Done | Verdict::Degraded(_)))
+            });
+            async move {
+                if blocked {
+                    (svc.service.as_str(), (Vec::new(), Verdict::Skipped))
+                } else {
+                    (
+                        svc.service.as_str(),
+                        run_service(svc, engines, progress).await,
+                    )
+                }
+            }
+        });
+        for (name, result) in futures_util::future::join_all(runs).await {
+            finished.insert(name, result);
+        }
+    }
     let mut report = Report::default();
-    // A failure stops the services that need the failed one, not the others.
-    let mut failed: Vec<&str> = Vec::new();
     for svc in services {
-        if svc.needs.iter().any(|n| failed.contains(&n.as_str())) {
-            failed.push(&svc.service);
-            report
-                .services
-                .push((svc.service.clone(), Vec::new(), Verdict::Skipped));
-            continue;
-        }
-        let (outcomes, verdict) = run_service(svc, engines, progress).await;
-        if !matches!(verdict, Verdict::Done | Verdict::Degraded(_)) {
-            failed.push(&svc.service);
-        }
+        let (outcomes, verdict) = finished
+            .remove(svc.service.as_str())
+            .unwrap_or((Vec::new(), Verdict::Skipped));
         report
             .services
             .push((svc.service.clone(), outcomes, verdict));

@@ -39,6 +39,8 @@ pub struct ServiceSpec {
     pub gate: HealthGate,
     /// Services that must roll out first (`depends_on` with `required: true`).
     pub needs: Vec<String>,
+    /// Every service it depends on, required or not.
+    pub after: Vec<String>,
     pub stop_grace: Duration,
     pub files: Vec<FileInContainer>,
 }
@@ -319,6 +321,12 @@ fn resolve_service(
             deadline,
             completes: completes(project, name),
         },
+        after: svc
+            .depends_on
+            .keys()
+            .filter(|d| project.services.contains_key(*d))
+            .cloned()
+            .collect(),
         needs: svc
             .depends_on
             .iter()

@@ -196,6 +196,13 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
             | Action::Unchanged { .. } => {}
         }
     }
+    // Services gone from the file are removed first, so the ports and resources
+    // they free are free for the others (the plan lists removals first too).
+    let removed: Vec<String> = order
+        .iter()
+        .filter(|s| !r.services.contains_key(*s))
+        .cloned()
+        .collect();
     let mut rollouts = Vec::new();
     for service in order {
         let changes = changes.remove(&service).unwrap_or_default();
@@ -207,6 +214,7 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
                 gate: svc.gate,
                 stop_grace: svc.stop_grace,
                 needs: svc.needs.clone(),
+                after: svc.after.iter().chain(&removed).cloned().collect(),
                 files: svc.files.clone(),
                 changes,
             },
@@ -222,6 +230,7 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
                 },
                 stop_grace: Duration::from_secs(10),
                 needs: Vec::new(),
+                after: Vec::new(),
                 files: Vec::new(),
                 changes,
             },
