@@ -164,12 +164,14 @@ pub async fn layers_on(docker: &Docker) -> Result<HashSet<String>> {
     Ok(set)
 }
 
-/// Sends `image` to one machine with only the layers it lacks, then checks the ID.
+/// Sends `image` to one machine with only the layers it lacks (all of them when
+/// `whole`), then checks the ID.
 pub async fn ship_to(
     image: &Exported,
     machine: &str,
     docker: &Docker,
     on_bytes: Arc<AtomicU64>,
+    whole: bool,
 ) -> Result<Shipped> {
     if let Ok(i) = docker.inspect_image(&image.image_id).await
         && i.id.as_deref() == Some(image.image_id.as_str())
@@ -184,9 +186,15 @@ pub async fn ship_to(
             already_present: true,
         });
     }
-    let present = layers_on(docker)
-        .await
-        .with_context(|| format!("{machine}: listing layers"))?;
+    // Engines on containerd's image store load layers by content digest from the
+    // archive itself, so they get the whole archive (see `Facts::containerd_image_store`).
+    let present = if whole {
+        HashSet::new()
+    } else {
+        layers_on(docker)
+            .await
+            .with_context(|| format!("{machine}: listing layers"))?
+    };
     let skip: HashSet<String> = image
         .layer_files
         .iter()

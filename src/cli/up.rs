@@ -121,11 +121,22 @@ async fn plan_and_apply(
     let release = release_id();
     let (prep, services) = pipeline::rollout::build(&planned, &release)?;
     let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
+    let containerd: std::collections::HashSet<String> = conns
+        .results
+        .iter()
+        .filter_map(|(m, r)| {
+            r.as_ref()
+                .ok()
+                .filter(|e| e.facts.containerd_image_store)
+                .map(|_| m.name.clone())
+        })
+        .collect();
     let shipped = prepare(
         &prep,
         &by_name,
         &planned.resolved.project,
         local.as_ref(),
+        &containerd,
         &progress,
     )
     .await?;
@@ -199,6 +210,7 @@ async fn prepare(
     engines: &HashMap<String, Docker>,
     project: &str,
     local: Option<&Docker>,
+    containerd: &std::collections::HashSet<String>,
     progress: &Progress,
 ) -> Result<Vec<serde_json::Value>> {
     let get = |m: &str| {
@@ -250,8 +262,38 @@ async fn prepare(
             let key = format!("image@{m}");
             if let Some(exported) = exports.get(&img) {
                 let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let whole = containerd.contains(&m);
+                if whole {
+                    progress.note(&format!(
+                        "{m}: its engine keeps images in containerd's store, which needs whole archives: sending all of {img}'s layers"
+                    ));
+                }
                 progress.step(&key, &format!("shipping {img}"));
-                let s = crate::ship::ship_to(exported, &m, docker, counter).await?;
+                // Bytes and rate while the archive travels.
+                let ticker = {
+                    let counter = counter.clone();
+                    let started = std::time::Instant::now();
+                    let (key, img) = (key.clone(), img.clone());
+                    async move {
+                        loop {
+                            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                            let sent = counter.load(std::sync::atomic::Ordering::Relaxed);
+                            let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
+                            progress.step(
+                                &key,
+                                &format!(
+                                    "shipping {img}: {} ({}/s)",
+                                    crate::cli::table::bytes(sent),
+                                    crate::cli::table::bytes(rate as u64)
+                                ),
+                            );
+                        }
+                    }
+                };
+                let s = tokio::select! {
+                    s = crate::ship::ship_to(exported, &m, docker, counter.clone(), whole) => s?,
+                    _ = ticker => unreachable!("the ticker never ends"),
+                };
                 progress.finish(
                     &key,
                     &format!(
