@@ -21,7 +21,14 @@ pub struct MachinesArgs {
     json: bool,
 }
 
-pub async fn run(global: &Global, args: MachinesArgs) -> Result<ExitCode> {
+pub async fn run(
+    global: &Global,
+    project_args: &super::project_args::ProjectArgs,
+    args: MachinesArgs,
+) -> Result<ExitCode> {
+    // Count the current project's containers when there is one (-p or a compose
+    // file here); otherwise every hoist project's.
+    let project = super::project_name(project_args).ok();
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let mut rows = Vec::new();
@@ -41,9 +48,10 @@ pub async fn run(global: &Global, args: MachinesArgs) -> Result<ExitCode> {
         match result {
             Ok(engine) => {
                 let containers = count_containers(engine).await;
-                let (count_text, counts) = match &containers {
-                    Ok(c) => (c.values().sum::<usize>().to_string(), json!(c)),
-                    Err(e) => ("?".to_string(), json!({ "error": e })),
+                let (count_text, counts) = match (&containers, &project) {
+                    (Ok(c), Some(p)) => (c.get(p).copied().unwrap_or(0).to_string(), json!(c)),
+                    (Ok(c), None) => (c.values().sum::<usize>().to_string(), json!(c)),
+                    (Err(e), _) => ("?".to_string(), json!({ "error": e })),
                 };
                 let f = &engine.facts;
                 rows.push(vec![

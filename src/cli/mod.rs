@@ -90,7 +90,7 @@ pub fn main() -> ExitCode {
         };
         let verb = async {
             match cli.command {
-            Command::Machines(args) => machines::run(&cli.global, args).await,
+            Command::Machines(args) => machines::run(&cli.global, &cli.project, args).await,
             Command::Plan(args) => plan::run(&cli.global, &cli.project, args).await,
             Command::Up(args) => up::run(&cli.global, &cli.project, args).await,
             Command::Config(mut args) => {
