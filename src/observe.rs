@@ -67,8 +67,11 @@ pub struct MachineState {
     pub containers: Vec<SeenContainer>,
     /// Names of all volumes on the machine (a project's data may predate hoist).
     pub volumes: Vec<String>,
-    /// Names of the project's networks.
+    /// Names of the project's networks (hoist's label): what `down` removes.
     pub networks: Vec<String>,
+    /// Names of all networks on the machine: a project network made earlier by
+    /// `docker compose` is reused, not planned again.
+    pub all_networks: Vec<String>,
     /// Image ID → its tags, for every image on the machine.
     pub images: BTreeMap<String, Vec<String>>,
 }
@@ -106,9 +109,7 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
         filters: Some(project_filter(project)),
         ..Default::default()
     }));
-    let networks = docker.list_networks(Some(ListNetworksOptions {
-        filters: Some(project_filter(project)),
-    }));
+    let networks = docker.list_networks(None::<ListNetworksOptions>);
     let volumes = docker.list_volumes(None::<ListVolumesOptions>);
     let images = docker.list_images(Some(ListImagesOptions::default()));
     let (containers, networks, volumes, images) =
@@ -157,7 +158,19 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
         })
         .collect();
     seen.sort_by(|a, b| (&a.service, &a.slot, &a.name).cmp(&(&b.service, &b.slot, &b.name)));
-    let mut network_names: Vec<String> = networks.into_iter().filter_map(|n| n.name).collect();
+    let mut network_names: Vec<String> = networks
+        .iter()
+        .filter(|n| {
+            n.labels
+                .as_ref()
+                .and_then(|l| l.get(labels::PROJECT))
+                .is_some_and(|p| p == project)
+        })
+        .filter_map(|n| n.name.clone())
+        .collect();
+    let mut all_networks: Vec<String> = networks.into_iter().filter_map(|n| n.name).collect();
+    all_networks.sort();
+
     network_names.sort();
     let mut volume_names: Vec<String> = volumes
         .volumes
@@ -178,6 +191,7 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
         containers: seen,
         volumes: volume_names,
         networks: network_names,
+        all_networks,
         images,
     })
 }

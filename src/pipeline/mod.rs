@@ -117,7 +117,7 @@ pub fn observed(
         for v in &state.volumes {
             out.volumes.push((machine.clone(), v.clone()));
         }
-        for n in &state.networks {
+        for n in &state.all_networks {
             out.networks.push((machine.clone(), n.clone()));
         }
     }
