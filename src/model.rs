@@ -309,7 +309,8 @@ pub struct Deploy {
     pub update_config: Option<UpdateConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_config: Option<UpdateConfig>,
-    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    /// Always printed by the reference, even when empty.
+    #[serde(default)]
     pub resources: Resources,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,

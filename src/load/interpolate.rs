@@ -277,6 +277,14 @@ fn cast(path: &[String], s: String) -> Result<Value, String> {
         return Ok(Value::String(s));
     };
     let fail = |what: &str| format!("failed to cast {s:?} to {what}");
+    // YAML 1.1 octal (`mode: 0440`) arrives as a string: Go's YAML reads it as octal.
+    if path.last().is_some_and(|k| k == "mode")
+        && s.len() > 1
+        && s.starts_with('0')
+        && s.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return Ok(Value::from(i64::from_str_radix(&s, 8).unwrap_or_default()));
+    }
     match how {
         Cast::Int => s
             .trim()

@@ -641,7 +641,11 @@ fn long_volume(ctx: &Ctx, path: &str, m: &Map<String, Value>) -> R<Value> {
                     o.insert("size".into(), s);
                 }
                 if let Some(mode) = o.get("mode") {
-                    let mode = int(&join(&p, "mode"), mode)?;
+                    let mode = match mode {
+                        Value::String(s) => i64::from_str_radix(s, 8)
+                            .map_err(|_| (join(&p, "mode"), format!("invalid file mode {s:?}")))?,
+                        other => int(&join(&p, "mode"), other)?,
+                    };
                     o.insert("mode".into(), json!(mode));
                 }
                 Value::Object(o)
