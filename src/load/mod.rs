@@ -303,6 +303,13 @@ fn read_documents(
         ));
     }
     let docs = yaml::parse(&src.text).map_err(|e| LoadError::new(src.name.clone(), "", e))?;
+    let empty = docs.iter().all(|d| {
+        d.as_object()
+            .is_some_and(|m| m.keys().all(|k| k == "version"))
+    });
+    if empty {
+        return Err(LoadError::new(src.name.clone(), "", "empty compose file"));
+    }
     let lookup = |k: &str| env.get(k).cloned();
     let mut out = Vec::with_capacity(docs.len());
     for mut doc in docs {
@@ -440,8 +447,8 @@ fn normalize_tree(
                             normalize::service(ctx, &format!("services.{name}"), svc)?,
                         );
                     }
-                } else if !v.is_null() {
-                    return Err(("services".to_string(), "expected a mapping".to_string()));
+                } else {
+                    return Err(("services".to_string(), "must be a mapping".to_string()));
                 }
                 Value::Object(s)
             }
@@ -454,8 +461,8 @@ fn normalize_tree(
                             normalize::resource_def(ctx, k, &format!("{k}.{name}"), def)?,
                         );
                     }
-                } else if !v.is_null() {
-                    return Err((k.clone(), "expected a mapping".to_string()));
+                } else {
+                    return Err((k.clone(), "must be a mapping".to_string()));
                 }
                 Value::Object(s)
             }

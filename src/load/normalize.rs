@@ -535,9 +535,31 @@ fn is_path_like(s: &str) -> bool {
     s.starts_with('.') || s.starts_with('/') || s.starts_with('~') || s.starts_with("$")
 }
 
+/// Splits on `:` but keeps Windows drive letters (`c:/x`) inside their part, as compose-go.
+fn split_volume_spec(spec: &str) -> Vec<&str> {
+    let b = spec.as_bytes();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b':' {
+            let drive = i == start + 1
+                && b[start].is_ascii_alphabetic()
+                && matches!(b.get(i + 1), Some(b'/' | b'\\'));
+            if !drive {
+                parts.push(&spec[start..i]);
+                start = i + 1;
+            }
+        }
+        i += 1;
+    }
+    parts.push(&spec[start..]);
+    parts
+}
+
 /// `source:target[:options]` → mount object.
 fn short_volume(ctx: &Ctx, path: &str, spec: &str) -> R<Value> {
-    let parts: Vec<&str> = spec.split(':').collect();
+    let parts = split_volume_spec(spec);
     let (source, target, opts) = match parts.as_slice() {
         [t] => (None, *t, None),
         [s, t] => (Some(*s), *t, None),
@@ -586,9 +608,8 @@ fn short_volume(ctx: &Ctx, path: &str, spec: &str) -> R<Value> {
             "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
                 bind.insert("propagation".into(), json!(opt));
             }
-            "consistent" | "cached" | "delegated" => {
-                m.insert("consistency".into(), json!(opt));
-            }
+            // Accepted for Docker Desktop files; the reference drops them too.
+            "consistent" | "cached" | "delegated" => {}
             other => return fail(path, format!("unknown volume option {other:?} in {spec:?}")),
         }
     }
@@ -1001,10 +1022,7 @@ fn logging(path: &str, v: &Value) -> R<Value> {
 
 /// Normalizes one service (everything but cross-references).
 pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
-    let svc = match v {
-        Value::Null => &Map::new(),
-        other => object(path, other)?,
-    };
+    let svc = object(path, v)?;
     let mut out = Map::new();
     out.insert("command".into(), Value::Null);
     out.insert("entrypoint".into(), Value::Null);
