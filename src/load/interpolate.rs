@@ -114,7 +114,7 @@ fn braced(
     let Some(kind) = rest.chars().next() else {
         return Err(invalid());
     };
-    let arg = &rest[1..];
+    let arg = &rest[kind.len_utf8()..];
     // With a colon an empty value counts as unset.
     let set = match &value {
         Some(v) => !(colon && v.is_empty()),
@@ -347,6 +347,10 @@ mod tests {
         assert!(sub("${}").is_err());
         assert!(sub("${A:x}").is_err());
         assert!(sub("${A").is_err());
+        assert!(
+            sub("${A:Ƹ}").is_err(),
+            "found by fuzzing: multi-byte operator"
+        );
     }
 
     #[test]
