@@ -1062,10 +1062,26 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
             }
             "init" | "read_only" | "tty" | "stdin_open" | "privileged" | "oom_kill_disable"
             | "use_api_socket" => json!(boolean(&p, v)?),
+            "container_name" => {
+                let n = string(&p, v)?;
+                let b = n.as_bytes();
+                let ok = b.len() >= 2
+                    && b[0].is_ascii_alphanumeric()
+                    && b[1..]
+                        .iter()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+                if !ok {
+                    return fail(
+                        &p,
+                        format!("{n:?} does not match pattern '[a-zA-Z0-9][a-zA-Z0-9_.-]+'"),
+                    );
+                }
+                json!(n)
+            }
             "image" | "restart" | "user" | "working_dir" | "hostname" | "domainname"
-            | "stop_signal" | "container_name" | "pid" | "ipc" | "network_mode" | "pull_policy"
-            | "platform" | "cpuset" | "cgroup" | "cgroup_parent" | "runtime" | "userns_mode"
-            | "uts" | "isolation" | "mac_address" | "volume_driver" => json!(string(&p, v)?),
+            | "stop_signal" | "pid" | "ipc" | "network_mode" | "pull_policy" | "platform"
+            | "cpuset" | "cgroup" | "cgroup_parent" | "runtime" | "userns_mode" | "uts"
+            | "isolation" | "mac_address" | "volume_driver" => json!(string(&p, v)?),
             "cap_add"
             | "cap_drop"
             | "security_opt"
@@ -1098,6 +1114,15 @@ fn legacy_consistency(path: &str, svc: &Map<String, Value>) -> R<()> {
         .get("deploy")
         .and_then(|d| d.get("resources"))
         .and_then(|r| r.get("limits"));
+    let replicas = svc.get("deploy").and_then(|d| d.get("replicas"));
+    if let (Some(a), Some(b)) = (svc.get("scale"), replicas)
+        && a != b
+    {
+        return fail(
+            path,
+            "can't set distinct values on 'scale' and 'deploy.replicas'",
+        );
+    }
     let Some(limits) = limits else { return Ok(()) };
     for (legacy, key) in [
         ("mem_limit", "memory"),
