@@ -437,7 +437,7 @@ fn port_range(path: &str, s: &str) -> R<(u32, u32)> {
 }
 
 /// `[ip:][published:]target[/proto]` → one long-form entry per target port.
-fn short_port(path: &str, spec: &str) -> R<Vec<Value>> {
+pub fn short_port(path: &str, spec: &str) -> R<Vec<Value>> {
     let (rest, proto) = match spec.rsplit_once('/') {
         Some((r, p)) => (r, p.to_string()),
         None => (spec, "tcp".to_string()),
@@ -536,7 +536,7 @@ fn is_path_like(s: &str) -> bool {
 }
 
 /// Splits on `:` but keeps Windows drive letters (`c:/x`) inside their part, as compose-go.
-fn split_volume_spec(spec: &str) -> Vec<&str> {
+pub fn split_volume_spec(spec: &str) -> Vec<&str> {
     let b = spec.as_bytes();
     let mut parts = Vec::new();
     let mut start = 0;
@@ -674,12 +674,6 @@ fn long_volume(ctx: &Ctx, path: &str, m: &Map<String, Value>) -> R<Value> {
             _ => v.clone(),
         };
         out.insert(k.clone(), v);
-    }
-    if ty == "bind" && !out.contains_key("bind") {
-        out.insert("bind".into(), json!({"create_host_path": true}));
-    }
-    if ty == "volume" && !out.contains_key("volume") {
-        out.insert("volume".into(), json!({}));
     }
     Ok(Value::Object(out))
 }
