@@ -345,13 +345,13 @@ mod tests {
     #[test]
     fn ports_and_volumes_by_unique_key() {
         let got = m(
-            json!({"services": {"web": {"ports": ["80:80"], "volumes": ["a:/data", "b:/other"]}}}),
-            json!({"services": {"web": {"ports": ["80:80", "443:443"], "volumes": ["c:/data"]}}}),
+            json!({"services": {"web": {"ports": ["80:80"], "volumes": ["va:/data", "vb:/other"]}}}),
+            json!({"services": {"web": {"ports": ["80:80", "443:443"], "volumes": ["vc:/data"]}}}),
         );
         assert_eq!(got["services"]["web"]["ports"], json!(["80:80", "443:443"]));
         assert_eq!(
             got["services"]["web"]["volumes"],
-            json!(["c:/data", "b:/other"])
+            json!(["vc:/data", "vb:/other"])
         );
     }
 
