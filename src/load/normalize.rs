@@ -351,10 +351,71 @@ fn build(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
                 Value::String(string(&p, v)?)
             }
             "shm_size" => bytes(&p, v)?,
+            "additional_contexts" => {
+                let mut out = Map::new();
+                for (name, val) in key_values(&p, v, true)? {
+                    let s = val.as_str().unwrap_or_default().to_string();
+                    let s = if s.contains("://") || s.contains(':') && !s.starts_with('.') {
+                        s
+                    } else {
+                        abs_path(ctx.dir, &s)
+                    };
+                    out.insert(name, json!(s));
+                }
+                Value::Object(out)
+            }
+            "secrets" => file_refs(&p, v, None)?,
+            "extra_hosts" => extra_hosts(&p, v)?,
             _ => v.clone(),
         };
     }
     Ok(Value::Object(m))
+}
+
+/// `develop.watch` paths resolve against the project directory.
+fn develop(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
+    let mut out = object(path, v)?.clone();
+    if let Some(Value::Array(watch)) = out.get_mut("watch") {
+        for (i, w) in watch.iter_mut().enumerate() {
+            let wp = format!("{path}.watch[{i}]");
+            let Value::Object(m) = w else {
+                return expected(&wp, "a mapping", w);
+            };
+            if let Some(p) = m.get("path") {
+                let p = abs_path(ctx.dir, &string(&join(&wp, "path"), p)?);
+                m.insert("path".into(), json!(p));
+            }
+            m.entry("exec").or_insert(json!({"command": null}));
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// `post_start` / `pre_stop` hooks: `command` in list form.
+fn hooks(path: &str, v: &Value) -> R<Value> {
+    let mut out = Vec::new();
+    for (i, h) in list(path, v)?.iter().enumerate() {
+        let hp = format!("{path}[{i}]");
+        let mut m = object(&hp, h)?.clone();
+        if let Some(c) = m.get("command") {
+            let c = command(&join(&hp, "command"), c)?;
+            m.insert("command".into(), c);
+        }
+        out.push(Value::Object(m));
+    }
+    Ok(Value::Array(out))
+}
+
+/// `gpus: all` or a list of device requests.
+fn gpus(path: &str, v: &Value) -> R<Value> {
+    match v {
+        Value::String(s) if s == "all" => Ok(json!([{"count": -1}])),
+        other => {
+            let wrapped = json!({ "devices": other });
+            let r = resource(path, &wrapped)?;
+            Ok(r["devices"].clone())
+        }
+    }
 }
 
 fn env_files(ctx: &Ctx, path: &str, v: &Value) -> R<Map<String, Value>> {
@@ -1048,7 +1109,12 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
             "ulimits" => ulimits(&p, v)?,
             "logging" => logging(&p, v)?,
             "stop_grace_period" => duration(&p, v)?,
-            "shm_size" | "mem_limit" | "mem_reservation" | "memswap_limit" => bytes(&p, v)?,
+            "shm_size" | "mem_limit" | "mem_reservation" | "memswap_limit" | "mem_swappiness" => {
+                bytes(&p, v)?
+            }
+            "develop" => develop(ctx, &p, v)?,
+            "post_start" | "pre_stop" => hooks(&p, v)?,
+            "gpus" => gpus(&p, v)?,
             "cpus" => json!(float(&p, v)?),
             "pids_limit" | "cpu_shares" | "scale" | "oom_score_adj" | "cpu_count"
             | "cpu_period" | "cpu_quota" | "cpu_rt_period" | "cpu_rt_runtime" => {
@@ -1168,7 +1234,11 @@ pub fn resource_def(ctx: &Ctx, section: &str, path: &str, v: &Value) -> R<Value>
         out.insert(k, v);
     }
     if section == "networks" {
-        out.entry("ipam").or_insert(json!({}));
+        let ipam = out.entry("ipam").or_insert(json!({}));
+        // compose-go's IPAM model has no `options`: the reference drops them.
+        if let Some(m) = ipam.as_object_mut() {
+            m.remove("options");
+        }
     }
     Ok(Value::Object(out))
 }

@@ -50,8 +50,14 @@ fn used(services: &Map<String, Value>) -> [BTreeSet<String>; 4] {
                 volumes.insert(s.to_string());
             }
         }
-        for (key, set) in [("secrets", &mut secrets), ("configs", &mut configs)] {
-            for r in svc.get(key).and_then(Value::as_array).into_iter().flatten() {
+        let build_secrets = svc.get("build").and_then(|b| b.get("secrets"));
+        for (refs, set) in [
+            (svc.get("secrets"), 0),
+            (build_secrets, 0),
+            (svc.get("configs"), 1),
+        ] {
+            let set = if set == 0 { &mut secrets } else { &mut configs };
+            for r in refs.and_then(Value::as_array).into_iter().flatten() {
                 if let Some(s) = r.get("source").and_then(Value::as_str) {
                     set.insert(s.to_string());
                 }
