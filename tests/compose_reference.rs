@@ -151,6 +151,25 @@ fn check_case(dir: &Path, reference: &Path) -> Result<(), String> {
     strip_service_extensions(&mut got);
     let mut lines = Vec::new();
     diff("", &got, &want, &mut lines);
+    // The default YAML output must say the same (the reference's YAML keeps x-* keys).
+    let r = run(Command::new(reference).args(&args).arg("config"), dir, &env);
+    let h = run(
+        Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .arg("config")
+            .args(&args),
+        dir,
+        &env,
+    );
+    let want: Value =
+        serde_yaml_ng::from_slice(&r.stdout).map_err(|e| format!("reference yaml: {e}"))?;
+    let got: Value =
+        serde_yaml_ng::from_slice(&h.stdout).map_err(|e| format!("hoist yaml: {e}"))?;
+    let mut yaml_lines = Vec::new();
+    diff("", &got, &want, &mut yaml_lines);
+    if !yaml_lines.is_empty() {
+        lines.push("  (yaml output)".to_string());
+        lines.extend(yaml_lines);
+    }
     if lines.is_empty() {
         Ok(())
     } else {

@@ -266,6 +266,9 @@ fn abs_path(dir: &Path, p: &str) -> String {
         },
         None => p.to_string(),
     };
+    if is_windows_path(&expanded) {
+        return expanded;
+    }
     let joined = if Path::new(&expanded).is_absolute() {
         std::path::PathBuf::from(expanded)
     } else {
@@ -593,7 +596,13 @@ fn ports(path: &str, v: &Value) -> R<Value> {
 }
 
 fn is_path_like(s: &str) -> bool {
-    s.starts_with('.') || s.starts_with('/') || s.starts_with('~') || s.starts_with("$")
+    s.starts_with('.') || s.starts_with('/') || s.starts_with('~') || is_windows_path(s)
+}
+
+/// `c:/x` or `c:\x`: absolute on Windows, left as written.
+fn is_windows_path(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'/' | b'\\')
 }
 
 /// Splits on `:` but keeps Windows drive letters (`c:/x`) inside their part, as compose-go.
