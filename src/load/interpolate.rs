@@ -276,7 +276,7 @@ fn cast(path: &[String], s: String) -> Result<Value, String> {
     let Some((_, how)) = CASTS.iter().find(|(p, _)| matches(p, path)) else {
         return Ok(Value::String(s));
     };
-    let fail = |what: &str| format!("failed to cast {s:?} to {what}");
+    let fail = |what: &str| format!("expected {what}, got {s:?}");
     // YAML 1.1 octal (`mode: 0440`) arrives as a string: Go's YAML reads it as octal.
     if path.last().is_some_and(|k| k == "mode")
         && s.len() > 1

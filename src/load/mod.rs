@@ -171,12 +171,15 @@ fn environment(
             .map(|f| (opts.working_dir.join(f), true))
             .collect()
     };
-    read_env_files(&files, &opts.environment)
+    read_env_files(&files, &opts.environment, &opts.working_dir)
 }
 
+/// Reads env files in order (later wins), then the process environment on top.
+/// Errors name files relative to `cwd`.
 fn read_env_files(
     files: &[(PathBuf, bool)],
     os: &HashMap<String, String>,
+    cwd: &Path,
 ) -> Result<HashMap<String, String>, LoadError> {
     let mut env: HashMap<String, String> = HashMap::new();
     for (path, required) in files {
@@ -185,7 +188,7 @@ fn read_env_files(
             Err(_) if !required => continue,
             Err(e) => {
                 return Err(LoadError::new(
-                    path.display().to_string(),
+                    display_name(path, cwd),
                     "",
                     format!("cannot read env file: {e}"),
                 ));
@@ -197,7 +200,7 @@ fn read_env_files(
         let snapshot = env.clone();
         let lookup = |k: &str| os.get(k).or_else(|| snapshot.get(k)).cloned();
         let vars = dotenv::parse(&text, &lookup)
-            .map_err(|e| LoadError::new(path.display().to_string(), "", e))?;
+            .map_err(|e| LoadError::new(display_name(path, cwd), "", e))?;
         env.extend(vars);
     }
     for (k, v) in os {
@@ -553,7 +556,7 @@ fn include(
             Some(list) => list.iter().map(|f| (file_dir.join(f), true)).collect(),
             None => vec![(dir.join(".env"), false)],
         };
-        let env = read_env_files(&env_list, parent_env)?;
+        let env = read_env_files(&env_list, parent_env, file_dir)?;
         let sources: Vec<Source> = files
             .iter()
             .map(|f| {
