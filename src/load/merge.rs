@@ -257,9 +257,28 @@ fn merge_at(path: &mut Vec<String>, base: Option<Value>, over: Value) -> Option<
         }
     }
     if KEY_VALUE.iter().any(|p| matches(p, path)) {
+        // `key: !reset` on one entry removes it (the reference ignores it for environment).
+        let mut over = over;
+        let mut reset_keys = Vec::new();
+        if let Value::Object(m) = &mut over {
+            m.retain(|k, v| {
+                let reset = matches!(tag_of(v), Some((RESET, _)));
+                if reset {
+                    reset_keys.push(k.clone());
+                }
+                !reset
+            });
+        }
         let (Value::Array(mut a), Value::Array(b)) = (to_sequence(base), to_sequence(over)) else {
             return Some(Value::Null);
         };
+        if !matches("services.*.environment", path) {
+            a.retain(|item| {
+                let key = scalar(Some(item));
+                let key = key.split('=').next().unwrap_or_default();
+                !reset_keys.iter().any(|k| k == key)
+            });
+        }
         a.extend(b.into_iter().map(strip_tags));
         return Some(Value::Array(dedupe(path, a)));
     }
