@@ -218,7 +218,19 @@ fn depends_on(path: &str, v: &Value) -> R<Value> {
                 for (k, val) in dm.iter_mut() {
                     match k.as_str() {
                         "restart" | "required" => *val = json!(boolean(&join(&p, k), val)?),
-                        "condition" => *val = json!(string(&join(&p, k), val)?),
+                        "condition" => {
+                            let c = string(&join(&p, k), val)?;
+                            one_of(
+                                &join(&p, k),
+                                &c,
+                                &[
+                                    "service_started",
+                                    "service_healthy",
+                                    "service_completed_successfully",
+                                ],
+                            )?;
+                            *val = json!(c);
+                        }
                         _ => {}
                     }
                 }
@@ -441,10 +453,32 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
                 }
                 json!(n)
             }
+            "pull_policy" => {
+                let pp = string(&p, v)?;
+                let every = pp.strip_prefix("every_").is_some_and(|d| {
+                    d.len() > 1
+                        && d[..d.len() - 1].bytes().all(|b| b.is_ascii_digit())
+                        && d.ends_with(['w', 'd', 'h', 'm', 's'])
+                });
+                let fixed = [
+                    "always",
+                    "never",
+                    "build",
+                    "if_not_present",
+                    "missing",
+                    "refresh",
+                    "daily",
+                    "weekly",
+                ];
+                if !every && !fixed.contains(&pp.as_str()) {
+                    return fail(&p, format!("{pp:?} is not a valid pull policy"));
+                }
+                json!(pp)
+            }
             "image" | "restart" | "user" | "working_dir" | "hostname" | "domainname"
-            | "stop_signal" | "pid" | "ipc" | "network_mode" | "pull_policy" | "platform"
-            | "cpuset" | "cgroup" | "cgroup_parent" | "runtime" | "userns_mode" | "uts"
-            | "isolation" | "mac_address" | "volume_driver" => json!(string(&p, v)?),
+            | "stop_signal" | "pid" | "ipc" | "network_mode" | "platform" | "cpuset" | "cgroup"
+            | "cgroup_parent" | "runtime" | "userns_mode" | "uts" | "isolation" | "mac_address"
+            | "volume_driver" => json!(string(&p, v)?),
             "cap_add"
             | "cap_drop"
             | "security_opt"

@@ -86,7 +86,8 @@ pub(super) fn short_volume(ctx: &Ctx, path: &str, spec: &str) -> R<Value> {
             }
             // Accepted for Docker Desktop files; the reference drops them too.
             "consistent" | "cached" | "delegated" => {}
-            other => return fail(path, format!("unknown volume option {other:?} in {spec:?}")),
+            // The reference ignores options it does not know.
+            _ => {}
         }
     }
     if is_bind {
@@ -101,6 +102,11 @@ pub(super) fn short_volume(ctx: &Ctx, path: &str, spec: &str) -> R<Value> {
 pub(super) fn long_volume(ctx: &Ctx, path: &str, m: &Map<String, Value>) -> R<Value> {
     let mut out = Map::new();
     let ty = string(&join(path, "type"), m.get("type").unwrap_or(&Value::Null))?;
+    one_of(
+        &join(path, "type"),
+        &ty,
+        &["bind", "volume", "tmpfs", "cluster", "npipe", "image"],
+    )?;
     for (k, v) in m {
         let p = join(path, k);
         let v = match k.as_str() {

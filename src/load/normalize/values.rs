@@ -106,6 +106,18 @@ pub(super) fn list<'v>(path: &str, v: &'v Value) -> R<&'v Vec<Value>> {
     }
 }
 
+/// A string from a fixed set.
+pub(super) fn one_of(path: &str, v: &str, allowed: &[&str]) -> R<()> {
+    if allowed.contains(&v) {
+        return Ok(());
+    }
+    let quoted: Vec<String> = allowed.iter().map(|a| format!("'{a}'")).collect();
+    fail(
+        path,
+        format!("value must be one of {}, got {v:?}", quoted.join(", ")),
+    )
+}
+
 pub(super) fn string_list(path: &str, v: &Value) -> R<Value> {
     let items = list(path, v)?;
     let mut out = Vec::with_capacity(items.len());
@@ -159,7 +171,7 @@ pub(super) fn key_values(path: &str, v: &Value, null_is_empty: bool) -> R<Map<St
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                let s = scalar_string(&format!("{path}[{i}]"), item)?;
+                let s = string(&format!("{path}[{i}]"), item)?;
                 match s.split_once('=') {
                     Some((k, val)) => out.insert(k.to_string(), Value::String(val.to_string())),
                     None if null_is_empty => out.insert(s, Value::String(String::new())),
