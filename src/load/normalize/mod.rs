@@ -550,7 +550,11 @@ pub fn resource_def(ctx: &Ctx, section: &str, path: &str, v: &Value) -> R<Value>
     for (k, v) in m {
         let p = join(path, &k);
         let v = match k.as_str() {
-            "labels" | "driver_opts" => string_map(&p, &v)?,
+            "labels" => string_map(&p, &v)?,
+            "driver_opts" => {
+                object(&p, &v)?;
+                string_map(&p, &v)?
+            }
             "external" => {
                 // The legacy `external: {name: x}` form.
                 match &v {
