@@ -233,7 +233,7 @@ fn project_name(
         }
         return Ok(n);
     }
-    if let Some(Value::String(n)) = tree.get("name") {
+    if let Some(Value::String(n)) = tree.get("name").filter(|n| n.as_str() != Some("")) {
         if !discovery::is_valid_project_name(n) {
             let file = sources.first().map(|s| s.name.clone()).unwrap_or_default();
             return Err(LoadError::new(

@@ -271,6 +271,16 @@ pub fn keys(doc: &Value) -> Result<(), Fail> {
     check_keys("", doc, TOP)?;
     for (name, svc) in each_entry(doc.get("services")) {
         let p = format!("services.{name}");
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid_name {
+            return Err((
+                "services".to_string(),
+                format!("invalid service name {name:?}: use letters, digits, '.', '_' and '-'"),
+            ));
+        }
         check_keys(&p, svc, SERVICE)?;
         if let Some(b) = svc.get("build") {
             check_keys(&format!("{p}.build"), b, BUILD)?;

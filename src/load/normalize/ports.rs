@@ -55,6 +55,11 @@ pub fn short_port(path: &str, spec: &str) -> R<Vec<Value>> {
             }
         }
     };
+    if let Some(ip) = host_ip.as_deref().filter(|ip| !ip.is_empty())
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        return fail(path, format!("invalid IP address: {ip}"));
+    }
     let (published, target) = match rest.split_once(':') {
         Some((p, t)) => (Some(p), t),
         None => (None, rest),
