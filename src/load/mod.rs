@@ -135,13 +135,14 @@ fn compose_files(opts: &LoadOptions) -> Result<Vec<PathBuf>, LoadError> {
             })
             .collect());
     }
-    if let Some(list) = opts
-        .environment
-        .get("COMPOSE_FILE")
-        .filter(|s| !s.is_empty())
-    {
-        let sep = opts
-            .environment
+    let start = match &opts.project_directory {
+        Some(d) => cwd.join(d),
+        None => cwd.clone(),
+    };
+    // COMPOSE_FILE may also come from the `.env` of the starting folder.
+    let env = environment(opts, &start)?;
+    if let Some(list) = env.get("COMPOSE_FILE").filter(|s| !s.is_empty()) {
+        let sep = env
             .get("COMPOSE_PATH_SEPARATOR")
             .cloned()
             .unwrap_or_else(|| ":".to_string());
@@ -151,10 +152,6 @@ fn compose_files(opts: &LoadOptions) -> Result<Vec<PathBuf>, LoadError> {
             .map(|f| PathBuf::from(normalize::clean(&cwd.join(f))))
             .collect());
     }
-    let start = match &opts.project_directory {
-        Some(d) => cwd.join(d),
-        None => cwd.clone(),
-    };
     Ok(discovery::find_default(&start).unwrap_or_default())
 }
 
