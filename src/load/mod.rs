@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod dotenv;
 pub mod error;
 pub mod extends;
+pub mod include;
 pub mod interpolate;
 pub mod merge;
 pub mod normalize;
@@ -173,7 +174,7 @@ fn environment(
 
 /// Reads env files in order (later wins), then the process environment on top.
 /// Errors name files relative to `cwd`.
-fn read_env_files(
+pub(super) fn read_env_files(
     files: &[(PathBuf, bool)],
     os: &HashMap<String, String>,
     cwd: &Path,
@@ -255,10 +256,10 @@ fn project_name(
 }
 
 /// One compose file's text and how errors name it.
-struct Source {
-    name: String,
-    path: PathBuf,
-    text: String,
+pub(super) struct Source {
+    pub(super) name: String,
+    pub(super) path: PathBuf,
+    pub(super) text: String,
 }
 
 impl Source {
@@ -285,7 +286,7 @@ impl Source {
     }
 }
 
-fn display_name(path: &Path, cwd: &Path) -> String {
+pub(super) fn display_name(path: &Path, cwd: &Path) -> String {
     path.strip_prefix(cwd)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| path.display().to_string())
@@ -356,7 +357,7 @@ fn read_documents(
 }
 
 /// Loads files into one normalized tree (no profiles, names or defaults yet).
-fn load_tree(
+pub(super) fn load_tree(
     sources: &[Source],
     dir: &Path,
     env: &HashMap<String, String>,
@@ -370,7 +371,7 @@ fn load_tree(
         for mut doc in read_documents(src, env, warned, depth)? {
             if let Some(inc) = doc.as_object_mut().and_then(|m| m.remove("include")) {
                 let file_dir = src.path.parent().unwrap_or(dir);
-                for tree in include(&src.name, file_dir, &inc, env, warned, depth)? {
+                for tree in include::load(&src.name, file_dir, &inc, env, warned, depth)? {
                     included.push((src.name.clone(), tree));
                 }
             }
@@ -476,101 +477,6 @@ fn normalize_tree(
             _ => v.clone(),
         };
         out.insert(k.clone(), nv);
-    }
-    Ok(out)
-}
-
-/// Loads the projects a top-level `include` names, each from its own directory.
-fn include(
-    file: &str,
-    file_dir: &Path,
-    inc: &Value,
-    parent_env: &HashMap<String, String>,
-    warned: &mut BTreeSet<String>,
-    depth: usize,
-) -> Result<Vec<Map<String, Value>>, LoadError> {
-    let err = |p: String, m: &str| LoadError::new(file, p, m);
-    let Value::Array(items) = inc else {
-        return Err(err("include".into(), "expected a list"));
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let p = format!("include[{i}]");
-        let strings = |v: &Value, key: &str| -> Result<Vec<String>, LoadError> {
-            match v {
-                Value::String(s) => Ok(vec![s.clone()]),
-                Value::Array(a) => a
-                    .iter()
-                    .map(|x| {
-                        x.as_str()
-                            .map(str::to_string)
-                            .ok_or_else(|| err(format!("{p}.{key}"), "expected a string"))
-                    })
-                    .collect(),
-                _ => Err(err(format!("{p}.{key}"), "expected a string or list")),
-            }
-        };
-        let (paths, project_directory, env_files) = match item {
-            Value::String(s) => (vec![s.clone()], None, None),
-            Value::Object(m) => {
-                for k in m.keys() {
-                    if !["path", "project_directory", "env_file"].contains(&k.as_str()) {
-                        return Err(err(
-                            p.clone(),
-                            &format!("additional property {k:?} is not allowed"),
-                        ));
-                    }
-                }
-                let paths = strings(m.get("path").unwrap_or(&Value::Null), "path")?;
-                let pd = match m.get("project_directory") {
-                    Some(Value::String(s)) => Some(s.clone()),
-                    None => None,
-                    Some(_) => {
-                        return Err(err(format!("{p}.project_directory"), "expected a string"));
-                    }
-                };
-                let ef = m
-                    .get("env_file")
-                    .map(|v| strings(v, "env_file"))
-                    .transpose()?;
-                (paths, pd, ef)
-            }
-            _ => return Err(err(p, "expected a string or mapping")),
-        };
-        let files: Vec<PathBuf> = paths
-            .iter()
-            .map(|f| PathBuf::from(normalize::clean(&file_dir.join(f))))
-            .collect();
-        let dir = match &project_directory {
-            Some(d) => PathBuf::from(normalize::clean(&file_dir.join(d))),
-            None => files
-                .first()
-                .and_then(|f| f.parent())
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
-        };
-        let env_list: Vec<(PathBuf, bool)> = match env_files {
-            Some(list) => list.iter().map(|f| (file_dir.join(f), true)).collect(),
-            None => vec![(dir.join(".env"), false)],
-        };
-        let env = read_env_files(&env_list, parent_env, file_dir)?;
-        let sources: Vec<Source> = files
-            .iter()
-            .map(|f| {
-                let text = std::fs::read_to_string(f).map_err(|e| {
-                    err(
-                        p.clone(),
-                        &format!("cannot read included file {}: {e}", f.display()),
-                    )
-                })?;
-                Ok(Source {
-                    name: display_name(f, file_dir),
-                    path: f.clone(),
-                    text,
-                })
-            })
-            .collect::<Result<_, LoadError>>()?;
-        out.push(load_tree(&sources, &dir, &env, warned, depth + 1)?);
     }
     Ok(out)
 }
