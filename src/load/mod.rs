@@ -214,11 +214,15 @@ fn project_name(
     project_dir: &Path,
     sources: &[Source],
 ) -> Result<String, LoadError> {
-    let explicit = opts.project_name.clone().or_else(|| {
-        env.get("COMPOSE_PROJECT_NAME")
-            .filter(|s| !s.is_empty())
-            .cloned()
-    });
+    let explicit = opts
+        .project_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            env.get("COMPOSE_PROJECT_NAME")
+                .filter(|s| !s.is_empty())
+                .cloned()
+        });
     if let Some(n) = explicit {
         if !discovery::is_valid_project_name(&n) {
             return Err(LoadError::new(
