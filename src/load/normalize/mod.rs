@@ -320,25 +320,20 @@ fn file_refs(path: &str, v: &Value, default_dir: Option<&str>) -> R<Value> {
     Ok(Value::Array(out))
 }
 
+/// `host:ip`, `host=ip` or `{host: ip|[ips]}` → `host=ip`, sorted by host as compose-go's
+/// host list prints (brackets around IPv6 addresses dropped).
 fn extra_hosts(path: &str, v: &Value) -> R<Value> {
-    let mut out = Vec::new();
+    let mut pairs: Vec<(String, String)> = Vec::new();
     match v {
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                let s = string(&format!("{path}[{i}]"), item)?;
-                let entry = match s.split_once('=') {
-                    Some(_) => s,
-                    None => match s.split_once(':') {
-                        Some((h, ip)) => format!("{h}={ip}"),
-                        None => {
-                            return fail(
-                                &format!("{path}[{i}]"),
-                                format!("invalid extra host {s:?}"),
-                            );
-                        }
-                    },
+                let ip_path = format!("{path}[{i}]");
+                let s = string(&ip_path, item)?;
+                let pair = s.split_once('=').or_else(|| s.split_once(':'));
+                let Some((h, ip)) = pair else {
+                    return fail(&ip_path, format!("invalid extra host {s:?}"));
                 };
-                out.push(json!(entry));
+                pairs.push((h.to_string(), ip.to_string()));
             }
         }
         Value::Object(m) => {
@@ -347,17 +342,29 @@ fn extra_hosts(path: &str, v: &Value) -> R<Value> {
                 match ips {
                     Value::Array(list) => {
                         for ip in list {
-                            out.push(json!(format!("{host}={}", string(&p, ip)?)));
+                            pairs.push((host.clone(), string(&p, ip)?));
                         }
                     }
-                    other => out.push(json!(format!("{host}={}", string(&p, other)?))),
+                    other => pairs.push((host.clone(), string(&p, other)?)),
                 }
             }
-            out.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
         }
         other => return expected(path, "a list or mapping", other),
     }
-    Ok(Value::Array(out))
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Value::Array(
+        pairs
+            .into_iter()
+            .map(|(h, ip)| {
+                let ip = ip
+                    .strip_prefix('[')
+                    .and_then(|i| i.strip_suffix(']'))
+                    .unwrap_or(&ip)
+                    .to_string();
+                json!(format!("{h}={ip}"))
+            })
+            .collect(),
+    ))
 }
 
 fn ulimits(path: &str, v: &Value) -> R<Value> {
@@ -384,7 +391,13 @@ fn logging(path: &str, v: &Value) -> R<Value> {
         out.insert("driver".into(), json!(d));
     }
     if let Some(o) = out.get("options") {
-        let o = key_values(&join(path, "options"), o, false)?;
+        let op = join(path, "options");
+        for (k, val) in object(&op, o)? {
+            if val.is_boolean() || val.is_array() || val.is_object() {
+                return expected(&join(&op, k), "null, a number or a string", val);
+            }
+        }
+        let o = key_values(&op, o, false)?;
         out.insert("options".into(), Value::Object(o));
     }
     Ok(Value::Object(out))
@@ -412,7 +425,8 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
                 Value::Array(e)
             }
             "volumes" => volumes(ctx, &p, v)?,
-            "tmpfs" | "dns" | "dns_search" | "dns_opt" => string_or_list(&p, v)?,
+            "tmpfs" | "dns" | "dns_search" => string_or_list(&p, v)?,
+            "dns_opt" => string_list(&p, v)?,
             "healthcheck" => healthcheck(&p, v)?,
             "deploy" => deploy(&p, v)?,
             "depends_on" => depends_on(&p, v)?,
