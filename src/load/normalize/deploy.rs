@@ -48,8 +48,14 @@ pub(super) fn resource(path: &str, v: &Value) -> R<Value> {
         let p = join(path, k);
         let v = match k.as_str() {
             "cpus" => json!(float(&p, v)?),
-            "memory" => bytes(&p, v)?,
-            "pids" => json!(int(&p, v)?),
+            "memory" => bytes(&p, &Value::String(string(&p, v)?))?,
+            "pids" => match v {
+                Value::String(s) => match s.trim().parse::<i64>() {
+                    Ok(n) => json!(n),
+                    Err(_) => return expected(&p, "an integer", v),
+                },
+                other => json!(int(&p, other)?),
+            },
             "devices" => {
                 let mut devs = Vec::new();
                 for (i, d) in list(&p, v)?.iter().enumerate() {
