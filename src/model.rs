@@ -180,6 +180,24 @@ pub struct Service {
 }
 
 impl Service {
+    /// Replica count for a replicated service: `deploy.replicas`, else `scale`, else 1.
+    pub fn replicas(&self) -> u64 {
+        self.deploy
+            .as_ref()
+            .and_then(|d| d.replicas)
+            .or(self.scale)
+            .unwrap_or(1)
+            .max(0) as u64
+    }
+
+    /// Whether `deploy.mode` asks for one replica per machine.
+    pub fn is_global(&self) -> bool {
+        self.deploy
+            .as_ref()
+            .and_then(|d| d.mode.as_deref())
+            .is_some_and(|m| m == "global" || m == "global-job")
+    }
+
     /// An extension key of this service, e.g. `extension("x-hoist")`.
     pub fn extension(&self, key: &str) -> Option<&Value> {
         self.extra.get(key).filter(|_| key.starts_with("x-"))
@@ -309,7 +327,8 @@ pub struct Deploy {
     pub update_config: Option<UpdateConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_config: Option<UpdateConfig>,
-    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    /// Always printed by the reference, even when empty.
+    #[serde(default)]
     pub resources: Resources,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,

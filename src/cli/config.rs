@@ -35,6 +35,9 @@ pub struct ConfigArgs {
     /// Only validate; print nothing
     #[arg(short, long)]
     pub quiet: bool,
+    /// Only these services and their dependencies (enabled whatever their profiles)
+    #[arg(value_name = "SERVICE")]
+    pub service_names: Vec<String>,
 }
 
 pub fn run(args: &ConfigArgs) -> ExitCode {
@@ -51,7 +54,11 @@ pub fn run(args: &ConfigArgs) -> ExitCode {
 }
 
 fn render(args: &ConfigArgs) -> anyhow::Result<String> {
-    let opts = args.project.load_options()?;
+    let mut opts = args.project.load_options()?;
+    // Like the reference, `--services`/`--volumes` list the whole project.
+    if !(args.services || args.volumes) {
+        opts.services = args.service_names.clone();
+    }
     let loaded = load::load(&opts)?;
     for w in &loaded.warnings {
         eprintln!("hoist: warning: {w}");
@@ -77,9 +84,156 @@ fn render(args: &ConfigArgs) -> anyhow::Result<String> {
         return Ok(out);
     }
     let text = match args.format {
-        Format::Yaml => serde_yaml_ng::to_string(project)?,
+        Format::Yaml => {
+            let mut out = String::new();
+            emit_yaml(&yaml_view(serde_json::to_value(project)?), 0, &mut out);
+            out
+        }
         Format::Json => serde_json::to_string_pretty(project)? + "\n",
     };
     // The printed project must load again with the same values: escape `$` as compose does.
     Ok(text.replace('$', "$$"))
+}
+
+/// The reference's YAML leaves out a few empty values its JSON prints (`command: null`,
+/// `placement: {}`, ...); drop them so both outputs match the reference's.
+fn yaml_view(mut v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let empty = |v: &Value| v.is_null() || v.as_object().is_some_and(|m| m.is_empty());
+    if let Some(Value::Object(services)) = v.get_mut("services") {
+        for svc in services.values_mut() {
+            let Some(m) = svc.as_object_mut() else {
+                continue;
+            };
+            m.retain(|k, v| !(matches!(k.as_str(), "command" | "entrypoint") && v.is_null()));
+            if let Some(Value::Object(d)) = m.get_mut("deploy") {
+                d.retain(|k, v| !(matches!(k.as_str(), "placement" | "resources") && empty(v)));
+            }
+            if let Some(Value::Array(watch)) = m.get_mut("develop").and_then(|d| d.get_mut("watch"))
+            {
+                for w in watch.iter_mut().filter_map(Value::as_object_mut) {
+                    if w.get("exec")
+                        .is_some_and(|e| e.get("command").is_some_and(Value::is_null))
+                    {
+                        w.remove("exec");
+                    }
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(networks)) = v.get_mut("networks") {
+        for n in networks.values_mut().filter_map(Value::as_object_mut) {
+            if n.get("ipam").is_some_and(empty) {
+                n.remove("ipam");
+            }
+        }
+    }
+    v
+}
+
+/// Writes `v` as block YAML. Strings a YAML 1.1 reader could take for something else
+/// (`yes`, `0440`, `1e3`, `~`, ...) are double-quoted, as the reference does.
+fn emit_yaml(v: &serde_json::Value, indent: usize, out: &mut String) {
+    use serde_json::Value;
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, val) in m {
+                out.push_str(&pad);
+                out.push_str(&yaml_scalar_str(k));
+                out.push(':');
+                emit_child(val, indent, out);
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            for item in a {
+                out.push_str(&pad);
+                out.push_str("  -");
+                match item {
+                    Value::Object(m) if !m.is_empty() => {
+                        // The first key goes on the dash line, the rest align under it.
+                        let mut first = true;
+                        for (k, val) in m {
+                            if first {
+                                out.push(' ');
+                                first = false;
+                            } else {
+                                out.push_str(&" ".repeat(indent + 4));
+                            }
+                            out.push_str(&yaml_scalar_str(k));
+                            out.push(':');
+                            emit_child(val, indent + 4, out);
+                        }
+                    }
+                    Value::Array(inner) if !inner.is_empty() => {
+                        out.push('\n');
+                        emit_yaml(item, indent + 2, out);
+                    }
+                    other => {
+                        out.push(' ');
+                        out.push_str(&yaml_scalar(other));
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        other => {
+            out.push_str(&pad);
+            out.push_str(&yaml_scalar(other));
+            out.push('\n');
+        }
+    }
+}
+
+fn emit_child(val: &serde_json::Value, indent: usize, out: &mut String) {
+    use serde_json::Value;
+    match val {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            emit_yaml(val, indent + 2, out);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            emit_yaml(val, indent, out);
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&yaml_scalar(other));
+            out.push('\n');
+        }
+    }
+}
+
+fn yaml_scalar(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => yaml_scalar_str(s),
+        Value::Object(_) => "{}".to_string(),
+        Value::Array(_) => "[]".to_string(),
+    }
+}
+
+fn yaml_scalar_str(s: &str) -> String {
+    let plain_char = |c: char| c.is_ascii_alphanumeric() || "_./@%+-=()$,".contains(c);
+    let ambiguous = matches!(
+        s.to_ascii_lowercase().as_str(),
+        "" | "~" | "null" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n"
+    ) || s.parse::<f64>().is_ok()
+        || s.starts_with(['-', '.', '0'])
+        || s.chars().next().is_some_and(|c| c.is_ascii_digit())
+        || s.ends_with([':', '-']);
+    let plain = !ambiguous
+        && s.chars().all(|c| plain_char(c) || c == ':' || c == ' ')
+        && !s.contains(": ")
+        && !s.contains(" #")
+        && !s.starts_with(' ')
+        && !s.ends_with(' ');
+    if plain {
+        s.to_string()
+    } else {
+        serde_json::Value::String(s.to_string()).to_string()
+    }
 }

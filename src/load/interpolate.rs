@@ -114,7 +114,7 @@ fn braced(
     let Some(kind) = rest.chars().next() else {
         return Err(invalid());
     };
-    let arg = &rest[1..];
+    let arg = &rest[kind.len_utf8()..];
     // With a colon an empty value counts as unset.
     let set = match &value {
         Some(v) => !(colon && v.is_empty()),
@@ -276,7 +276,15 @@ fn cast(path: &[String], s: String) -> Result<Value, String> {
     let Some((_, how)) = CASTS.iter().find(|(p, _)| matches(p, path)) else {
         return Ok(Value::String(s));
     };
-    let fail = |what: &str| format!("failed to cast {s:?} to {what}");
+    let fail = |what: &str| format!("expected {what}, got {s:?}");
+    // YAML 1.1 octal (`mode: 0440`) arrives as a string: Go's YAML reads it as octal.
+    if path.last().is_some_and(|k| k == "mode")
+        && s.len() > 1
+        && s.starts_with('0')
+        && s.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return Ok(Value::from(i64::from_str_radix(&s, 8).unwrap_or_default()));
+    }
     match how {
         Cast::Int => s
             .trim()
@@ -339,6 +347,10 @@ mod tests {
         assert!(sub("${}").is_err());
         assert!(sub("${A:x}").is_err());
         assert!(sub("${A").is_err());
+        assert!(
+            sub("${A:Ƹ}").is_err(),
+            "found by fuzzing: multi-byte operator"
+        );
     }
 
     #[test]

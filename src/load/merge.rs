@@ -5,6 +5,7 @@
 //! variable name; ports, volumes, secrets, configs, devices... merge by their unique key;
 //! `!reset` removes a value and `!override` replaces it without merging.
 
+use super::normalize;
 use super::yaml::{OVERRIDE, RESET, tag_of};
 use serde_json::{Map, Value};
 
@@ -56,6 +57,16 @@ const REPLACE: &[&str] = &[
     "services.*.healthcheck.test",
 ];
 
+/// Keys that take a single string or a list of them.
+const STRING_OR_LIST: &[&str] = &[
+    "services.*.dns",
+    "services.*.dns_search",
+    "services.*.dns_opt",
+    "services.*.tmpfs",
+    "services.*.env_file",
+    "services.*.label_file",
+];
+
 /// Keys written either as a `k=v` list or a map; merged by key.
 const KEY_VALUE: &[&str] = &[
     "services.*.environment",
@@ -74,33 +85,52 @@ const KEY_VALUE: &[&str] = &[
 fn unique_key(path: &[String], item: &Value) -> Option<String> {
     let p = |pat: &str| matches(pat, path);
     if p("services.*.ports") {
-        return Some(match item {
-            Value::Object(m) => format!(
-                "{}:{}/{}",
+        // Short and long spellings of the same port are the same entry.
+        let long = match item {
+            Value::Object(m) => Some(m.clone()),
+            Value::String(_) | Value::Number(_) => {
+                match normalize::short_port("", &scalar(Some(item))) {
+                    Ok(mut entries) if entries.len() == 1 => {
+                        entries.pop().and_then(|e| e.as_object().cloned())
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        return Some(match long {
+            Some(m) => format!(
+                "{}:{}:{}/{}",
+                scalar(m.get("host_ip")),
                 scalar(m.get("published")),
                 scalar(m.get("target")),
                 m.get("protocol").and_then(Value::as_str).unwrap_or("tcp")
             ),
-            other => scalar(Some(other)),
+            None => scalar(Some(item)),
         });
     }
     if p("services.*.volumes") || p("services.*.devices") {
         return Some(match item {
             Value::Object(m) => scalar(m.get("target")),
             Value::String(s) => {
-                let parts: Vec<&str> = s.split(':').collect();
+                let parts = normalize::split_volume_spec(s);
                 parts.get(1).unwrap_or(&parts[0]).to_string()
             }
             other => scalar(Some(other)),
         });
     }
     if p("services.*.secrets") || p("services.*.configs") {
+        let dir = if p("services.*.secrets") {
+            "/run/secrets"
+        } else {
+            ""
+        };
         return Some(match item {
             Value::Object(m) => match m.get("target") {
                 Some(t) => scalar(Some(t)),
-                None => format!("/{}", scalar(m.get("source"))),
+                None => format!("{dir}/{}", scalar(m.get("source"))),
             },
-            other => format!("/{}", scalar(Some(other))),
+            other => format!("{dir}/{}", scalar(Some(other))),
         });
     }
     let kv = [
@@ -227,9 +257,28 @@ fn merge_at(path: &mut Vec<String>, base: Option<Value>, over: Value) -> Option<
         }
     }
     if KEY_VALUE.iter().any(|p| matches(p, path)) {
+        // `key: !reset` on one entry removes it (the reference ignores it for environment).
+        let mut over = over;
+        let mut reset_keys = Vec::new();
+        if let Value::Object(m) = &mut over {
+            m.retain(|k, v| {
+                let reset = matches!(tag_of(v), Some((RESET, _)));
+                if reset {
+                    reset_keys.push(k.clone());
+                }
+                !reset
+            });
+        }
         let (Value::Array(mut a), Value::Array(b)) = (to_sequence(base), to_sequence(over)) else {
             return Some(Value::Null);
         };
+        if !matches("services.*.environment", path) {
+            a.retain(|item| {
+                let key = scalar(Some(item));
+                let key = key.split('=').next().unwrap_or_default();
+                !reset_keys.iter().any(|k| k == key)
+            });
+        }
         a.extend(b.into_iter().map(strip_tags));
         return Some(Value::Array(dedupe(path, a)));
     }
@@ -239,11 +288,16 @@ fn merge_at(path: &mut Vec<String>, base: Option<Value>, over: Value) -> Option<
             a.extend(b.into_iter().map(strip_tags));
             Some(Value::Array(dedupe(path, a)))
         }
-        (Value::String(a), Value::Array(b))
-            if matches("services.*.dns", path) || matches("services.*.tmpfs", path) =>
+        // `dns: 1.1.1.1` is short for `dns: [1.1.1.1]`: either spelling appends.
+        (a @ (Value::String(_) | Value::Array(_)), b @ (Value::String(_) | Value::Array(_)))
+            if STRING_OR_LIST.iter().any(|p| matches(p, path)) =>
         {
-            let mut items = vec![Value::String(a)];
-            items.extend(b);
+            let as_list = |v: Value| match v {
+                Value::Array(items) => items,
+                other => vec![other],
+            };
+            let mut items = as_list(a);
+            items.extend(as_list(b));
             Some(Value::Array(dedupe(path, items)))
         }
         (_, o) => Some(strip_tags(o)),
@@ -310,13 +364,13 @@ mod tests {
     #[test]
     fn ports_and_volumes_by_unique_key() {
         let got = m(
-            json!({"services": {"web": {"ports": ["80:80"], "volumes": ["a:/data", "b:/other"]}}}),
-            json!({"services": {"web": {"ports": ["80:80", "443:443"], "volumes": ["c:/data"]}}}),
+            json!({"services": {"web": {"ports": ["80:80"], "volumes": ["va:/data", "vb:/other"]}}}),
+            json!({"services": {"web": {"ports": ["80:80", "443:443"], "volumes": ["vc:/data"]}}}),
         );
         assert_eq!(got["services"]["web"]["ports"], json!(["80:80", "443:443"]));
         assert_eq!(
             got["services"]["web"]["volumes"],
-            json!(["c:/data", "b:/other"])
+            json!(["vc:/data", "vb:/other"])
         );
     }
 

@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod dotenv;
 pub mod error;
 pub mod extends;
+pub mod include;
 pub mod interpolate;
 pub mod merge;
 pub mod normalize;
@@ -41,6 +42,9 @@ pub struct LoadOptions {
     pub environment: HashMap<String, String>,
     /// The text of `-f -`.
     pub stdin: Option<String>,
+    /// Services named on the command line: only they and their dependencies are kept,
+    /// and they are enabled whatever their profiles.
+    pub services: Vec<String>,
 }
 
 impl LoadOptions {
@@ -104,7 +108,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         opts.profiles.clone()
     };
     let main_file = sources.first().map(|s| s.name.clone()).unwrap_or_default();
-    project::apply_profiles(&mut tree, &profiles);
+    project::apply_profiles(&mut tree, &profiles, &opts.services);
+    project::select(&mut tree, &opts.services)
+        .map_err(|(p, m)| LoadError::new(main_file.clone(), p, m))?;
     validate::references(&tree).map_err(|(p, m)| LoadError::new(main_file.clone(), p, m))?;
     let project =
         project::finalize(tree, &name).map_err(|(p, m)| LoadError::new(main_file, p, m))?;
@@ -130,13 +136,14 @@ fn compose_files(opts: &LoadOptions) -> Result<Vec<PathBuf>, LoadError> {
             })
             .collect());
     }
-    if let Some(list) = opts
-        .environment
-        .get("COMPOSE_FILE")
-        .filter(|s| !s.is_empty())
-    {
-        let sep = opts
-            .environment
+    let start = match &opts.project_directory {
+        Some(d) => cwd.join(d),
+        None => cwd.clone(),
+    };
+    // COMPOSE_FILE may also come from the `.env` of the starting folder.
+    let env = environment(opts, &start)?;
+    if let Some(list) = env.get("COMPOSE_FILE").filter(|s| !s.is_empty()) {
+        let sep = env
             .get("COMPOSE_PATH_SEPARATOR")
             .cloned()
             .unwrap_or_else(|| ":".to_string());
@@ -146,10 +153,6 @@ fn compose_files(opts: &LoadOptions) -> Result<Vec<PathBuf>, LoadError> {
             .map(|f| PathBuf::from(normalize::clean(&cwd.join(f))))
             .collect());
     }
-    let start = match &opts.project_directory {
-        Some(d) => cwd.join(d),
-        None => cwd.clone(),
-    };
     Ok(discovery::find_default(&start).unwrap_or_default())
 }
 
@@ -166,12 +169,15 @@ fn environment(
             .map(|f| (opts.working_dir.join(f), true))
             .collect()
     };
-    read_env_files(&files, &opts.environment)
+    read_env_files(&files, &opts.environment, &opts.working_dir)
 }
 
-fn read_env_files(
+/// Reads env files in order (later wins), then the process environment on top.
+/// Errors name files relative to `cwd`.
+pub(super) fn read_env_files(
     files: &[(PathBuf, bool)],
     os: &HashMap<String, String>,
+    cwd: &Path,
 ) -> Result<HashMap<String, String>, LoadError> {
     let mut env: HashMap<String, String> = HashMap::new();
     for (path, required) in files {
@@ -180,7 +186,7 @@ fn read_env_files(
             Err(_) if !required => continue,
             Err(e) => {
                 return Err(LoadError::new(
-                    path.display().to_string(),
+                    display_name(path, cwd),
                     "",
                     format!("cannot read env file: {e}"),
                 ));
@@ -192,7 +198,7 @@ fn read_env_files(
         let snapshot = env.clone();
         let lookup = |k: &str| os.get(k).or_else(|| snapshot.get(k)).cloned();
         let vars = dotenv::parse(&text, &lookup)
-            .map_err(|e| LoadError::new(path.display().to_string(), "", e))?;
+            .map_err(|e| LoadError::new(display_name(path, cwd), "", e))?;
         env.extend(vars);
     }
     for (k, v) in os {
@@ -208,11 +214,15 @@ fn project_name(
     project_dir: &Path,
     sources: &[Source],
 ) -> Result<String, LoadError> {
-    let explicit = opts.project_name.clone().or_else(|| {
-        env.get("COMPOSE_PROJECT_NAME")
-            .filter(|s| !s.is_empty())
-            .cloned()
-    });
+    let explicit = opts
+        .project_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            env.get("COMPOSE_PROJECT_NAME")
+                .filter(|s| !s.is_empty())
+                .cloned()
+        });
     if let Some(n) = explicit {
         if !discovery::is_valid_project_name(&n) {
             return Err(LoadError::new(
@@ -225,7 +235,7 @@ fn project_name(
         }
         return Ok(n);
     }
-    if let Some(Value::String(n)) = tree.get("name") {
+    if let Some(Value::String(n)) = tree.get("name").filter(|n| n.as_str() != Some("")) {
         if !discovery::is_valid_project_name(n) {
             let file = sources.first().map(|s| s.name.clone()).unwrap_or_default();
             return Err(LoadError::new(
@@ -250,10 +260,10 @@ fn project_name(
 }
 
 /// One compose file's text and how errors name it.
-struct Source {
-    name: String,
-    path: PathBuf,
-    text: String,
+pub(super) struct Source {
+    pub(super) name: String,
+    pub(super) path: PathBuf,
+    pub(super) text: String,
 }
 
 impl Source {
@@ -280,7 +290,7 @@ impl Source {
     }
 }
 
-fn display_name(path: &Path, cwd: &Path) -> String {
+pub(super) fn display_name(path: &Path, cwd: &Path) -> String {
     path.strip_prefix(cwd)
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| path.display().to_string())
@@ -303,6 +313,13 @@ fn read_documents(
         ));
     }
     let docs = yaml::parse(&src.text).map_err(|e| LoadError::new(src.name.clone(), "", e))?;
+    let empty = docs.iter().all(|d| {
+        d.as_object()
+            .is_some_and(|m| m.keys().all(|k| k == "version"))
+    });
+    if empty {
+        return Err(LoadError::new(src.name.clone(), "", "empty compose file"));
+    }
     let lookup = |k: &str| env.get(k).cloned();
     let mut out = Vec::with_capacity(docs.len());
     for mut doc in docs {
@@ -344,7 +361,7 @@ fn read_documents(
 }
 
 /// Loads files into one normalized tree (no profiles, names or defaults yet).
-fn load_tree(
+pub(super) fn load_tree(
     sources: &[Source],
     dir: &Path,
     env: &HashMap<String, String>,
@@ -358,7 +375,7 @@ fn load_tree(
         for mut doc in read_documents(src, env, warned, depth)? {
             if let Some(inc) = doc.as_object_mut().and_then(|m| m.remove("include")) {
                 let file_dir = src.path.parent().unwrap_or(dir);
-                for tree in include(&src.name, file_dir, &inc, env, warned, depth)? {
+                for tree in include::load(&src.name, file_dir, &inc, env, warned, depth)? {
                     included.push((src.name.clone(), tree));
                 }
             }
@@ -440,8 +457,8 @@ fn normalize_tree(
                             normalize::service(ctx, &format!("services.{name}"), svc)?,
                         );
                     }
-                } else if !v.is_null() {
-                    return Err(("services".to_string(), "expected a mapping".to_string()));
+                } else {
+                    return Err(("services".to_string(), "must be a mapping".to_string()));
                 }
                 Value::Object(s)
             }
@@ -454,8 +471,8 @@ fn normalize_tree(
                             normalize::resource_def(ctx, k, &format!("{k}.{name}"), def)?,
                         );
                     }
-                } else if !v.is_null() {
-                    return Err((k.clone(), "expected a mapping".to_string()));
+                } else {
+                    return Err((k.clone(), "must be a mapping".to_string()));
                 }
                 Value::Object(s)
             }
@@ -464,101 +481,6 @@ fn normalize_tree(
             _ => v.clone(),
         };
         out.insert(k.clone(), nv);
-    }
-    Ok(out)
-}
-
-/// Loads the projects a top-level `include` names, each from its own directory.
-fn include(
-    file: &str,
-    file_dir: &Path,
-    inc: &Value,
-    parent_env: &HashMap<String, String>,
-    warned: &mut BTreeSet<String>,
-    depth: usize,
-) -> Result<Vec<Map<String, Value>>, LoadError> {
-    let err = |p: String, m: &str| LoadError::new(file, p, m);
-    let Value::Array(items) = inc else {
-        return Err(err("include".into(), "expected a list"));
-    };
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let p = format!("include[{i}]");
-        let strings = |v: &Value, key: &str| -> Result<Vec<String>, LoadError> {
-            match v {
-                Value::String(s) => Ok(vec![s.clone()]),
-                Value::Array(a) => a
-                    .iter()
-                    .map(|x| {
-                        x.as_str()
-                            .map(str::to_string)
-                            .ok_or_else(|| err(format!("{p}.{key}"), "expected a string"))
-                    })
-                    .collect(),
-                _ => Err(err(format!("{p}.{key}"), "expected a string or list")),
-            }
-        };
-        let (paths, project_directory, env_files) = match item {
-            Value::String(s) => (vec![s.clone()], None, None),
-            Value::Object(m) => {
-                for k in m.keys() {
-                    if !["path", "project_directory", "env_file"].contains(&k.as_str()) {
-                        return Err(err(
-                            p.clone(),
-                            &format!("additional property {k:?} is not allowed"),
-                        ));
-                    }
-                }
-                let paths = strings(m.get("path").unwrap_or(&Value::Null), "path")?;
-                let pd = match m.get("project_directory") {
-                    Some(Value::String(s)) => Some(s.clone()),
-                    None => None,
-                    Some(_) => {
-                        return Err(err(format!("{p}.project_directory"), "expected a string"));
-                    }
-                };
-                let ef = m
-                    .get("env_file")
-                    .map(|v| strings(v, "env_file"))
-                    .transpose()?;
-                (paths, pd, ef)
-            }
-            _ => return Err(err(p, "expected a string or mapping")),
-        };
-        let files: Vec<PathBuf> = paths
-            .iter()
-            .map(|f| PathBuf::from(normalize::clean(&file_dir.join(f))))
-            .collect();
-        let dir = match &project_directory {
-            Some(d) => PathBuf::from(normalize::clean(&file_dir.join(d))),
-            None => files
-                .first()
-                .and_then(|f| f.parent())
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
-        };
-        let env_list: Vec<(PathBuf, bool)> = match env_files {
-            Some(list) => list.iter().map(|f| (file_dir.join(f), true)).collect(),
-            None => vec![(dir.join(".env"), false)],
-        };
-        let env = read_env_files(&env_list, parent_env)?;
-        let sources: Vec<Source> = files
-            .iter()
-            .map(|f| {
-                let text = std::fs::read_to_string(f).map_err(|e| {
-                    err(
-                        p.clone(),
-                        &format!("cannot read included file {}: {e}", f.display()),
-                    )
-                })?;
-                Ok(Source {
-                    name: display_name(f, file_dir),
-                    path: f.clone(),
-                    text,
-                })
-            })
-            .collect::<Result<_, LoadError>>()?;
-        out.push(load_tree(&sources, &dir, &env, warned, depth + 1)?);
     }
     Ok(out)
 }

@@ -11,12 +11,16 @@ use std::collections::BTreeSet;
 
 type Fail = (String, String);
 
-/// Drops services none of whose profiles is active (`*` activates all).
-pub fn apply_profiles(tree: &mut Map<String, Value>, active: &[String]) {
+/// Drops services none of whose profiles is active (`*` activates all). Services named
+/// on the command line stay, whatever their profiles.
+pub fn apply_profiles(tree: &mut Map<String, Value>, active: &[String], named: &[String]) {
     let Some(Value::Object(services)) = tree.get_mut("services") else {
         return;
     };
-    services.retain(|_, svc| {
+    services.retain(|name, svc| {
+        if named.contains(name) {
+            return true;
+        }
         let profiles: Vec<&str> = svc
             .get("profiles")
             .and_then(Value::as_array)
@@ -27,6 +31,38 @@ pub fn apply_profiles(tree: &mut Map<String, Value>, active: &[String]) {
                 .iter()
                 .any(|a| a == "*" || profiles.contains(&a.as_str()))
     });
+}
+
+/// Keeps only the named services and what they depend on, transitively.
+pub fn select(tree: &mut Map<String, Value>, named: &[String]) -> Result<(), Fail> {
+    if named.is_empty() {
+        return Ok(());
+    }
+    let Some(Value::Object(services)) = tree.get_mut("services") else {
+        return Ok(());
+    };
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    let mut todo: Vec<(String, bool)> = named.iter().map(|n| (n.clone(), true)).collect();
+    while let Some((name, required)) = todo.pop() {
+        if keep.contains(&name) {
+            continue;
+        }
+        let Some(svc) = services.get(&name) else {
+            if required {
+                return Err((String::new(), format!("no such service: {name}")));
+            }
+            continue;
+        };
+        if let Some(Value::Object(deps)) = svc.get("depends_on") {
+            for (dep, d) in deps {
+                let req = d.get("required").and_then(Value::as_bool).unwrap_or(true);
+                todo.push((dep.clone(), req));
+            }
+        }
+        keep.insert(name);
+    }
+    services.retain(|k, _| keep.contains(k));
+    Ok(())
 }
 
 fn used(services: &Map<String, Value>) -> [BTreeSet<String>; 4] {
@@ -50,8 +86,14 @@ fn used(services: &Map<String, Value>) -> [BTreeSet<String>; 4] {
                 volumes.insert(s.to_string());
             }
         }
-        for (key, set) in [("secrets", &mut secrets), ("configs", &mut configs)] {
-            for r in svc.get(key).and_then(Value::as_array).into_iter().flatten() {
+        let build_secrets = svc.get("build").and_then(|b| b.get("secrets"));
+        for (refs, set) in [
+            (svc.get("secrets"), 0),
+            (build_secrets, 0),
+            (svc.get("configs"), 1),
+        ] {
+            let set = if set == 0 { &mut secrets } else { &mut configs };
+            for r in refs.and_then(Value::as_array).into_iter().flatten() {
                 if let Some(s) = r.get("source").and_then(Value::as_str) {
                     set.insert(s.to_string());
                 }

@@ -271,6 +271,16 @@ pub fn keys(doc: &Value) -> Result<(), Fail> {
     check_keys("", doc, TOP)?;
     for (name, svc) in each_entry(doc.get("services")) {
         let p = format!("services.{name}");
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid_name {
+            return Err((
+                "services".to_string(),
+                format!("invalid service name {name:?}: use letters, digits, '.', '_' and '-'"),
+            ));
+        }
         check_keys(&p, svc, SERVICE)?;
         if let Some(b) = svc.get("build") {
             check_keys(&format!("{p}.build"), b, BUILD)?;
@@ -342,7 +352,8 @@ pub fn references(project: &Map<String, Value>) -> Result<(), Fail> {
     let services = section("services");
     for (name, svc) in services {
         let p = format!("services.{name}");
-        if svc.get("image").is_none() && svc.get("build").is_none() {
+        let image = svc.get("image").and_then(Value::as_str).unwrap_or_default();
+        if image.is_empty() && svc.get("build").is_none() {
             return Err((
                 p,
                 format!("service {name:?} has neither an image nor a build context specified"),
@@ -393,11 +404,13 @@ pub fn references(project: &Map<String, Value>) -> Result<(), Fail> {
             .and_then(|d| d.get("replicas"))
             .and_then(Value::as_i64)
             .or_else(|| svc.get("scale").and_then(Value::as_i64));
-        if svc.get("container_name").is_some() && replicas.is_some_and(|r| r > 1) {
+        if let Some(r) = replicas.filter(|r| *r > 1)
+            && svc.get("container_name").is_some()
+        {
             return Err((
-                p,
+                format!("{p}.container_name"),
                 format!(
-                    "services.deploy.replicas: can't set container_name and {name} as container name must be unique"
+                    "can't set container_name with {r} replicas: container names must be unique"
                 ),
             ));
         }

