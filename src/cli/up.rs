@@ -98,7 +98,14 @@ async fn plan_and_apply(
     let built = if args.no_build {
         pipeline::local::built_ids(local.as_ref(), project).await
     } else {
-        pipeline::local::build_all(local.as_ref(), project, &[], None, &progress).await?
+        pipeline::local::build_all(
+            local.as_ref(),
+            project,
+            &[],
+            platform(conns).as_deref(),
+            &progress,
+        )
+        .await?
     };
     let planned = pipeline::plan(project, fleet, conns, &built).await?;
     if !args.json {
@@ -198,6 +205,27 @@ async fn plan_and_apply(
             eprintln!("hoist: {f}");
         }
         Ok(ExitCode::from(1))
+    }
+}
+
+/// The platform images must be built for: the machines' own (`linux/arm64` for a
+/// fleet of aarch64 machines), when they all agree; else the local engine's.
+fn platform(conns: &Connections) -> Option<String> {
+    let mut archs: Vec<&str> = conns
+        .results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|e| match e.facts.arch.as_str() {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        })
+        .collect();
+    archs.sort();
+    archs.dedup();
+    match archs.as_slice() {
+        [one] => Some(format!("linux/{one}")),
+        _ => None,
     }
 }
 
