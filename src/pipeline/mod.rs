@@ -2,6 +2,7 @@
 //! schedule → diff. `plan` prints the result; `up` carries out exactly that
 //! result (see `rollout`), so what the plan says is what happens.
 
+pub mod apply;
 pub mod local;
 pub mod resolve;
 pub mod rollout;
