@@ -92,6 +92,53 @@ impl Connections {
     }
 }
 
+impl Connections {
+    /// Forgets machine `i`'s engine (it stopped answering: `why`), closing its ssh master.
+    /// A long-running verb (`hoist watch`) then connects again with [`Connections::connect_again`].
+    pub async fn disconnect(&mut self, i: usize, why: MachineError) {
+        let old = std::mem::replace(&mut self.results[i].1, Err(why));
+        if let Ok(Engine {
+            tunnel: Some(t), ..
+        }) = old
+        {
+            // A master whose peer died may not answer; the Workdir's drop kills it at worst.
+            let _ = tokio::time::timeout(Duration::from_secs(2), t.close()).await;
+        }
+    }
+
+    /// A new connection to machine `i`, its local socket named by `socket_index` (unique
+    /// per attempt, so a half-closed earlier socket never collides). Store it with
+    /// [`Connections::set`].
+    pub async fn connect_again(
+        &self,
+        i: usize,
+        socket_index: usize,
+        timeout: Duration,
+    ) -> Result<Engine, MachineError> {
+        let machine = &self.results[i].0;
+        match tokio::time::timeout(
+            timeout,
+            connect(machine, &self.workdir, socket_index, timeout),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(MachineError::Timeout(timeout)),
+        }
+    }
+
+    /// Stores machine `i`'s new connection (or why it has none), closing the old one.
+    pub async fn set(&mut self, i: usize, result: Result<Engine, MachineError>) {
+        let old = std::mem::replace(&mut self.results[i].1, result);
+        if let Ok(Engine {
+            tunnel: Some(t), ..
+        }) = old
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t.close()).await;
+        }
+    }
+}
+
 /// Connects to every machine of `fleet` in parallel, each bounded by `timeout`.
 pub async fn connect_all(fleet: &Fleet, timeout: Duration) -> anyhow::Result<Connections> {
     let workdir = Workdir::new()

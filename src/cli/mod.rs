@@ -14,6 +14,7 @@ mod rollback;
 pub mod table;
 mod unlock;
 mod up;
+mod watch;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -61,6 +62,7 @@ enum Command {
     Down(down::DownArgs),
     Rollback(rollback::RollbackArgs),
     Unlock(unlock::UnlockArgs),
+    Watch(watch::WatchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -104,6 +106,7 @@ pub fn main() -> ExitCode {
             Command::Down(args) => down::run(&cli.global, &cli.project, args).await,
             Command::Rollback(args) => rollback::run(&cli.global, &cli.project, args).await,
             Command::Unlock(args) => unlock::run(&cli.global, &cli.project, args).await,
+            Command::Watch(args) => watch::run(&cli.global, &cli.project, args).await,
             }
         };
         tokio::select! {

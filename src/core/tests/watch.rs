@@ -42,7 +42,7 @@ fn a_lost_machine_gives_up_its_stateless_slots() {
         .run(&web, 3, "m3")
         .0;
     check(
-        lost_plan(&machines(&["m1", "m2", "m3"]), &[web.clone()], &observed, &["m2"]),
+        lost_plan(&machines(&["m1", "m2", "m3"]), std::slice::from_ref(&web), &observed, &["m2"]),
         "
 web
   m1
@@ -133,7 +133,11 @@ fn an_unhealthy_replica_is_replaced() {
     let mut observed = fleet(&["m1", "m2"]).run(&web, 1, "m1").run(&web, 2, "m2").0;
     observed.containers[1].health = Health::Unhealthy;
     check(
-        super::plan_text(&machines(&["m1", "m2"]), &[web.clone()], &observed),
+        super::plan_text(
+            &machines(&["m1", "m2"]),
+            std::slice::from_ref(&web),
+            &observed,
+        ),
         "
 web
   m2
