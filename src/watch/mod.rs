@@ -24,7 +24,7 @@ use crate::model::Project;
 use crate::observe::{self, Observation};
 use crate::pipeline::{self, Inputs};
 use anyhow::Result;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// How watch runs.
@@ -108,6 +108,8 @@ pub async fn run(
     ));
     let mut round: u64 = 0;
     let mut quiet_since = Instant::now();
+    // Slots reported as possibly on an unreachable machine, so each is said once.
+    let mut held: BTreeSet<String> = BTreeSet::new();
     loop {
         round += 1;
         let began = Instant::now();
@@ -185,19 +187,25 @@ pub async fn run(
                         }
                     }
                 });
-                for w in planned
+                let unknown: BTreeSet<String> = planned
                     .plan
                     .unknown
                     .iter()
-                    .filter(|u| !u.volumes.is_empty())
-                {
-                    if round == 1 || machines.lost().iter().any(|m| w.machines.contains(m)) {
+                    .map(|u| format!("{}.{}", u.service, u.slot.label_value()))
+                    .collect();
+                held.retain(|k| unknown.contains(k));
+                for w in &planned.plan.unknown {
+                    if held.insert(format!("{}.{}", w.service, w.slot.label_value())) {
                         log(&format!(
-                            "{}.{}: stateful (volume {}), may be on {}: not moved",
+                            "{}.{}: may be running on unreachable {}: {}",
                             w.service,
                             w.slot.label_value(),
-                            w.volumes.join(", "),
-                            w.machines.join(", ")
+                            w.machines.join(", "),
+                            if w.volumes.is_empty() {
+                                "not placed elsewhere until that machine is lost".to_string()
+                            } else {
+                                format!("stateful (volume {}), never moved", w.volumes.join(", "))
+                            }
                         ));
                     }
                 }
