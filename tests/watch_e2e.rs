@@ -320,11 +320,14 @@ fn crashed_and_unhealthy_replicas_are_replaced() {
         },
         || format!("{:?}\n{}", p.containers(lab), watch.log()),
     );
-    let log = watch.stop();
-    assert!(
-        log.contains("keeps failing; next try in"),
-        "crashy backs off:\n{log}"
+    // Crashing again and again, it waits longer each time.
+    wait_for(
+        Duration::from_secs(120),
+        "crashy backs off",
+        || watch.log().contains("keeps failing; next try in"),
+        || watch.log(),
     );
+    watch.stop();
 }
 
 const BURN: &str = "
