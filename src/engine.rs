@@ -71,7 +71,8 @@ pub struct Engine {
 /// Call `close` when done; dropping also cleans up, only less politely.
 pub struct Connections {
     pub results: Vec<(Machine, Result<Engine, MachineError>)>,
-    workdir: Workdir,
+    /// Shared with connections still being made in the background (`connect_again`).
+    workdir: std::sync::Arc<Workdir>,
 }
 
 impl Connections {
@@ -107,23 +108,24 @@ impl Connections {
     }
 
     /// A new connection to machine `i`, its local socket named by `socket_index` (unique
-    /// per attempt, so a half-closed earlier socket never collides). Store it with
-    /// [`Connections::set`].
-    pub async fn connect_again(
+    /// per attempt, so a half-closed earlier socket never collides). The future owns what it
+    /// needs, so it can run in the background while this set is in use; store its result
+    /// with [`Connections::set`].
+    pub fn connect_again(
         &self,
         i: usize,
         socket_index: usize,
         timeout: Duration,
-    ) -> Result<Engine, MachineError> {
-        let machine = &self.results[i].0;
-        match tokio::time::timeout(
-            timeout,
-            connect(machine, &self.workdir, socket_index, timeout),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(MachineError::Timeout(timeout)),
+    ) -> impl std::future::Future<Output = Result<Engine, MachineError>> + Send + 'static {
+        let machine = self.results[i].0.clone();
+        let workdir = std::sync::Arc::clone(&self.workdir);
+        async move {
+            match tokio::time::timeout(timeout, connect(&machine, &workdir, socket_index, timeout))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(MachineError::Timeout(timeout)),
+            }
         }
     }
 
@@ -159,7 +161,7 @@ pub async fn connect_all(fleet: &Fleet, timeout: Duration) -> anyhow::Result<Con
     results.sort_by_key(|(i, _, _)| *i);
     Ok(Connections {
         results: results.into_iter().map(|(_, m, r)| (m, r)).collect(),
-        workdir,
+        workdir: std::sync::Arc::new(workdir),
     })
 }
 

@@ -44,6 +44,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: WatchArgs) -
         interval: args.interval,
         probe: args.probe_timeout,
         grace: args.grace,
+        connect: global.timeout,
         trust_after: args.trust_after.max(1),
         rounds: args.rounds,
     };

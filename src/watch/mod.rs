@@ -36,6 +36,8 @@ pub struct Options {
     pub probe: Duration,
     /// How long a machine may not answer before it is lost.
     pub grace: Duration,
+    /// How long one attempt to connect again to a machine may take (in the background).
+    pub connect: Duration,
     /// Rounds in a row a lost machine must answer before it is trusted again.
     pub trust_after: u32,
     /// Stop after this many rounds (tests, one-shot use); `None`: until stopped.
@@ -107,13 +109,15 @@ pub async fn run(
         opts.trust_after
     ));
     let mut round: u64 = 0;
+    let mut reconnects = Reconnects::default();
     let mut quiet_since = Instant::now();
     // Slots reported as possibly on an unreachable machine, so each is said once.
     let mut held: BTreeSet<String> = BTreeSet::new();
     loop {
         round += 1;
         let began = Instant::now();
-        let mut observation = observe_and_reconnect(conns, &project.name, opts, round).await;
+        let mut observation =
+            observe_and_reconnect(conns, &mut reconnects, &project.name, opts, round).await;
         let answers: BTreeMap<String, Result<(), String>> = observation
             .machines
             .iter()
@@ -254,31 +258,31 @@ fn new_record(service: &str, d: &autoscale::Decision) -> record::Record {
     }
 }
 
-/// Observes every connected machine (bounded by `opts.probe`) while connecting again to those
-/// that are not; a machine that does not answer is disconnected, to be connected again later.
+/// Connections being made again in the background, by machine index.
+#[derive(Default)]
+struct Reconnects {
+    running: tokio::task::JoinSet<(usize, Result<crate::engine::Engine, MachineError>)>,
+    pending: BTreeSet<usize>,
+}
+
+/// Observes every connected machine (bounded by `opts.probe`); a machine that does not answer
+/// is disconnected and dialled again in the background, never holding up a round.
 async fn observe_and_reconnect(
     conns: &mut Connections,
+    reconnects: &mut Reconnects,
     project: &str,
     opts: &Options,
     round: u64,
 ) -> Observation {
-    let n = conns.results.len();
-    let missing: Vec<usize> = (0..n).filter(|&i| conns.results[i].1.is_err()).collect();
-    let (observation, reconnected) = {
-        let c: &Connections = conns;
-        let reconnects = missing.iter().map(|&i| async move {
-            let socket = n * round as usize + i;
-            (
-                i,
-                c.connect_again(i, socket, opts.probe.max(Duration::from_secs(2)))
-                    .await,
-            )
-        });
-        tokio::join!(
-            observe::observe_within(c, project, opts.probe),
-            futures_util::future::join_all(reconnects)
-        )
-    };
+    while let Some(done) = reconnects.running.try_join_next() {
+        let Ok((i, result)) = done else { continue };
+        reconnects.pending.remove(&i);
+        if result.is_ok() {
+            log(&format!("{}: connected again", conns.results[i].0.name));
+        }
+        conns.set(i, result).await;
+    }
+    let observation = observe::observe_within(conns, project, opts.probe).await;
     for (i, (_, state)) in observation.machines.iter().enumerate() {
         if let Err(why) = state
             && conns.results[i].1.is_ok()
@@ -286,11 +290,13 @@ async fn observe_and_reconnect(
             conns.disconnect(i, MachineError::Docker(why.clone())).await;
         }
     }
-    for (i, result) in reconnected {
-        if result.is_ok() {
-            log(&format!("{}: connected again", conns.results[i].0.name));
+    let n = conns.results.len();
+    for i in 0..n {
+        if conns.results[i].1.is_err() && reconnects.pending.insert(i) {
+            let socket = n * round as usize + i;
+            let attempt = conns.connect_again(i, socket, opts.connect);
+            reconnects.running.spawn(async move { (i, attempt.await) });
         }
-        conns.set(i, result).await;
     }
     observation
 }
