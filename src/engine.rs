@@ -96,14 +96,17 @@ impl Connections {
 impl Connections {
     /// Forgets machine `i`'s engine (it stopped answering: `why`), closing its ssh master.
     /// A long-running verb (`hoist watch`) then connects again with [`Connections::connect_again`].
-    pub async fn disconnect(&mut self, i: usize, why: MachineError) {
+    pub fn disconnect(&mut self, i: usize, why: MachineError) {
         let old = std::mem::replace(&mut self.results[i].1, Err(why));
         if let Ok(Engine {
             tunnel: Some(t), ..
         }) = old
         {
-            // A master whose peer died may not answer; the Workdir's drop kills it at worst.
-            let _ = tokio::time::timeout(Duration::from_secs(2), t.close()).await;
+            // A master whose peer hangs may not answer: close it in the background (the
+            // Workdir's drop kills it at worst), so the caller is never held up.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), t.close()).await;
+            });
         }
     }
 
@@ -130,13 +133,17 @@ impl Connections {
     }
 
     /// Stores machine `i`'s new connection (or why it has none), closing the old one.
-    pub async fn set(&mut self, i: usize, result: Result<Engine, MachineError>) {
+    pub fn set(&mut self, i: usize, result: Result<Engine, MachineError>) {
         let old = std::mem::replace(&mut self.results[i].1, result);
         if let Ok(Engine {
             tunnel: Some(t), ..
         }) = old
         {
-            let _ = tokio::time::timeout(Duration::from_secs(2), t.close()).await;
+            // A master whose peer hangs may not answer: close it in the background (the
+            // Workdir's drop kills it at worst), so the caller is never held up.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), t.close()).await;
+            });
         }
     }
 }

@@ -280,14 +280,14 @@ async fn observe_and_reconnect(
         if result.is_ok() {
             log(&format!("{}: connected again", conns.results[i].0.name));
         }
-        conns.set(i, result).await;
+        conns.set(i, result);
     }
     let observation = observe::observe_within(conns, project, opts.probe).await;
     for (i, (_, state)) in observation.machines.iter().enumerate() {
         if let Err(why) = state
             && conns.results[i].1.is_ok()
         {
-            conns.disconnect(i, MachineError::Docker(why.clone())).await;
+            conns.disconnect(i, MachineError::Docker(why.clone()));
         }
     }
     let n = conns.results.len();
