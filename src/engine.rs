@@ -74,7 +74,8 @@ pub struct Engine {
 /// Call `close` when done; dropping also cleans up, only less politely.
 pub struct Connections {
     pub results: Vec<(Machine, Result<Engine, MachineError>)>,
-    workdir: Workdir,
+    /// Shared with connections still being made in the background (`connect_again`).
+    workdir: std::sync::Arc<Workdir>,
 }
 
 impl Connections {
@@ -92,6 +93,61 @@ impl Connections {
             });
         futures_util::future::join_all(closes).await;
         drop(workdir);
+    }
+}
+
+impl Connections {
+    /// Forgets machine `i`'s engine (it stopped answering: `why`), closing its ssh master.
+    /// A long-running verb (`hoist watch`) then connects again with [`Connections::connect_again`].
+    pub fn disconnect(&mut self, i: usize, why: MachineError) {
+        let old = std::mem::replace(&mut self.results[i].1, Err(why));
+        if let Ok(Engine {
+            tunnel: Some(t), ..
+        }) = old
+        {
+            // A master whose peer hangs may not answer: close it in the background (the
+            // Workdir's drop kills it at worst), so the caller is never held up.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), t.close()).await;
+            });
+        }
+    }
+
+    /// A new connection to machine `i`, its local socket named by `socket_index` (unique
+    /// per attempt, so a half-closed earlier socket never collides). The future owns what it
+    /// needs, so it can run in the background while this set is in use; store its result
+    /// with [`Connections::set`].
+    pub fn connect_again(
+        &self,
+        i: usize,
+        socket_index: usize,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<Engine, MachineError>> + Send + 'static {
+        let machine = self.results[i].0.clone();
+        let workdir = std::sync::Arc::clone(&self.workdir);
+        async move {
+            match tokio::time::timeout(timeout, connect(&machine, &workdir, socket_index, timeout))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(MachineError::Timeout(timeout)),
+            }
+        }
+    }
+
+    /// Stores machine `i`'s new connection (or why it has none), closing the old one.
+    pub fn set(&mut self, i: usize, result: Result<Engine, MachineError>) {
+        let old = std::mem::replace(&mut self.results[i].1, result);
+        if let Ok(Engine {
+            tunnel: Some(t), ..
+        }) = old
+        {
+            // A master whose peer hangs may not answer: close it in the background (the
+            // Workdir's drop kills it at worst), so the caller is never held up.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), t.close()).await;
+            });
+        }
     }
 }
 
@@ -115,7 +171,7 @@ pub async fn connect_all(fleet: &Fleet, timeout: Duration) -> anyhow::Result<Con
     results.sort_by_key(|(i, _, _)| *i);
     Ok(Connections {
         results: results.into_iter().map(|(_, m, r)| (m, r)).collect(),
-        workdir,
+        workdir: std::sync::Arc::new(workdir),
     })
 }
 

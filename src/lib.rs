@@ -18,3 +18,4 @@ pub mod observe;
 pub mod pipeline;
 pub mod ship;
 pub mod transport;
+pub mod watch;

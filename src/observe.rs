@@ -96,6 +96,28 @@ pub async fn observe(conns: &Connections, project: &str) -> Observation {
     }
 }
 
+/// [`observe`], each machine bounded by `within`: one that does not answer in time
+/// comes back with an error saying so (`hoist watch` polls with a short bound).
+pub async fn observe_within(
+    conns: &Connections,
+    project: &str,
+    within: std::time::Duration,
+) -> Observation {
+    let reads = conns.results.iter().map(|(machine, engine)| async move {
+        let state = match engine {
+            Ok(e) => match tokio::time::timeout(within, read_machine(&e.docker, project)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {:.1}s", within.as_secs_f64())),
+            },
+            Err(err) => Err(err.to_string()),
+        };
+        (machine.name.clone(), state)
+    });
+    Observation {
+        machines: futures_util::future::join_all(reads).await,
+    }
+}
+
 fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([(
         "label".to_string(),

@@ -15,6 +15,7 @@ mod rollback;
 pub mod table;
 mod unlock;
 mod up;
+mod watch;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -64,6 +65,7 @@ enum Command {
     Unlock(unlock::UnlockArgs),
     Completions(completions::CompletionsArgs),
     Manpage(completions::ManpageArgs),
+    Watch(watch::WatchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -109,6 +111,7 @@ pub fn main() -> ExitCode {
             Command::Unlock(args) => unlock::run(&cli.global, &cli.project, args).await,
             Command::Completions(args) => Ok(completions::completions(args)),
             Command::Manpage(args) => completions::manpage(args),
+            Command::Watch(args) => watch::run(&cli.global, &cli.project, args).await,
             }
         };
         tokio::select! {

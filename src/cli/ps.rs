@@ -31,6 +31,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let seen = observe::observe(&conns, project).await;
+    let scale = crate::watch::record::read(&conns, project).await;
     conns.close().await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -83,7 +84,8 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"schema": 1, "project": project, "replicas": records, "unreachable": unread})
+                &json!({"schema": 1, "project": project, "replicas": records, "unreachable": unread,
+                    "scale": scale.values().collect::<Vec<_>>()})
             )?
         );
     } else {
@@ -96,6 +98,12 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
                 &rows
             )
         );
+        for r in scale.values() {
+            println!(
+                "{}: {} replicas set by hoist watch at {}: {}",
+                r.service, r.replicas, r.at, r.reason
+            );
+        }
         for u in &unread {
             eprintln!("hoist: could not read {u}");
         }

@@ -4,15 +4,14 @@
 
 use super::Global;
 use super::project_args::ProjectArgs;
+use crate::apply::lock;
 use crate::apply::progress::Progress;
 use crate::apply::rollout::Verdict;
-use crate::apply::{image, lock, ops, rollout};
 use crate::engine::{self, Connections};
-use crate::pipeline::{self, Planned};
+use crate::pipeline;
 use anyhow::{Result, bail};
 use bollard::Docker;
 use clap::Args;
-use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -48,21 +47,13 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: UpArgs) -> R
     result
 }
 
-fn engines_of(conns: &Connections) -> Vec<(String, Docker)> {
-    conns
-        .results
-        .iter()
-        .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.clone(), e.docker.clone())))
-        .collect()
-}
-
 async fn deploy(
     project: &crate::model::Project,
     fleet: &crate::inventory::Fleet,
     conns: &Connections,
     args: &UpArgs,
 ) -> Result<ExitCode> {
-    let engines = engines_of(conns);
+    let engines = pipeline::apply::engines_of(conns);
     let unreachable: Vec<String> = conns
         .results
         .iter()
@@ -112,7 +103,8 @@ async fn plan_and_apply(
         eprint!("{}", planned.plan.render_text());
     }
     if !planned.plan.has_changes() {
-        let pruned = prune_previous(&planned, engines).await;
+        let pruned =
+            pipeline::apply::prune_previous(&planned.observed, &planned.previous, engines).await;
         if args.json {
             println!(
                 "{}",
@@ -125,33 +117,11 @@ async fn plan_and_apply(
         eprintln!("hoist: nothing changed");
         return Ok(ExitCode::from(1));
     }
-    let release = release_id();
-    let (prep, services) = pipeline::rollout::build(&planned, &release)?;
-    let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
-    let containerd: std::collections::HashSet<String> = conns
-        .results
-        .iter()
-        .filter_map(|(m, r)| {
-            r.as_ref()
-                .ok()
-                .filter(|e| e.facts.containerd_image_store)
-                .map(|_| m.name.clone())
-        })
-        .collect();
-    let shipped = prepare(
-        &prep,
-        &by_name,
-        &planned.resolved.project,
-        local.as_ref(),
-        &containerd,
-        &progress,
-    )
-    .await?;
-    let report = rollout::run(&services, &by_name, &progress).await;
-    let after = pipeline::plan(project, fleet, conns, &built).await.ok();
-    if let Some(after) = &after {
-        prune_previous(after, engines).await;
-    }
+    let pipeline::apply::Applied {
+        release,
+        report,
+        shipped,
+    } = pipeline::apply::apply_plan(&planned, conns, local.as_ref(), &progress).await?;
     let mut failed = Vec::new();
     for (service, outcomes, verdict) in &report.services {
         let done = outcomes.iter().filter(|o| o.result.is_ok()).count();
@@ -227,185 +197,4 @@ fn platform(conns: &Connections) -> Option<String> {
         [one] => Some(format!("linux/{one}")),
         _ => None,
     }
-}
-
-/// Networks, volumes and images on each machine, before any container changes.
-/// Images a machine lacks are shipped from the local engine when it has them
-/// (layers the machine already holds stay behind), else pulled. Returns what was
-/// shipped, for the summary and `--json`.
-async fn prepare(
-    prep: &pipeline::rollout::Preparation,
-    engines: &HashMap<String, Docker>,
-    project: &str,
-    local: Option<&Docker>,
-    containerd: &std::collections::HashSet<String>,
-    progress: &Progress,
-) -> Result<Vec<serde_json::Value>> {
-    let get = |m: &str| {
-        engines
-            .get(m)
-            .ok_or_else(|| anyhow::anyhow!("machine {m} is not connected"))
-    };
-    for (m, name, spec) in &prep.networks {
-        ops::ensure_network(get(m)?, name, project, spec)
-            .await
-            .map_err(|e| anyhow::anyhow!("{m}: {e:#}"))?;
-        progress.finish(&format!("network@{m}"), &format!("{name} ready"));
-    }
-    for (m, name, spec) in &prep.volumes {
-        ops::ensure_volume(get(m)?, name, project, spec)
-            .await
-            .map_err(|e| anyhow::anyhow!("{m}: {e:#}"))?;
-        progress.finish(&format!("volume@{m}"), &format!("{name} ready"));
-    }
-    // Which images each machine lacks, and which of those the local engine can ship.
-    let mut exports: HashMap<String, crate::ship::Exported> = HashMap::new();
-    let mut todo = Vec::new();
-    for (m, img, policy, built_id) in &prep.images {
-        let policy: image::PullPolicy = (*policy).into();
-        let on_machine = get(m)?.inspect_image(img).await.ok().and_then(|i| i.id);
-        let satisfied = match built_id {
-            // Built here: the machine must run exactly this build, whatever its tag says.
-            Some(id) => on_machine.as_deref() == Some(id.as_str()),
-            None => on_machine.is_some() && policy != image::PullPolicy::Always,
-        };
-        if satisfied {
-            continue;
-        }
-        if let Some(local) = local
-            && !exports.contains_key(img)
-            && local.inspect_image(img).await.is_ok()
-        {
-            progress.step(&format!("export {img}"), "exporting from the local engine");
-            let e = crate::ship::export(local, img).await?;
-            progress.finish(&format!("export {img}"), "exported");
-            exports.insert(img.clone(), e);
-        }
-        todo.push((m.clone(), img.clone(), policy));
-    }
-    let jobs = todo.into_iter().map(|(m, img, policy)| {
-        let exports = &exports;
-        async move {
-            let docker = get(&m)?;
-            let key = format!("image@{m}");
-            if let Some(exported) = exports.get(&img) {
-                let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-                let whole = containerd.contains(&m);
-                if whole {
-                    progress.note(&format!(
-                        "{m}: its engine keeps images in containerd's store, which needs whole archives: sending all of {img}'s layers"
-                    ));
-                }
-                progress.step(&key, &format!("shipping {img}"));
-                // Bytes and rate while the archive travels.
-                let ticker = {
-                    let counter = counter.clone();
-                    let started = std::time::Instant::now();
-                    let (key, img) = (key.clone(), img.clone());
-                    async move {
-                        loop {
-                            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                            let sent = counter.load(std::sync::atomic::Ordering::Relaxed);
-                            let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
-                            progress.step(
-                                &key,
-                                &format!(
-                                    "shipping {img}: {} ({}/s)",
-                                    crate::cli::table::bytes(sent),
-                                    crate::cli::table::bytes(rate as u64)
-                                ),
-                            );
-                        }
-                    }
-                };
-                let s = tokio::select! {
-                    s = crate::ship::ship_to(exported, &m, docker, counter.clone(), whole) => s?,
-                    _ = ticker => unreachable!("the ticker never ends"),
-                };
-                progress.finish(
-                    &key,
-                    &format!(
-                        "{img}: sent {} ({} layers sent, {} already there)",
-                        crate::cli::table::bytes(s.bytes_sent),
-                        s.layers_sent,
-                        s.layers_skipped
-                    ),
-                );
-                Ok::<Option<serde_json::Value>, anyhow::Error>(Some(serde_json::json!({
-                    "machine": m, "image": img, "bytes": s.bytes_sent,
-                    "layers_sent": s.layers_sent, "layers_skipped": s.layers_skipped,
-                })))
-            } else {
-                progress.step(&key, &format!("pulling {img}"));
-                image::ensure(docker, &m, &img, policy).await?;
-                progress.finish(&key, &format!("{img} pulled"));
-                Ok(None)
-            }
-        }
-    });
-    let mut shipped = Vec::new();
-    for r in futures_util::future::join_all(jobs).await {
-        if let Some(s) = r? {
-            shipped.push(s);
-        }
-    }
-    Ok(shipped)
-}
-
-/// Keeps one previous release per slot (for rollback) and removes older ones,
-/// and those of slots that no longer exist.
-async fn prune_previous(planned: &Planned, engines: &[(String, Docker)]) -> usize {
-    let mut newest: HashMap<(String, String, String), (i64, String)> = HashMap::new();
-    let live: std::collections::HashSet<(String, String, String)> = planned
-        .observed
-        .containers
-        .iter()
-        .map(|c| (c.machine.clone(), c.service.clone(), c.slot.label_value()))
-        .collect();
-    let mut remove = Vec::new();
-    for (machine, c) in &planned.previous {
-        let key = (
-            machine.clone(),
-            c.service.clone(),
-            c.slot.as_ref().map(|s| s.label_value()).unwrap_or_default(),
-        );
-        if !live.contains(&key) {
-            remove.push((machine.clone(), c.id.clone()));
-            continue;
-        }
-        match newest.get(&key) {
-            Some((created, _)) if *created >= c.created => {
-                remove.push((machine.clone(), c.id.clone()))
-            }
-            Some((_, id)) => {
-                remove.push((machine.clone(), id.clone()));
-                newest.insert(key, (c.created, c.id.clone()));
-            }
-            None => {
-                newest.insert(key, (c.created, c.id.clone()));
-            }
-        }
-    }
-    let mut n = 0;
-    for (machine, id) in remove {
-        if let Some((_, d)) = engines.iter().find(|(m, _)| *m == machine)
-            && ops::remove(d, &id).await.is_ok()
-        {
-            n += 1;
-        }
-    }
-    n
-}
-
-/// A release name that sorts by time: `20261126-184701`.
-fn release_id() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    crate::apply::time::rfc3339(secs)
-        .replace(['-', ':'], "")
-        .replace('T', "-")
-        .trim_end_matches('Z')
-        .to_string()
 }

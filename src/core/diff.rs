@@ -5,7 +5,7 @@
 //! leave it, start it, replace it (and in which order), move it, or remove it. Nothing is
 //! planned on a machine that could not be observed.
 
-use super::observed::{ContainerState, Observed, ObservedContainer, Slot, SlotName};
+use super::observed::{ContainerState, Health, Observed, ObservedContainer, Slot, SlotName};
 use super::plan::{Action, ContainerRef, Plan, Step, Unknown};
 use super::schedule::{Departure, Desired, Placement};
 use super::workload::{Mode, UpdateOrder, Workload, dependency_order};
@@ -340,6 +340,18 @@ fn compare(w: &Workload, p: &Placement, c: &ObservedContainer) -> (Action, Vec<S
         );
     }
     match &c.state {
+        // The engine keeps an unhealthy container running; Swarm replaces it, and so do we.
+        ContainerState::Running if c.health == Health::Unhealthy => {
+            let (order, order_reason) = update_order(w);
+            (
+                Action::Replace {
+                    container,
+                    order,
+                    order_reason,
+                },
+                vec!["container is unhealthy, spec unchanged".to_string()],
+            )
+        }
         ContainerState::Running | ContainerState::Restarting | ContainerState::Paused => {
             (Action::Unchanged { container }, Vec::new())
         }

@@ -10,7 +10,9 @@
 //! never depends on input order:
 //! 1. keep: every observed replica whose machine still qualifies stays there (best copy first
 //!    when a slot has duplicates), and its reservations and ports are counted;
-//! 2. hold: a missing slot that may be on an unreachable machine is left unplaced;
+//! 2. hold: a missing slot that may be on an unreachable machine is left unplaced — unless
+//!    the caller declared that machine *lost* ([`schedule_with`]) and the service keeps no
+//!    local data: then the machine counts as gone from the inventory and the slot is placed;
 //! 3. place: global services first, then replicated ones by name, each new slot going down the
 //!    spread tree to the branch with fewest replicas of the service, then to the machine with
 //!    fewest replicas of the service, fewest replicas overall, then by name.
@@ -96,6 +98,8 @@ struct Svc<'a> {
 struct Node<'a> {
     view: &'a MachineView,
     unreachable: Option<&'a str>,
+    /// Declared lost by the caller: unreachable long enough that its stateless slots go elsewhere.
+    lost: bool,
     cpu_used: u64,
     mem_used: u64,
     ports: Vec<(HostPort, String)>,
@@ -117,6 +121,19 @@ pub fn schedule(
     machines: &[MachineView],
     observed: &Observed,
 ) -> Result<Desired, ScheduleError> {
+    schedule_with(workloads, machines, observed, &BTreeSet::new())
+}
+
+/// [`schedule`], with machines declared `lost`: unreachable for longer than the caller's grace
+/// period (`hoist watch`). For services without a local volume a lost machine counts as gone
+/// from the inventory, so the slots it may hold are placed elsewhere; a stateful slot is still
+/// held (its data is there). A lost machine that is reachable again is an ordinary machine.
+pub fn schedule_with(
+    workloads: &[Workload],
+    machines: &[MachineView],
+    observed: &Observed,
+    lost: &BTreeSet<String>,
+) -> Result<Desired, ScheduleError> {
     let mut svcs = validate(workloads)?;
     let mut views: Vec<&MachineView> = machines.iter().collect();
     views.sort_by(|a, b| a.name.cmp(&b.name));
@@ -126,6 +143,7 @@ pub fn schedule(
         .map(|v| Node {
             view: v,
             unreachable: observed.unreachable_reason(&v.name),
+            lost: lost.contains(&v.name),
             cpu_used: 0,
             mem_used: 0,
             ports: Vec::new(),
@@ -543,8 +561,10 @@ impl<'a> Scheduler<'a> {
                 continue;
             }
             if !seen.contains(&slot) {
+                let stateless = self.svcs[si].w.volumes.is_empty();
                 let maybe_on: Vec<String> = (0..self.n())
                     .filter(|&m| self.nodes[m].unreachable.is_some())
+                    .filter(|&m| !(stateless && self.nodes[m].lost))
                     .filter(|&m| !matches!(self.fit[si * self.n() + m], Fit::No(_)))
                     .map(|m| self.nodes[m].view.name.clone())
                     .collect();

@@ -2,6 +2,7 @@
 //! schedule → diff. `plan` prints the result; `up` carries out exactly that
 //! result (see `rollout`), so what the plan says is what happens.
 
+pub mod apply;
 pub mod local;
 pub mod resolve;
 pub mod rollout;
@@ -10,6 +11,7 @@ use crate::core::fleet_view::MachineView;
 use crate::core::observed::{ContainerState, Health, Observed, ObservedContainer, Reach};
 use crate::core::plan::Plan;
 use crate::core::spec::ContainerSpec;
+use crate::core::workload::Mode;
 use crate::engine::Connections;
 use crate::inventory::Fleet;
 use crate::labels;
@@ -17,6 +19,7 @@ use crate::model::Project;
 use crate::observe::{self, Observation, SeenContainer};
 use anyhow::Result;
 use resolve::Resolved;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The plan and everything it was computed from.
 pub struct Planned {
@@ -124,26 +127,61 @@ pub fn observed(
     (out, previous)
 }
 
+/// What `hoist watch` adds to the inputs of a plan; empty for `plan` and `up`.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Replica counts that replace the compose file's (the autoscaler's choice), by service.
+    /// Only replicated services are affected.
+    pub replicas: BTreeMap<String, u32>,
+    /// Machines unreachable for longer than watch's grace period: their stateless slots are
+    /// placed elsewhere (see `core::schedule::schedule_with`).
+    pub lost: BTreeSet<String>,
+}
+
 /// Computes the plan for `project` on `fleet` from what `conns` observe.
-/// `built`: service → local image ID for services built here.
+/// `built`: service → local image ID for services built here. Replica counts the
+/// autoscaler recorded on the machines (`hoist watch`) are honoured.
 pub async fn plan(
     project: &Project,
     fleet: &Fleet,
     conns: &Connections,
-    built: &std::collections::BTreeMap<String, String>,
+    built: &BTreeMap<String, String>,
 ) -> Result<Planned> {
-    let resolved = resolve::resolve(project, built)?;
-    let observation = observe::observe(conns, &resolved.project).await;
+    let observation = observe::observe(conns, &project.name).await;
+    let records = crate::watch::record::read(conns, &project.name).await;
+    let inputs = Inputs {
+        replicas: crate::watch::autoscale::recorded_replicas(project, &records),
+        lost: BTreeSet::new(),
+    };
+    plan_observed(project, fleet, conns, built, &observation, &inputs)
+}
+
+/// The plan from an observation already made, with watch's `inputs`.
+pub fn plan_observed(
+    project: &Project,
+    fleet: &Fleet,
+    conns: &Connections,
+    built: &BTreeMap<String, String>,
+    observation: &Observation,
+    inputs: &Inputs,
+) -> Result<Planned> {
+    let mut resolved = resolve::resolve(project, built)?;
+    for w in &mut resolved.workloads {
+        if let (Mode::Replicated(_), Some(n)) = (w.mode, inputs.replicas.get(&w.service)) {
+            w.mode = Mode::Replicated(*n);
+        }
+    }
     let completing = project
         .services
         .keys()
         .filter(|s| resolve::completes(project, s))
         .cloned()
         .collect();
-    let (observed, previous) = observed(&observation, &completing);
+    let (observed, previous) = observed(observation, &completing);
     let views = machine_views(fleet, conns);
-    let desired = crate::core::schedule::schedule(&resolved.workloads, &views, &observed)
-        .map_err(|e| anyhow::anyhow!("cannot place the project on the machines:\n{e}"))?;
+    let desired =
+        crate::core::schedule::schedule_with(&resolved.workloads, &views, &observed, &inputs.lost)
+            .map_err(|e| anyhow::anyhow!("cannot place the project on the machines:\n{e}"))?;
     let plan = crate::core::diff::diff(&desired, &observed, &resolved.workloads);
     Ok(Planned {
         resolved,

@@ -147,7 +147,11 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
             Action::Replace {
                 container, order, ..
             } => {
-                let (name, request, extra_networks) = new_container(&step.machine)?;
+                let (mut name, request, extra_networks) = new_container(&step.machine)?;
+                // Same spec (an unhealthy or dead replica): the name is taken by the old one.
+                if name == container.name {
+                    name = format!("{name}-{release}");
+                }
                 list.push(Change::Replace {
                     machine: step.machine.clone(),
                     slot: slot_no,

@@ -7,6 +7,7 @@ mod fixtures;
 mod placement;
 mod rollout;
 mod state;
+mod watch;
 
 use super::diff::diff;
 use super::fleet_view::MachineView;

@@ -1,0 +1,265 @@
+//! Apply: carry out a plan on the machines — networks, volumes and images first,
+//! then the rollout — and tidy the previous releases after. `up` and `watch`
+//! share it, so both do exactly what the plan says in exactly the same way.
+//! The caller holds the deploy lock.
+
+use super::Planned;
+use crate::apply::progress::Progress;
+use crate::apply::rollout::{self, Report};
+use crate::apply::{image, ops};
+use crate::core::observed::Observed;
+use crate::engine::Connections;
+use crate::observe::SeenContainer;
+use anyhow::Result;
+use bollard::Docker;
+use std::collections::HashMap;
+
+/// What an apply did.
+pub struct Applied {
+    pub release: String,
+    pub report: Report,
+    /// Images shipped from the local engine, for the summary and `--json`.
+    pub shipped: Vec<serde_json::Value>,
+}
+
+/// Carries out `planned` on the connected machines as one new release, then keeps
+/// one previous release per slot. `local` is the engine images are shipped from.
+pub async fn apply_plan(
+    planned: &Planned,
+    conns: &Connections,
+    local: Option<&Docker>,
+    progress: &Progress,
+) -> Result<Applied> {
+    let engines = engines_of(conns);
+    let release = release_id();
+    let (prep, services) = super::rollout::build(planned, &release)?;
+    let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
+    let containerd: std::collections::HashSet<String> = conns
+        .results
+        .iter()
+        .filter_map(|(m, r)| {
+            r.as_ref()
+                .ok()
+                .filter(|e| e.facts.containerd_image_store)
+                .map(|_| m.name.clone())
+        })
+        .collect();
+    let shipped = prepare(
+        &prep,
+        &by_name,
+        &planned.resolved.project,
+        local,
+        &containerd,
+        progress,
+    )
+    .await?;
+    let report = rollout::run(&services, &by_name, progress).await;
+    let observation = crate::observe::observe(conns, &planned.resolved.project).await;
+    let completing = planned
+        .resolved
+        .services
+        .values()
+        .filter(|s| s.gate.completes)
+        .map(|s| s.name.clone())
+        .collect();
+    let (observed, previous) = super::observed(&observation, &completing);
+    prune_previous(&observed, &previous, &engines).await;
+    Ok(Applied {
+        release,
+        report,
+        shipped,
+    })
+}
+
+/// The engines of the machines that are connected, by machine name.
+pub fn engines_of(conns: &Connections) -> Vec<(String, Docker)> {
+    conns
+        .results
+        .iter()
+        .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.clone(), e.docker.clone())))
+        .collect()
+}
+
+/// Networks, volumes and images on each machine, before any container changes.
+/// Images a machine lacks are shipped from the local engine when it has them
+/// (layers the machine already holds stay behind), else pulled. Returns what was
+/// shipped, for the summary and `--json`.
+pub async fn prepare(
+    prep: &super::rollout::Preparation,
+    engines: &HashMap<String, Docker>,
+    project: &str,
+    local: Option<&Docker>,
+    containerd: &std::collections::HashSet<String>,
+    progress: &Progress,
+) -> Result<Vec<serde_json::Value>> {
+    let get = |m: &str| {
+        engines
+            .get(m)
+            .ok_or_else(|| anyhow::anyhow!("machine {m} is not connected"))
+    };
+    for (m, name, spec) in &prep.networks {
+        ops::ensure_network(get(m)?, name, project, spec)
+            .await
+            .map_err(|e| anyhow::anyhow!("{m}: {e:#}"))?;
+        progress.finish(&format!("network@{m}"), &format!("{name} ready"));
+    }
+    for (m, name, spec) in &prep.volumes {
+        ops::ensure_volume(get(m)?, name, project, spec)
+            .await
+            .map_err(|e| anyhow::anyhow!("{m}: {e:#}"))?;
+        progress.finish(&format!("volume@{m}"), &format!("{name} ready"));
+    }
+    // Which images each machine lacks, and which of those the local engine can ship.
+    let mut exports: HashMap<String, crate::ship::Exported> = HashMap::new();
+    let mut todo = Vec::new();
+    for (m, img, policy, built_id) in &prep.images {
+        let policy: image::PullPolicy = (*policy).into();
+        let on_machine = get(m)?.inspect_image(img).await.ok().and_then(|i| i.id);
+        let satisfied = match built_id {
+            // Built here: the machine must run exactly this build, whatever its tag says.
+            Some(id) => on_machine.as_deref() == Some(id.as_str()),
+            None => on_machine.is_some() && policy != image::PullPolicy::Always,
+        };
+        if satisfied {
+            continue;
+        }
+        if let Some(local) = local
+            && !exports.contains_key(img)
+            && local.inspect_image(img).await.is_ok()
+        {
+            progress.step(&format!("export {img}"), "exporting from the local engine");
+            let e = crate::ship::export(local, img).await?;
+            progress.finish(&format!("export {img}"), "exported");
+            exports.insert(img.clone(), e);
+        }
+        todo.push((m.clone(), img.clone(), policy));
+    }
+    let jobs = todo.into_iter().map(|(m, img, policy)| {
+        let exports = &exports;
+        async move {
+            let docker = get(&m)?;
+            let key = format!("image@{m}");
+            if let Some(exported) = exports.get(&img) {
+                let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let whole = containerd.contains(&m);
+                if whole {
+                    progress.note(&format!(
+                        "{m}: its engine keeps images in containerd's store, which needs whole archives: sending all of {img}'s layers"
+                    ));
+                }
+                progress.step(&key, &format!("shipping {img}"));
+                // Bytes and rate while the archive travels.
+                let ticker = {
+                    let counter = counter.clone();
+                    let started = std::time::Instant::now();
+                    let (key, img) = (key.clone(), img.clone());
+                    async move {
+                        loop {
+                            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                            let sent = counter.load(std::sync::atomic::Ordering::Relaxed);
+                            let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
+                            progress.step(
+                                &key,
+                                &format!(
+                                    "shipping {img}: {} ({}/s)",
+                                    crate::cli::table::bytes(sent),
+                                    crate::cli::table::bytes(rate as u64)
+                                ),
+                            );
+                        }
+                    }
+                };
+                let s = tokio::select! {
+                    s = crate::ship::ship_to(exported, &m, docker, counter.clone(), whole) => s?,
+                    _ = ticker => unreachable!("the ticker never ends"),
+                };
+                progress.finish(
+                    &key,
+                    &format!(
+                        "{img}: sent {} ({} layers sent, {} already there)",
+                        crate::cli::table::bytes(s.bytes_sent),
+                        s.layers_sent,
+                        s.layers_skipped
+                    ),
+                );
+                Ok::<Option<serde_json::Value>, anyhow::Error>(Some(serde_json::json!({
+                    "machine": m, "image": img, "bytes": s.bytes_sent,
+                    "layers_sent": s.layers_sent, "layers_skipped": s.layers_skipped,
+                })))
+            } else {
+                progress.step(&key, &format!("pulling {img}"));
+                image::ensure(docker, &m, &img, policy).await?;
+                progress.finish(&key, &format!("{img} pulled"));
+                Ok(None)
+            }
+        }
+    });
+    let mut shipped = Vec::new();
+    for r in futures_util::future::join_all(jobs).await {
+        if let Some(s) = r? {
+            shipped.push(s);
+        }
+    }
+    Ok(shipped)
+}
+
+/// Keeps one previous release per slot (for rollback) and removes older ones,
+/// and those of slots that no longer exist.
+pub async fn prune_previous(
+    observed: &Observed,
+    previous: &[(String, SeenContainer)],
+    engines: &[(String, Docker)],
+) -> usize {
+    let mut newest: HashMap<(String, String, String), (i64, String)> = HashMap::new();
+    let live: std::collections::HashSet<(String, String, String)> = observed
+        .containers
+        .iter()
+        .map(|c| (c.machine.clone(), c.service.clone(), c.slot.label_value()))
+        .collect();
+    let mut remove = Vec::new();
+    for (machine, c) in previous {
+        let key = (
+            machine.clone(),
+            c.service.clone(),
+            c.slot.as_ref().map(|s| s.label_value()).unwrap_or_default(),
+        );
+        if !live.contains(&key) {
+            remove.push((machine.clone(), c.id.clone()));
+            continue;
+        }
+        match newest.get(&key) {
+            Some((created, _)) if *created >= c.created => {
+                remove.push((machine.clone(), c.id.clone()))
+            }
+            Some((_, id)) => {
+                remove.push((machine.clone(), id.clone()));
+                newest.insert(key, (c.created, c.id.clone()));
+            }
+            None => {
+                newest.insert(key, (c.created, c.id.clone()));
+            }
+        }
+    }
+    let mut n = 0;
+    for (machine, id) in remove {
+        if let Some((_, d)) = engines.iter().find(|(m, _)| *m == machine)
+            && ops::remove(d, &id).await.is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A release name that sorts by time: `20261126-184701`.
+pub fn release_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    crate::apply::time::rfc3339(secs)
+        .replace(['-', ':'], "")
+        .replace('T', "-")
+        .trim_end_matches('Z')
+        .to_string()
+}

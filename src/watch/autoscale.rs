@@ -1,0 +1,388 @@
+//! Autoscaling on CPU: `x-hoist: {autoscale: {min, max, cpu, cooldown}}` on a service.
+//!
+//! Each round watch samples every running replica's CPU from its engine (one-shot stats;
+//! the usage delta between two rounds), averages it over the service's replicas, and
+//! chooses a replica count the way Kubernetes' HPA does: `ceil(current × average / target)`,
+//! at least one more when above the target, never beyond `max`; below the target it waits
+//! for `cooldown` before scaling down (to `min` once the load is gone). The count is an input
+//! of the plan (`pipeline::Inputs::replicas`), never a rewrite of the compose file, and each
+//! decision is recorded on the machines (`record`) with its reason.
+
+use super::record::Record;
+use crate::model::Project;
+use anyhow::{Result, bail};
+use bollard::Docker;
+use bollard::query_parameters::StatsOptions;
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// One service's autoscale settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub min: u32,
+    pub max: u32,
+    /// Target CPU per replica, in percent of one CPU (as `docker stats` shows it).
+    pub cpu: f64,
+    /// How long the average must stay below the target before scaling down.
+    pub cooldown: Duration,
+}
+
+const DEFAULT_CPU: f64 = 70.0;
+const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+
+/// The autoscaled services of `project` and their policies; every mistake is reported.
+pub fn policies(project: &Project) -> Result<BTreeMap<String, Policy>> {
+    let mut out = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (name, svc) in &project.services {
+        let Some(a) = svc.extension("x-hoist").and_then(|x| x.get("autoscale")) else {
+            continue;
+        };
+        let global = svc
+            .deploy
+            .as_ref()
+            .and_then(|d| d.mode.as_deref())
+            .is_some_and(|m| m == "global");
+        match parse(a, global) {
+            Ok(p) => {
+                out.insert(name.clone(), p);
+            }
+            Err(e) => problems.push(format!("services.{name}.x-hoist.autoscale: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(out)
+}
+
+fn parse(v: &Value, global: bool) -> Result<Policy> {
+    if global {
+        bail!(
+            "a global service runs one replica per machine; autoscale needs deploy.mode: replicated"
+        );
+    }
+    let Some(map) = v.as_object() else {
+        bail!("expected a mapping with min, max, cpu, cooldown");
+    };
+    for key in map.keys() {
+        if !["min", "max", "cpu", "cooldown"].contains(&key.as_str()) {
+            bail!("unknown key {key:?} (min, max, cpu, cooldown)");
+        }
+    }
+    let count = |key: &str| -> Result<Option<u32>> {
+        match map.get(key) {
+            None => Ok(None),
+            Some(v) => match v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            {
+                Some(n) if n <= 10_000 => Ok(Some(n as u32)),
+                _ => bail!("{key}: {v} is not a replica count"),
+            },
+        }
+    };
+    let min = count("min")?.unwrap_or(1);
+    let Some(max) = count("max")? else {
+        bail!("max is required");
+    };
+    if max == 0 || min > max {
+        bail!("min {min} and max {max}: need 1 ≤ max and min ≤ max");
+    }
+    let cpu = match map.get("cpu") {
+        None => DEFAULT_CPU,
+        Some(v) => match v.as_f64().or_else(|| {
+            v.as_str()
+                .and_then(|s| s.trim_end_matches('%').trim().parse().ok())
+        }) {
+            Some(c) if c > 0.0 && c.is_finite() => c,
+            _ => bail!("cpu: {v} is not a percentage above 0"),
+        },
+    };
+    let cooldown = match map.get("cooldown") {
+        None => DEFAULT_COOLDOWN,
+        Some(Value::String(s)) => {
+            crate::cli::parse_duration(s).map_err(|e| anyhow::anyhow!("cooldown: {e}"))?
+        }
+        Some(v) => match v.as_f64() {
+            Some(s) if s >= 0.0 => Duration::from_secs_f64(s),
+            _ => bail!("cooldown: {v} is not a duration"),
+        },
+    };
+    Ok(Policy {
+        min,
+        max,
+        cpu,
+        cooldown,
+    })
+}
+
+/// The compose file's replica count of `service` (1 when unset).
+pub fn declared(project: &Project, service: &str) -> u32 {
+    project
+        .services
+        .get(service)
+        .and_then(|s| s.deploy.as_ref().and_then(|d| d.replicas).or(s.scale))
+        .unwrap_or(1)
+        .clamp(0, 10_000) as u32
+}
+
+/// The replica counts `plan` and `up` use for autoscaled services: the recorded count (or the
+/// file's), kept within the service's current min and max. A service without a valid policy
+/// keeps its file's count.
+pub fn recorded_replicas(
+    project: &Project,
+    records: &BTreeMap<String, Record>,
+) -> BTreeMap<String, u32> {
+    let Ok(policies) = policies(project) else {
+        return BTreeMap::new();
+    };
+    policies
+        .iter()
+        .map(|(service, p)| {
+            let n = records
+                .get(service)
+                .map(|r| r.replicas)
+                .unwrap_or_else(|| declared(project, service));
+            (service.clone(), n.clamp(p.min, p.max))
+        })
+        .collect()
+}
+
+/// What the autoscaler remembers of one service between rounds.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub replicas: u32,
+    /// When the average last went below the target (and stayed there).
+    below_since: Option<Instant>,
+}
+
+impl State {
+    pub fn new(replicas: u32) -> State {
+        State {
+            replicas,
+            below_since: None,
+        }
+    }
+}
+
+/// A new replica count and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub replicas: u32,
+    pub reason: String,
+}
+
+/// One round's decision for a service, from the CPU of the replicas measured (`cpu`, percent
+/// of one CPU each). Scales up only when every replica reports, so replicas still starting
+/// are not counted as idle; scales down only after `cooldown` below the target.
+pub fn decide(policy: &Policy, state: &mut State, cpu: &[f64], now: Instant) -> Option<Decision> {
+    let current = state.replicas;
+    if current < policy.min || current > policy.max {
+        let replicas = current.clamp(policy.min, policy.max);
+        return Some(Decision {
+            replicas,
+            reason: format!(
+                "{current} replicas is outside min {} … max {}",
+                policy.min, policy.max
+            ),
+        });
+    }
+    if cpu.is_empty() {
+        return None;
+    }
+    let avg = cpu.iter().sum::<f64>() / cpu.len() as f64;
+    let wanted = (current as f64 * avg / policy.cpu).ceil() as u32;
+    if avg > policy.cpu {
+        state.below_since = None;
+        if current >= policy.max || (cpu.len() as u32) < current {
+            return None;
+        }
+        let replicas = wanted.clamp(current + 1, policy.max);
+        return Some(Decision {
+            replicas,
+            reason: format!(
+                "cpu {avg:.0}% average over {} replicas > target {:.0}% (max {})",
+                cpu.len(),
+                policy.cpu,
+                policy.max
+            ),
+        });
+    }
+    let since = *state.below_since.get_or_insert(now);
+    let replicas = wanted.clamp(policy.min, current);
+    if replicas < current && now.duration_since(since) >= policy.cooldown {
+        state.below_since = None;
+        return Some(Decision {
+            replicas,
+            reason: format!(
+                "cpu {avg:.0}% average over {} replicas ≤ target {:.0}% for {}s (cooldown; min {})",
+                cpu.len(),
+                policy.cpu,
+                policy.cooldown.as_secs(),
+                policy.min
+            ),
+        });
+    }
+    None
+}
+
+/// CPU counters of one container at one sample.
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    total: u64,
+    system: u64,
+    cpus: u32,
+}
+
+/// Turns one-shot stats (cumulative counters) into CPU percentages between rounds.
+#[derive(Default)]
+pub struct Sampler {
+    previous: HashMap<String, Counters>,
+}
+
+impl Sampler {
+    /// CPU percent (of one CPU) of each container given (machine engine, container id) since
+    /// the previous sample of it; containers sampled for the first time give none yet.
+    pub async fn sample(
+        &mut self,
+        containers: &[(Docker, String)],
+        within: Duration,
+    ) -> HashMap<String, f64> {
+        let reads = containers.iter().map(|(docker, id)| async move {
+            let opts = StatsOptions {
+                stream: false,
+                one_shot: true,
+            };
+            let read = async {
+                let mut s = docker.stats(id, Some(opts));
+                s.next().await
+            };
+            let counters = match tokio::time::timeout(within, read).await {
+                Ok(Some(Ok(stats))) => stats.cpu_stats.and_then(|c| {
+                    Some(Counters {
+                        total: c.cpu_usage?.total_usage?,
+                        system: c.system_cpu_usage?,
+                        cpus: c.online_cpus.unwrap_or(1).max(1),
+                    })
+                }),
+                _ => None,
+            };
+            (id.clone(), counters)
+        });
+        let mut out = HashMap::new();
+        let mut next = HashMap::new();
+        for (id, counters) in futures_util::future::join_all(reads).await {
+            let Some(now) = counters else { continue };
+            if let Some(before) = self.previous.get(&id)
+                && let Some(p) = percent(before, &now)
+            {
+                out.insert(id.clone(), p);
+            }
+            next.insert(id, now);
+        }
+        self.previous = next;
+        out
+    }
+}
+
+fn percent(before: &Counters, now: &Counters) -> Option<f64> {
+    let used = now.total.checked_sub(before.total)?;
+    let system = now.system.checked_sub(before.system)?;
+    if system == 0 {
+        return None;
+    }
+    Some(used as f64 / system as f64 * now.cpus as f64 * 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy() -> Policy {
+        parse(
+            &json!({"min": 1, "max": 4, "cpu": 50, "cooldown": "10s"}),
+            false,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert_eq!(policy().cooldown, Duration::from_secs(10));
+        let p = parse(&json!({"max": 3}), false).unwrap();
+        assert_eq!((p.min, p.max, p.cpu), (1, 3, 70.0));
+        for (bad, why) in [
+            (json!({"min": 2}), "max is required"),
+            (json!({"min": 5, "max": 2}), "min 5 and max 2"),
+            (json!({"max": 2, "cpu": 0}), "cpu"),
+            (json!({"max": 2, "memory": 3}), "unknown key"),
+        ] {
+            let e = parse(&bad, false).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert!(parse(&json!({"max": 2}), true).is_err());
+    }
+
+    #[test]
+    fn scales_up_by_load_never_beyond_max() {
+        let p = policy();
+        let now = Instant::now();
+        let mut s = State::new(1);
+        let d = decide(&p, &mut s, &[100.0], now).unwrap();
+        assert_eq!(d.replicas, 2, "{}", d.reason);
+        s.replicas = 2;
+        // A new replica not measured yet: wait for it.
+        assert_eq!(decide(&p, &mut s, &[100.0], now), None);
+        assert_eq!(
+            decide(&p, &mut s, &[190.0, 190.0], now).unwrap().replicas,
+            4
+        );
+        s.replicas = 4;
+        assert_eq!(decide(&p, &mut s, &[100.0; 4], now), None);
+    }
+
+    #[test]
+    fn scales_down_after_the_cooldown() {
+        let p = policy();
+        let t0 = Instant::now();
+        let mut s = State::new(4);
+        assert_eq!(decide(&p, &mut s, &[1.0; 4], t0), None);
+        assert_eq!(
+            decide(&p, &mut s, &[1.0; 4], t0 + Duration::from_secs(9)),
+            None
+        );
+        let d = decide(&p, &mut s, &[1.0; 4], t0 + Duration::from_secs(10)).unwrap();
+        assert_eq!(d.replicas, 1, "{}", d.reason);
+        // Load back above the target in the cooldown resets it.
+        let mut s = State::new(4);
+        assert_eq!(decide(&p, &mut s, &[1.0; 4], t0), None);
+        assert_eq!(
+            decide(&p, &mut s, &[60.0; 4], t0 + Duration::from_secs(5)),
+            None
+        );
+        assert_eq!(
+            decide(&p, &mut s, &[1.0; 4], t0 + Duration::from_secs(12)),
+            None
+        );
+    }
+
+    #[test]
+    fn cpu_percent_from_counters() {
+        let a = Counters {
+            total: 0,
+            system: 0,
+            cpus: 2,
+        };
+        let b = Counters {
+            total: 500,
+            system: 1000,
+            cpus: 2,
+        };
+        assert_eq!(percent(&a, &b), Some(100.0));
+        assert_eq!(percent(&b, &a), None);
+    }
+}

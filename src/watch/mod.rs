@@ -1,0 +1,428 @@
+//! `hoist watch`: keep the machines at the plan, for as long as it runs.
+//!
+//! A reconcile loop over the same pipeline as `plan` and `up`: every round it observes every
+//! machine (each bounded by a short timeout), decides which machines are lost (`heal`) and
+//! how many replicas autoscaled services want (`autoscale`), computes the plan with
+//! `pipeline::plan_observed`, and — only when it has changes — applies it with
+//! `pipeline::apply::apply_plan` under the deploy lock. When another deploy holds the lock,
+//! the round is skipped and says so. Every decision is logged with its time and reason.
+//!
+//! No state outside the engines: a restarted watch reads the scale records and the labels and
+//! carries on.
+
+pub mod autoscale;
+pub mod heal;
+pub mod record;
+
+use crate::apply::lock;
+use crate::apply::progress::Progress;
+use crate::apply::rollout::Verdict;
+use crate::core::plan::Action;
+use crate::engine::{Connections, MachineError};
+use crate::inventory::Fleet;
+use crate::model::Project;
+use crate::observe::{self, Observation};
+use crate::pipeline::{self, Inputs};
+use anyhow::Result;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// How watch runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Time between the starts of two rounds.
+    pub interval: Duration,
+    /// How long each machine may take to answer a round's questions.
+    pub probe: Duration,
+    /// How long a machine may not answer before it is lost.
+    pub grace: Duration,
+    /// How long one attempt to connect again to a machine may take (in the background).
+    pub connect: Duration,
+    /// Rounds in a row a lost machine must answer before it is trusted again.
+    pub trust_after: u32,
+    /// Stop after this many rounds (tests, one-shot use); `None`: until stopped.
+    pub rounds: Option<u64>,
+}
+
+/// Prints one decision with a UTC timestamp (to the millisecond) on stderr.
+pub fn log(message: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let stamp = crate::apply::time::rfc3339(now.as_secs());
+    let stamp = stamp.trim_end_matches('Z');
+    eprintln!("{stamp}.{:03}Z {message}", now.subsec_millis());
+}
+
+/// Runs the loop on `conns` (connected to `fleet`) until stopped or `opts.rounds` are done.
+pub async fn run(
+    project: &Project,
+    fleet: &Fleet,
+    conns: &mut Connections,
+    opts: &Options,
+) -> Result<()> {
+    let policies = autoscale::policies(project)?;
+    let local = pipeline::local::engine().await;
+    let built = pipeline::local::built_ids(local.as_ref(), project).await;
+    let start = Instant::now();
+    let mut machines = heal::Machines::new(
+        fleet.machines.iter().map(|m| m.name.as_str()),
+        opts.grace,
+        opts.trust_after,
+        start,
+    );
+    let mut backoff = heal::Backoff::new(
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    );
+    let records = record::read(conns, &project.name).await;
+    let mut scale: BTreeMap<String, autoscale::State> = BTreeMap::new();
+    for (service, p) in &policies {
+        let n = records
+            .get(service)
+            .map(|r| r.replicas)
+            .unwrap_or_else(|| autoscale::declared(project, service))
+            .clamp(p.min, p.max);
+        log(&format!(
+            "{service}: autoscale {}…{} replicas at {:.0}% cpu, cooldown {}s; now {n}{}",
+            p.min,
+            p.max,
+            p.cpu,
+            p.cooldown.as_secs(),
+            records
+                .get(service)
+                .map(|r| format!(" (recorded {}: {})", r.at, r.reason))
+                .unwrap_or_default()
+        ));
+        scale.insert(service.clone(), autoscale::State::new(n));
+    }
+    // Scale decisions not yet recorded on the machines, with the count before them.
+    let mut pending: BTreeMap<String, (u32, record::Record)> = BTreeMap::new();
+    let mut sampler = autoscale::Sampler::default();
+    log(&format!(
+        "watching project {} on {} machines: every {:.1}s, lost after {:.1}s without an answer, trusted again after {} rounds",
+        project.name,
+        fleet.machines.len(),
+        opts.interval.as_secs_f64(),
+        opts.grace.as_secs_f64(),
+        opts.trust_after
+    ));
+    let mut round: u64 = 0;
+    let mut reconnects = Reconnects::default();
+    let mut quiet_since = Instant::now();
+    // Slots reported as possibly on an unreachable machine, so each is said once.
+    let mut held: BTreeSet<String> = BTreeSet::new();
+    loop {
+        round += 1;
+        let began = Instant::now();
+        let mut observation =
+            observe_and_reconnect(conns, &mut reconnects, &project.name, opts, round).await;
+        let answers: BTreeMap<String, Result<(), String>> = observation
+            .machines
+            .iter()
+            .map(|(m, r)| (m.clone(), r.as_ref().map(|_| ()).map_err(Clone::clone)))
+            .collect();
+        for line in machines.update(Instant::now(), &answers) {
+            log(&line);
+        }
+        let probation = machines.on_probation();
+        for (m, state) in observation.machines.iter_mut() {
+            if let Some(why) = probation.get(m) {
+                *state = Err(why.clone());
+            }
+        }
+        // Autoscale.
+        if !policies.is_empty() {
+            let cpu = sample_cpu(&mut sampler, conns, &observation, &policies, opts.probe).await;
+            for (service, p) in &policies {
+                let state = scale.get_mut(service).expect("one state per policy");
+                let before = state.replicas;
+                let values = cpu.get(service).map(Vec::as_slice).unwrap_or(&[]);
+                if let Some(d) = autoscale::decide(p, state, values, Instant::now()) {
+                    log(&format!(
+                        "{service}: scale {before} → {} replicas: {}",
+                        d.replicas, d.reason
+                    ));
+                    state.replicas = d.replicas;
+                    pending
+                        .entry(service.clone())
+                        .or_insert((before, new_record(service, &d)))
+                        .1 = new_record(service, &d);
+                }
+            }
+        }
+        let inputs = Inputs {
+            replicas: scale
+                .iter()
+                .map(|(s, st)| (s.clone(), st.replicas))
+                .collect(),
+            lost: machines.lost(),
+        };
+        match pipeline::plan_observed(project, fleet, conns, &built, &observation, &inputs) {
+            Err(e) => {
+                log(&format!("round {round}: no plan: {e:#}"));
+                // A scale the machines cannot hold is taken back.
+                for (service, (before, _)) in std::mem::take(&mut pending) {
+                    if let Some(st) = scale.get_mut(&service) {
+                        log(&format!("{service}: back to {before} replicas"));
+                        st.replicas = before;
+                    }
+                }
+            }
+            Ok(mut planned) => {
+                let now = Instant::now();
+                planned.plan.steps.retain(|s| {
+                    let (Some(service), Some(slot)) = (&s.service, &s.slot) else {
+                        return true;
+                    };
+                    if matches!(s.action, Action::Remove { .. } | Action::Unchanged { .. }) {
+                        return true;
+                    }
+                    let key = format!("{service}.{}@{}", slot.label_value(), s.machine);
+                    match backoff.wait(&slot_key(service, slot, &s.machine), now) {
+                        None => true,
+                        Some(wait) => {
+                            log(&format!(
+                                "{key}: keeps failing; next try in {:.0}s",
+                                wait.as_secs_f64()
+                            ));
+                            false
+                        }
+                    }
+                });
+                let unknown: BTreeSet<String> = planned
+                    .plan
+                    .unknown
+                    .iter()
+                    .map(|u| format!("{}.{}", u.service, u.slot.label_value()))
+                    .collect();
+                held.retain(|k| unknown.contains(k));
+                for w in &planned.plan.unknown {
+                    if held.insert(format!("{}.{}", w.service, w.slot.label_value())) {
+                        log(&format!(
+                            "{}.{}: may be running on unreachable {}: {}",
+                            w.service,
+                            w.slot.label_value(),
+                            w.machines.join(", "),
+                            if w.volumes.is_empty() {
+                                "not placed elsewhere until that machine is lost".to_string()
+                            } else {
+                                format!("stateful (volume {}), never moved", w.volumes.join(", "))
+                            }
+                        ));
+                    }
+                }
+                if planned.plan.has_changes() || !pending.is_empty() {
+                    quiet_since = Instant::now();
+                    apply(
+                        project,
+                        conns,
+                        &planned,
+                        &mut pending,
+                        &mut backoff,
+                        local.as_ref(),
+                        round,
+                    )
+                    .await;
+                } else if quiet_since.elapsed() >= Duration::from_secs(300) {
+                    quiet_since = Instant::now();
+                    log(&format!("round {round}: all as planned"));
+                }
+            }
+        }
+        if opts.rounds.is_some_and(|n| round >= n) {
+            return Ok(());
+        }
+        tokio::time::sleep_until((began + opts.interval).into()).await;
+    }
+}
+
+fn slot_key(service: &str, slot: &crate::core::observed::Slot, machine: &str) -> String {
+    match slot {
+        crate::core::observed::Slot::Global => format!("{service}@{machine}"),
+        s => format!("{service}.{}", s.label_value()),
+    }
+}
+
+fn new_record(service: &str, d: &autoscale::Decision) -> record::Record {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    record::Record {
+        service: service.to_string(),
+        replicas: d.replicas,
+        reason: d.reason.clone(),
+        at: crate::apply::time::rfc3339(now.as_secs()),
+        seq: now.as_millis() as u64,
+    }
+}
+
+/// Connections being made again in the background, by machine index.
+#[derive(Default)]
+struct Reconnects {
+    running: tokio::task::JoinSet<(usize, Result<crate::engine::Engine, MachineError>)>,
+    pending: BTreeSet<usize>,
+}
+
+/// Observes every connected machine (bounded by `opts.probe`); a machine that does not answer
+/// is disconnected and dialled again in the background, never holding up a round.
+async fn observe_and_reconnect(
+    conns: &mut Connections,
+    reconnects: &mut Reconnects,
+    project: &str,
+    opts: &Options,
+    round: u64,
+) -> Observation {
+    while let Some(done) = reconnects.running.try_join_next() {
+        let Ok((i, result)) = done else { continue };
+        reconnects.pending.remove(&i);
+        if result.is_ok() {
+            log(&format!("{}: connected again", conns.results[i].0.name));
+        }
+        conns.set(i, result);
+    }
+    let observation = observe::observe_within(conns, project, opts.probe).await;
+    for (i, (_, state)) in observation.machines.iter().enumerate() {
+        if let Err(why) = state
+            && conns.results[i].1.is_ok()
+        {
+            conns.disconnect(i, MachineError::Docker(why.clone()));
+        }
+    }
+    let n = conns.results.len();
+    for i in 0..n {
+        if conns.results[i].1.is_err() && reconnects.pending.insert(i) {
+            let socket = n * round as usize + i;
+            let attempt = conns.connect_again(i, socket, opts.connect);
+            reconnects.running.spawn(async move { (i, attempt.await) });
+        }
+    }
+    observation
+}
+
+/// CPU percent of each running replica of the autoscaled services, by service.
+async fn sample_cpu(
+    sampler: &mut autoscale::Sampler,
+    conns: &Connections,
+    observation: &Observation,
+    policies: &BTreeMap<String, autoscale::Policy>,
+    within: Duration,
+) -> BTreeMap<String, Vec<f64>> {
+    let mut targets = Vec::new();
+    let mut service_of: HashMap<String, String> = HashMap::new();
+    for (machine, state) in &observation.machines {
+        let Ok(state) = state else { continue };
+        let Some(docker) = conns
+            .results
+            .iter()
+            .find(|(m, _)| &m.name == machine)
+            .and_then(|(_, r)| r.as_ref().ok())
+            .map(|e| e.docker.clone())
+        else {
+            continue;
+        };
+        for c in observe::current(&state.containers) {
+            if c.state == "running" && policies.contains_key(&c.service) {
+                targets.push((docker.clone(), c.id.clone()));
+                service_of.insert(c.id.clone(), c.service.clone());
+            }
+        }
+    }
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (id, cpu) in sampler.sample(&targets, within).await {
+        if let Some(service) = service_of.get(&id) {
+            out.entry(service.clone()).or_default().push(cpu);
+        }
+    }
+    out
+}
+
+/// Applies one round's plan under the deploy lock, or skips the round when another deploy
+/// holds it.
+async fn apply(
+    project: &Project,
+    conns: &Connections,
+    planned: &pipeline::Planned,
+    pending: &mut BTreeMap<String, (u32, record::Record)>,
+    backoff: &mut heal::Backoff,
+    local: Option<&bollard::Docker>,
+    round: u64,
+) {
+    let engines = pipeline::apply::engines_of(conns);
+    let held = match lock::acquire(
+        &engines,
+        &project.name,
+        &lock::describe_self("watch"),
+        Duration::ZERO,
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            log(&format!("round {round}: skipped, {e:#}"));
+            return;
+        }
+    };
+    for (_, r) in pending.values() {
+        for (m, e) in record::write(&engines, &project.name, r).await {
+            log(&format!(
+                "{}: cannot record the scale on {m}: {e}",
+                r.service
+            ));
+        }
+    }
+    pending.clear();
+    if planned.plan.has_changes() {
+        let now = Instant::now();
+        for s in &planned.plan.steps {
+            let (Some(service), Some(slot)) = (&s.service, &s.slot) else {
+                continue;
+            };
+            if matches!(s.action, Action::Unchanged { .. }) {
+                continue;
+            }
+            if !matches!(s.action, Action::Remove { .. }) {
+                backoff.tried(&slot_key(service, slot, &s.machine), now);
+            }
+            log(&format!(
+                "{} {service}.{} on {}: {}",
+                s.action.kind(),
+                slot.label_value(),
+                s.machine,
+                s.reasons.join("; ")
+            ));
+        }
+        let progress = Progress::new(false);
+        match pipeline::apply::apply_plan(planned, conns, local, &progress).await {
+            Err(e) => log(&format!("round {round}: apply failed: {e:#}")),
+            Ok(applied) => {
+                for (service, outcomes, verdict) in &applied.report.services {
+                    let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
+                    let line = match verdict {
+                        Verdict::Done => format!("{service}: {ok} changes done"),
+                        Verdict::RolledBack(why) => {
+                            format!("{service}: FAILED, rolled back: {why}")
+                        }
+                        Verdict::Paused(why) => format!("{service}: FAILED, paused: {why}"),
+                        Verdict::Degraded(why) => format!("{service}: done with failures: {why}"),
+                        Verdict::Skipped => {
+                            format!("{service}: skipped (an earlier service failed)")
+                        }
+                    };
+                    log(&line);
+                }
+                log(&format!(
+                    "round {round}: release {} {}",
+                    applied.release,
+                    if applied.report.ok() {
+                        "applied"
+                    } else {
+                        "failed"
+                    }
+                ));
+            }
+        }
+    }
+    held.release().await;
+}
