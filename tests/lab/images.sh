@@ -45,15 +45,16 @@ machine_image() { echo "hoist-lab/machine:$1-$(machine_recipe_hash "$1")"; }
 test_images_hash() {
     {
         echo "lab $LAB_VERSION"
-        sha256sum "$(busybox_path)" "$(caddy_deb)"
+        sha256sum "$(busybox_path)" "$(caddy_deb)" $(caddy_libs)
         declare -f build_test_images build_base_image build_caddy_image
         (cd "$HERE/images" && find . -type f | LC_ALL=C sort | xargs sha256sum)
     } | recipe_hash
 }
 busybox_path() { echo /bin/busybox; } # from busybox-static (ensure_packages)
 
-# Debian's caddy package, downloaded once into the cache (not installed on the box): its
-# /usr/bin/caddy is a static Go binary, so it runs on the busybox base as it is.
+# Debian's caddy package, downloaded once into the cache (not installed on the box). Its
+# /usr/bin/caddy is a Go binary linked against glibc and libzstd, so the image carries those
+# libraries too, copied from the box (Debian 12, the release the package is built for).
 caddy_deb() {
     local dir="$CACHE/caddy" deb
     deb=$(find "$dir" -name 'caddy_*.deb' 2>/dev/null | LC_ALL=C sort | tail -n 1)
@@ -161,12 +162,24 @@ build_test_images() { # HASH
     build_caddy_image "$hash"
 }
 
-build_caddy_image() { # HASH — hoist-test/caddy: the busybox base plus Debian's static caddy
+caddy_libs() { # the shared libraries Debian's caddy binary loads, as paths on the box
     local dir
     dir=$(mktemp -d)
+    dpkg-deb -x "$(caddy_deb)" "$dir"
+    ldd "$dir/usr/bin/caddy" | awk '$2 == "=>" { print $3 } $1 ~ /^\// { print $1 }' | LC_ALL=C sort -u
+    rm -rf "$dir"
+}
+
+build_caddy_image() { # HASH — hoist-test/caddy: the busybox base plus Debian's caddy
+    local dir lib
+    dir=$(mktemp -d)
     dpkg-deb -x "$(caddy_deb)" "$dir/deb"
-    mkdir -p "$dir/ctx"
-    cp "$dir/deb/usr/bin/caddy" "$dir/ctx/caddy"
+    mkdir -p "$dir/ctx/rootfs/bin"
+    cp "$dir/deb/usr/bin/caddy" "$dir/ctx/rootfs/bin/caddy"
+    for lib in $(caddy_libs); do
+        mkdir -p "$dir/ctx/rootfs$(dirname "$lib")"
+        cp -L "$lib" "$dir/ctx/rootfs$lib"
+    done
     cp "$HERE/images/caddy/Dockerfile" "$dir/ctx/Dockerfile"
     docker build -q --label "$LABEL.recipe=$1" -t hoist-test/caddy:latest "$dir/ctx" >/dev/null
     rm -rf "$dir"
