@@ -104,7 +104,26 @@ async fn plan_and_apply(
     if !args.json {
         eprint!("{}", planned.plan.render_text());
     }
+    let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
+    let ingress = crate::ingress::live::for_project(
+        project,
+        &planned.resolved.project,
+        fleet,
+        engines,
+    )?;
     if !planned.plan.has_changes() {
+        match &ingress {
+            Some(i) => {
+                let mut prep = pipeline::rollout::Preparation::default();
+                i.add_images(&mut prep);
+                let name = &planned.resolved.project;
+                prepare(&prep, &by_name, name, local.as_ref(), &progress).await?;
+                i.converge().await?;
+            }
+            None => {
+                crate::ingress::live::remove_all(engines, &planned.resolved.project).await?;
+            }
+        }
         let pruned = prune_previous(&planned, engines).await;
         if args.json {
             println!(
@@ -119,8 +138,10 @@ async fn plan_and_apply(
         return Ok(ExitCode::from(1));
     }
     let release = release_id();
-    let (prep, services) = pipeline::rollout::build(&planned, &release)?;
-    let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
+    let (mut prep, services) = pipeline::rollout::build(&planned, &release)?;
+    if let Some(i) = &ingress {
+        i.add_images(&mut prep);
+    }
     let shipped = prepare(
         &prep,
         &by_name,
@@ -129,7 +150,21 @@ async fn plan_and_apply(
         &progress,
     )
     .await?;
-    let report = rollout::run(&services, &by_name, &progress).await;
+    // The ingress routes to what runs before the rollout, then follows it (rollout Hook).
+    let report = match &ingress {
+        Some(i) => {
+            i.converge().await?;
+            let report = rollout::run_with(&services, &by_name, &progress, i).await;
+            if let Err(e) = i.sync().await {
+                progress.note(&format!("warning: updating the ingress: {e:#}"));
+            }
+            report
+        }
+        None => {
+            crate::ingress::live::remove_all(engines, &planned.resolved.project).await?;
+            rollout::run(&services, &by_name, &progress).await
+        }
+    };
     let after = pipeline::plan(project, fleet, conns, &built).await.ok();
     if let Some(after) = &after {
         prune_previous(after, engines).await;

@@ -357,3 +357,64 @@ pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<(i64
         .unwrap_or(1);
     Ok((code, text))
 }
+
+/// What `hoist up` calls: the ingress of `project` (labelled with `name`), when
+/// the file asks for one.
+pub fn for_project(
+    project: &crate::model::Project,
+    name: &str,
+    fleet: &Fleet,
+    engines: &[(String, Docker)],
+) -> Result<Option<Ingress>> {
+    match super::spec::from_project(project)? {
+        Some(spec) => Ok(Some(Ingress::new(name, spec, fleet, engines)?)),
+        None => Ok(None),
+    }
+}
+
+impl Ingress {
+    /// The ingress image on every machine, shipped or pulled with the project's images.
+    pub fn add_images(&self, prep: &mut crate::pipeline::rollout::Preparation) {
+        for (m, _) in &self.engines {
+            prep.images.insert((
+                m.clone(),
+                self.spec.image.clone(),
+                crate::pipeline::rollout::PullPolicyKey::Missing,
+                None,
+            ));
+        }
+    }
+
+    /// The ingress containers run, and route to what runs now.
+    pub async fn converge(&self) -> Result<()> {
+        self.ensure().await?;
+        self.sync().await
+    }
+}
+
+/// Removes the project's ingress containers (the file no longer asks for one).
+pub async fn remove_all(engines: &[(String, Docker)], project: &str) -> Result<usize> {
+    let mut removed = 0;
+    for (m, d) in engines {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{}={project}", labels::PROJECT),
+                format!("{}={ROLE}", labels::ROLE),
+            ],
+        )]);
+        let list = d
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .with_context(|| format!("ingress@{m}"))?;
+        for c in list {
+            ops::remove(d, &c.id.unwrap_or_default()).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
