@@ -5,6 +5,7 @@ mod build;
 mod config;
 mod down;
 mod exec;
+mod ingress;
 mod logs;
 mod machines;
 mod plan;
@@ -61,6 +62,7 @@ enum Command {
     Down(down::DownArgs),
     Rollback(rollback::RollbackArgs),
     Unlock(unlock::UnlockArgs),
+    Ingress(ingress::IngressArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -104,6 +106,7 @@ pub fn main() -> ExitCode {
             Command::Down(args) => down::run(&cli.global, &cli.project, args).await,
             Command::Rollback(args) => rollback::run(&cli.global, &cli.project, args).await,
             Command::Unlock(args) => unlock::run(&cli.global, &cli.project, args).await,
+            Command::Ingress(args) => ingress::run(&cli.global, &cli.project, args).await,
             }
         };
         tokio::select! {
