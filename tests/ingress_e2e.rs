@@ -123,7 +123,7 @@ fn every_ingress_reaches_replicas_on_every_machine() {
 }
 
 /// Runs `hey` batches against `url` until `done` says stop (at least `min` requests);
-/// returns (requests, non-200 answers and errors, the last batch's report).
+/// returns (requests, non-200 answers and errors, a failing batch's report).
 fn load_until(url: &str, min: usize, done: impl Fn() -> bool) -> (usize, usize, String) {
     let (mut total, mut bad, mut report) = (0usize, 0usize, String::new());
     while total < min || !done() {
@@ -135,7 +135,10 @@ fn load_until(url: &str, min: usize, done: impl Fn() -> bool) -> (usize, usize, 
         let (ok, n) = hey_counts(&out.stdout);
         total += n;
         bad += n - ok;
-        report = out.stdout;
+        if ok < n {
+            // Keep the report of a batch with failures: it lists the errors.
+            report = out.stdout;
+        }
     }
     (total, bad, report)
 }
