@@ -195,7 +195,7 @@ mod tests {
                     "\t\t\thealth_uri /health",
                     "\t\t\thealth_interval 1000ms",
                     "\t\t\thealth_timeout 500ms",
-                    "\t\t\t\tdial_timeout 500ms",
+                    "\t\t\t\tdial_timeout 3s",
                 ],
                 vec!["local_certs", "email"],
             ),
