@@ -200,7 +200,10 @@ fn rolling_update_under_load_drops_nothing() {
     );
     eprintln!("rolling update under load: {total} requests, {bad} failed");
     assert!(total >= 20_000, "{total}");
-    assert_eq!(bad, 0, "{bad} of {total} requests failed; last report:\n{report}");
+    assert_eq!(
+        bad, 0,
+        "{bad} of {total} requests failed; last report:\n{report}"
+    );
 
     // Only the new version answers, through every machine's ingress.
     for m in lab.machines() {
@@ -224,7 +227,10 @@ fn a_killed_machine_leaves_the_pools_within_the_health_interval() {
         .iter()
         .filter_map(|a| machine_of(a).map(str::to_string))
         .collect();
-    assert!(before.contains("m3"), "m3 served before the kill: {before:?}");
+    assert!(
+        before.contains("m3"),
+        "m3 served before the kill: {before:?}"
+    );
 
     let killed = lab.fault(Fault::Kill, "m3");
     let t0 = Instant::now();
@@ -246,13 +252,29 @@ fn a_killed_machine_leaves_the_pools_within_the_health_interval() {
         }
     }
     for (m, list) in &results {
-        let failed: Vec<_> = list.iter().filter(|(_, _, a)| a.starts_with("FAILED")).collect();
+        let failed: Vec<_> = list
+            .iter()
+            .filter(|(_, _, a)| a.starts_with("FAILED"))
+            .collect();
         assert!(failed.is_empty(), "through {m} after the kill: {failed:?}");
-        let from_m3 = list.iter().filter(|(_, _, a)| machine_of(a) == Some("m3")).count();
+        let from_m3 = list
+            .iter()
+            .filter(|(_, _, a)| machine_of(a) == Some("m3"))
+            .count();
         assert_eq!(from_m3, 0, "a dead machine answered through {m}");
-        let late: Vec<_> = list.iter().filter(|(at, _, _)| *at > interval + Duration::from_secs(1)).collect();
-        let slow: Vec<_> = late.iter().filter(|(_, took, _)| *took > Duration::from_millis(300)).collect();
-        let slowest = list.iter().map(|(_, took, _)| *took).max().unwrap_or_default();
+        let late: Vec<_> = list
+            .iter()
+            .filter(|(at, _, _)| *at > interval + Duration::from_secs(1))
+            .collect();
+        let slow: Vec<_> = late
+            .iter()
+            .filter(|(_, took, _)| *took > Duration::from_millis(300))
+            .collect();
+        let slowest = list
+            .iter()
+            .map(|(_, took, _)| *took)
+            .max()
+            .unwrap_or_default();
         eprintln!(
             "through {m}: {} requests after the kill, slowest {slowest:?}; {} after the health interval, {} of them slow",
             list.len(),

@@ -89,25 +89,46 @@ pub async fn run(
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"schema": 1, "project": project, "ingresses": ingresses}))?
+            serde_json::to_string_pretty(
+                &json!({"schema": 1, "project": project, "ingresses": ingresses})
+            )?
         );
     } else {
         let mut rows = Vec::new();
         for i in &ingresses {
             let machine = i["machine"].as_str().unwrap_or_default().to_string();
             if let Some(e) = i["error"].as_str() {
-                rows.push(vec![machine, format!("error: {e}"), String::new(), String::new()]);
+                rows.push(vec![
+                    machine,
+                    format!("error: {e}"),
+                    String::new(),
+                    String::new(),
+                ]);
                 continue;
             }
-            let ports: Vec<&str> = i["ports"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let ports: Vec<&str> = i["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             let head = format!("{} {}", i["state"].as_str().unwrap_or("?"), ports.join(" "));
             let ups = i["upstreams"].as_array().cloned().unwrap_or_default();
             if ups.is_empty() {
-                rows.push(vec![machine.clone(), head.clone(), "(none)".into(), String::new()]);
+                rows.push(vec![
+                    machine.clone(),
+                    head.clone(),
+                    "(none)".into(),
+                    String::new(),
+                ]);
             }
             for (n, u) in ups.iter().enumerate() {
                 rows.push(vec![
-                    if n == 0 { machine.clone() } else { String::new() },
+                    if n == 0 {
+                        machine.clone()
+                    } else {
+                        String::new()
+                    },
                     if n == 0 { head.clone() } else { String::new() },
                     u["address"].as_str().unwrap_or_default().to_string(),
                     u["replica"].as_str().unwrap_or("?").to_string(),

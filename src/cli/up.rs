@@ -105,12 +105,8 @@ async fn plan_and_apply(
         eprint!("{}", planned.plan.render_text());
     }
     let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
-    let ingress = crate::ingress::live::for_project(
-        project,
-        &planned.resolved.project,
-        fleet,
-        engines,
-    )?;
+    let ingress =
+        crate::ingress::live::for_project(project, &planned.resolved.project, fleet, engines)?;
     if !planned.plan.has_changes() {
         match &ingress {
             Some(i) => {

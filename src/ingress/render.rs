@@ -180,10 +180,18 @@ mod tests {
             .collect()
     }
 
-    /// (case, spec, upstreams, lines the Caddyfile must contain, lines it must not)
+    /// (case, spec, upstreams, lines the Caddyfile must contain, text it must not)
+    type Case = (
+        &'static str,
+        IngressSpec,
+        Upstreams,
+        Vec<&'static str>,
+        Vec<&'static str>,
+    );
+
     #[test]
     fn table() {
-        let cases: Vec<(&str, IngressSpec, Upstreams, Vec<&str>, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "default route: any host, every path, upstreams sorted",
                 spec(Tls::Acme, vec![route("web", &[], &[])]),
@@ -236,7 +244,10 @@ mod tests {
                     ],
                 ),
                 ups(&[("web", &["a:1"]), ("admin", &["c:3"])]),
-                vec!["http://a.example, http://b.example {", "http://admin.example {"],
+                vec![
+                    "http://a.example, http://b.example {",
+                    "http://admin.example {",
+                ],
                 vec!["local_certs"],
             ),
         ];

@@ -260,14 +260,20 @@ services:
         );
         let s = from_project(&p).unwrap().unwrap();
         assert_eq!(s.image, "hoist-test/caddy:latest");
-        assert_eq!((s.http_port, s.https_port, s.tls), (8080, 8443, Tls::Internal));
+        assert_eq!(
+            (s.http_port, s.https_port, s.tls),
+            (8080, 8443, Tls::Internal)
+        );
         assert_eq!(s.drain, Duration::from_secs(2));
         let web = s.routes.iter().find(|r| r.service == "web").unwrap();
         assert_eq!(web.health.path, "/cgi-bin/health");
         assert_eq!(web.health.interval, Duration::from_secs(1));
         assert_eq!(web.health.timeout, Duration::from_millis(500));
         let api = s.routes.iter().find(|r| r.service == "api").unwrap();
-        assert_eq!((api.port, api.paths.clone()), (8080, vec!["/api".to_string()]));
+        assert_eq!(
+            (api.port, api.paths.clone()),
+            (8080, vec!["/api".to_string()])
+        );
     }
 
     #[test]
