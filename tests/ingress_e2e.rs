@@ -206,10 +206,37 @@ fn rolling_update_under_load_drops_nothing() {
     );
 
     // Only the new version answers, through every machine's ingress.
+    assert_only(lab, &p, "version=v2");
+
+    // `hoist rollback` (no compose file involved) drains the same way.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (total, bad, report, back) = std::thread::scope(|s| {
+        let back = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            let out = p.hoist(&[], &["rollback"]);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            out
+        });
+        let (total, bad, report) = load_until(&url, 5_000, || {
+            done.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        (total, bad, report, back.join().unwrap())
+    });
+    back.expect_success("rollback under load");
+    eprintln!("rollback under load: {total} requests, {bad} failed");
+    assert_eq!(
+        bad, 0,
+        "{bad} of {total} requests failed; report:\n{report}"
+    );
+    assert_only(lab, &p, "version=v1");
+}
+
+/// Every answer through every machine's ingress starts with `want`.
+fn assert_only(lab: &Lab, p: &Project, want: &str) {
     for m in lab.machines() {
         let answers = p.answers(&m.ip, 30);
         assert!(
-            answers.iter().all(|a| a.starts_with("version=v2")),
+            answers.iter().all(|a| a.starts_with(want)),
             "through {}: {answers:?}",
             m.name
         );

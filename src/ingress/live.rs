@@ -12,7 +12,7 @@ use super::render::{self, Upstreams};
 use super::spec::IngressSpec;
 use crate::apply::ops::{self, FileInContainer};
 use crate::apply::rollout::{Hook, ReplicaRef};
-use crate::inventory::Fleet;
+use crate::inventory::{Fleet, Machine};
 use crate::labels;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 
 /// Where the configuration lives inside the ingress container.
 pub const CONFIG_PATH: &str = "/etc/caddy/Caddyfile";
+/// The routes it was rendered from (JSON), so verbs that do not read the compose
+/// file (`rollback`) can keep the ingress in step.
+pub const SPEC_PATH: &str = "/etc/caddy/hoist-ingress.json";
 /// The role label value of ingress containers.
 pub const ROLE: &str = "ingress";
 
@@ -53,11 +56,11 @@ impl Ingress {
     pub fn new(
         project: &str,
         spec: IngressSpec,
-        fleet: &Fleet,
+        machines: &[Machine],
         engines: &[(String, Docker)],
     ) -> Result<Ingress> {
         let mut addresses = BTreeMap::new();
-        for m in &fleet.machines {
+        for m in machines {
             addresses.insert(m.name.clone(), super::address::peer_address(m)?);
         }
         Ok(Ingress {
@@ -149,7 +152,8 @@ impl Ingress {
             let upstreams = &upstreams;
             async move {
                 let text = render::caddyfile(&self.project, m, &self.spec, upstreams)?;
-                apply_config(d, &container_name(&self.project), &text)
+                let spec = serde_json::to_string(&self.spec)?;
+                apply_config(d, &container_name(&self.project), &text, &spec)
                     .await
                     .with_context(|| format!("ingress@{m}"))
             }
@@ -286,17 +290,18 @@ pub async fn list_replicas(docker: &Docker, project: &str) -> Result<Vec<Replica
 
 /// Writes the configuration into the ingress container and reloads Caddy. A
 /// fresh container's admin endpoint may take a moment to answer: retried briefly.
-async fn apply_config(docker: &Docker, container: &str, text: &str) -> Result<()> {
+async fn apply_config(docker: &Docker, container: &str, text: &str, spec: &str) -> Result<()> {
+    let file = |target: &str, content: &str| FileInContainer {
+        target: target.to_string(),
+        content: content.as_bytes().to_vec(),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    };
     ops::copy_files(
         docker,
         container,
-        &[FileInContainer {
-            target: CONFIG_PATH.to_string(),
-            content: text.as_bytes().to_vec(),
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-        }],
+        &[file(CONFIG_PATH, text), file(SPEC_PATH, spec)],
     )
     .await?;
     let reload = [
@@ -367,9 +372,26 @@ pub fn for_project(
     engines: &[(String, Docker)],
 ) -> Result<Option<Ingress>> {
     match super::spec::from_project(project)? {
-        Some(spec) => Ok(Some(Ingress::new(name, spec, fleet, engines)?)),
+        Some(spec) => Ok(Some(Ingress::new(name, spec, &fleet.machines, engines)?)),
         None => Ok(None),
     }
+}
+
+/// The ingress as the machines run it (routes read back from an ingress
+/// container), for verbs without the compose file. None: the project has none.
+pub async fn from_machines(
+    project: &str,
+    machines: &[Machine],
+    engines: &[(String, Docker)],
+) -> Option<Ingress> {
+    for (_, d) in engines {
+        if let Ok((0, text)) = exec(d, &container_name(project), &["cat", SPEC_PATH]).await
+            && let Ok(spec) = serde_json::from_str::<IngressSpec>(text.trim())
+        {
+            return Ingress::new(project, spec, machines, engines).ok();
+        }
+    }
+    None
 }
 
 impl Ingress {

@@ -4,14 +4,14 @@
 
 use crate::model::Project;
 use anyhow::{Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The image when the file names none.
 pub const DEFAULT_IMAGE: &str = "caddy:2";
 
 /// The ingress of one project: one container per machine, these routes on each.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IngressSpec {
     pub image: String,
     /// Host ports the ingress publishes on every machine (container ports 80 and 443).
@@ -26,7 +26,7 @@ pub struct IngressSpec {
 }
 
 /// Certificates for routes with host names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Tls {
     /// Public certificates from Let's Encrypt / ZeroSSL (Caddy's automatic HTTPS).
     Acme,
@@ -38,7 +38,7 @@ pub enum Tls {
 
 /// Requests for `hosts` (any host when empty) under `paths` go to `port` of
 /// every ready replica of `service`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Route {
     pub service: String,
     pub hosts: Vec<String>,
@@ -49,7 +49,7 @@ pub struct Route {
 }
 
 /// Caddy's active health check on each upstream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthCheck {
     pub path: String,
     pub interval: Duration,
