@@ -316,3 +316,37 @@ fn a_killed_machine_leaves_the_pools_within_the_health_interval() {
     }
     killed.restore();
 }
+
+#[test]
+fn host_routes_get_https_from_the_internal_ca() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(lab, "tls", 18480);
+    // The same project, with its route on a host name.
+    let compose = std::fs::read_to_string(p.dir.join("compose.yaml")).unwrap();
+    let compose = compose.replace("health: {", "hosts: [shop.test], health: {");
+    std::fs::write(p.dir.join("compose.yaml"), compose).unwrap();
+    p.hoist(&[], &["up", "--yes"]).expect_success("up");
+
+    let https = p.port + 1;
+    let curl = |args: &[&str]| {
+        run(Command::new("curl")
+            .args(["-s", "-m", "10", "--resolve"])
+            .arg(format!("shop.test:{https}:{}", lab.ip("m2")))
+            .arg("--resolve")
+            .arg(format!("shop.test:{}:{}", p.port, lab.ip("m2")))
+            .args(args))
+    };
+    // Certificates from Caddy's local CA (not trusted by curl, hence -k), and HTTP redirects.
+    let url = format!("https://shop.test:{https}/");
+    let body = curl(&["-k", &url]);
+    assert!(
+        body.expect_success("curl https").starts_with("version=v1"),
+        "{body}"
+    );
+    let issuer = curl(&["-k", "-v", "-o", "/dev/null", &url]);
+    assert!(issuer.stderr.contains("Caddy Local Authority"), "{issuer}");
+    let plain = format!("http://shop.test:{}/", p.port);
+    let redirect = curl(&["-o", "/dev/null", "-w", "%{http_code}", &plain]);
+    assert_eq!(redirect.stdout, "308", "{redirect}");
+}
