@@ -35,6 +35,9 @@ pub struct Machine {
     pub labels: BTreeMap<String, String>,
     /// Path of the engine's unix socket on that machine.
     pub docker_socket: String,
+    /// Where the other machines reach this one (the ingress proxies to replicas at
+    /// ADDRESS:HOSTPORT); None: the host name the ssh destination resolves to.
+    pub peer_address: Option<String>,
 }
 
 /// How hoist reaches a machine's engine.
@@ -73,6 +76,7 @@ impl Fleet {
                 address: Address::Local,
                 labels: BTreeMap::new(),
                 docker_socket: socket,
+                peer_address: None,
             }],
         }
     }
@@ -128,6 +132,7 @@ struct MachineDoc {
     #[serde(default)]
     labels: BTreeMap<String, serde_yaml_ng::Value>,
     docker_socket: Option<String>,
+    address: Option<String>,
 }
 
 /// Parses a machines file's text. `file` names it in errors; relative paths
@@ -202,6 +207,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
             docker_socket: m
                 .docker_socket
                 .unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string()),
+            peer_address: m.address,
         });
     }
     Ok(Fleet {

@@ -18,3 +18,6 @@ pub const RELEASE: &str = "io.hoist.release";
 /// The spec (canonical JSON) the container was created from: lets a later plan
 /// say what changed, attribute by attribute.
 pub const SPEC: &str = "io.hoist.spec";
+/// What a container is for when it fills no slot: `ingress` for the load balancer
+/// hoist runs on every machine (src/ingress).
+pub const ROLE: &str = "io.hoist.role";

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod container;
 pub mod core;
 pub mod engine;
+pub mod ingress;
 pub mod inventory;
 pub mod labels;
 pub mod load;

@@ -19,6 +19,8 @@ command -v ssh >/dev/null || missing+=(openssh-client)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v python3 >/dev/null || missing+=(python3)
 command -v flock >/dev/null || missing+=(util-linux)
+command -v hey >/dev/null || missing+=(hey)  # load for the ingress e2e tests and bench/ingress.sh
+command -v curl >/dev/null || missing+=(curl)  # HTTPS through the ingress (e2e)
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then missing+=(python3-venv); fi
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq

@@ -6,11 +6,15 @@
 //! A replaced container is not removed: it is stopped and kept as the slot's
 //! previous release, so `hoist rollback` (and an automatic rollback) can start it
 //! again without the old compose file or the old image tag.
+//!
+//! A [`Hook`] lets a load balancer follow the rollout: a replica joins only once
+//! it is ready, and leaves before it is stopped.
 
 use super::ops::{self, HealthGate};
 use super::progress::Progress;
 use anyhow::{Result, anyhow};
 use bollard::Docker;
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -161,6 +165,38 @@ enum Done {
     Nothing,
 }
 
+/// A replica as a [`Hook`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaRef<'a> {
+    pub service: &'a str,
+    pub slot: u32,
+    pub machine: &'a str,
+    /// The container ID.
+    pub id: &'a str,
+}
+
+/// Called by the rollout around each replica's life, and awaited: the rollout
+/// goes on only when the hook returns. `after_ready`: the replica has proven
+/// itself (healthy, or running for `monitor`) and may take traffic.
+/// `before_stop`: the replica is about to be stopped and must take no more.
+/// The ingress (src/ingress) re-renders and reloads every load balancer here.
+pub trait Hook: Send + Sync {
+    fn after_ready<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()>;
+    fn before_stop<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()>;
+}
+
+/// No load balancer to tell.
+pub struct NoHook;
+
+impl Hook for NoHook {
+    fn after_ready<'a>(&'a self, _: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+    fn before_stop<'a>(&'a self, _: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
 /// Runs the services' changes in waves: every service whose dependencies are
 /// done goes at once (independent services roll out side by side, as Swarm
 /// does); a service waits for all it `depends_on`. A service that fails stops
@@ -169,6 +205,16 @@ pub async fn run(
     services: &[ServiceRollout],
     engines: &HashMap<String, Docker>,
     progress: &Progress,
+) -> Report {
+    run_with(services, engines, progress, &NoHook).await
+}
+
+/// [`run`], telling `hook` when replicas become ready and before they stop.
+pub async fn run_with(
+    services: &[ServiceRollout],
+    engines: &HashMap<String, Docker>,
+    progress: &Progress,
+    hook: &dyn Hook,
 ) -> Report {
     let names: HashSet<&str> = services.iter().map(|s| s.service.as_str()).collect();
     let mut finished: HashMap<&str, (Vec<Outcome>, Verdict)> = HashMap::new();
@@ -199,7 +245,7 @@ pub async fn run(
                 } else {
                     (
                         svc.service.as_str(),
-                        run_service(svc, engines, progress).await,
+                        run_service(svc, engines, progress, hook).await,
                     )
                 }
             }
@@ -224,6 +270,7 @@ async fn run_service(
     svc: &ServiceRollout,
     engines: &HashMap<String, Docker>,
     progress: &Progress,
+    hook: &dyn Hook,
 ) -> (Vec<Outcome>, Verdict) {
     let (removals, updates): (Vec<&Change>, Vec<&Change>) = svc
         .changes
@@ -260,7 +307,7 @@ async fn run_service(
         let results = futures_util::future::join_all(
             chunk
                 .iter()
-                .map(|c| apply_change(svc, c, engines, progress)),
+                .map(|c| apply_change(svc, c, engines, progress, hook)),
         )
         .await;
         for (change, (outcome, record)) in chunk.iter().zip(results) {
@@ -285,14 +332,14 @@ async fn run_service(
                 FailureAction::Pause => return (outcomes, Verdict::Paused(why)),
                 FailureAction::Rollback => {
                     progress.note(&format!("{}: {why}; rolling back", svc.service));
-                    undo(svc, done, engines, progress).await;
+                    undo(svc, done, engines, progress, hook).await;
                     return (outcomes, Verdict::RolledBack(why));
                 }
             }
         }
     }
     for change in removals {
-        let (outcome, _) = apply_change(svc, change, engines, progress).await;
+        let (outcome, _) = apply_change(svc, change, engines, progress, hook).await;
         outcomes.push(Outcome {
             machine: change.machine().to_string(),
             slot: change.slot(),
@@ -315,8 +362,15 @@ async fn apply_change(
     change: &Change,
     engines: &HashMap<String, Docker>,
     progress: &Progress,
+    hook: &dyn Hook,
 ) -> (Result<String, String>, Done) {
     let machine = change.machine();
+    let at = |id| ReplicaRef {
+        service: &svc.service,
+        slot: change.slot(),
+        machine,
+        id,
+    };
     let k = key(&svc.service, change.slot(), machine);
     let Some(docker) = engines.get(machine) else {
         let e = format!("machine {machine} is not connected");
@@ -331,7 +385,12 @@ async fn apply_change(
             ..
         } => {
             progress.step(&k, "creating");
-            match create_and_prove(svc, docker, name, request, extra_networks, &k, progress).await {
+            let new = NewReplica {
+                name,
+                request,
+                extra_networks,
+            };
+            match create_and_prove(svc, docker, &new, &k, progress, hook, at("")).await {
                 Ok(id) => (
                     Ok("created".to_string()),
                     Done::Created {
@@ -353,7 +412,9 @@ async fn apply_change(
             progress.step(&k, "starting");
             let r = async {
                 ops::start(docker, id).await?;
-                ops::wait_ready(docker, id, svc.gate).await
+                ops::wait_ready(docker, id, svc.gate).await?;
+                hook.after_ready(at(id)).await;
+                Ok::<(), anyhow::Error>(())
             }
             .await;
             (
@@ -370,17 +431,21 @@ async fn apply_change(
             start_first,
             ..
         } => {
-            replace(
-                svc,
-                docker,
-                machine,
-                old_id,
+            let new = NewReplica {
                 name,
                 request,
                 extra_networks,
+            };
+            replace(
+                svc,
+                docker,
+                old_id,
+                &new,
                 *start_first,
                 &k,
                 progress,
+                hook,
+                at(""),
             )
             .await
         }
@@ -388,6 +453,7 @@ async fn apply_change(
             progress.step(&k, "removing");
             let r = async {
                 if *stop_first {
+                    hook.before_stop(at(id)).await;
                     ops::stop(docker, id, Some(svc.stop_grace)).await?;
                 }
                 ops::remove(docker, id).await
@@ -407,18 +473,26 @@ async fn apply_change(
     (result, record)
 }
 
-/// Creates, starts and health-gates a new container. On failure the error comes
-/// with the new container's ID (if it got one) so the caller can clean up.
+/// The container a Create or Replace brings up.
+struct NewReplica<'a> {
+    name: &'a str,
+    request: &'a Value,
+    extra_networks: &'a [(String, Value)],
+}
+
+/// Creates, starts and health-gates a new container, then tells the hook it is
+/// ready (`at` names the slot; its id is filled in here). On failure the error
+/// comes with the new container's ID (if it got one) so the caller can clean up.
 async fn create_and_prove(
     svc: &ServiceRollout,
     docker: &Docker,
-    name: &str,
-    request: &Value,
-    extra_networks: &[(String, Value)],
+    new: &NewReplica<'_>,
     k: &str,
     progress: &Progress,
+    hook: &dyn Hook,
+    at: ReplicaRef<'_>,
 ) -> Result<String, (String, Option<String>)> {
-    let id = ops::create(docker, name, request, extra_networks)
+    let id = ops::create(docker, new.name, new.request, new.extra_networks)
         .await
         .map_err(|e| (format!("{e:#}"), None))?;
     if let Err(e) = ops::copy_files(docker, &id, &svc.files).await {
@@ -430,7 +504,10 @@ async fn create_and_prove(
     }
     progress.step(k, "waiting until ready");
     match ops::wait_ready(docker, &id, svc.gate).await {
-        Ok(()) => Ok(id),
+        Ok(()) => {
+            hook.after_ready(ReplicaRef { id: &id, ..at }).await;
+            Ok(id)
+        }
         Err(e) => Err((format!("{e:#}"), Some(id))),
     }
 }
@@ -439,20 +516,21 @@ async fn create_and_prove(
 async fn replace(
     svc: &ServiceRollout,
     docker: &Docker,
-    machine: &str,
     old_id: &str,
-    name: &str,
-    request: &Value,
-    extra_networks: &[(String, Value)],
+    new: &NewReplica<'_>,
     start_first: bool,
     k: &str,
     progress: &Progress,
+    hook: &dyn Hook,
+    at: ReplicaRef<'_>,
 ) -> (Result<String, String>, Done) {
+    let machine = at.machine;
     if start_first {
         progress.step(k, "starting new replica beside the old (start-first)");
-        match create_and_prove(svc, docker, name, request, extra_networks, k, progress).await {
+        match create_and_prove(svc, docker, new, k, progress, hook, at).await {
             Ok(new_id) => {
                 progress.step(k, "stopping the previous replica");
+                hook.before_stop(ReplicaRef { id: old_id, ..at }).await;
                 if let Err(e) = ops::stop(docker, old_id, Some(svc.stop_grace)).await {
                     return (
                         Err(format!("{e:#}")),
@@ -482,10 +560,11 @@ async fn replace(
         }
     } else {
         progress.step(k, "stopping the previous replica (stop-first)");
+        hook.before_stop(ReplicaRef { id: old_id, ..at }).await;
         if let Err(e) = ops::stop(docker, old_id, Some(svc.stop_grace)).await {
             return (Err(format!("{e:#}")), Done::Nothing);
         }
-        match create_and_prove(svc, docker, name, request, extra_networks, k, progress).await {
+        match create_and_prove(svc, docker, new, k, progress, hook, at).await {
             Ok(new_id) => (
                 Ok("replaced (stop-first)".into()),
                 Done::Replaced {
@@ -500,7 +579,9 @@ async fn replace(
                 if let Some(id) = new_id {
                     let _ = ops::remove(docker, &id).await;
                 }
-                let _ = ops::start(docker, old_id).await;
+                if ops::start(docker, old_id).await.is_ok() {
+                    hook.after_ready(ReplicaRef { id: old_id, ..at }).await;
+                }
                 (Err(e), Done::Nothing)
             }
         }
@@ -514,6 +595,7 @@ async fn undo(
     done: Vec<Done>,
     engines: &HashMap<String, Docker>,
     progress: &Progress,
+    hook: &dyn Hook,
 ) {
     let batch = if svc.rollback.parallelism == 0 {
         done.len().max(1)
@@ -535,6 +617,7 @@ async fn undo(
                         let docker = engines
                             .get(machine)
                             .ok_or_else(|| anyhow!("{machine} not connected"))?;
+                        hook.before_stop(replica(svc, machine, id)).await;
                         ops::remove(docker, id).await
                     }
                     Done::Replaced {
@@ -547,6 +630,8 @@ async fn undo(
                             .ok_or_else(|| anyhow!("{machine} not connected"))?;
                         ops::start(docker, old_id).await?;
                         ops::wait_ready(docker, old_id, svc.gate).await?;
+                        hook.after_ready(replica(svc, machine, old_id)).await;
+                        hook.before_stop(replica(svc, machine, new_id)).await;
                         ops::stop(docker, new_id, Some(svc.stop_grace)).await?;
                         ops::remove(docker, new_id).await
                     }
@@ -559,5 +644,16 @@ async fn undo(
             }
         }))
         .await;
+    }
+}
+
+/// A replica undo touches; the slot is not known there, and a load balancer
+/// needs only the container.
+fn replica<'a>(svc: &'a ServiceRollout, machine: &'a str, id: &'a str) -> ReplicaRef<'a> {
+    ReplicaRef {
+        service: &svc.service,
+        slot: 0,
+        machine,
+        id,
     }
 }

@@ -6,6 +6,7 @@ mod completions;
 mod config;
 mod down;
 mod exec;
+mod ingress;
 mod logs;
 mod machines;
 mod plan;
@@ -66,6 +67,7 @@ enum Command {
     Completions(completions::CompletionsArgs),
     Manpage(completions::ManpageArgs),
     Watch(watch::WatchArgs),
+    Ingress(ingress::IngressArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -112,6 +114,7 @@ pub fn main() -> ExitCode {
             Command::Completions(args) => Ok(completions::completions(args)),
             Command::Manpage(args) => completions::manpage(args),
             Command::Watch(args) => watch::run(&cli.global, &cli.project, args).await,
+            Command::Ingress(args) => ingress::run(&cli.global, &cli.project, args).await,
             }
         };
         tokio::select! {

@@ -50,6 +50,10 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
         };
         let current = observe::current(&state.containers);
         for c in &state.containers {
+            // The ingress fills no slot; `hoist ingress` shows it and what it routes to.
+            if c.labels.contains_key(crate::labels::ROLE) {
+                continue;
+            }
             if !args.services.is_empty() && !args.services.contains(&c.service) {
                 continue;
             }

@@ -7,6 +7,7 @@ use super::project_args::ProjectArgs;
 use crate::apply::lock;
 use crate::apply::ops::{self, HealthGate};
 use crate::apply::progress::Progress;
+use crate::apply::rollout::{Hook, NoHook, ReplicaRef};
 use crate::engine;
 use crate::observe::{self, SeenContainer};
 use anyhow::{Result, bail};
@@ -112,6 +113,13 @@ async fn rollback(
         eprintln!("hoist: no previous release to roll back to");
         return Ok(ExitCode::from(1));
     }
+    // The ingress (if any) follows the swaps: a replica leaves it before it stops.
+    let machines: Vec<_> = conns.results.iter().map(|(m, _)| m.clone()).collect();
+    let ingress = crate::ingress::live::from_machines(project, &machines, &engines).await;
+    let hook: &dyn Hook = match &ingress {
+        Some(i) => i,
+        None => &NoHook,
+    };
     let by_name: HashMap<String, Docker> = engines.into_iter().collect();
     let progress = Progress::new(false);
     let gate = HealthGate {
@@ -122,7 +130,9 @@ async fn rollback(
     let mut failed = 0;
     for chunk in swaps.chunks(args.parallelism.max(1)) {
         let results = futures_util::future::join_all(
-            chunk.iter().map(|s| swap(s, &by_name, gate, &progress)),
+            chunk
+                .iter()
+                .map(|s| swap(s, &by_name, gate, &progress, hook)),
         )
         .await;
         failed += results.iter().filter(|ok| !**ok).count();
@@ -146,6 +156,7 @@ async fn swap(
     engines: &HashMap<String, Docker>,
     gate: HealthGate,
     progress: &Progress,
+    hook: &dyn Hook,
 ) -> bool {
     let slot = s
         .current
@@ -162,11 +173,14 @@ async fn swap(
     progress.step(&key, &format!("back to release {}", s.previous.release));
     let r: Result<()> = async {
         if stop_first {
+            hook.before_stop(replica(s, &s.current)).await;
             ops::stop(docker, &s.current.id, None).await?;
         }
         ops::start(docker, &s.previous.id).await?;
         ops::wait_ready(docker, &s.previous.id, gate).await?;
+        hook.after_ready(replica(s, &s.previous)).await;
         if !stop_first {
+            hook.before_stop(replica(s, &s.current)).await;
             ops::stop(docker, &s.current.id, None).await?;
         }
         Ok(())
@@ -182,12 +196,24 @@ async fn swap(
         }
         Err(e) => {
             let _ = ops::stop(docker, &s.previous.id, None).await;
-            let _ = ops::start(docker, &s.current.id).await;
+            if ops::start(docker, &s.current.id).await.is_ok() {
+                hook.after_ready(replica(s, &s.current)).await;
+            }
             progress.finish(
                 &key,
                 &format!("FAILED: {e:#}; kept release {}", s.current.release),
             );
             false
         }
+    }
+}
+
+/// A container of a swap as the ingress hook sees it.
+fn replica<'a>(s: &'a Swap, c: &'a SeenContainer) -> ReplicaRef<'a> {
+    ReplicaRef {
+        service: &s.current.service,
+        slot: 0,
+        machine: &s.machine,
+        id: &c.id,
     }
 }

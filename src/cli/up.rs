@@ -102,7 +102,25 @@ async fn plan_and_apply(
     if !args.json {
         eprint!("{}", planned.plan.render_text());
     }
+    let ingress =
+        crate::ingress::live::for_project(project, &planned.resolved.project, fleet, engines)?;
     if !planned.plan.has_changes() {
+        match &ingress {
+            Some(i) => {
+                let mut prep = pipeline::rollout::Preparation::default();
+                i.add_images(&mut prep);
+                let by_name: std::collections::HashMap<String, Docker> =
+                    engines.iter().cloned().collect();
+                let name = &planned.resolved.project;
+                let none = std::collections::HashSet::new();
+                pipeline::apply::prepare(&prep, &by_name, name, local.as_ref(), &none, &progress)
+                    .await?;
+                i.converge().await?;
+            }
+            None => {
+                crate::ingress::live::remove_all(engines, &planned.resolved.project).await?;
+            }
+        }
         let pruned =
             pipeline::apply::prune_previous(&planned.observed, &planned.previous, engines).await;
         if args.json {
@@ -117,11 +135,15 @@ async fn plan_and_apply(
         eprintln!("hoist: nothing changed");
         return Ok(ExitCode::from(1));
     }
+    if ingress.is_none() {
+        crate::ingress::live::remove_all(engines, &planned.resolved.project).await?;
+    }
     let pipeline::apply::Applied {
         release,
         report,
         shipped,
-    } = pipeline::apply::apply_plan(&planned, conns, local.as_ref(), &progress).await?;
+    } = pipeline::apply::apply_plan(&planned, conns, local.as_ref(), &progress, ingress.as_ref())
+        .await?;
     let mut failed = Vec::new();
     for (service, outcomes, verdict) in &report.services {
         let done = outcomes.iter().filter(|o| o.result.is_ok()).count();

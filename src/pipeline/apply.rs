@@ -29,10 +29,14 @@ pub async fn apply_plan(
     conns: &Connections,
     local: Option<&Docker>,
     progress: &Progress,
+    ingress: Option<&crate::ingress::live::Ingress>,
 ) -> Result<Applied> {
     let engines = engines_of(conns);
     let release = release_id();
-    let (prep, services) = super::rollout::build(planned, &release)?;
+    let (mut prep, services) = super::rollout::build(planned, &release)?;
+    if let Some(i) = ingress {
+        i.add_images(&mut prep);
+    }
     let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
     let containerd: std::collections::HashSet<String> = conns
         .results
@@ -53,7 +57,18 @@ pub async fn apply_plan(
         progress,
     )
     .await?;
-    let report = rollout::run(&services, &by_name, progress).await;
+    // The ingress routes to what runs before the rollout, then follows it (rollout Hook).
+    let report = match ingress {
+        Some(i) => {
+            i.converge().await?;
+            let report = rollout::run_with(&services, &by_name, progress, i).await;
+            if let Err(e) = i.sync().await {
+                progress.note(&format!("warning: updating the ingress: {e:#}"));
+            }
+            report
+        }
+        None => rollout::run(&services, &by_name, progress).await,
+    };
     let observation = crate::observe::observe(conns, &planned.resolved.project).await;
     let completing = planned
         .resolved

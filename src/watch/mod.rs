@@ -217,6 +217,7 @@ pub async fn run(
                     quiet_since = Instant::now();
                     apply(
                         project,
+                        fleet,
                         conns,
                         &planned,
                         &mut pending,
@@ -340,8 +341,10 @@ async fn sample_cpu(
 
 /// Applies one round's plan under the deploy lock, or skips the round when another deploy
 /// holds it.
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     project: &Project,
+    fleet: &Fleet,
     conns: &Connections,
     planned: &pipeline::Planned,
     pending: &mut BTreeMap<String, (u32, record::Record)>,
@@ -394,7 +397,17 @@ async fn apply(
             ));
         }
         let progress = Progress::new(false);
-        match pipeline::apply::apply_plan(planned, conns, local, &progress).await {
+        // The load balancers follow what watch changes, as they follow `up`.
+        let ingress =
+            match crate::ingress::live::for_project(project, &project.name, fleet, &engines) {
+                Ok(i) => i,
+                Err(e) => {
+                    log(&format!("round {round}: ingress: {e:#}"));
+                    None
+                }
+            };
+        match pipeline::apply::apply_plan(planned, conns, local, &progress, ingress.as_ref()).await
+        {
             Err(e) => log(&format!("round {round}: apply failed: {e:#}")),
             Ok(applied) => {
                 for (service, outcomes, verdict) in &applied.report.services {

@@ -17,7 +17,8 @@ readonly MACHINE_PACKAGES=openssh-server,docker.io,iproute2,iptables,procps,ca-c
 # Loaded into every machine's engine at `up`. hoist-test/app:v4 exists on the box only, so tests
 # of shipping an image to machines have one the machines lack.
 readonly TEST_IMAGES=(hoist-test/base:latest hoist-test/app:v1 hoist-test/app:v2
-    hoist-test/app:v3 hoist-test/app:bad hoist-test/db:latest hoist-test/worker:latest)
+    hoist-test/app:v3 hoist-test/app:bad hoist-test/db:latest hoist-test/worker:latest
+    hoist-test/caddy:latest)
 readonly BOX_ONLY_IMAGES=(hoist-test/app:v4)
 
 # The legacy builder: the box's engine may have no buildx, and these builds need nothing more.
@@ -44,12 +45,28 @@ machine_image() { echo "hoist-lab/machine:$1-$(machine_recipe_hash "$1")"; }
 test_images_hash() {
     {
         echo "lab $LAB_VERSION"
-        sha256sum "$(busybox_path)"
-        declare -f build_test_images build_base_image
+        sha256sum "$(busybox_path)" "$(caddy_deb)" $(caddy_libs)
+        declare -f build_test_images build_base_image build_caddy_image
         (cd "$HERE/images" && find . -type f | LC_ALL=C sort | xargs sha256sum)
     } | recipe_hash
 }
 busybox_path() { echo /bin/busybox; } # from busybox-static (ensure_packages)
+
+# Debian's caddy package, downloaded once into the cache (not installed on the box). Its
+# /usr/bin/caddy is a Go binary linked against glibc and libzstd, so the image carries those
+# libraries too, copied from the box (Debian 12, the release the package is built for).
+caddy_deb() {
+    local dir="$CACHE/caddy" deb
+    deb=$(find "$dir" -name 'caddy_*.deb' 2>/dev/null | LC_ALL=C sort | tail -n 1)
+    if [[ -z $deb ]]; then
+        mkdir -p "$dir"
+        (cd "$dir" && apt-get download -q caddy >/dev/null 2>&1) || {
+            apt-get update -qq && (cd "$dir" && apt-get download -q caddy >/dev/null 2>&1)
+        } || die "cannot download Debian's caddy package (apt-get download caddy)"
+        deb=$(find "$dir" -name 'caddy_*.deb' | LC_ALL=C sort | tail -n 1)
+    fi
+    echo "$deb"
+}
 
 image_label() { # IMAGE -> its recipe label, empty when the image is absent
     docker image inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$1" 2>/dev/null || true
@@ -142,6 +159,30 @@ build_test_images() { # HASH
         --build-arg START_UNHEALTHY=1 -t hoist-test/app:bad "$images/app" >/dev/null
     docker build -q --label "$LABEL.recipe=$hash" -t hoist-test/db:latest "$images/db" >/dev/null
     docker build -q --label "$LABEL.recipe=$hash" -t hoist-test/worker:latest "$images/worker" >/dev/null
+    build_caddy_image "$hash"
+}
+
+caddy_libs() { # the shared libraries Debian's caddy binary loads, as paths on the box
+    local dir
+    dir=$(mktemp -d)
+    dpkg-deb -x "$(caddy_deb)" "$dir"
+    ldd "$dir/usr/bin/caddy" | awk '$2 == "=>" { print $3 } $1 ~ /^\// { print $1 }' | LC_ALL=C sort -u
+    rm -rf "$dir"
+}
+
+build_caddy_image() { # HASH — hoist-test/caddy: the busybox base plus Debian's caddy
+    local dir lib
+    dir=$(mktemp -d)
+    dpkg-deb -x "$(caddy_deb)" "$dir/deb"
+    mkdir -p "$dir/ctx/rootfs/bin"
+    cp "$dir/deb/usr/bin/caddy" "$dir/ctx/rootfs/bin/caddy"
+    for lib in $(caddy_libs); do
+        mkdir -p "$dir/ctx/rootfs$(dirname "$lib")"
+        cp -L "$lib" "$dir/ctx/rootfs$lib"
+    done
+    cp "$HERE/images/caddy/Dockerfile" "$dir/ctx/Dockerfile"
+    docker build -q --label "$LABEL.recipe=$1" -t hoist-test/caddy:latest "$dir/ctx" >/dev/null
+    rm -rf "$dir"
 }
 
 # Prints the path of a `docker save` tarball of all test images, building them when needed.

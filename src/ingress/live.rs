@@ -1,0 +1,442 @@
+//! The ingress on the machines: one container per machine and project
+//! (`<project>-ingress`, labelled `io.hoist.role=ingress`), its configuration
+//! rendered from what every machine runs, written into it and applied with
+//! `caddy reload` — a graceful reload through Caddy's admin API on localhost
+//! inside the container: listeners stay open, requests in flight finish.
+//!
+//! Upstreams are the ready replicas of each routed service on every machine,
+//! at MACHINE_ADDRESS:HOSTPORT (see `address`). `Ingress` is also the rollout's
+//! [`Hook`]: a replica leaves every ingress before it stops and joins once ready.
+
+use super::render::{self, Upstreams};
+use super::spec::IngressSpec;
+use crate::apply::ops::{self, FileInContainer};
+use crate::apply::rollout::{Hook, ReplicaRef};
+use crate::inventory::{Fleet, Machine};
+use crate::labels;
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Where the configuration lives inside the ingress container.
+pub const CONFIG_PATH: &str = "/etc/caddy/Caddyfile";
+/// The routes it was rendered from (JSON), so verbs that do not read the compose
+/// file (`rollback`) can keep the ingress in step.
+pub const SPEC_PATH: &str = "/etc/caddy/hoist-ingress.json";
+/// The role label value of ingress containers.
+pub const ROLE: &str = "ingress";
+
+/// The ingress of one project on the reachable machines of a fleet.
+pub struct Ingress {
+    project: String,
+    spec: IngressSpec,
+    /// Machines whose engine answers, by inventory name.
+    engines: Vec<(String, Docker)>,
+    /// Every machine's address as the others reach it.
+    addresses: BTreeMap<String, String>,
+    /// Containers about to stop: already out of every pool.
+    draining: std::sync::Mutex<HashSet<String>>,
+    /// One sync at a time, so ingresses never go back to an older view.
+    syncing: tokio::sync::Mutex<()>,
+}
+
+/// The ingress container's name on every machine.
+pub fn container_name(project: &str) -> String {
+    format!("{project}-ingress")
+}
+
+impl Ingress {
+    pub fn new(
+        project: &str,
+        spec: IngressSpec,
+        machines: &[Machine],
+        engines: &[(String, Docker)],
+    ) -> Result<Ingress> {
+        let mut addresses = BTreeMap::new();
+        for m in machines {
+            addresses.insert(m.name.clone(), super::address::peer_address(m)?);
+        }
+        Ok(Ingress {
+            project: project.to_string(),
+            spec,
+            engines: engines.to_vec(),
+            addresses,
+            draining: std::sync::Mutex::new(HashSet::new()),
+            syncing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn spec(&self) -> &IngressSpec {
+        &self.spec
+    }
+
+    /// The ingress container runs on every reachable machine, recreated only
+    /// when its image or ports changed (a new configuration never recreates it).
+    pub async fn ensure(&self) -> Result<()> {
+        let jobs = self.engines.iter().map(|(m, d)| async move {
+            self.ensure_on(m, d)
+                .await
+                .with_context(|| format!("ingress@{m}"))
+        });
+        for r in futures_util::future::join_all(jobs).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_on(&self, machine: &str, docker: &Docker) -> Result<()> {
+        let name = container_name(&self.project);
+        let hash = self.container_hash();
+        if let Ok(c) = docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+        {
+            let have = c
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(labels::SPEC_HASH))
+                .cloned();
+            let id = c.id.unwrap_or_default();
+            if have.as_deref() == Some(hash.as_str()) {
+                ops::start(docker, &id).await?;
+                return Ok(());
+            }
+            ops::remove(docker, &id).await?;
+        }
+        let request = json!({
+            "Image": self.spec.image,
+            "Labels": {
+                labels::PROJECT: self.project,
+                labels::MACHINE: machine,
+                labels::ROLE: ROLE,
+                labels::SPEC_HASH: hash,
+            },
+            "ExposedPorts": {"80/tcp": {}, "443/tcp": {}},
+            "HostConfig": {
+                "PortBindings": {
+                    "80/tcp": [{"HostPort": self.spec.http_port.to_string()}],
+                    "443/tcp": [{"HostPort": self.spec.https_port.to_string()}],
+                },
+                "RestartPolicy": {"Name": "unless-stopped"},
+                // Only for the local engine (address::LOCAL_HOST); harmless elsewhere.
+                "ExtraHosts": [format!("{}:host-gateway", super::address::LOCAL_HOST)],
+            },
+        });
+        let id = ops::create(docker, &name, &request, &[]).await?;
+        ops::start(docker, &id).await
+    }
+
+    fn container_hash(&self) -> String {
+        let text = format!(
+            "{} {} {}",
+            self.spec.image, self.spec.http_port, self.spec.https_port
+        );
+        let digest = Sha256::digest(text.as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Renders every machine's configuration from what runs now and reloads
+    /// each ingress. A machine that fails is reported, the others still get theirs.
+    pub async fn sync(&self) -> Result<()> {
+        let _one = self.syncing.lock().await;
+        let upstreams = self.upstreams().await;
+        let jobs = self.engines.iter().map(|(m, d)| {
+            let upstreams = &upstreams;
+            async move {
+                let text = render::caddyfile(&self.project, m, &self.spec, upstreams)?;
+                let spec = serde_json::to_string(&self.spec)?;
+                apply_config(d, &container_name(&self.project), &text, &spec)
+                    .await
+                    .with_context(|| format!("ingress@{m}"))
+            }
+        });
+        let errors: Vec<String> = futures_util::future::join_all(jobs)
+            .await
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+            .collect();
+        if !errors.is_empty() {
+            bail!("{}", errors.join("\n"));
+        }
+        Ok(())
+    }
+
+    /// Ready replicas of the routed services on every machine, minus those draining.
+    pub async fn upstreams(&self) -> Upstreams {
+        let draining = self.draining.lock().map(|d| d.clone()).unwrap_or_default();
+        let routed: HashMap<&str, u32> = self
+            .spec
+            .routes
+            .iter()
+            .map(|r| (r.service.as_str(), r.port))
+            .collect();
+        let reads = self.engines.iter().map(|(m, d)| async move {
+            (m, list_replicas(d, &self.project).await.unwrap_or_default())
+        });
+        let mut out = Upstreams::new();
+        for (machine, replicas) in futures_util::future::join_all(reads).await {
+            let Some(addr) = self.addresses.get(machine) else {
+                continue;
+            };
+            for r in replicas {
+                let Some(port) = routed.get(r.service.as_str()) else {
+                    continue;
+                };
+                if !r.ready || draining.contains(&r.id) {
+                    continue;
+                }
+                if let Some((_, host_port)) = r.ports.iter().find(|(p, _)| p == port) {
+                    out.entry(r.service.clone())
+                        .or_default()
+                        .push(format!("{addr}:{host_port}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Machine address → machine name, to tell which replica an upstream is.
+    pub fn addresses(&self) -> &BTreeMap<String, String> {
+        &self.addresses
+    }
+}
+
+impl Hook for Ingress {
+    fn after_ready<'a>(&'a self, _replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.sync().await {
+                eprintln!("hoist: warning: updating the ingress: {e:#}");
+            }
+        })
+    }
+
+    fn before_stop<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Ok(mut d) = self.draining.lock() {
+                d.insert(replica.id.to_string());
+            }
+            if let Err(e) = self.sync().await {
+                eprintln!("hoist: warning: draining {}: {e:#}", replica.service);
+            }
+            // Requests the ingresses sent before the reload finish on the old replica.
+            tokio::time::sleep(self.spec.drain).await;
+        })
+    }
+}
+
+/// A replica as the ingress sees it.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    pub id: String,
+    pub service: String,
+    pub slot: String,
+    /// Running and healthy (or running without a healthcheck).
+    pub ready: bool,
+    /// (container port, host port) of its published TCP ports.
+    pub ports: Vec<(u32, u16)>,
+}
+
+/// The project's replicas on one machine (the ingress itself excluded).
+pub async fn list_replicas(docker: &Docker, project: &str) -> Result<Vec<Replica>> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={project}", labels::PROJECT)],
+    )]);
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            all: false,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            let l = c.labels.unwrap_or_default();
+            let service = l.get(labels::SERVICE)?.clone();
+            let slot = l.get(labels::SLOT)?.clone();
+            let status = c.status.unwrap_or_default();
+            let running = c.state.map(|s| s.to_string()).as_deref() == Some("running");
+            let ready = running
+                && !status.contains("(health: starting)")
+                && !status.contains("(unhealthy)");
+            let mut ports: Vec<(u32, u16)> = c
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.typ.map(|t| t.to_string()).as_deref() != Some("udp"))
+                .filter_map(|p| Some((u32::from(p.private_port), p.public_port?)))
+                .collect();
+            ports.sort();
+            ports.dedup();
+            Some(Replica {
+                id: c.id.unwrap_or_default(),
+                service,
+                slot,
+                ready,
+                ports,
+            })
+        })
+        .collect())
+}
+
+/// Writes the configuration into the ingress container and reloads Caddy. A
+/// fresh container's admin endpoint may take a moment to answer: retried briefly.
+async fn apply_config(docker: &Docker, container: &str, text: &str, spec: &str) -> Result<()> {
+    let file = |target: &str, content: &str| FileInContainer {
+        target: target.to_string(),
+        content: content.as_bytes().to_vec(),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    };
+    ops::copy_files(
+        docker,
+        container,
+        &[file(CONFIG_PATH, text), file(SPEC_PATH, spec)],
+    )
+    .await?;
+    let reload = [
+        "caddy",
+        "reload",
+        "--config",
+        CONFIG_PATH,
+        "--adapter",
+        "caddyfile",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, output) = exec(docker, container, &reload).await?;
+        if code == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline || !output.contains("connection refused") {
+            bail!("caddy reload failed ({code}): {}", output.trim());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs `cmd` in a container; returns its exit code and its output (both streams).
+pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<(i64, String)> {
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("exec in {container}"))?;
+    let started = docker
+        .start_exec(
+            &created.id,
+            Some(StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: None,
+            }),
+        )
+        .await?;
+    let mut text = String::new();
+    if let StartExecResults::Attached { mut output, .. } = started {
+        while let Some(Ok(chunk)) = output.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+    }
+    let code = docker
+        .inspect_exec(&created.id)
+        .await?
+        .exit_code
+        .unwrap_or(1);
+    Ok((code, text))
+}
+
+/// What `hoist up` calls: the ingress of `project` (labelled with `name`), when
+/// the file asks for one.
+pub fn for_project(
+    project: &crate::model::Project,
+    name: &str,
+    fleet: &Fleet,
+    engines: &[(String, Docker)],
+) -> Result<Option<Ingress>> {
+    match super::spec::from_project(project)? {
+        Some(spec) => Ok(Some(Ingress::new(name, spec, &fleet.machines, engines)?)),
+        None => Ok(None),
+    }
+}
+
+/// The ingress as the machines run it (routes read back from an ingress
+/// container), for verbs without the compose file. None: the project has none.
+pub async fn from_machines(
+    project: &str,
+    machines: &[Machine],
+    engines: &[(String, Docker)],
+) -> Option<Ingress> {
+    for (_, d) in engines {
+        if let Ok((0, text)) = exec(d, &container_name(project), &["cat", SPEC_PATH]).await
+            && let Ok(spec) = serde_json::from_str::<IngressSpec>(text.trim())
+        {
+            return Ingress::new(project, spec, machines, engines).ok();
+        }
+    }
+    None
+}
+
+impl Ingress {
+    /// The ingress image on every machine, shipped or pulled with the project's images.
+    pub fn add_images(&self, prep: &mut crate::pipeline::rollout::Preparation) {
+        for (m, _) in &self.engines {
+            prep.images.insert((
+                m.clone(),
+                self.spec.image.clone(),
+                crate::pipeline::rollout::PullPolicyKey::Missing,
+                None,
+            ));
+        }
+    }
+
+    /// The ingress containers run, and route to what runs now.
+    pub async fn converge(&self) -> Result<()> {
+        self.ensure().await?;
+        self.sync().await
+    }
+}
+
+/// Removes the project's ingress containers (the file no longer asks for one).
+pub async fn remove_all(engines: &[(String, Docker)], project: &str) -> Result<usize> {
+    let mut removed = 0;
+    for (m, d) in engines {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{}={project}", labels::PROJECT),
+                format!("{}={ROLE}", labels::ROLE),
+            ],
+        )]);
+        let list = d
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .with_context(|| format!("ingress@{m}"))?;
+        for c in list {
+            ops::remove(d, &c.id.unwrap_or_default()).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

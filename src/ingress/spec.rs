@@ -1,0 +1,304 @@
+//! What the compose file says about the ingress: the top-level `x-hoist.ingress`
+//! (image, ports, TLS) and each service's `x-hoist.ingress` (its routes), with the
+//! defaults filled in. Pure: a Project in, an `IngressSpec` (or nothing) out.
+
+use crate::model::Project;
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The image when the file names none.
+pub const DEFAULT_IMAGE: &str = "caddy:2";
+
+/// The ingress of one project: one container per machine, these routes on each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngressSpec {
+    pub image: String,
+    /// Host ports the ingress publishes on every machine (container ports 80 and 443).
+    pub http_port: u16,
+    pub https_port: u16,
+    pub tls: Tls,
+    /// Address for ACME account mail (Let's Encrypt notices).
+    pub email: Option<String>,
+    /// How long a replica stays out of the pool before it is stopped, for requests in flight.
+    pub drain: Duration,
+    pub routes: Vec<Route>,
+}
+
+/// Certificates for routes with host names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tls {
+    /// Public certificates from Let's Encrypt / ZeroSSL (Caddy's automatic HTTPS).
+    Acme,
+    /// Certificates from Caddy's own local CA (labs, private networks).
+    Internal,
+    /// Plain HTTP even for host names.
+    Off,
+}
+
+/// Requests for `hosts` (any host when empty) under `paths` go to `port` of
+/// every ready replica of `service`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    pub service: String,
+    pub hosts: Vec<String>,
+    pub paths: Vec<String>,
+    /// The container port the replicas publish.
+    pub port: u32,
+    pub health: HealthCheck,
+}
+
+/// Caddy's active health check on each upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TopDoc {
+    image: Option<String>,
+    http_port: Option<u16>,
+    https_port: Option<u16>,
+    tls: Option<String>,
+    email: Option<String>,
+    drain: Option<String>,
+    enabled: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RouteDoc {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+    port: Option<u32>,
+    #[serde(default)]
+    health: HealthDoc,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HealthDoc {
+    path: Option<String>,
+    interval: Option<String>,
+    timeout: Option<String>,
+}
+
+fn ingress_of(ext: Option<&serde_json::Value>) -> Option<&serde_json::Value> {
+    ext.and_then(|x| x.get("ingress"))
+}
+
+/// The project's ingress, or None when it has none. The ingress is opt-in (it
+/// takes ports 80 and 443 on every machine): a project has one when its top level
+/// has `x-hoist.ingress` (unless `enabled: false`) or a service declares a route.
+pub fn from_project(project: &Project) -> Result<Option<IngressSpec>> {
+    let declared = ingress_of(project.extensions.get("x-hoist"));
+    let top: TopDoc = match declared {
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| anyhow::anyhow!("x-hoist.ingress: {e}"))?,
+        None => TopDoc::default(),
+    };
+    if top.enabled == Some(false) {
+        return Ok(None);
+    }
+    let mut routes = Vec::new();
+    for (name, svc) in &project.services {
+        let Some(v) = ingress_of(svc.extension("x-hoist")) else {
+            continue;
+        };
+        let doc: RouteDoc = serde_json::from_value(v.clone())
+            .map_err(|e| anyhow::anyhow!("services.{name}.x-hoist.ingress: {e}"))?;
+        let port = match doc.port {
+            Some(p) => p,
+            None => match svc.ports.first() {
+                Some(p) => p.target,
+                None => bail!(
+                    "services.{name}.x-hoist.ingress: no `port`, and the service publishes none; add e.g. `port: 80`"
+                ),
+            },
+        };
+        if !svc.ports.iter().any(|p| p.target == port) {
+            bail!(
+                "services.{name}.x-hoist.ingress.port: {port} is not published; add `ports: [\"{port}\"]` so each replica gets a host port the ingress of every machine can reach"
+            );
+        }
+        routes.push(route(name, doc, port)?);
+    }
+    // The default: a project with exactly one service publishing ports is routed
+    // whole (every host, every path) to that service's first published port.
+    if routes.is_empty() {
+        let publishing: Vec<_> = project
+            .services
+            .iter()
+            .filter(|(_, s)| !s.ports.is_empty())
+            .collect();
+        match publishing.as_slice() {
+            _ if declared.is_none() => return Ok(None),
+            [(name, svc)] => {
+                routes.push(route(name, RouteDoc::default(), svc.ports[0].target)?);
+            }
+            _ => bail!(
+                "x-hoist.ingress: no service has `x-hoist: {{ingress: ...}}` routes, and {} services publish ports, so there is no default; add routes to the services to expose",
+                publishing.len()
+            ),
+        }
+    }
+    let tls = match top.tls.as_deref() {
+        None | Some("acme") => Tls::Acme,
+        Some("internal") => Tls::Internal,
+        Some("off") => Tls::Off,
+        Some(other) => bail!("x-hoist.ingress.tls: {other:?}: expected acme, internal or off"),
+    };
+    Ok(Some(IngressSpec {
+        image: top.image.unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+        http_port: top.http_port.unwrap_or(80),
+        https_port: top.https_port.unwrap_or(443),
+        tls,
+        email: top.email,
+        drain: duration("x-hoist.ingress.drain", top.drain.as_deref(), "1s")?,
+        routes,
+    }))
+}
+
+fn route(service: &str, doc: RouteDoc, port: u32) -> Result<Route> {
+    let at = format!("services.{service}.x-hoist.ingress");
+    for p in &doc.paths {
+        if !p.starts_with('/') {
+            bail!("{at}.paths: {p:?} must start with /");
+        }
+    }
+    for h in &doc.hosts {
+        if h.is_empty() || h.contains(['/', ' ', ':']) {
+            bail!("{at}.hosts: {h:?} is not a host name");
+        }
+    }
+    let path = doc.health.path.unwrap_or_else(|| "/".to_string());
+    if !path.starts_with('/') {
+        bail!("{at}.health.path: {path:?} must start with /");
+    }
+    Ok(Route {
+        service: service.to_string(),
+        hosts: doc.hosts,
+        paths: doc.paths,
+        port,
+        health: HealthCheck {
+            path,
+            interval: duration(
+                &format!("{at}.health.interval"),
+                doc.health.interval.as_deref(),
+                "2s",
+            )?,
+            timeout: duration(
+                &format!("{at}.health.timeout"),
+                doc.health.timeout.as_deref(),
+                "1s",
+            )?,
+        },
+    })
+}
+
+fn duration(at: &str, value: Option<&str>, default: &str) -> Result<Duration> {
+    let text = value.unwrap_or(default);
+    crate::cli::parse_duration(text).map_err(|e| anyhow::anyhow!("{at}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(yaml: &str) -> Project {
+        let v: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn one_http_service_is_routed_by_default() {
+        let p = project(
+            "name: p\nx-hoist: {ingress: {}}\nservices:\n  web: {image: app, ports: [{target: 80}]}\n  db: {image: db}\n",
+        );
+        let s = from_project(&p).unwrap().unwrap();
+        assert_eq!(s.image, DEFAULT_IMAGE);
+        assert_eq!((s.http_port, s.https_port, s.tls), (80, 443, Tls::Acme));
+        assert_eq!(s.routes.len(), 1);
+        let r = &s.routes[0];
+        assert_eq!((r.service.as_str(), r.port), ("web", 80));
+        assert!(r.hosts.is_empty() && r.paths.is_empty());
+        assert_eq!(r.health.path, "/");
+    }
+
+    #[test]
+    fn opt_in_and_no_default_with_two_http_services() {
+        let none = "name: p\nservices:\n  a: {image: x, ports: [{target: 80}]}\n";
+        assert_eq!(from_project(&project(none)).unwrap(), None);
+        let two = "name: p\nx-hoist: {ingress: {}}\nservices:\n  a: {image: x, ports: [{target: 80}]}\n  b: {image: x, ports: [{target: 81}]}\n";
+        let e = format!("{:#}", from_project(&project(two)).unwrap_err());
+        assert!(e.contains("2 services publish ports"), "{e}");
+        let off = "name: p\nx-hoist: {ingress: {enabled: false}}\nservices:\n  a: {image: x, ports: [{target: 80}]}\n";
+        assert_eq!(from_project(&project(off)).unwrap(), None);
+    }
+
+    #[test]
+    fn declared_routes_and_settings() {
+        let p = project(
+            r#"
+name: p
+x-hoist: {ingress: {image: hoist-test/caddy:latest, http_port: 8080, https_port: 8443, tls: internal, drain: 2s}}
+services:
+  web:
+    image: x
+    ports: [{target: 80}]
+    x-hoist: {ingress: {hosts: [shop.example.com], paths: [/], health: {path: /cgi-bin/health, interval: 1s, timeout: 500ms}}}
+  api:
+    image: x
+    ports: [{target: 8080}]
+    x-hoist: {ingress: {hosts: [shop.example.com], paths: [/api], port: 8080}}
+"#,
+        );
+        let s = from_project(&p).unwrap().unwrap();
+        assert_eq!(s.image, "hoist-test/caddy:latest");
+        assert_eq!(
+            (s.http_port, s.https_port, s.tls),
+            (8080, 8443, Tls::Internal)
+        );
+        assert_eq!(s.drain, Duration::from_secs(2));
+        let web = s.routes.iter().find(|r| r.service == "web").unwrap();
+        assert_eq!(web.health.path, "/cgi-bin/health");
+        assert_eq!(web.health.interval, Duration::from_secs(1));
+        assert_eq!(web.health.timeout, Duration::from_millis(500));
+        let api = s.routes.iter().find(|r| r.service == "api").unwrap();
+        assert_eq!(
+            (api.port, api.paths.clone()),
+            (8080, vec!["/api".to_string()])
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_key() {
+        let cases = [
+            (
+                "name: p\nservices:\n  web: {image: x, x-hoist: {ingress: {port: 80}}}\n",
+                "services.web.x-hoist.ingress.port: 80 is not published",
+            ),
+            (
+                "name: p\nservices:\n  web: {image: x, ports: [{target: 80}], x-hoist: {ingress: {paths: [api]}}}\n",
+                "services.web.x-hoist.ingress.paths: \"api\" must start with /",
+            ),
+            (
+                "name: p\nx-hoist: {ingress: {tls: maybe}}\nservices:\n  web: {image: x, ports: [{target: 80}]}\n",
+                "x-hoist.ingress.tls: \"maybe\"",
+            ),
+            (
+                "name: p\nx-hoist: {ingress: {colour: red}}\nservices:\n  web: {image: x, ports: [{target: 80}]}\n",
+                "x-hoist.ingress: unknown field `colour`",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = format!("{:#}", from_project(&project(yaml)).unwrap_err());
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
+    }
+}
