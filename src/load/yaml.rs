@@ -34,7 +34,8 @@ pub fn tag_of(v: &Value) -> Option<(&str, &Value)> {
 pub fn parse(text: &str) -> Result<Vec<Value>, String> {
     let budget = Cell::new(1_000_000usize.saturating_add(text.len().saturating_mul(50)));
     let mut docs = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+    let text = yaml11_octals(text);
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
         let seed = Node { budget: &budget };
         // The document iterator repeats a syntax error forever: stop at the first one.
         let v = seed.deserialize(doc).map_err(|e| {
@@ -49,6 +50,57 @@ pub fn parse(text: &str) -> Result<Vec<Value>, String> {
         }
     }
     Ok(docs)
+}
+
+/// compose-go reads YAML with YAML 1.1's integers, where `0400` is octal (256);
+/// serde_yaml_ng follows YAML 1.2, where it is 400. File modes (`mode: 0400`) are
+/// the common case. This rewrites plain (unquoted) mapping and sequence values
+/// made only of octal digits with a leading zero to YAML 1.2's `0o400`, outside
+/// block scalars, so both readers agree.
+fn yaml11_octals(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    // Indentation of the line that opened a block scalar (`key: |`), while in one.
+    let mut block: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let indent = body.len() - body.trim_start().len();
+        if let Some(open) = block {
+            if body.trim().is_empty() || indent > open {
+                out.push_str(line);
+                continue;
+            }
+            block = None;
+        }
+        let trimmed = body.trim_end();
+        let value_start = trimmed
+            .rfind(": ")
+            .map(|i| i + 2)
+            .or_else(|| trimmed.trim_start().starts_with("- ").then(|| indent + 2));
+        if let Some(start) = value_start {
+            let value = trimmed[start..].trim_start();
+            if value.starts_with(['|', '>']) {
+                block = Some(indent);
+            } else if value.len() >= 2
+                && value.starts_with('0')
+                && value.bytes().all(|b| (b'0'..=b'7').contains(&b))
+            {
+                let at = trimmed.len() - value.len();
+                out.push_str(&trimmed[..at]);
+                out.push_str("0o");
+                out.push_str(&value[1..]);
+                out.push_str(&line[trimmed.len()..]);
+                changed = true;
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    if changed {
+        std::borrow::Cow::Owned(out)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -184,6 +236,22 @@ fn marker(key: &str, inner: Value) -> Value {
     let mut m = Map::new();
     m.insert(key.to_string(), inner);
     Value::Object(m)
+}
+
+#[cfg(test)]
+mod octal_tests {
+    use super::*;
+
+    #[test]
+    fn leading_zero_integers_are_octal_as_in_compose() {
+        let docs = parse("a:\n  mode: 0400\n  b: '0400'\n  c: 0\n  d: 089\n  l:\n    - 0755\n  s: |\n    mode: 0400\n").unwrap();
+        let a = &docs[0]["a"];
+        assert_eq!(a["mode"], 256);
+        assert_eq!(a["b"], "0400");
+        assert_eq!(a["c"], 0);
+        assert_eq!(a["l"][0], 493);
+        assert_eq!(a["s"], "mode: 0400\n");
+    }
 }
 
 #[cfg(test)]
