@@ -324,7 +324,10 @@ fn host_routes_get_https_from_the_internal_ca() {
     let p = Project::new(lab, "tls", 18480);
     // The same project, with its route on a host name.
     let compose = std::fs::read_to_string(p.dir.join("compose.yaml")).unwrap();
-    let compose = compose.replace("health: {", "hosts: [shop.test], health: {");
+    let compose = compose.replace(
+        "        health: {",
+        "        hosts: [shop.test]\n        health: {",
+    );
     std::fs::write(p.dir.join("compose.yaml"), compose).unwrap();
     p.hoist(&[], &["up", "--yes"]).expect_success("up");
 
