@@ -58,4 +58,4 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 
 step "tests"
-cargo test --all-targets 2>&1
+cargo test --all-targets --no-fail-fast 2>&1
