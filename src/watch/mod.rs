@@ -113,6 +113,8 @@ pub async fn run(
     let mut quiet_since = Instant::now();
     // Slots reported as possibly on an unreachable machine, so each is said once.
     let mut held: BTreeSet<String> = BTreeSet::new();
+    // The last planning error, said once until it changes.
+    let mut last_error: Option<String> = None;
     loop {
         round += 1;
         let began = Instant::now();
@@ -161,7 +163,11 @@ pub async fn run(
         };
         match pipeline::plan_observed(project, fleet, conns, &built, &observation, &inputs) {
             Err(e) => {
-                log(&format!("round {round}: no plan: {e:#}"));
+                let text = format!("{e:#}");
+                if last_error.as_deref() != Some(text.as_str()) {
+                    log(&format!("round {round}: no plan: {text}"));
+                    last_error = Some(text);
+                }
                 // A scale the machines cannot hold is taken back.
                 for (service, (before, _)) in std::mem::take(&mut pending) {
                     if let Some(st) = scale.get_mut(&service) {
@@ -171,6 +177,9 @@ pub async fn run(
                 }
             }
             Ok(mut planned) => {
+                if last_error.take().is_some() {
+                    log(&format!("round {round}: planning works again"));
+                }
                 let now = Instant::now();
                 planned.plan.steps.retain(|s| {
                     let (Some(service), Some(slot)) = (&s.service, &s.slot) else {
