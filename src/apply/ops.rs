@@ -26,6 +26,18 @@ fn status_code(e: &DockerError) -> Option<u16> {
     }
 }
 
+/// A string-to-string object of a compose definition (`labels`, `driver_opts`).
+fn string_map(spec: &Value, key: &str) -> HashMap<String, String> {
+    spec.get(key)
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Creates the project network `name` on a machine unless it exists.
 pub async fn ensure_network(
     docker: &Docker,
@@ -36,25 +48,9 @@ pub async fn ensure_network(
     if docker.inspect_network(name, None).await.is_ok() {
         return Ok(());
     }
-    let mut label_map: HashMap<String, String> = spec
-        .get("labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut label_map = string_map(spec, "labels");
     label_map.insert(labels::PROJECT.into(), project.into());
-    let options: HashMap<String, String> = spec
-        .get("driver_opts")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let options = string_map(spec, "driver_opts");
     let req = NetworkCreateRequest {
         name: name.to_string(),
         driver: spec
@@ -82,25 +78,9 @@ pub async fn ensure_volume(docker: &Docker, name: &str, project: &str, spec: &Va
     if docker.inspect_volume(name).await.is_ok() {
         return Ok(());
     }
-    let mut label_map: HashMap<String, String> = spec
-        .get("labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut label_map = string_map(spec, "labels");
     label_map.insert(labels::PROJECT.into(), project.into());
-    let driver_opts: HashMap<String, String> = spec
-        .get("driver_opts")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let driver_opts = string_map(spec, "driver_opts");
     docker
         .create_volume(VolumeCreateRequest {
             name: Some(name.to_string()),
