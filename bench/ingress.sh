@@ -11,6 +11,8 @@
 # (apt-get install hey). Removes its project at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lab-lock.sh
+source bench/lab-lock.sh
 n=${1:-20000}
 c=${2:-32}
 port=18780

@@ -4,6 +4,8 @@
 # Usage: bash bench/machines.sh   (leaves a 3-machine lab up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lab-lock.sh
+source bench/lab-lock.sh
 cargo build --release --quiet
 hoist=$PWD/target/release/hoist
 lab=${HOIST_LAB_DIR:-/var/tmp/hoist-lab}

@@ -1,129 +1,267 @@
 #!/usr/bin/env bash
-# hoist beside its peers on the same lab, in one run: prints a table with ratios
-# (hoist / peer; below 1 means hoist is faster or smaller).
-#   - fresh deploy of 6 replicas over 3 machines       (peer: Swarm `stack deploy`)
+# hoist beside its peers on the same lab, in one run: prints BENCHMARKS.md (a markdown table
+# with ratios hoist / peer; below 1 means hoist is faster or sends less).
+#   - no-op plan and no-op up on 1, 3 and 10 machines  (peers: docker compose v2 over ssh on 1
+#     machine — `--dry-run up -d` and `up -d`; Swarm `stack deploy` of the same file on 3 and 10)
+#   - fresh deploy: 6 replicas over 3 machines          (peer: Swarm `stack deploy`)
+#   - fresh deploy: 5 containers on 1 machine           (peer: docker compose v2 over ssh)
 #   - rolling update of 6 replicas, parallelism 2, start-first (peer: Swarm)
-#   - 5 containers on 1 machine                         (peer: docker compose v2 over ssh)
-#   - no-op plan / up on 3 machines
-#   - image shipping, first and after a one-layer change (peer: docker save | ssh docker load)
+#   - failover after a machine is killed                (peer: Swarm; bench/failover.sh)
+#   - image shipping, ~100 MB, first and after a one-layer change (peer: docker save | ssh docker load)
 #   - hoist's peak memory deploying to 20 machines
-# Usage: bash bench/peers.sh > BENCHMARKS.md.new   (needs the test suite's set-up: the lab,
-# the reference docker-compose in /var/cache/hoist-test/venv). Leaves a 3-machine lab up.
+# Every timed scenario runs RUNS times per side (default 3) and reports the median.
+#
+# Usage: bash bench/peers.sh > BENCHMARKS.md
+# Needs the test suite's set-up (`bash tests/all.sh` once: the lab's images, the reference
+# docker compose in /var/cache/hoist-test/venv). Takes the lab for itself (tests wait), rebuilds
+# it at 1, 3, 10 and 20 machines, and leaves a 3-machine lab up. Progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-cargo build --release --quiet
-hoist=$root/target/release/hoist
 lab=${HOIST_LAB_DIR:-/var/tmp/hoist-lab}
+runs=${RUNS:-3}
 ref=${HOIST_COMPOSE_REF:-$(/var/cache/hoist-test/venv/bin/python -c 'import compose,os;print(os.path.join(os.path.dirname(compose.__file__),"docker-compose"))')}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+say() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 now() { date +%s%N; }
-ms() { echo $((($2 - $1) / 1000000)); }
+ms_since() { echo $((($(now) - $1) / 1000000)); }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
-in_m() { local m=$1; shift; docker exec -i "$m" "$@"; }
+in_m() { local m=$1; shift; docker exec -i "$m" docker "$@"; }
+quiet() { "$@" >/dev/null 2>&1; }
 
-bash tests/lab/lab.sh up 3 >/dev/null
+# shellcheck source=bench/lab-lock.sh
+source bench/lab-lock.sh
+
+say "building hoist (release)"
+cargo build --release --quiet
+hoist=$root/target/release/hoist
+h() { "$hoist" -m "$machines" "$@"; }
+
+lab_sh() { # lab.sh quietly; its log on failure, and one retry (a machine may be slow to stop)
+    bash "$root/tests/lab/lab.sh" "$@" >"$work/lab.log" 2>&1 && return
+    cat "$work/lab.log" >&2
+    say "lab.sh $* failed; once more"
+    bash "$root/tests/lab/lab.sh" "$@" >"$work/lab.log" 2>&1 || { cat "$work/lab.log" >&2; exit 1; }
+}
+lab_up() { # N: a lab of exactly N machines, and a machines file for the first $2 (default N)
+    say "lab: $1 machines"
+    lab_sh up "$1"
+    machines=$work/machines-$1.yaml
+    python3 - "$lab/machines.yaml" "${2:-$1}" >"$machines" <<'PY'
+import sys, re
+text, keep = open(sys.argv[1]).read(), int(sys.argv[2])
+out, skip = [], False
+for line in text.splitlines():
+    m = re.match(r"^  (m(\d+)):", line)
+    if m:
+        skip = int(m.group(2)) > keep
+    elif not line.startswith("    "):
+        skip = False
+    if line.startswith("ssh_config:"):
+        line = "ssh_config: " + sys.argv[1].rsplit("/", 1)[0] + "/ssh_config"
+    if not skip:
+        out.append(line)
+print("\n".join(out))
+PY
+}
+
+# Swarm over machines m1..mN: m1 manages, the others join as workers.
+swarm_up() { # N
+    quiet in_m m1 swarm init --advertise-addr 172.31.77.11 || true
+    local token i
+    token=$(in_m m1 swarm join-token -q worker)
+    for ((i = 2; i <= $1; i++)); do quiet in_m "m$i" swarm join --token "$token" 172.31.77.11:2377 & done
+    wait
+}
+swarm_down() { # N
+    local i
+    for ((i = $1; i >= 1; i--)); do quiet in_m "m$i" swarm leave --force || true; done
+}
+swarm_wait() { # SERVICE WANT IMAGE-SUFFIX: until WANT tasks of that image are Running (Swarm
+    # reports Running only once the image's HEALTHCHECK passes, as hoist waits for healthy)
+    until [ "$(in_m m1 service ps "$1" --filter desired-state=running --format '{{.CurrentState}} {{.Image}}' |
+        grep -c "^Running.*$3")" -ge "$2" ]; do sleep 0.2; done
+}
+swarm_stack_gone() { # STACK: until its containers are gone from every machine
+    until [ -z "$(in_m m1 service ls -q --filter "label=com.docker.stack.namespace=$1")" ]; do sleep 0.2; done
+    local i
+    for ((i = 1; i <= $2; i++)); do
+        until [ -z "$(in_m "m$i" ps -aq --filter "label=com.docker.stack.namespace=$1")" ]; do sleep 0.2; done
+    done
+}
+
+# docker compose v2 with DOCKER_HOST=ssh://m1: its ssh transport runs `ssh` from PATH, so a
+# wrapper points it at the lab's ssh config (as a user's ~/.ssh/config would).
+mkdir -p "$work/bin"
+printf '#!/bin/sh\nexec /usr/bin/ssh -F %s "$@"\n' "$lab/ssh_config" >"$work/bin/ssh"
+chmod +x "$work/bin/ssh"
+compose() { PATH=$work/bin:$PATH DOCKER_HOST=ssh://m1 "$ref" "$@"; }
+
+# The projects. ${V} picks the image version for the rolling update.
+stack6() { printf 'services:\n  web:\n    image: hoist-test/app:%s\n    deploy:\n      replicas: 6\n      update_config: {parallelism: 2, order: start-first}\n' "$1"; }
+five() { printf 'services:\n'; for i in 1 2 3 4 5; do printf '  s%s:\n    image: hoist-test/app:v1\n' "$i"; done; }
+noop_project() { # N machines: 5 services × N replicas
+    printf 'services:\n'
+    for i in 1 2 3 4 5; do printf '  s%s:\n    image: hoist-test/app:v1\n    deploy: {replicas: %s}\n' "$i" "$1"; done
+}
+
 echo "# Benchmarks"
 echo
-echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), lab of 3 machines (engines 20.10 and 26.1) on one box. Rerun: \`bash bench/peers.sh\`."
+echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM: hoist $("$hoist" --version | awk '{print $2}') ($(git rev-parse --short HEAD)) and its peers on the same lab — machines are containers with real sshd and dockerd on this one box (odd machines Debian 12 / engine 20.10, even ones Debian 13 / engine 26.1), so every side shares the same 2 cores. Times are wall-clock medians of $runs runs; ratio = hoist / peer (below 1: hoist is faster or sends less). Rerun with \`bash bench/peers.sh > BENCHMARKS.md\`."
 echo
-echo "| scenario | hoist (ms) | peer (ms) | ratio |"
+echo "| scenario | hoist | peer | ratio |"
 echo "| --- | --- | --- | --- |"
 
-# --- Swarm on the lab: m1 manager, m2 and m3 workers --------------------------------------
-in_m m1 docker swarm init --advertise-addr 172.31.77.11 >/dev/null 2>&1 || true
-token=$(in_m m1 docker swarm join-token -q worker)
-for m in m2 m3; do in_m "$m" docker swarm join --token "$token" 172.31.77.11:2377 >/dev/null 2>&1 || true; done
-swarm_wait() { # SERVICE WANT IMAGE — until WANT tasks of IMAGE run
-    until [ "$(in_m m1 docker service ps "$1" --filter desired-state=running --format '{{.CurrentState}} {{.Image}}' | grep -c "^Running.*$3")" -ge "$2" ]; do sleep 0.2; done
-}
-cat >"$work/stack.yaml" <<'YAML'
-services:
-  web:
-    image: hoist-test/app:${V:-v1}
-    deploy:
-      replicas: 6
-      update_config: {parallelism: 2, order: start-first}
-YAML
-t0=$(now); sed 's/\${V:-v1}/v1/' "$work/stack.yaml" | in_m m1 docker stack deploy -c - bench >/dev/null 2>&1; swarm_wait bench_web 6 app:v1; t1=$(now)
-swarm_fresh=$(ms "$t0" "$t1")
-t0=$(now); sed 's/\${V:-v1}/v2/' "$work/stack.yaml" | in_m m1 docker stack deploy -c - bench >/dev/null 2>&1; swarm_wait bench_web 6 app:v2; t1=$(now)
-swarm_update=$(ms "$t0" "$t1")
-in_m m1 docker stack rm bench >/dev/null 2>&1 || true
-for m in m3 m2 m1; do in_m "$m" docker swarm leave --force >/dev/null 2>&1 || true; done
+# --- no-op plan and up, 1 machine: docker compose over ssh -----------------------------------------
+lab_up 3 1
+mkdir -p "$work/noop1" && cd "$work/noop1"
+noop_project 1 | sed '1i name: benchnoop' >compose.yaml
+# One side at a time: the other's containers would load the same 2 cores.
+quiet h up --yes
+plan=() up=() cplan=() cup=()
+for _ in $(seq "$runs"); do
+    t=$(now); quiet h plan; plan+=("$(ms_since "$t")")
+    t=$(now); quiet h up --yes; up+=("$(ms_since "$t")")
+done
+quiet h down
+quiet compose -p benchnoopc up -d --wait
+for _ in $(seq "$runs"); do
+    t=$(now); quiet compose -p benchnoopc --dry-run up -d; cplan+=("$(ms_since "$t")")
+    t=$(now); quiet compose -p benchnoopc up -d; cup+=("$(ms_since "$t")")
+done
+quiet compose -p benchnoopc down || true
+row "no-op plan, 1 machine, 5 services (peer: docker compose --dry-run up -d over ssh), ms" \
+    "$(printf '%s\n' "${plan[@]}" | median)" "$(printf '%s\n' "${cplan[@]}" | median)"
+row "no-op up, 1 machine, 5 services (peer: docker compose up -d over ssh), ms" \
+    "$(printf '%s\n' "${up[@]}" | median)" "$(printf '%s\n' "${cup[@]}" | median)"
 
-# --- hoist, same scenarios -------------------------------------------------------------------
-mkdir -p "$work/h" && cd "$work/h"
-sed '1i name: benchhoist' "$work/stack.yaml" >compose.yaml
-t0=$(now); V=v1 "$hoist" -m "$lab/machines.yaml" up --yes >/dev/null 2>&1; t1=$(now)
-hoist_fresh=$(ms "$t0" "$t1")
-t0=$(now); "$hoist" -m "$lab/machines.yaml" plan >/dev/null 2>&1; t1=$(now); noop_plan=$(ms "$t0" "$t1")
-t0=$(now); "$hoist" -m "$lab/machines.yaml" up --yes >/dev/null 2>&1; t1=$(now); noop_up=$(ms "$t0" "$t1")
-t0=$(now); V=v2 "$hoist" -m "$lab/machines.yaml" up --yes >/dev/null 2>&1; t1=$(now)
-hoist_update=$(ms "$t0" "$t1")
-"$hoist" -m "$lab/machines.yaml" down >/dev/null 2>&1
-row "fresh deploy, 6 replicas over 3 machines (peer: Swarm stack deploy; hoist waits for healthy)" "$hoist_fresh" "$swarm_fresh"
-row "rolling update of 6, parallelism 2, start-first (peer: Swarm)" "$hoist_update" "$swarm_update"
-echo "| no-op plan, 3 machines | $noop_plan | - | - |"
-echo "| no-op up, 3 machines | $noop_up | - | - |"
+# --- no-op plan and up, 3 and 10 machines: Swarm stack deploy of the unchanged file -------------
+for n in 3 10; do
+    lab_up "$n"
+    mkdir -p "$work/noop$n" && cd "$work/noop$n"
+    noop_project "$n" >stack.yaml
+    sed '1i name: benchnoop' stack.yaml >compose.yaml
+    quiet h up --yes
+    plan=() up=() sup=()
+    for _ in $(seq "$runs"); do
+        t=$(now); quiet h plan; plan+=("$(ms_since "$t")")
+        t=$(now); quiet h up --yes; up+=("$(ms_since "$t")")
+    done
+    quiet h down
+    swarm_up "$n"
+    in_m m1 stack deploy -c - noop <stack.yaml >/dev/null 2>&1
+    for i in 1 2 3 4 5; do swarm_wait "noop_s$i" "$n" app:v1; done
+    for _ in $(seq "$runs"); do
+        t=$(now); in_m m1 stack deploy -c - noop <stack.yaml >/dev/null 2>&1; sup+=("$(ms_since "$t")")
+    done
+    quiet in_m m1 stack rm noop || true
+    swarm_stack_gone noop "$n"
+    swarm_down "$n"
+    echo "| no-op plan, $n machines, 5 services × $n replicas (Swarm has no plan), ms | $(printf '%s\n' "${plan[@]}" | median) | - | - |"
+    row "no-op up, $n machines, 5 services × $n replicas (peer: Swarm stack deploy, unchanged file), ms" \
+        "$(printf '%s\n' "${up[@]}" | median)" "$(printf '%s\n' "${sup[@]}" | median)"
+    cd "$root"
+done
 
-# --- 5 containers on one machine: docker compose v2 over ssh ---------------------------------
-mkdir -p "$work/one" "$work/bin" && cd "$work/one"
-printf 'name: benchone\nservices:\n' >compose.yaml
-for i in 1 2 3 4 5; do printf '  s%s:\n    image: hoist-test/app:v1\n' "$i" >>compose.yaml; done
-printf 'ssh_config: %s\nmachines:\n  m1: {ssh: m1}\n' "$lab/ssh_config" >m1.yaml
-# docker compose's ssh transport runs `ssh` from PATH: point it at the lab's ssh config.
-printf '#!/bin/sh\nexec /usr/bin/ssh -F %s "$@"\n' "$lab/ssh_config" >"$work/bin/ssh" && chmod +x "$work/bin/ssh"
-t0=$(now); PATH=$work/bin:$PATH DOCKER_HOST=ssh://m1 "$ref" up -d --wait >/dev/null 2>&1; t1=$(now)
-compose_one=$(ms "$t0" "$t1")
-PATH=$work/bin:$PATH DOCKER_HOST=ssh://m1 "$ref" down >/dev/null 2>&1 || true
-t0=$(now); "$hoist" -m m1.yaml up --yes >/dev/null 2>&1; t1=$(now)
-hoist_one=$(ms "$t0" "$t1")
-"$hoist" -m m1.yaml down >/dev/null 2>&1
-row "5 containers on 1 machine (peer: docker compose v2 over ssh, up -d --wait)" "$hoist_one" "$compose_one"
+# --- fresh deploy and rolling update, 6 replicas over 3 machines: Swarm ----------------------------
+lab_up 3
+mkdir -p "$work/six" && cd "$work/six"
+swarm_up 3
+sfresh=() supdate=() hfresh=() hupdate=()
+for _ in $(seq "$runs"); do
+    t=$(now); stack6 v1 | in_m m1 stack deploy -c - six >/dev/null 2>&1; swarm_wait six_web 6 app:v1; sfresh+=("$(ms_since "$t")")
+    t=$(now); stack6 v2 | in_m m1 stack deploy -c - six >/dev/null 2>&1; swarm_wait six_web 6 app:v2; supdate+=("$(ms_since "$t")")
+    quiet in_m m1 stack rm six
+    swarm_stack_gone six 3
+done
+swarm_down 3
+for _ in $(seq "$runs"); do
+    stack6 v1 | sed '1i name: six' >compose.yaml
+    t=$(now); quiet h up --yes; hfresh+=("$(ms_since "$t")")
+    stack6 v2 | sed '1i name: six' >compose.yaml
+    t=$(now); quiet h up --yes; hupdate+=("$(ms_since "$t")")
+    quiet h down
+done
+row "fresh deploy, 6 replicas over 3 machines, until all healthy (peer: Swarm stack deploy), ms" \
+    "$(printf '%s\n' "${hfresh[@]}" | median)" "$(printf '%s\n' "${sfresh[@]}" | median)"
+row "rolling update of 6 replicas, parallelism 2, start-first, until all new ones healthy (peer: Swarm), ms" \
+    "$(printf '%s\n' "${hupdate[@]}" | median)" "$(printf '%s\n' "${supdate[@]}" | median)"
 
-# --- image shipping: ~100 MB image, first and after a one-layer change -----------------------
+# --- fresh deploy, 5 containers on 1 machine: docker compose over ssh -------------------------------
+mkdir -p "$work/five" && cd "$work/five"
+five >compose.yaml
+cp "$work/machines-3.yaml" all.yaml
+machines=$work/machines-1.yaml
+[ -f "$machines" ] || lab_up 3 1
+hfive=() cfive=()
+for _ in $(seq "$runs"); do
+    t=$(now); quiet compose -p five up -d --wait; cfive+=("$(ms_since "$t")")
+    quiet compose -p five down
+    t=$(now); quiet h -p five up --yes; hfive+=("$(ms_since "$t")")
+    quiet h -p five down
+done
+row "fresh deploy, 5 containers on 1 machine, until healthy (peer: docker compose up -d --wait over ssh), ms" \
+    "$(printf '%s\n' "${hfive[@]}" | median)" "$(printf '%s\n' "${cfive[@]}" | median)"
+cd "$root"
+
+# --- failover after a machine is killed: Swarm -------------------------------------------------------
+say "failover (bench/failover.sh)"
+bash "$root/bench/failover.sh" >"$work/failover" || true
+# failover.sh prints one row: | failover … | hoist watch N ms | Swarm M ms | ratio R |
+hfo=$(grep -o 'hoist watch [0-9]*' "$work/failover" | grep -o '[0-9]*$' || echo 0)
+sfo=$(grep -o 'Swarm [0-9]*' "$work/failover" | grep -o '[0-9]*$' || echo 0)
+row "failover: machine killed → 3 healthy replicas on the others (hoist watch; peer: Swarm), ms" "$hfo" "$sfo"
+
+# --- image shipping: ~100 MB image, first and after a one-layer change ------------------------------
+say "image shipping"
+lab_sh up 3
+machines=$lab/machines.yaml
 mkdir -p "$work/img/www" && cd "$work/img"
 head -c $((100 * 1024 * 1024)) /dev/urandom >www/big.bin
 echo one >www/small.txt
 printf 'FROM hoist-test/base:latest\nCOPY www/big.bin /big.bin\nCOPY www/small.txt /small.txt\nCMD ["sleep", "3600"]\n' >Dockerfile
 printf 'name: benchship\nservices:\n  s:\n    build: .\n    init: true\n    deploy: {mode: global}\n' >compose.yaml
 ship_peer() { # docker save | ssh docker load to every machine, in parallel; prints ms and bytes
-    local t0 t1 bytes
+    local t bytes
     bytes=$(docker save "$1" | wc -c)
-    t0=$(now)
-    for m in m1 m2 m3; do docker save "$1" | ssh -F "$lab/ssh_config" "$m" docker load >/dev/null & done; wait
-    t1=$(now)
-    echo "$(ms "$t0" "$t1") $((bytes * 3))"
+    t=$(now)
+    for m in m1 m2 m3; do docker save "$1" | ssh -F "$lab/ssh_config" "$m" docker load >/dev/null & done
+    wait
+    echo "$(ms_since "$t") $((bytes * 3))"
 }
+shipped_bytes() { python3 -c 'import json,sys; print(sum(s["bytes"] for s in json.load(sys.stdin)["shipped"]))'; }
 DOCKER_BUILDKIT=0 docker build -q -t benchship-s . >/dev/null
 read -r peer_first_ms peer_first_bytes < <(ship_peer benchship-s)
-for m in m1 m2 m3; do in_m "$m" docker rmi -f benchship-s >/dev/null 2>&1 || true; done
-t0=$(now); out=$("$hoist" -m "$lab/machines.yaml" up --yes --json 2>/dev/null); t1=$(now)
-hoist_first_ms=$(ms "$t0" "$t1")
-hoist_first_bytes=$(echo "$out" | python3 -c 'import json,sys; print(sum(s["bytes"] for s in json.load(sys.stdin)["shipped"]))')
+for m in m1 m2 m3; do quiet in_m "$m" rmi -f benchship-s || true; done
+t=$(now); out=$(h up --yes --json 2>/dev/null); hoist_first_ms=$(ms_since "$t")
+hoist_first_bytes=$(echo "$out" | shipped_bytes)
 echo two >www/small.txt
 DOCKER_BUILDKIT=0 docker build -q -t benchship-s . >/dev/null
 read -r peer_change_ms peer_change_bytes < <(ship_peer benchship-s)
 echo three >www/small.txt
-t0=$(now); out=$("$hoist" -m "$lab/machines.yaml" up --yes --json 2>/dev/null); t1=$(now)
-hoist_change_ms=$(ms "$t0" "$t1")
-hoist_change_bytes=$(echo "$out" | python3 -c 'import json,sys; print(sum(s["bytes"] for s in json.load(sys.stdin)["shipped"]))')
-"$hoist" -m "$lab/machines.yaml" down >/dev/null 2>&1
-row "ship ~100 MB image to 3 machines, first (time incl. build + deploy for hoist)" "$hoist_first_ms" "$peer_first_ms"
-row "  bytes sent, first" "$hoist_first_bytes" "$peer_first_bytes"
-row "ship after a one-layer change (time incl. build + rolling update for hoist)" "$hoist_change_ms" "$peer_change_ms"
+t=$(now); out=$(h up --yes --json 2>/dev/null); hoist_change_ms=$(ms_since "$t")
+hoist_change_bytes=$(echo "$out" | shipped_bytes)
+quiet h down
+row "ship a ~100 MB built image to 3 machines, first time, ms (hoist: build + ship + deploy)" "$hoist_first_ms" "$peer_first_ms"
+row "  bytes sent, first time" "$hoist_first_bytes" "$peer_first_bytes"
+row "ship after a one-layer change, ms (hoist: build + ship + rolling update)" "$hoist_change_ms" "$peer_change_ms"
 row "  bytes sent, one-layer change" "$hoist_change_bytes" "$peer_change_bytes"
-
-# --- peak memory deploying to 20 machines ----------------------------------------------------
 cd "$root"
-bash tests/lab/lab.sh up 20 >/dev/null
+
+# --- hoist's peak memory deploying to 20 machines ----------------------------------------------------
+lab_up 20
 mkdir -p "$work/twenty" && cd "$work/twenty"
 printf 'name: benchtwenty\nservices:\n  web:\n    image: hoist-test/app:v1\n    deploy: {replicas: 20}\n' >compose.yaml
-/usr/bin/time -f '%M' -o "$work/rss" "$hoist" -m "$lab/machines.yaml" up --yes >/dev/null 2>&1 || true
-echo "| hoist peak memory, deploying 20 replicas to 20 machines | $(cat "$work/rss") KiB | - | - |"
-"$hoist" -m "$lab/machines.yaml" down >/dev/null 2>&1 || true
+# ru_maxrss of the one child hoist process, in KiB (no dependency on GNU time).
+python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$hoist" -m "$machines" up --yes >"$work/rss"
+echo "| hoist peak memory (max RSS), deploying 20 replicas to 20 machines | $(cat "$work/rss") KiB | - | - |"
+quiet h down || true
 cd "$root"
-bash tests/lab/lab.sh up 3 >/dev/null
+lab_sh up 3
+say "done"

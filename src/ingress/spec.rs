@@ -60,7 +60,9 @@ pub struct HealthCheck {
 #[serde(deny_unknown_fields)]
 struct TopDoc {
     image: Option<String>,
+    #[serde(default, deserialize_with = "port_number")]
     http_port: Option<u16>,
+    #[serde(default, deserialize_with = "port_number")]
     https_port: Option<u16>,
     tls: Option<String>,
     email: Option<String>,
@@ -75,7 +77,8 @@ struct RouteDoc {
     hosts: Vec<String>,
     #[serde(default)]
     paths: Vec<String>,
-    port: Option<u32>,
+    #[serde(default, deserialize_with = "port_number")]
+    port: Option<u16>,
     #[serde(default)]
     health: HealthDoc,
 }
@@ -86,6 +89,30 @@ struct HealthDoc {
     path: Option<String>,
     interval: Option<String>,
     timeout: Option<String>,
+}
+
+/// A port written as a number or, after interpolation (`http_port: ${HTTP_PORT:-80}`), as a
+/// string of digits — `x-` keys are not type-cast by the loader the way Compose's own keys are.
+fn port_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u16>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("port {n} is not a number from 0 to 65535"))),
+        Some(serde_json::Value::String(s)) => {
+            s.trim().parse::<u16>().map(Some).map_err(|_| {
+                D::Error::custom(format!("port {s:?} is not a number from 0 to 65535"))
+            })
+        }
+        Some(other) => Err(D::Error::custom(format!(
+            "expected a port number, got {other}"
+        ))),
+    }
 }
 
 fn ingress_of(ext: Option<&serde_json::Value>) -> Option<&serde_json::Value> {
@@ -113,7 +140,7 @@ pub fn from_project(project: &Project) -> Result<Option<IngressSpec>> {
         let doc: RouteDoc = serde_json::from_value(v.clone())
             .map_err(|e| anyhow::anyhow!("services.{name}.x-hoist.ingress: {e}"))?;
         let port = match doc.port {
-            Some(p) => p,
+            Some(p) => u32::from(p),
             None => match svc.ports.first() {
                 Some(p) => p.target,
                 None => bail!(
@@ -239,6 +266,28 @@ mod tests {
         assert!(e.contains("2 services publish ports"), "{e}");
         let off = "name: p\nx-hoist: {ingress: {enabled: false}}\nservices:\n  a: {image: x, ports: [{target: 80}]}\n";
         assert_eq!(from_project(&project(off)).unwrap(), None);
+    }
+
+    #[test]
+    fn ports_written_as_interpolated_strings() {
+        let p = project(
+            "name: p\nx-hoist: {ingress: {http_port: '8080', https_port: ' 8443'}}\nservices:\n  web: {image: x, ports: [{target: 80}], x-hoist: {ingress: {port: '80'}}}\n",
+        );
+        let s = from_project(&p).unwrap().unwrap();
+        assert_eq!(
+            (s.http_port, s.https_port, s.routes[0].port),
+            (8080, 8443, 80)
+        );
+        for bad in ["'http'", "70000", "[80]"] {
+            let yaml = format!(
+                "name: p\nx-hoist: {{ingress: {{http_port: {bad}}}}}\nservices:\n  web: {{image: x, ports: [{{target: 80}}]}}\n"
+            );
+            let e = format!("{:#}", from_project(&project(&yaml)).unwrap_err());
+            assert!(
+                e.starts_with("x-hoist.ingress:") && e.contains("port"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]
