@@ -32,12 +32,18 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
 in_m() { local m=$1; shift; docker exec -i "$m" docker "$@"; }
-# `docker stack deploy` (engine 20.10's CLI) insists on a Compose file version; stdin is the file.
-# --resolve-image never: the lab has no registry, and hoist does not ask one for local images
-# either, so neither side pays for a registry lookup.
+# `docker stack deploy` runs where a user runs it — on this box, reaching the manager over ssh
+# (DOCKER_HOST=ssh://m1), as hoist reaches its machines; stdin is the stack file, which the CLI
+# wants with a Compose file version. --resolve-image never: the lab has no registry, and hoist
+# asks none for local images either, so neither side pays for a registry lookup.
+# Since Docker 26 the CLI waits for convergence unless --detach; both sides are waited for by the
+# same polling below, so ask for the older behaviour where the flag exists.
+detach=()
+docker stack deploy --help 2>/dev/null | grep -q -- '--detach' && detach=(--detach=true)
 stack_deploy() {
-    sed '1i version: "3.8"' | in_m m1 stack deploy --resolve-image never -c - "$1" >/dev/null 2>"$work/stack.err" ||
-        { cat "$work/stack.err" >&2; return 1; }
+    sed '1i version: "3.8"' |
+        PATH=$work/bin:$PATH DOCKER_HOST=ssh://m1 docker stack deploy "${detach[@]}" --resolve-image never -c - "$1" \
+            >/dev/null 2>"$work/stack.err" || { cat "$work/stack.err" >&2; return 1; }
 }
 quiet() { "$@" >/dev/null 2>&1; }
 
@@ -272,4 +278,6 @@ echo "| hoist peak memory (max RSS), deploying 20 replicas to 20 machines | $(ca
 quiet h down || true
 cd "$root"
 lab_sh up 3
+echo
+cat bench/peers-notes.md   # how to read the table (kept beside the script, printed with it)
 say "done"
