@@ -6,7 +6,7 @@
 //! never a hang: every machine gets the same bounded connect time.
 
 use crate::inventory::{Address, Fleet, Machine};
-use crate::transport::{SshFailure, Tunnel, Workdir};
+use crate::transport::{MasterCache, SshFailure, Tunnel, Workdir};
 use bollard::Docker;
 use futures_util::StreamExt;
 use std::fmt;
@@ -76,12 +76,16 @@ pub struct Connections {
     pub results: Vec<(Machine, Result<Engine, MachineError>)>,
     /// Shared with connections still being made in the background (`connect_again`).
     workdir: std::sync::Arc<Workdir>,
+    /// Where ssh masters are kept for the next command, unless HOIST_SSH_PERSIST=0.
+    masters: Option<std::sync::Arc<MasterCache>>,
 }
 
 impl Connections {
     /// Closes every ssh master and removes the private socket folder.
     pub async fn close(self) {
-        let Connections { results, workdir } = self;
+        let Connections {
+            results, workdir, ..
+        } = self;
         let closes = results
             .into_iter()
             .filter_map(|(_, r)| r.ok())
@@ -108,7 +112,7 @@ impl Connections {
             // A master whose peer hangs may not answer: close it in the background (the
             // Workdir's drop kills it at worst), so the caller is never held up.
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), t.close()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), t.discard()).await;
             });
         }
     }
@@ -125,10 +129,10 @@ impl Connections {
     ) -> impl std::future::Future<Output = Result<Engine, MachineError>> + Send + 'static {
         let machine = self.results[i].0.clone();
         let workdir = std::sync::Arc::clone(&self.workdir);
+        let masters = self.masters.clone();
         async move {
-            match tokio::time::timeout(timeout, connect(&machine, &workdir, socket_index, timeout))
-                .await
-            {
+            let connecting = connect(&machine, &workdir, masters.as_ref(), socket_index, timeout);
+            match tokio::time::timeout(timeout, connecting).await {
                 Ok(r) => r,
                 Err(_) => Err(MachineError::Timeout(timeout)),
             }
@@ -145,7 +149,7 @@ impl Connections {
             // A master whose peer hangs may not answer: close it in the background (the
             // Workdir's drop kills it at worst), so the caller is never held up.
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), t.close()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), t.discard()).await;
             });
         }
     }
@@ -156,10 +160,13 @@ pub async fn connect_all(fleet: &Fleet, timeout: Duration) -> anyhow::Result<Con
     let workdir = Workdir::new()
         .map_err(|e| anyhow::anyhow!("cannot create a private folder for ssh sockets: {e}"))?;
     let wd = &workdir;
+    let masters = MasterCache::from_env().map(std::sync::Arc::new);
+    let kept = masters.as_ref();
     let mut results: Vec<(usize, Machine, Result<Engine, MachineError>)> =
         futures_util::stream::iter(fleet.machines.iter().cloned().enumerate())
             .map(|(i, m)| async move {
-                let r = match tokio::time::timeout(timeout, connect(&m, wd, i, timeout)).await {
+                let r = match tokio::time::timeout(timeout, connect(&m, wd, kept, i, timeout)).await
+                {
                     Ok(r) => r,
                     Err(_) => Err(MachineError::Timeout(timeout)),
                 };
@@ -172,29 +179,63 @@ pub async fn connect_all(fleet: &Fleet, timeout: Duration) -> anyhow::Result<Con
     Ok(Connections {
         results: results.into_iter().map(|(_, m, r)| (m, r)).collect(),
         workdir: std::sync::Arc::new(workdir),
+        masters,
     })
 }
 
 async fn connect(
     machine: &Machine,
     workdir: &Workdir,
+    masters: Option<&std::sync::Arc<MasterCache>>,
     index: usize,
     timeout: Duration,
 ) -> Result<Engine, MachineError> {
-    let (tunnel, socket) = match &machine.address {
-        Address::Local => (None, std::path::PathBuf::from(&machine.docker_socket)),
-        Address::Ssh(target) => {
-            // Leave a little of the budget for the engine's answer.
-            let ssh_timeout = timeout
-                .saturating_sub(Duration::from_secs(2))
-                .max(Duration::from_secs(1));
-            let t = Tunnel::open(target, &machine.docker_socket, workdir, index, ssh_timeout)
-                .await
-                .map_err(MachineError::Ssh)?;
-            let s = t.socket().to_path_buf();
-            (Some(t), s)
-        }
+    let Address::Ssh(target) = &machine.address else {
+        let socket = std::path::PathBuf::from(&machine.docker_socket);
+        return engine_at(machine, &socket, None, None).await;
     };
+    // Leave a little of the budget for the engine's answer.
+    let ssh_timeout = timeout
+        .saturating_sub(Duration::from_secs(2))
+        .max(Duration::from_secs(1));
+    let open = |masters| {
+        Tunnel::open(
+            target,
+            &machine.docker_socket,
+            workdir,
+            index,
+            ssh_timeout,
+            masters,
+        )
+    };
+    let tunnel = open(masters).await.map_err(MachineError::Ssh)?;
+    if !tunnel.resumed() {
+        let socket = tunnel.socket().to_path_buf();
+        return engine_at(machine, &socket, Some(tunnel), None).await;
+    }
+    // A master kept by an earlier command may have lost its machine without noticing yet:
+    // give the engine a short while to answer through it, else start a fresh master.
+    let socket = tunnel.socket().to_path_buf();
+    let quick = (timeout / 3).min(Duration::from_secs(3));
+    match engine_at(machine, &socket, Some(tunnel), Some(quick)).await {
+        Ok(engine) => Ok(engine),
+        Err(_) => {
+            let tunnel = open(masters).await.map_err(MachineError::Ssh)?;
+            let socket = tunnel.socket().to_path_buf();
+            engine_at(machine, &socket, Some(tunnel), None).await
+        }
+    }
+}
+
+/// The engine behind `socket` (through `tunnel` when remote), its facts read within `quick`
+/// when given; on failure the tunnel is closed — discarded when `quick` (a kept master that
+/// does not reach its machine is of no use to the next command either).
+async fn engine_at(
+    machine: &Machine,
+    socket: &std::path::Path,
+    tunnel: Option<Tunnel>,
+    quick: Option<Duration>,
+) -> Result<Engine, MachineError> {
     let result = async {
         let docker = Docker::connect_with_unix(
             &socket.to_string_lossy(),
@@ -205,9 +246,18 @@ async fn connect(
             bollard::API_DEFAULT_VERSION,
         )
         .map_err(|e| MachineError::Docker(format!("docker: cannot set up a client: {e}")))?;
-        let facts = match read_facts(&docker).await {
-            Ok(f) => f,
-            Err(e) => return Err(explain_engine_failure(machine, tunnel.as_ref(), &e).await),
+        let facts = match quick {
+            Some(limit) => match tokio::time::timeout(limit, read_facts(&docker)).await {
+                Ok(Ok(f)) => f,
+                Ok(Err(e)) => {
+                    return Err(explain_engine_failure(machine, tunnel.as_ref(), &e).await);
+                }
+                Err(_) => return Err(MachineError::Timeout(limit)),
+            },
+            None => match read_facts(&docker).await {
+                Ok(f) => f,
+                Err(e) => return Err(explain_engine_failure(machine, tunnel.as_ref(), &e).await),
+            },
         };
         check_api(&facts.api_version)?;
         let docker = docker.negotiate_version().await.map_err(|e| {
@@ -224,7 +274,11 @@ async fn connect(
         }),
         Err(e) => {
             if let Some(t) = tunnel {
-                t.close().await;
+                if quick.is_some() {
+                    t.discard().await;
+                } else {
+                    t.close().await;
+                }
             }
             Err(e)
         }

@@ -6,14 +6,17 @@
 //! certificates work exactly as they do for `ssh`. Host keys are always checked
 //! (`StrictHostKeyChecking=yes`); a changed key is refused, never accepted.
 //!
-//! Every master and socket lives under one private folder per hoist process
-//! (`Workdir`); dropping it kills any master still running and removes the folder,
-//! so nothing survives the command even after a timeout or an error.
+//! Forwarded sockets live under one private folder per hoist process (`Workdir`);
+//! dropping it removes the folder. The masters themselves outlive the command for a
+//! minute of idleness (`MasterCache`, like Ansible's `ControlPersist=60s`), so the
+//! next `hoist plan`/`up`/`ps` skips the SSH handshakes; `HOIST_SSH_PERSIST=0` turns
+//! that off, and then every master dies with the command, even after an error.
 
 use crate::inventory::SshTarget;
 use openssh::{ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Socket};
+use sha2::{Digest, Sha256};
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -126,12 +129,17 @@ pub struct Workdir {
     path: PathBuf,
 }
 
+/// Where hoist keeps its sockets: a short path, since unix socket paths are limited.
+fn socket_base() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir() && p.as_os_str().len() < 40)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+}
+
 impl Workdir {
     pub fn new() -> std::io::Result<Workdir> {
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir() && p.as_os_str().len() < 40)
-            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        let base = socket_base();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -213,50 +221,127 @@ fn kill_processes_mentioning(dir: &Path) {
     }
 }
 
+/// SSH masters kept between hoist commands: one per machine, each exiting on its own after
+/// `idle` without a client (ssh's ControlPersist). A record file per machine (named by a hash of
+/// how the machine is reached) holds the path of its master's control socket.
+///
+/// The folder is `hoist-ssh-<uid>` beside the workdirs, mode 0700; hoist refuses to use one it
+/// does not own or that others can enter, and then keeps no master.
+pub struct MasterCache {
+    dir: PathBuf,
+    idle: std::num::NonZeroUsize,
+}
+
+impl MasterCache {
+    /// From `HOIST_SSH_PERSIST` (a duration such as `60s` or `5m`; `0` turns it off; default 60s).
+    pub fn from_env() -> Option<MasterCache> {
+        let idle = match std::env::var("HOIST_SSH_PERSIST") {
+            Err(_) => Duration::from_secs(60),
+            Ok(v) if matches!(v.trim(), "" | "0" | "off" | "no" | "false") => return None,
+            Ok(v) => crate::cli::parse_duration(v.trim()).ok()?,
+        };
+        let idle = std::num::NonZeroUsize::new(usize::try_from(idle.as_secs()).ok()?)?;
+        // SAFETY: geteuid(2) cannot fail and has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        let dir = socket_base().join(format!("hoist-ssh-{uid}"));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).ok()?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+        let meta = std::fs::symlink_metadata(&dir).ok()?;
+        if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+            return None;
+        }
+        Some(MasterCache { dir, idle })
+    }
+
+    fn record(&self, target: &SshTarget) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(format!("{target:?}").as_bytes());
+        let hex: String = h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.dir.join(format!("{hex}.ctl"))
+    }
+
+    /// The master left by an earlier command, if it still answers.
+    async fn resume(&self, target: &SshTarget) -> Option<Session> {
+        let record = self.record(target);
+        let ctl = PathBuf::from(std::fs::read_to_string(&record).ok()?.trim());
+        if ctl.parent().and_then(Path::parent) != Some(self.dir.as_path()) {
+            let _ = std::fs::remove_file(&record);
+            return None;
+        }
+        let session = Session::resume_mux(ctl.clone().into_boxed_path(), None);
+        if session.check().await.is_ok() {
+            return Some(session);
+        }
+        self.forget(target, &ctl);
+        None
+    }
+
+    fn keep(&self, target: &SshTarget, ctl: &Path) {
+        let record = self.record(target);
+        let tmp = record.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, ctl.as_os_str().as_encoded_bytes()).is_ok() {
+            let _ = std::fs::rename(&tmp, &record);
+        }
+    }
+
+    fn forget(&self, target: &SshTarget, ctl: &Path) {
+        let record = self.record(target);
+        if std::fs::read_to_string(&record).is_ok_and(|r| Path::new(r.trim()) == ctl) {
+            let _ = std::fs::remove_file(&record);
+        }
+        if let Some(folder) = ctl
+            .parent()
+            .filter(|p| p.parent() == Some(self.dir.as_path()))
+        {
+            let _ = std::fs::remove_dir_all(folder);
+        }
+    }
+}
+
 /// An open SSH master to one machine with the machine's docker socket forwarded
 /// to a local unix socket.
 pub struct Tunnel {
     session: Session,
     local_socket: PathBuf,
+    remote_socket: PathBuf,
+    /// Where the master is kept after this command, when it is (see [`MasterCache`]).
+    kept: Option<(std::sync::Arc<MasterCache>, SshTarget)>,
+    /// The master was left by an earlier command (not yet proven to reach the machine).
+    resumed: bool,
 }
 
 impl Tunnel {
-    /// Connects to `target` and forwards `remote_socket` to `workdir/d{index}.sock`.
+    /// Connects to `target` (through a master kept by an earlier command when `cache` has one
+    /// that answers) and forwards `remote_socket` to `workdir/d{index}.sock`.
     pub async fn open(
         target: &SshTarget,
         remote_socket: &str,
         workdir: &Workdir,
         index: usize,
         connect_timeout: Duration,
+        cache: Option<&std::sync::Arc<MasterCache>>,
     ) -> Result<Tunnel, SshFailure> {
-        let mut builder = SessionBuilder::default();
-        builder
-            .known_hosts_check(KnownHosts::Strict)
-            .control_directory(workdir.path())
-            .connect_timeout(connect_timeout)
-            .server_alive_interval(Duration::from_secs(5))
-            // A safety net only: Workdir's drop kills masters; this bounds a
-            // master orphaned by SIGKILL of hoist to a minute.
-            .control_persist(ControlPersist::IdleFor(
-                std::num::NonZeroUsize::new(60).expect("non-zero"),
-            ));
-        if let Some(user) = &target.user {
-            builder.user(user.clone());
-        }
-        if let Some(port) = target.port {
-            builder.port(port);
-        }
-        if let Some(identity) = &target.identity {
-            builder.keyfile(identity);
-        }
-        if let Some(cfg) = &target.config_file {
-            builder.config_file(cfg);
-        }
-        let session = builder
-            .connect_mux(&target.destination)
-            .await
-            .map_err(|e| classify(&error_text(&e)))?;
+        let resumed = match cache {
+            Some(c) => c.resume(target).await,
+            None => None,
+        };
+        let (session, resumed) = match resumed {
+            Some(s) => (s, true),
+            None => (
+                Self::connect(target, workdir, connect_timeout, cache).await?,
+                false,
+            ),
+        };
         let local_socket = workdir.path().join(format!("d{index}.sock"));
+        let remote_socket = PathBuf::from(remote_socket);
         if let Err(e) = session
             .request_port_forward(
                 ForwardType::Local,
@@ -264,7 +349,7 @@ impl Tunnel {
                     path: local_socket.clone().into(),
                 },
                 Socket::UnixSocket {
-                    path: PathBuf::from(remote_socket).into(),
+                    path: remote_socket.clone().into(),
                 },
             )
             .await
@@ -278,7 +363,60 @@ impl Tunnel {
         Ok(Tunnel {
             session,
             local_socket,
+            remote_socket,
+            kept: cache.map(|c| (std::sync::Arc::clone(c), target.clone())),
+            resumed,
         })
+    }
+
+    async fn connect(
+        target: &SshTarget,
+        workdir: &Workdir,
+        connect_timeout: Duration,
+        cache: Option<&std::sync::Arc<MasterCache>>,
+    ) -> Result<Session, SshFailure> {
+        let mut builder = SessionBuilder::default();
+        builder
+            .known_hosts_check(KnownHosts::Strict)
+            .connect_timeout(connect_timeout)
+            .server_alive_interval(Duration::from_secs(5));
+        match cache {
+            Some(c) => builder
+                .control_directory(&c.dir)
+                .control_persist(ControlPersist::IdleFor(c.idle)),
+            // A safety net only: Workdir's drop kills masters; this bounds a master
+            // orphaned by SIGKILL of hoist to a minute.
+            None => {
+                builder
+                    .control_directory(workdir.path())
+                    .control_persist(ControlPersist::IdleFor(
+                        std::num::NonZeroUsize::new(60).expect("non-zero"),
+                    ))
+            }
+        };
+        if let Some(user) = &target.user {
+            builder.user(user.clone());
+        }
+        if let Some(port) = target.port {
+            builder.port(port);
+        }
+        if let Some(identity) = &target.identity {
+            builder.keyfile(identity);
+        }
+        if let Some(cfg) = &target.config_file {
+            builder.config_file(cfg);
+        }
+        builder
+            .connect_mux(&target.destination)
+            .await
+            .map_err(|e| classify(&error_text(&e)))
+    }
+
+    /// Whether the master was left by an earlier command: if the engine does not answer
+    /// through it, [`Tunnel::discard`] it and connect afresh, since a kept master may have
+    /// lost its machine without noticing yet (keepalives take up to 15 s).
+    pub fn resumed(&self) -> bool {
+        self.resumed
     }
 
     /// The local end of the forwarded docker socket.
@@ -302,10 +440,54 @@ impl Tunnel {
         ))
     }
 
-    /// Stops the master; the forwarded socket goes with it.
+    /// Ends this command's use of the master: it stays for the next command when kept (only
+    /// this command's forwarded socket goes), else it stops.
     pub async fn close(self) {
-        let _ = self.session.close().await;
-        let _ = std::fs::remove_file(&self.local_socket);
+        let Tunnel {
+            session,
+            local_socket,
+            remote_socket,
+            kept,
+            ..
+        } = self;
+        match kept {
+            Some((cache, target)) => {
+                let _ = session
+                    .close_port_forward(
+                        ForwardType::Local,
+                        Socket::UnixSocket {
+                            path: local_socket.clone().into(),
+                        },
+                        Socket::UnixSocket {
+                            path: remote_socket.into(),
+                        },
+                    )
+                    .await;
+                let (ctl, _log) = session.detach();
+                cache.keep(&target, &ctl);
+            }
+            None => {
+                let _ = session.close().await;
+            }
+        }
+        let _ = std::fs::remove_file(&local_socket);
+    }
+
+    /// Stops the master, kept or not: its machine stopped answering through it.
+    pub async fn discard(self) {
+        let Tunnel {
+            session,
+            local_socket,
+            kept,
+            ..
+        } = self;
+        let (ctl, _log) = session.detach();
+        let session = Session::resume_mux(ctl.clone(), None);
+        let _ = session.close().await;
+        if let Some((cache, target)) = kept {
+            cache.forget(&target, &ctl);
+        }
+        let _ = std::fs::remove_file(&local_socket);
     }
 }
 

@@ -150,6 +150,99 @@ fn a_stopped_docker_is_not_an_ssh_failure() {
     assert!(leftovers().is_empty(), "left behind: {:?}", leftovers());
 }
 
+/// The pids of ssh processes whose command line mentions `dir`.
+fn ssh_processes_in(dir: &std::path::Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut pids: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                c.starts_with("ssh ") && c.contains(&needle)
+            })
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// By default a command leaves its ssh masters for the next one (HOIST_SSH_PERSIST): the
+/// second command reuses them, and a machine lost since is still reported, within the timeout.
+#[test]
+fn kept_masters_are_reused_and_a_lost_machine_is_still_reported() {
+    let lab = Lab::get();
+    let _lease = lab.exclusive();
+    // A runtime dir of the test's own, so no other hoist's kept masters mix in.
+    let runtime = std::path::PathBuf::from(format!("/tmp/hk{}", std::process::id()));
+    std::fs::create_dir_all(&runtime).unwrap();
+    let file = lab.machines_file();
+    let machines = |timeout: &str| {
+        let out = common::lab::run(
+            common::lab::hoist_command()
+                .env("HOIST_SSH_PERSIST", "30s")
+                .env("XDG_RUNTIME_DIR", &runtime)
+                .args(["-m", file.to_str().unwrap(), "--timeout", timeout])
+                .args(["machines", "--json"]),
+        );
+        let json: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("machines --json is not JSON ({e}):\n{out}"));
+        (out, json)
+    };
+    let cache = std::fs::read_dir(&runtime)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("hoist-ssh-")
+        });
+    assert!(cache.is_none(), "a fresh runtime dir has no kept masters");
+
+    let (first, _) = machines("10s");
+    assert!(first.success(), "{first}");
+    let cache = runtime.join(format!("hoist-ssh-{}", unsafe { libc::geteuid() }));
+    let kept = ssh_processes_in(&cache);
+    assert_eq!(kept.len(), 3, "one master kept per machine: {kept:?}");
+    let records = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "ctl"))
+        .count();
+    assert_eq!(records, 3);
+
+    let (second, _) = machines("10s");
+    assert!(second.success(), "{second}");
+    assert_eq!(
+        ssh_processes_in(&cache),
+        kept,
+        "the second command reuses the masters"
+    );
+
+    let paused = lab.fault(Fault::Pause, "m2");
+    let started = Instant::now();
+    let (third, json) = machines("4s");
+    let took = started.elapsed();
+    assert_eq!(third.code(), Some(1), "{third}");
+    assert!(took < Duration::from_secs(12), "took {took:?}");
+    assert_eq!(machine(&json, "m2")["reachable"], false, "{third}");
+    assert_eq!(machine(&json, "m1")["reachable"], true, "{third}");
+    assert_eq!(machine(&json, "m3")["reachable"], true, "{third}");
+    drop(paused);
+
+    // Leave nothing: stop the kept masters (they would exit after 30 s idle anyway).
+    for pid in ssh_processes_in(&cache) {
+        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGTERM) };
+    }
+    let _ = std::fs::remove_dir_all(&runtime);
+}
+
 #[test]
 fn an_unknown_machines_file_key_names_file_and_key() {
     let dir = std::env::temp_dir().join(format!("hoist-badinv-{}", std::process::id()));

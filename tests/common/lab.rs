@@ -111,9 +111,11 @@ pub fn hoist_bin() -> PathBuf {
 }
 
 /// A command for the hoist binary, without colours, to add arguments, a directory or env to.
+/// Each command starts its own ssh masters (HOIST_SSH_PERSIST=0): tests inject faults between
+/// commands and must see each one met afresh. tests/machines_e2e.rs covers kept masters.
 pub fn hoist_command() -> Command {
     let mut cmd = Command::new(hoist_bin());
-    cmd.env("NO_COLOR", "1");
+    cmd.env("NO_COLOR", "1").env("HOIST_SSH_PERSIST", "0");
     cmd
 }
 
