@@ -115,6 +115,28 @@ printf '#!/bin/sh\nexec /usr/bin/ssh -F %s "$@"\n' "$lab/ssh_config" >"$work/bin
 chmod +x "$work/bin/ssh"
 compose() { PATH=$work/bin:$PATH DOCKER_HOST=ssh://m1 "$ref" "$@"; }
 
+med() { printf '%s\n' "$@" | median; }
+# No-op plan and up with hoist, cold then warm, RUNS rounds: sets cold_plan warm_plan cold_up warm_up.
+noop_hoist() {
+    local cp=() wp=() cu=() wu=() t
+    for _ in $(seq "$runs"); do
+        t=$(now); HOIST_SSH_PERSIST=0 quiet h plan; cp+=("$(ms_since "$t")")
+        quiet h plan # leaves masters for the warm runs
+        t=$(now); quiet h plan; wp+=("$(ms_since "$t")")
+        t=$(now); HOIST_SSH_PERSIST=0 quiet h up --yes; cu+=("$(ms_since "$t")")
+        t=$(now); quiet h up --yes; wu+=("$(ms_since "$t")")
+    done
+    cold_plan=$(med "${cp[@]}") warm_plan=$(med "${wp[@]}") cold_up=$(med "${cu[@]}") warm_up=$(med "${wu[@]}")
+}
+noop_rows() { # WHAT PLAN-PEER PLAN-PEER-MS UP-PEER UP-PEER-MS
+    local plan_peer=$3
+    [ -n "$plan_peer" ] || plan_peer=-
+    row "no-op plan, $1, cold: new SSH connections (peer: $2), ms" "$cold_plan" "$plan_peer"
+    row "no-op plan, $1, warm: ssh masters kept by the previous command, hoist's default (peer: $2), ms" "$warm_plan" "$plan_peer"
+    row "no-op up, $1, cold (peer: $4), ms" "$cold_up" "$5"
+    row "no-op up, $1, warm (peer: $4), ms" "$warm_up" "$5"
+}
+
 # The projects. ${V} picks the image version for the rolling update.
 stack6() { printf 'services:\n  web:\n    image: hoist-test/app:%s\n    deploy:\n      replicas: 6\n      update_config: {parallelism: 2, order: start-first}\n' "$1"; }
 five() { printf 'services:\n'; for i in 1 2 3 4 5; do printf '  s%s:\n    image: hoist-test/app:v1\n' "$i"; done; }
@@ -134,24 +156,22 @@ echo "| --- | --- | --- | --- |"
 lab_up 3 1
 mkdir -p "$work/noop1" && cd "$work/noop1"
 noop_project 1 | sed '1i name: benchnoop' >compose.yaml
-# One side at a time: the other's containers would load the same 2 cores.
+# One side at a time: the other's containers would load the same 2 cores. hoist runs twice
+# per round: cold (HOIST_SSH_PERSIST=0: new SSH connections, as every peer here makes) and warm
+# (its default: the ssh masters the previous command kept).
 quiet h up --yes
-plan=() up=() cplan=() cup=()
-for _ in $(seq "$runs"); do
-    t=$(now); quiet h plan; plan+=("$(ms_since "$t")")
-    t=$(now); quiet h up --yes; up+=("$(ms_since "$t")")
-done
+noop_hoist
 quiet h down
 quiet compose -p benchnoopc up -d --wait
+cplan=() cup=()
 for _ in $(seq "$runs"); do
     t=$(now); quiet compose -p benchnoopc --dry-run up -d; cplan+=("$(ms_since "$t")")
     t=$(now); quiet compose -p benchnoopc up -d; cup+=("$(ms_since "$t")")
 done
 quiet compose -p benchnoopc down || true
-row "no-op plan, 1 machine, 5 services (peer: docker compose --dry-run up -d over ssh), ms" \
-    "$(printf '%s\n' "${plan[@]}" | median)" "$(printf '%s\n' "${cplan[@]}" | median)"
-row "no-op up, 1 machine, 5 services (peer: docker compose up -d over ssh), ms" \
-    "$(printf '%s\n' "${up[@]}" | median)" "$(printf '%s\n' "${cup[@]}" | median)"
+noop_rows "1 machine, 5 services" "docker compose --dry-run up -d over ssh" "$(med "${cplan[@]}")" \
+    "docker compose up -d over ssh" "$(med "${cup[@]}")"
+cd "$root"
 
 # --- no-op plan and up, 3 and 10 machines: Swarm stack deploy of the unchanged file -------------
 for n in 3 10; do
@@ -160,24 +180,20 @@ for n in 3 10; do
     noop_project "$n" >stack.yaml
     sed '1i name: benchnoop' stack.yaml >compose.yaml
     quiet h up --yes
-    plan=() up=() sup=()
-    for _ in $(seq "$runs"); do
-        t=$(now); quiet h plan; plan+=("$(ms_since "$t")")
-        t=$(now); quiet h up --yes; up+=("$(ms_since "$t")")
-    done
+    noop_hoist
     quiet h down
     swarm_up "$n"
     stack_deploy noop <stack.yaml
     for i in 1 2 3 4 5; do swarm_wait "noop_s$i" "$n" app:v1; done
+    sup=()
     for _ in $(seq "$runs"); do
         t=$(now); stack_deploy noop <stack.yaml; sup+=("$(ms_since "$t")")
     done
     quiet in_m m1 stack rm noop || true
     swarm_stack_gone noop "$n"
     swarm_down "$n"
-    echo "| no-op plan, $n machines, 5 services × $n replicas (Swarm has no plan), ms | $(printf '%s\n' "${plan[@]}" | median) | - | - |"
-    row "no-op up, $n machines, 5 services × $n replicas (peer: Swarm stack deploy, unchanged file), ms" \
-        "$(printf '%s\n' "${up[@]}" | median)" "$(printf '%s\n' "${sup[@]}" | median)"
+    noop_rows "$n machines, 5 services × $n replicas" "Swarm has no plan" "" \
+        "Swarm stack deploy, unchanged file" "$(med "${sup[@]}")"
     cd "$root"
 done
 
