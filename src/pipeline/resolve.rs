@@ -62,7 +62,13 @@ pub struct Resolved {
 /// Resolves every service of `project`; all refusals are reported together.
 /// `built` gives the local image ID of each service built here (`build:`), which
 /// enters its spec: a rebuild under the same tag is a change.
-pub fn resolve(project: &Project, built: &BTreeMap<String, String>) -> Result<Resolved> {
+/// `pins` gives the digest each service's registry tag resolved to for this deploy
+/// (`pin::resolve`): it enters the spec, and machines pull and run that digest.
+pub fn resolve(
+    project: &Project,
+    built: &BTreeMap<String, String>,
+    pins: &super::pin::Pins,
+) -> Result<Resolved> {
     let mut network_names = BTreeMap::new();
     let mut network_specs = BTreeMap::new();
     for (key, net) in &project.networks {
@@ -104,6 +110,7 @@ pub fn resolve(project: &Project, built: &BTreeMap<String, String>) -> Result<Re
             &network_names,
             &volume_names,
             built.get(name),
+            pins.get(name),
         ) {
             Ok((w, s)) => {
                 workloads.push(w);
@@ -133,8 +140,9 @@ fn resolve_service(
     networks: &BTreeMap<String, String>,
     volumes: &BTreeMap<String, String>,
     built_id: Option<&String>,
+    pinned: Option<&String>,
 ) -> Result<(Workload, ServiceSpec)> {
-    let json = serde_json::to_value(svc)?;
+    let mut json = serde_json::to_value(svc)?;
     let refused = container::unsupported(&json);
     if !refused.is_empty() {
         bail!(
@@ -186,6 +194,17 @@ fn resolve_service(
     if let Some(id) = built_id {
         spec.set(attr::IMAGE_ID, id.as_str());
     }
+    // A tag resolved for this deploy: the spec keeps the tag as written plus the
+    // digest; the machines pull, and the containers are created from, the digest.
+    let image = match pinned {
+        Some(digest) => {
+            spec.set(attr::IMAGE_DIGEST, digest.as_str());
+            let reference = super::pin::pinned_reference(&image, digest);
+            json["image"] = Value::String(reference.clone());
+            reference
+        }
+        None => image,
+    };
     let hash = spec.hash();
 
     let mut host_ports = Vec::new();

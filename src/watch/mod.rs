@@ -161,7 +161,17 @@ pub async fn run(
                 .collect(),
             lost: machines.lost(),
         };
-        match pipeline::plan_observed(project, fleet, conns, &built, &observation, &inputs) {
+        // Replicas keep the digest their tag was pinned to at the last deploy (healing
+        // restores the same bits; only `hoist up` moves a tag); a service without one
+        // (new, or a new tag in the file) is resolved from the registry.
+        let known = pipeline::pin::from_observation(project, &observation);
+        let planned = match pipeline::pin::resolve(project, conns, local.as_ref(), &known).await {
+            Ok(pins) => {
+                pipeline::plan_observed(project, fleet, conns, &built, &pins, &observation, &inputs)
+            }
+            Err(e) => Err(e),
+        };
+        match planned {
             Err(e) => {
                 let text = format!("{e:#}");
                 if last_error.as_deref() != Some(text.as_str()) {
