@@ -173,7 +173,13 @@ async fn resolve_one(img: &str, machines: &[(&str, &Docker)]) -> Result<String> 
             }
         }
     }
+    let also: Vec<String> = failures.iter().skip(1).map(|f| f.0.clone()).collect();
     let (machine, kind, text) = failures.into_iter().next().expect("at least one machine");
+    let machine = if also.is_empty() {
+        machine
+    } else {
+        format!("{machine} (and {})", also.join(", "))
+    };
     let sent = if creds.is_some() {
         format!(
             "hoist sent the credentials your docker config ({}) has for {shown_registry}",
