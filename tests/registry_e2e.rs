@@ -139,6 +139,14 @@ fn a_tag_is_pinned_to_one_digest_on_every_machine() {
     let up = app.hoist(&creds, &["up", "--yes"]);
     assert!(up.success(), "{up}");
     app.assert_all_on(lab, &pinned(&first), &image);
+    let ps = app.hoist(&creds, &["ps"]);
+    assert_eq!(
+        ps.stdout
+            .matches(&format!("{image} ({})", short(&first)))
+            .count(),
+        3,
+        "ps shows the tag and the digest: {ps}"
+    );
     let plan = app.hoist(&creds, &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code(), Some(0), "same digest, no change: {plan}");
 

@@ -309,6 +309,7 @@ pub fn from_observation(project: &Project, observation: &Observation) -> Pins {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::SeenContainer;
 
     #[test]
     fn references() {
@@ -348,6 +349,101 @@ mod tests {
         ] {
             assert_eq!(Failure::classify(text), want, "{text}");
         }
+    }
+
+    fn project() -> Project {
+        serde_json::from_value(serde_json::json!({
+            "name": "shop",
+            "services": {
+                "web": {"image": "reg:5000/app:1"},
+                "api": {"image": "reg:5000/app:1", "pull_policy": "always"},
+                "built": {"image": "reg:5000/built:1", "build": {"context": "."}},
+                "fixed": {"image": "reg:5000/app@sha256:0123"},
+                "offline": {"image": "reg:5000/app:1", "pull_policy": "never"},
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn which_services_are_pinned() {
+        let p = project();
+        let mut got = pinnable(&p);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![("api", "reg:5000/app:1"), ("web", "reg:5000/app:1")]
+        );
+    }
+
+    fn seen(service: &str, slot: u32, release: &str, spec: &ContainerSpec) -> SeenContainer {
+        SeenContainer {
+            id: format!("{service}{slot}{release}"),
+            name: format!("{service}-{slot}"),
+            service: service.into(),
+            slot: Some(crate::core::observed::Slot::Replica(slot)),
+            spec_hash: spec.hash(),
+            release: release.into(),
+            state: "running".into(),
+            health: None,
+            image: String::new(),
+            image_id: String::new(),
+            created: release.len() as i64,
+            status: String::new(),
+            ports: Vec::new(),
+            labels: [(labels::SPEC.to_string(), spec.canonical_json())].into(),
+        }
+    }
+
+    #[test]
+    fn watch_keeps_the_digest_that_runs() {
+        let p = project();
+        let pinned = |image: &str, d: &str| {
+            ContainerSpec::new()
+                .with(attr::IMAGE, image)
+                .with(attr::IMAGE_DIGEST, d)
+        };
+        let state = |containers| crate::observe::MachineState {
+            containers,
+            ..Default::default()
+        };
+        let observation = Observation {
+            machines: vec![
+                (
+                    "m1".into(),
+                    Ok(state(vec![
+                        seen(
+                            "web",
+                            1,
+                            "20260101-000000",
+                            &pinned("reg:5000/app:1", "sha256:old"),
+                        ),
+                        seen(
+                            "api",
+                            1,
+                            "20260101-000000",
+                            &pinned("reg:5000/app:0", "sha256:x"),
+                        ),
+                    ])),
+                ),
+                (
+                    "m2".into(),
+                    Ok(state(vec![seen(
+                        "web",
+                        2,
+                        "20260102-000000",
+                        &pinned("reg:5000/app:1", "sha256:new"),
+                    )])),
+                ),
+                ("m3".into(), Err("unreachable".into())),
+            ],
+        };
+        let pins = from_observation(&p, &observation);
+        // The newest release's digest; api runs another tag than the file's: not kept.
+        assert_eq!(
+            pins,
+            Pins::from([("web".to_string(), "sha256:new".to_string())])
+        );
     }
 
     #[test]

@@ -592,3 +592,33 @@ fn files_for(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinned_tag_enters_the_spec_and_the_container_runs_the_digest() {
+        let project: Project = serde_json::from_value(json!({
+            "name": "shop",
+            "services": {"web": {"image": "reg:5000/app:1"}, "db": {"image": "db:1"}}
+        }))
+        .unwrap();
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let pins = BTreeMap::from([("web".to_string(), digest.clone())]);
+        let r = resolve(&project, &BTreeMap::new(), &pins).unwrap();
+        let web = &r.services["web"];
+        assert_eq!(web.image, format!("reg:5000/app@{digest}"));
+        assert_eq!(web.json["image"], json!(format!("reg:5000/app@{digest}")));
+        assert_eq!(web.spec.get(attr::IMAGE), Some(&json!("reg:5000/app:1")));
+        assert_eq!(web.spec.get(attr::IMAGE_DIGEST), Some(&json!(digest)));
+        let db = &r.services["db"];
+        assert_eq!(db.image, "db:1");
+        assert_eq!(db.spec.get(attr::IMAGE_DIGEST), None);
+        // Another digest, another hash: the plan sees the tag move.
+        let other = BTreeMap::from([("web".to_string(), format!("sha256:{}", "d".repeat(64)))]);
+        let r2 = resolve(&project, &BTreeMap::new(), &other).unwrap();
+        assert_ne!(r2.services["web"].hash, web.hash);
+        assert_eq!(r2.services["db"].hash, db.hash);
+    }
+}
