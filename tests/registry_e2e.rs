@@ -181,6 +181,24 @@ fn a_tag_is_pinned_to_one_digest_on_every_machine() {
         app.assert_all_on(lab, &pinned(&second), &image);
     }
 
+    // The tag has moved again (v3 above), but healing is no deploy: `watch` restarts a lost
+    // replica on the digest its service runs.
+    let lost = lab.docker_in(
+        "m1",
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=io.hoist.project={}", app.project),
+        ],
+    );
+    let lost = lost.expect_success("docker ps").trim().to_string();
+    lab.docker_in("m1", &["rm", "-f", &lost])
+        .expect_success("docker rm");
+    let watch = app.hoist(&creds, &["watch", "--rounds", "5"]);
+    assert!(watch.success(), "{watch}");
+    app.assert_all_on(lab, &pinned(&second), &image);
+
     // The registry is down: a clear error from plan and up, nothing touched.
     registry.stop();
     for args in [&["plan"][..], &["up", "--yes"][..]] {

@@ -25,7 +25,7 @@ use crate::model::Project;
 use crate::observe::Observation;
 use anyhow::{Result, bail};
 use bollard::Docker;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Service → the manifest digest (`sha256:…`) its image tag resolved to.
 pub type Pins = BTreeMap<String, String>;
@@ -78,26 +78,50 @@ async fn from_registry(image: &str, engines: &[&Docker]) -> bool {
     !present
 }
 
+/// What is settled before any registry is asked (`hoist watch`: what runs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Known {
+    /// Services whose replicas run a pinned digest of the file's image: kept.
+    pub pins: Pins,
+    /// Services whose replicas run the file's image unpinned (a local-only image): kept so.
+    pub unpinned: BTreeSet<String>,
+}
+
+/// The connected machines of `conns`, in the machines file's order.
+pub fn connected(conns: &Connections) -> Vec<(&str, &Docker)> {
+    conns
+        .results
+        .iter()
+        .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.as_str(), &e.docker)))
+        .collect()
+}
+
 /// Resolves the tag of every pinnable service's image to a digest, each image
-/// once. `known` holds pins already settled (watch keeps what runs); only the
-/// others are resolved. Fails, naming the image, the registry and the machine,
-/// when a registry cannot be reached or refuses the credentials: nothing has
-/// changed on any machine at that point.
+/// once, asking the connected machines of `conns`. Fails, naming the image, the
+/// registry and the machine, when a registry cannot be reached or refuses the
+/// credentials: nothing has changed on any machine at that point.
 pub async fn resolve(
     project: &Project,
     conns: &Connections,
     local: Option<&Docker>,
-    known: &Pins,
 ) -> Result<Pins> {
-    let machines: Vec<(&str, &Docker)> = conns
-        .results
-        .iter()
-        .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.as_str(), &e.docker)))
-        .collect();
+    resolve_on(project, &connected(conns), local, &Known::default()).await
+}
+
+/// [`resolve`] on `machines`, for the services `known` does not settle.
+pub async fn resolve_on(
+    project: &Project,
+    machines: &[(&str, &Docker)],
+    local: Option<&Docker>,
+    known: &Known,
+) -> Result<Pins> {
     let mut pins = Pins::new();
     let mut images: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (service, img) in pinnable(project) {
-        match known.get(service) {
+        if known.unpinned.contains(service) {
+            continue;
+        }
+        match known.pins.get(service) {
             Some(d) => {
                 pins.insert(service.to_string(), d.clone());
             }
@@ -271,9 +295,11 @@ impl Failure {
 
 /// The digests the project's current replicas run, by service: what `hoist up`
 /// pinned last. `hoist watch` keeps these (healing restores the same bits; only a
-/// deploy moves a tag), and resolves only services that have none yet.
-pub fn from_observation(project: &Project, observation: &Observation) -> Pins {
+/// deploy moves a tag), keeps unpinned what runs unpinned, and resolves only the
+/// services that run none of the file's image yet (new, or a new tag in the file).
+pub fn from_observation(project: &Project, observation: &Observation) -> Known {
     let mut newest: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut unpinned = BTreeSet::new();
     let pinnable: BTreeMap<&str, &str> = pinnable(project).into_iter().collect();
     for (_, state) in &observation.machines {
         let Ok(state) = state else { continue };
@@ -288,13 +314,13 @@ pub fn from_observation(project: &Project, observation: &Observation) -> Pins {
             else {
                 continue;
             };
-            let same_image = spec.get(attr::IMAGE).and_then(|v| v.as_str()) == Some(*img);
-            let Some(digest) = spec.get(attr::IMAGE_DIGEST).and_then(|v| v.as_str()) else {
-                continue;
-            };
-            if !same_image {
+            if spec.get(attr::IMAGE).and_then(|v| v.as_str()) != Some(*img) {
                 continue;
             }
+            let Some(digest) = spec.get(attr::IMAGE_DIGEST).and_then(|v| v.as_str()) else {
+                unpinned.insert(c.service.clone());
+                continue;
+            };
             let entry = newest
                 .entry(c.service.clone())
                 .or_insert_with(|| (c.release.clone(), digest.to_string()));
@@ -303,7 +329,9 @@ pub fn from_observation(project: &Project, observation: &Observation) -> Pins {
             }
         }
     }
-    newest.into_iter().map(|(s, (_, d))| (s, d)).collect()
+    let pins: Pins = newest.into_iter().map(|(s, (_, d))| (s, d)).collect();
+    unpinned.retain(|s| !pins.contains_key(s));
+    Known { pins, unpinned }
 }
 
 #[cfg(test)]
@@ -438,12 +466,28 @@ mod tests {
                 ("m3".into(), Err("unreachable".into())),
             ],
         };
-        let pins = from_observation(&p, &observation);
+        let known = from_observation(&p, &observation);
         // The newest release's digest; api runs another tag than the file's: not kept.
         assert_eq!(
-            pins,
+            known.pins,
             Pins::from([("web".to_string(), "sha256:new".to_string())])
         );
+        assert!(known.unpinned.is_empty());
+        // A replica of the file's image without a digest (a local-only image) stays unpinned.
+        let observation = Observation {
+            machines: vec![(
+                "m1".into(),
+                Ok(state(vec![seen(
+                    "api",
+                    1,
+                    "20260101-000000",
+                    &ContainerSpec::new().with(attr::IMAGE, "reg:5000/app:1"),
+                )])),
+            )],
+        };
+        let known = from_observation(&p, &observation);
+        assert!(known.pins.is_empty());
+        assert_eq!(known.unpinned, BTreeSet::from(["api".to_string()]));
     }
 
     #[test]
