@@ -39,7 +39,7 @@ now() { date +%s%N; }
 ms() { echo $((($2 - $1) / 1000000)); }
 bridge="br-$(docker network inspect hoist-lab -f '{{.Id}}' | cut -c1-12)"
 wire() { cat "/sys/class/net/$bridge/statistics/tx_bytes"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "-"; else if (a / b < 0.01) printf "%.1e", a / b; else printf "%.3f", a / b }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(ratio "$4" "$5")"; }
 
