@@ -18,6 +18,9 @@ pub const RELEASE: &str = "io.hoist.release";
 /// The spec (canonical JSON) the container was created from: lets a later plan
 /// say what changed, attribute by attribute.
 pub const SPEC: &str = "io.hoist.spec";
+/// The image as the compose file names it (`reg/app:1`) on a container created
+/// from the digest that tag was resolved to (`reg/app@sha256:…`).
+pub const IMAGE: &str = "io.hoist.image";
 /// What a container is for when it fills no slot: `ingress` for the load balancer
 /// hoist runs on every machine (src/ingress).
 pub const ROLE: &str = "io.hoist.role";

@@ -21,6 +21,13 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v flock >/dev/null || missing+=(util-linux)
 command -v hey >/dev/null || missing+=(hey)  # load for the ingress e2e tests and bench/ingress.sh
 command -v curl >/dev/null || missing+=(curl)  # HTTPS through the ingress (e2e)
+# A real registry for the registry e2e (tests/common/registry.rs): distribution 2.8 with TLS
+# from a CA made by openssl and bcrypt htpasswd auth.
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v pv >/dev/null || missing+=(pv)  # bench/ship.sh counts the peer's bytes
+command -v zstd >/dev/null || missing+=(zstd)  # bench/ship.sh: does compressing on the wire pay
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then missing+=(python3-venv); fi
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq

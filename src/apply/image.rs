@@ -51,6 +51,13 @@ fn docker_config_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
 }
 
+/// Where the credentials come from, for messages.
+pub fn docker_config_shown() -> String {
+    docker_config_path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "no docker config: neither DOCKER_CONFIG nor HOME is set".into())
+}
+
 /// The user's credentials for `host`, or None to pull anonymously.
 pub fn credentials(host: &str) -> Result<Option<DockerCredentials>> {
     let Some(path) = docker_config_path() else {
@@ -168,15 +175,28 @@ pub async fn ensure(docker: &Docker, machine: &str, image: &str, policy: PullPol
         creds,
     );
     while let Some(item) = stream.next().await {
-        if let Err(e) = item {
-            bail!("{machine}: pulling {image} failed: {e}");
+        let message = match item {
+            Err(e) => Some(e.to_string()),
+            Ok(info) => info.error_detail.and_then(|d| d.message),
+        };
+        if let Some(e) = message {
+            let host = registry_host(image);
+            let host = if host.contains("index.docker.io") {
+                "docker.io"
+            } else {
+                host.as_str()
+            };
+            bail!(
+                "{machine}: pulling {image} from registry {host} failed: {e}\n  the machine must reach {host} and trust its certificate; hoist sends the credentials your docker config ({}) has for it",
+                docker_config_shown()
+            );
         }
     }
     Ok(())
 }
 
 /// `repo:tag` or `repo@digest` → (repo, tag-or-digest); `latest` when untagged.
-fn split_tag(image: &str) -> (&str, &str) {
+pub fn split_tag(image: &str) -> (&str, &str) {
     if let Some((repo, digest)) = image.split_once('@') {
         return (repo, digest);
     }

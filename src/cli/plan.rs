@@ -29,7 +29,11 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let local = pipeline::local::engine().await;
     let built = pipeline::local::built_ids(local.as_ref(), &project).await;
-    let planned = pipeline::plan(&project, &fleet, &conns, &built).await;
+    let pins = pipeline::pin::resolve(&project, &conns, local.as_ref()).await;
+    let planned = match pins {
+        Ok(pins) => pipeline::plan(&project, &fleet, &conns, &built, &pins).await,
+        Err(e) => Err(e),
+    };
     conns.close().await;
     let planned = planned?;
     if args.json {

@@ -71,13 +71,13 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
                     format!("{} (previous)", c.state)
                 },
                 c.health.clone().unwrap_or_else(|| "-".into()),
-                c.image.clone(),
+                image_text(c),
                 ports_text(c),
                 age(now - c.created),
             ]);
             records.push(json!({
                 "service": c.service, "slot": slot_text(c), "machine": machine, "id": c.id, "name": c.name,
-                "state": c.state, "health": c.health, "image": c.image, "image_id": c.image_id,
+                "state": c.state, "health": c.health, "image": c.image, "image_id": c.image_id, "tag": c.labels.get(crate::labels::IMAGE),
                 "release": c.release, "spec_hash": c.spec_hash, "current": is_current, "created": c.created,
                 "status": c.status, "ports": c.ports,
             }));
@@ -140,5 +140,17 @@ fn age(secs: i64) -> String {
         60..3600 => format!("{}m", s / 60),
         3600..86400 => format!("{}h", s / 3600),
         _ => format!("{}d", s / 86400),
+    }
+}
+
+/// The image as the compose file names it, with the digest it was pinned to
+/// (`reg/app:1 (sha256:0123456789ab)`), or the reference the container was created from.
+fn image_text(c: &crate::observe::SeenContainer) -> String {
+    match (c.labels.get(crate::labels::IMAGE), c.image.split_once('@')) {
+        (Some(tag), Some((_, digest))) => {
+            let short = digest.get(..19).unwrap_or(digest);
+            format!("{tag} ({short})")
+        }
+        _ => c.image.clone(),
     }
 }

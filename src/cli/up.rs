@@ -98,7 +98,8 @@ async fn plan_and_apply(
         )
         .await?
     };
-    let planned = pipeline::plan(project, fleet, conns, &built).await?;
+    let pins = pipeline::pin::resolve(project, conns, local.as_ref()).await?;
+    let planned = pipeline::plan(project, fleet, conns, &built, &pins).await?;
     if !args.json {
         eprint!("{}", planned.plan.render_text());
     }

@@ -8,6 +8,7 @@
 use super::observed::{ContainerState, Health, Observed, ObservedContainer, Slot, SlotName};
 use super::plan::{Action, ContainerRef, Plan, Step, Unknown};
 use super::schedule::{Departure, Desired, Placement};
+use super::spec::attr;
 use super::workload::{Mode, UpdateOrder, Workload, dependency_order};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -273,6 +274,12 @@ fn service_steps(
                     here.join(", "),
                     p.machine
                 ));
+            }
+            // A tag resolved for this deploy: say which bits the new replica runs.
+            if w.spec.get(attr::IMAGE_DIGEST).is_some()
+                && let Some(image) = w.spec.image_shown()
+            {
+                reasons.push(format!("image {image}"));
             }
             steps.push(step(Action::Create, reasons));
         }

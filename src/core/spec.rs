@@ -16,6 +16,9 @@ pub mod attr {
     pub const IMAGE: &str = "image";
     /// Image ID the reference resolved to (`sha256:…`), when known.
     pub const IMAGE_ID: &str = "image_id";
+    /// Manifest digest (`sha256:…`) a registry tag was resolved to for this deploy: every
+    /// machine pulls and runs exactly these bits, whatever the tag points at later.
+    pub const IMAGE_DIGEST: &str = "image_digest";
     /// Array of strings.
     pub const COMMAND: &str = "command";
     /// Array of strings.
@@ -60,6 +63,7 @@ pub const SENSITIVE: &[&str] = &[attr::ENVIRONMENT, attr::SECRETS];
 const RANKED: &[(&str, Disclosure)] = &[
     (attr::IMAGE, Disclosure::Values),
     (attr::IMAGE_ID, Disclosure::Values),
+    (attr::IMAGE_DIGEST, Disclosure::Values),
     (attr::COMMAND, Disclosure::NameOnly),
     (attr::ENTRYPOINT, Disclosure::NameOnly),
     (attr::ENVIRONMENT, Disclosure::KeysOnly),
@@ -174,13 +178,54 @@ impl ContainerSpec {
         names.sort_by_key(|n| (rank(n), *n));
         names.dedup();
         let mut reasons = Vec::new();
+        let digests = (old.get(attr::IMAGE_DIGEST), self.get(attr::IMAGE_DIGEST));
         for name in names {
             let (before, after) = (old.get(name), self.get(name));
-            if before != after {
-                describe(name, before, after, &mut reasons);
+            if before == after {
+                continue;
+            }
+            match name {
+                // A pinned image is one thing: its tag and the digest it was resolved to.
+                attr::IMAGE if digests.0.is_some() || digests.1.is_some() => reasons.push(format!(
+                    "image {} → {}",
+                    pinned(before, digests.0),
+                    pinned(after, digests.1)
+                )),
+                attr::IMAGE_DIGEST if old.get(attr::IMAGE) != self.get(attr::IMAGE) => {}
+                attr::IMAGE_DIGEST => {
+                    let image = self.get(attr::IMAGE).map(shown).unwrap_or_default();
+                    reasons.push(match digests {
+                        (Some(b), Some(a)) => format!(
+                            "image {image} moved: {} → {}",
+                            short_id(Some(b)),
+                            short_id(Some(a))
+                        ),
+                        (None, a) => format!("image {image} pinned to {}", short_id(a)),
+                        (b, None) => {
+                            format!("image {image} no longer pinned (was {})", short_id(b))
+                        }
+                    });
+                }
+                _ => describe(name, before, after, &mut reasons),
             }
         }
         reasons
+    }
+
+    /// `app:1.2 (sha256:0123456789ab)` for an image pinned to a digest, else the image as
+    /// written; None without an image.
+    pub fn image_shown(&self) -> Option<String> {
+        let image = self.get(attr::IMAGE)?;
+        Some(pinned(Some(image), self.get(attr::IMAGE_DIGEST)))
+    }
+}
+
+/// An image with the digest it is pinned to, if any.
+fn pinned(image: Option<&Value>, digest: Option<&Value>) -> String {
+    let image = image.map(shown).unwrap_or_else(|| "none".to_string());
+    match digest {
+        Some(d) => format!("{image} ({})", short_id(Some(d))),
+        None => image,
     }
 }
 

@@ -138,7 +138,10 @@ pub async fn prepare(
         if satisfied {
             continue;
         }
+        // A digest reference is pulled from its registry: an image loaded from an
+        // archive carries no registry digest to create the container from.
         if let Some(local) = local
+            && !img.contains('@')
             && !exports.contains_key(img)
             && local.inspect_image(img).await.is_ok()
         {

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod local;
+pub mod pin;
 pub mod resolve;
 pub mod rollout;
 
@@ -139,13 +140,15 @@ pub struct Inputs {
 }
 
 /// Computes the plan for `project` on `fleet` from what `conns` observe.
-/// `built`: service → local image ID for services built here. Replica counts the
+/// `built`: service → local image ID for services built here; `pins`: service →
+/// the digest its registry tag resolved to (`pin::resolve`). Replica counts the
 /// autoscaler recorded on the machines (`hoist watch`) are honoured.
 pub async fn plan(
     project: &Project,
     fleet: &Fleet,
     conns: &Connections,
     built: &BTreeMap<String, String>,
+    pins: &pin::Pins,
 ) -> Result<Planned> {
     let observation = observe::observe(conns, &project.name).await;
     let records = crate::watch::record::read(conns, &project.name).await;
@@ -153,7 +156,7 @@ pub async fn plan(
         replicas: crate::watch::autoscale::recorded_replicas(project, &records),
         lost: BTreeSet::new(),
     };
-    plan_observed(project, fleet, conns, built, &observation, &inputs)
+    plan_observed(project, fleet, conns, built, pins, &observation, &inputs)
 }
 
 /// The plan from an observation already made, with watch's `inputs`.
@@ -162,10 +165,11 @@ pub fn plan_observed(
     fleet: &Fleet,
     conns: &Connections,
     built: &BTreeMap<String, String>,
+    pins: &pin::Pins,
     observation: &Observation,
     inputs: &Inputs,
 ) -> Result<Planned> {
-    let mut resolved = resolve::resolve(project, built)?;
+    let mut resolved = resolve::resolve(project, built, pins)?;
     for w in &mut resolved.workloads {
         if let (Mode::Replicated(_), Some(n)) = (w.mode, inputs.replicas.get(&w.service)) {
             w.mode = Mode::Replicated(*n);

@@ -62,7 +62,13 @@ pub struct Resolved {
 /// Resolves every service of `project`; all refusals are reported together.
 /// `built` gives the local image ID of each service built here (`build:`), which
 /// enters its spec: a rebuild under the same tag is a change.
-pub fn resolve(project: &Project, built: &BTreeMap<String, String>) -> Result<Resolved> {
+/// `pins` gives the digest each service's registry tag resolved to for this deploy
+/// (`pin::resolve`): it enters the spec, and machines pull and run that digest.
+pub fn resolve(
+    project: &Project,
+    built: &BTreeMap<String, String>,
+    pins: &super::pin::Pins,
+) -> Result<Resolved> {
     let mut network_names = BTreeMap::new();
     let mut network_specs = BTreeMap::new();
     for (key, net) in &project.networks {
@@ -104,6 +110,7 @@ pub fn resolve(project: &Project, built: &BTreeMap<String, String>) -> Result<Re
             &network_names,
             &volume_names,
             built.get(name),
+            pins.get(name),
         ) {
             Ok((w, s)) => {
                 workloads.push(w);
@@ -133,8 +140,9 @@ fn resolve_service(
     networks: &BTreeMap<String, String>,
     volumes: &BTreeMap<String, String>,
     built_id: Option<&String>,
+    pinned: Option<&String>,
 ) -> Result<(Workload, ServiceSpec)> {
-    let json = serde_json::to_value(svc)?;
+    let mut json = serde_json::to_value(svc)?;
     let refused = container::unsupported(&json);
     if !refused.is_empty() {
         bail!(
@@ -186,6 +194,17 @@ fn resolve_service(
     if let Some(id) = built_id {
         spec.set(attr::IMAGE_ID, id.as_str());
     }
+    // A tag resolved for this deploy: the spec keeps the tag as written plus the
+    // digest; the machines pull, and the containers are created from, the digest.
+    let image = match pinned {
+        Some(digest) => {
+            spec.set(attr::IMAGE_DIGEST, digest.as_str());
+            let reference = super::pin::pinned_reference(&image, digest);
+            json["image"] = Value::String(reference.clone());
+            reference
+        }
+        None => image,
+    };
     let hash = spec.hash();
 
     let mut host_ports = Vec::new();
@@ -572,4 +591,34 @@ fn files_for(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinned_tag_enters_the_spec_and_the_container_runs_the_digest() {
+        let project: Project = serde_json::from_value(json!({
+            "name": "shop",
+            "services": {"web": {"image": "reg:5000/app:1"}, "db": {"image": "db:1"}}
+        }))
+        .unwrap();
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let pins = BTreeMap::from([("web".to_string(), digest.clone())]);
+        let r = resolve(&project, &BTreeMap::new(), &pins).unwrap();
+        let web = &r.services["web"];
+        assert_eq!(web.image, format!("reg:5000/app@{digest}"));
+        assert_eq!(web.json["image"], json!(format!("reg:5000/app@{digest}")));
+        assert_eq!(web.spec.get(attr::IMAGE), Some(&json!("reg:5000/app:1")));
+        assert_eq!(web.spec.get(attr::IMAGE_DIGEST), Some(&json!(digest)));
+        let db = &r.services["db"];
+        assert_eq!(db.image, "db:1");
+        assert_eq!(db.spec.get(attr::IMAGE_DIGEST), None);
+        // Another digest, another hash: the plan sees the tag move.
+        let other = BTreeMap::from([("web".to_string(), format!("sha256:{}", "d".repeat(64)))]);
+        let r2 = resolve(&project, &BTreeMap::new(), &other).unwrap();
+        assert_ne!(r2.services["web"].hash, web.hash);
+        assert_eq!(r2.services["db"].hash, db.hash);
+    }
 }

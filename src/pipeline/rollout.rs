@@ -111,7 +111,19 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
                 networks: &r.network_names,
                 volumes: &r.volume_names,
             };
-            let request = container::create_request(&svc.json, &at)?;
+            let mut request = container::create_request(&svc.json, &at)?;
+            // Created from a digest: the tag as written stays visible on the container.
+            if svc
+                .spec
+                .get(crate::core::spec::attr::IMAGE_DIGEST)
+                .is_some()
+                && let (Some(tag), Some(labels)) = (
+                    svc.spec.get(crate::core::spec::attr::IMAGE).cloned(),
+                    request.get_mut("Labels").and_then(Value::as_object_mut),
+                )
+            {
+                labels.insert(crate::labels::IMAGE.to_string(), tag);
+            }
             let obj = svc.json.as_object().context("service is not an object")?;
             let (_, extra) = container::endpoints(obj, &at)?;
             let name = container::container_name(&r.project, &service, &slot_label, &svc.hash);

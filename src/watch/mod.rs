@@ -161,7 +161,31 @@ pub async fn run(
                 .collect(),
             lost: machines.lost(),
         };
-        match pipeline::plan_observed(project, fleet, conns, &built, &observation, &inputs) {
+        // Replicas keep the digest their tag was pinned to at the last deploy (healing
+        // restores the same bits; only `hoist up` moves a tag); a service without one
+        // (new, or a new tag in the file) is resolved from the registry.
+        let known = pipeline::pin::from_observation(project, &observation);
+        // Only machines that answered this round are asked.
+        let answering: Vec<(&str, &bollard::Docker)> = pipeline::pin::connected(conns)
+            .into_iter()
+            .filter(|(m, _)| {
+                answers.get(*m).is_some_and(|a| a.is_ok()) && !probation.contains_key(*m)
+            })
+            .collect();
+        let resolving = pipeline::pin::resolve_on(project, &answering, local.as_ref(), &known);
+        let pins = match tokio::time::timeout(Duration::from_secs(60), resolving).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!(
+                "resolving the image tags of new services took over 60s (a registry that does not answer?)"
+            )),
+        };
+        let planned = match pins {
+            Ok(pins) => {
+                pipeline::plan_observed(project, fleet, conns, &built, &pins, &observation, &inputs)
+            }
+            Err(e) => Err(e),
+        };
+        match planned {
             Err(e) => {
                 let text = format!("{e:#}");
                 if last_error.as_deref() != Some(text.as_str()) {

@@ -1,3 +1,4 @@
 //! Support shared by the integration tests; each `tests/*.rs` file includes it with `mod common;`.
 
 pub mod lab;
+pub mod registry;

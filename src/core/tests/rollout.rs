@@ -119,6 +119,109 @@ web
 ",
         },
         Case {
+            name: "registry tag moved to new bits: the digest it resolved to changed",
+            machines: two(),
+            workloads: vec![
+                svc("web", "reg:5000/app:1")
+                    .attr("image_digest", json!(format!("sha256:{}", "d".repeat(64))))
+                    .replicas(2),
+            ],
+            observed: fleet(&["m1", "m2"])
+                .run(
+                    &svc("web", "reg:5000/app:1")
+                        .attr("image_digest", json!(format!("sha256:{}", "c".repeat(64)))),
+                    1,
+                    "m1",
+                )
+                .run(
+                    &svc("web", "reg:5000/app:1")
+                        .attr("image_digest", json!(format!("sha256:{}", "c".repeat(64)))),
+                    2,
+                    "m2",
+                )
+                .0,
+            want: "
+web
+  m1
+    ~ replace web.1 (start-first: hoist's default when update_config.order is unset)
+        image reg:5000/app:1 moved: sha256:cccccccccccc → sha256:dddddddddddd
+  m2
+    ~ replace web.2 (start-first: hoist's default when update_config.order is unset)
+        image reg:5000/app:1 moved: sha256:cccccccccccc → sha256:dddddddddddd
+
+0 to create, 2 to replace, 0 to remove, 0 unchanged, across 2 machines
+",
+        },
+        Case {
+            name: "registry tag resolved to the digest that runs: nothing to do",
+            machines: two(),
+            workloads: vec![
+                svc("web", "reg:5000/app:1")
+                    .attr("image_digest", json!(format!("sha256:{}", "c".repeat(64)))),
+            ],
+            observed: up(&svc("web", "reg:5000/app:1")
+                .attr("image_digest", json!(format!("sha256:{}", "c".repeat(64)))))
+            .0,
+            want: "
+No changes.
+0 to create, 0 to replace, 0 to remove, 1 unchanged, across 2 machines
+",
+        },
+        Case {
+            name: "new tag of a pinned image: tag and digest in one line",
+            machines: two(),
+            workloads: vec![
+                svc("web", "reg:5000/app:2")
+                    .attr("image_digest", json!(format!("sha256:{}", "d".repeat(64)))),
+            ],
+            observed: up(&svc("web", "reg:5000/app:1")
+                .attr("image_digest", json!(format!("sha256:{}", "c".repeat(64)))))
+            .0,
+            want: "
+web
+  m1
+    ~ replace web.1 (start-first: hoist's default when update_config.order is unset)
+        image reg:5000/app:1 (sha256:cccccccccccc) → reg:5000/app:2 (sha256:dddddddddddd)
+
+0 to create, 1 to replace, 0 to remove, 0 unchanged, across 2 machines
+",
+        },
+        Case {
+            name: "a tag pinned for the first time (deployed before hoist pinned tags)",
+            machines: two(),
+            workloads: vec![
+                svc("web", "reg:5000/app:1")
+                    .attr("image_digest", json!(format!("sha256:{}", "c".repeat(64)))),
+            ],
+            observed: up(&svc("web", "reg:5000/app:1")).0,
+            want: "
+web
+  m1
+    ~ replace web.1 (start-first: hoist's default when update_config.order is unset)
+        image reg:5000/app:1 pinned to sha256:cccccccccccc
+
+0 to create, 1 to replace, 0 to remove, 0 unchanged, across 2 machines
+",
+        },
+        Case {
+            name: "a new replica of a pinned image says which bits it runs",
+            machines: two(),
+            workloads: vec![
+                svc("web", "reg:5000/app:1")
+                    .attr("image_digest", json!(format!("sha256:{}", "c".repeat(64)))),
+            ],
+            observed: fleet(&["m1", "m2"]).network("m1", "shop_default").0,
+            want: "
+web
+  m1
+    + create web.1
+        new service
+        image reg:5000/app:1 (sha256:cccccccccccc)
+
+1 to create, 0 to replace, 0 to remove, 0 unchanged, across 2 machines
+",
+        },
+        Case {
             name: "no recorded spec: the hash differs, the plan says it cannot say more",
             machines: two(),
             workloads: vec![svc("web", "app:2")],

@@ -1,0 +1,499 @@
+//! Pinning: a registry tag is resolved once per deploy to the digest of its
+//! manifest, and every machine pulls and runs exactly that digest, as Swarm does
+//! when `docker service create` resolves a tag at the manager. Without it, a tag
+//! pushed again while a deploy runs (or one machine's older copy of `app:1`)
+//! would leave machines running different bits under one name.
+//!
+//! Which images are pinned: those a registry serves, named by tag. Not images
+//! built here (`build:`, pinned by image ID and shipped), not images the user
+//! already pinned (`app@sha256:…`), not `pull_policy: never` (the user said not
+//! to touch the registry), and not local-only images — present on the local
+//! engine or a machine, with no digest from a registry for their repository
+//! (they are shipped from the local engine as they are).
+//!
+//! The tag is resolved through the Engine API's distribution endpoint
+//! (`GET /distribution/{name}/json`, API 1.30+: engines 20.10 and 26 alike) on a
+//! machine, with the user's registry credentials: machines pull from the
+//! registry, so the resolution takes the road the pulls will take (same network,
+//! same trusted CAs in /etc/docker/certs.d).
+
+use crate::apply::image;
+use crate::core::spec::{ContainerSpec, attr};
+use crate::engine::Connections;
+use crate::labels;
+use crate::model::Project;
+use crate::observe::Observation;
+use anyhow::{Result, bail};
+use bollard::Docker;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Service → the manifest digest (`sha256:…`) its image tag resolved to.
+pub type Pins = BTreeMap<String, String>;
+
+/// The reference machines pull and run for `image` pinned to `digest`:
+/// `reg/app:1` + `sha256:ab…` → `reg/app@sha256:ab…`.
+pub fn pinned_reference(image: &str, digest: &str) -> String {
+    let (repo, _) = image::split_tag(image);
+    format!("{repo}@{digest}")
+}
+
+/// The services whose image could be pinned (a tag, pulled from a registry), with that image.
+fn pinnable(project: &Project) -> Vec<(&str, &str)> {
+    project
+        .services
+        .iter()
+        .filter(|(_, s)| s.build.is_none())
+        .filter(|(_, s)| s.pull_policy.as_deref() != Some("never"))
+        .filter_map(|(n, s)| s.image.as_deref().map(|i| (n.as_str(), i)))
+        .filter(|(_, i)| !i.contains('@'))
+        .collect()
+}
+
+/// A repository name as `docker inspect` shows it in RepoDigests (`nginx`, not
+/// `docker.io/library/nginx`).
+fn familiar(repo: &str) -> &str {
+    let repo = repo.strip_prefix("docker.io/").unwrap_or(repo);
+    repo.strip_prefix("library/").unwrap_or(repo)
+}
+
+/// Whether `image` came from a registry as far as `engines` know: true when one
+/// of them holds a digest for its repository, or none holds the image at all
+/// (it can only come from a registry then). False for an image that exists only
+/// as built or loaded somewhere (`docker build -t app:dev`, `docker load`).
+async fn from_registry(image: &str, engines: &[&Docker]) -> bool {
+    let (repo, _) = image::split_tag(image);
+    let inspects =
+        futures_util::future::join_all(engines.iter().map(|d| d.inspect_image(image))).await;
+    let mut present = false;
+    for i in inspects.into_iter().flatten() {
+        present = true;
+        let digests = i.repo_digests.unwrap_or_default();
+        if digests.iter().any(|d| {
+            d.split_once('@')
+                .is_some_and(|(r, _)| familiar(r) == familiar(repo))
+        }) {
+            return true;
+        }
+    }
+    !present
+}
+
+/// What is settled before any registry is asked (`hoist watch`: what runs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Known {
+    /// Services whose replicas run a pinned digest of the file's image: kept.
+    pub pins: Pins,
+    /// Services whose replicas run the file's image unpinned (a local-only image): kept so.
+    pub unpinned: BTreeSet<String>,
+}
+
+/// The connected machines of `conns`, in the machines file's order.
+pub fn connected(conns: &Connections) -> Vec<(&str, &Docker)> {
+    conns
+        .results
+        .iter()
+        .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.as_str(), &e.docker)))
+        .collect()
+}
+
+/// Resolves the tag of every pinnable service's image to a digest, each image
+/// once, asking the connected machines of `conns`. Fails, naming the image, the
+/// registry and the machine, when a registry cannot be reached or refuses the
+/// credentials: nothing has changed on any machine at that point.
+pub async fn resolve(
+    project: &Project,
+    conns: &Connections,
+    local: Option<&Docker>,
+) -> Result<Pins> {
+    resolve_on(project, &connected(conns), local, &Known::default()).await
+}
+
+/// [`resolve`] on `machines`, for the services `known` does not settle.
+pub async fn resolve_on(
+    project: &Project,
+    machines: &[(&str, &Docker)],
+    local: Option<&Docker>,
+    known: &Known,
+) -> Result<Pins> {
+    let mut pins = Pins::new();
+    let mut images: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (service, img) in pinnable(project) {
+        if known.unpinned.contains(service) {
+            continue;
+        }
+        match known.pins.get(service) {
+            Some(d) => {
+                pins.insert(service.to_string(), d.clone());
+            }
+            None => images.entry(img).or_default().push(service),
+        }
+    }
+    if images.is_empty() || machines.is_empty() {
+        return Ok(pins);
+    }
+    let engines: Vec<&Docker> = local
+        .into_iter()
+        .chain(machines.iter().map(|(_, d)| *d))
+        .collect();
+    let lookups = images.iter().map(|(img, services)| {
+        let (engines, machines) = (&engines, &machines);
+        async move {
+            if !from_registry(img, engines).await {
+                return Ok(None);
+            }
+            resolve_one(img, machines)
+                .await
+                .map(|d| Some((services.clone(), d)))
+        }
+    });
+    let mut problems = Vec::new();
+    for r in futures_util::future::join_all(lookups).await {
+        match r {
+            Ok(Some((services, digest))) => {
+                for s in services {
+                    pins.insert(s.to_string(), digest.clone());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}\nNothing was changed.", problems.join("\n"));
+    }
+    Ok(pins)
+}
+
+/// Asks the machines, in order, for the digest of `image`; the first answer wins.
+/// A refusal of the credentials or an unknown tag ends the search at once (every
+/// machine would say the same); an unreachable registry is tried from the next machine.
+async fn resolve_one(img: &str, machines: &[(&str, &Docker)]) -> Result<String> {
+    let registry = image::registry_host(img);
+    let shown_registry = registry_shown(&registry);
+    let creds = image::credentials(&registry)?;
+    let mut failures: Vec<(String, Failure, String)> = Vec::new();
+    for (machine, docker) in machines {
+        match docker.inspect_registry_image(img, creds.clone()).await {
+            Ok(d)
+                if d.descriptor
+                    .digest
+                    .as_deref()
+                    .is_some_and(|x| x.contains(':')) =>
+            {
+                return Ok(d.descriptor.digest.unwrap_or_default());
+            }
+            Ok(_) => failures.push((
+                machine.to_string(),
+                Failure::Other,
+                "the engine gave no digest".into(),
+            )),
+            Err(e) => {
+                let text = engine_message(&e);
+                let kind = Failure::classify(&text);
+                failures.push((machine.to_string(), kind, text));
+                if matches!(kind, Failure::Auth | Failure::NotFound) {
+                    break;
+                }
+            }
+        }
+    }
+    let also: Vec<String> = failures.iter().skip(1).map(|f| f.0.clone()).collect();
+    let (machine, kind, text) = failures.into_iter().next().expect("at least one machine");
+    let machine = if also.is_empty() {
+        machine
+    } else {
+        format!("{machine} (and {})", also.join(", "))
+    };
+    let sent = if creds.is_some() {
+        format!(
+            "hoist sent the credentials your docker config ({}) has for {shown_registry}",
+            image::docker_config_shown()
+        )
+    } else {
+        format!(
+            "your docker config ({}) has no credentials for {shown_registry}, so hoist asked anonymously",
+            image::docker_config_shown()
+        )
+    };
+    let advice = match kind {
+        Failure::Auth => format!(
+            "registry {shown_registry} refused access to {img} (asked from {machine}): {text}\n  {sent}; log in with `docker login {shown_registry}` (or point DOCKER_CONFIG at a config that has them) and run hoist again"
+        ),
+        Failure::NotFound => format!(
+            "registry {shown_registry} has no image {img} (asked from {machine}): {text}\n  check the name and tag, and that it was pushed"
+        ),
+        Failure::Trust => format!(
+            "{machine} does not trust the TLS certificate of registry {shown_registry} (resolving {img}): {text}\n  put the registry's CA certificate in /etc/docker/certs.d/{shown_registry}/ca.crt on every machine"
+        ),
+        Failure::Unreachable | Failure::Other => format!(
+            "cannot resolve {img} to a digest: {machine} cannot reach registry {shown_registry}: {text}\n  every machine pulls from it: check that it is up and reachable from the machines; to deploy what the machines already have without the registry, set pull_policy: never"
+        ),
+    };
+    bail!("{advice}")
+}
+
+fn registry_shown(host: &str) -> String {
+    if host.contains("index.docker.io") {
+        "docker.io".to_string()
+    } else {
+        host.to_string()
+    }
+}
+
+/// The engine's own words from a bollard error.
+fn engine_message(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            message.trim().to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Auth,
+    NotFound,
+    Trust,
+    Unreachable,
+    Other,
+}
+
+impl Failure {
+    /// What the engine's message says went wrong (its wording, engines 20.10 to 26).
+    fn classify(text: &str) -> Failure {
+        let t = text.to_ascii_lowercase();
+        if t.contains("x509") || t.contains("certificate") {
+            Failure::Trust
+        } else if t.contains("unauthorized")
+            || t.contains("authentication required")
+            || t.contains("denied")
+            || t.contains("no basic auth credentials")
+            || t.contains("incorrect username or password")
+        {
+            Failure::Auth
+        } else if t.contains("manifest unknown")
+            || t.contains("not found: manifest")
+            || t.contains("name unknown")
+        {
+            Failure::NotFound
+        } else if t.contains("connection refused")
+            || t.contains("no such host")
+            || t.contains("timeout")
+            || t.contains("i/o timeout")
+            || t.contains("no route to host")
+            || t.contains("network is unreachable")
+            || t.contains("connection reset")
+            || t.contains("eof")
+        {
+            Failure::Unreachable
+        } else {
+            Failure::Other
+        }
+    }
+}
+
+/// The digests the project's current replicas run, by service: what `hoist up`
+/// pinned last. `hoist watch` keeps these (healing restores the same bits; only a
+/// deploy moves a tag), keeps unpinned what runs unpinned, and resolves only the
+/// services that run none of the file's image yet (new, or a new tag in the file).
+pub fn from_observation(project: &Project, observation: &Observation) -> Known {
+    let mut newest: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut unpinned = BTreeSet::new();
+    let pinnable: BTreeMap<&str, &str> = pinnable(project).into_iter().collect();
+    for (_, state) in &observation.machines {
+        let Ok(state) = state else { continue };
+        for c in crate::observe::current(&state.containers) {
+            let Some(img) = pinnable.get(c.service.as_str()) else {
+                continue;
+            };
+            let Some(spec) = c
+                .labels
+                .get(labels::SPEC)
+                .and_then(|s| ContainerSpec::from_json(s).ok())
+            else {
+                continue;
+            };
+            if spec.get(attr::IMAGE).and_then(|v| v.as_str()) != Some(*img) {
+                continue;
+            }
+            let Some(digest) = spec.get(attr::IMAGE_DIGEST).and_then(|v| v.as_str()) else {
+                unpinned.insert(c.service.clone());
+                continue;
+            };
+            let entry = newest
+                .entry(c.service.clone())
+                .or_insert_with(|| (c.release.clone(), digest.to_string()));
+            if c.release > entry.0 {
+                *entry = (c.release.clone(), digest.to_string());
+            }
+        }
+    }
+    let pins: Pins = newest.into_iter().map(|(s, (_, d))| (s, d)).collect();
+    unpinned.retain(|s| !pins.contains_key(s));
+    Known { pins, unpinned }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::SeenContainer;
+
+    #[test]
+    fn references() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            pinned_reference("172.31.77.1:5443/app:1", &d),
+            format!("172.31.77.1:5443/app@{d}")
+        );
+        assert_eq!(pinned_reference("nginx", &d), format!("nginx@{d}"));
+        assert_eq!(
+            pinned_reference("localhost:5000/app", &d),
+            format!("localhost:5000/app@{d}")
+        );
+    }
+
+    #[test]
+    fn failures_from_engine_messages() {
+        use Failure::*;
+        for (text, want) in [
+            (
+                "Get \"https://172.31.77.1:5443/v2/app/manifests/1\": no basic auth credentials",
+                Auth,
+            ),
+            (
+                "errors:\ndenied: requested access to the resource is denied\nunauthorized: authentication required\n",
+                Auth,
+            ),
+            (
+                "Get \"https://172.31.77.1:5443/v2/\": dial tcp 172.31.77.1:5443: connect: connection refused",
+                Unreachable,
+            ),
+            (
+                "Get \"https://172.31.77.1:5443/v2/\": x509: certificate signed by unknown authority",
+                Trust,
+            ),
+            ("manifest unknown: manifest unknown", NotFound),
+        ] {
+            assert_eq!(Failure::classify(text), want, "{text}");
+        }
+    }
+
+    fn project() -> Project {
+        serde_json::from_value(serde_json::json!({
+            "name": "shop",
+            "services": {
+                "web": {"image": "reg:5000/app:1"},
+                "api": {"image": "reg:5000/app:1", "pull_policy": "always"},
+                "built": {"image": "reg:5000/built:1", "build": {"context": "."}},
+                "fixed": {"image": "reg:5000/app@sha256:0123"},
+                "offline": {"image": "reg:5000/app:1", "pull_policy": "never"},
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn which_services_are_pinned() {
+        let p = project();
+        let mut got = pinnable(&p);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![("api", "reg:5000/app:1"), ("web", "reg:5000/app:1")]
+        );
+    }
+
+    fn seen(service: &str, slot: u32, release: &str, spec: &ContainerSpec) -> SeenContainer {
+        SeenContainer {
+            id: format!("{service}{slot}{release}"),
+            name: format!("{service}-{slot}"),
+            service: service.into(),
+            slot: Some(crate::core::observed::Slot::Replica(slot)),
+            spec_hash: spec.hash(),
+            release: release.into(),
+            state: "running".into(),
+            health: None,
+            image: String::new(),
+            image_id: String::new(),
+            created: release.len() as i64,
+            status: String::new(),
+            ports: Vec::new(),
+            labels: [(labels::SPEC.to_string(), spec.canonical_json())].into(),
+        }
+    }
+
+    #[test]
+    fn watch_keeps_the_digest_that_runs() {
+        let p = project();
+        let pinned = |image: &str, d: &str| {
+            ContainerSpec::new()
+                .with(attr::IMAGE, image)
+                .with(attr::IMAGE_DIGEST, d)
+        };
+        let state = |containers| crate::observe::MachineState {
+            containers,
+            ..Default::default()
+        };
+        let observation = Observation {
+            machines: vec![
+                (
+                    "m1".into(),
+                    Ok(state(vec![
+                        seen(
+                            "web",
+                            1,
+                            "20260101-000000",
+                            &pinned("reg:5000/app:1", "sha256:old"),
+                        ),
+                        seen(
+                            "api",
+                            1,
+                            "20260101-000000",
+                            &pinned("reg:5000/app:0", "sha256:x"),
+                        ),
+                    ])),
+                ),
+                (
+                    "m2".into(),
+                    Ok(state(vec![seen(
+                        "web",
+                        2,
+                        "20260102-000000",
+                        &pinned("reg:5000/app:1", "sha256:new"),
+                    )])),
+                ),
+                ("m3".into(), Err("unreachable".into())),
+            ],
+        };
+        let known = from_observation(&p, &observation);
+        // The newest release's digest; api runs another tag than the file's: not kept.
+        assert_eq!(
+            known.pins,
+            Pins::from([("web".to_string(), "sha256:new".to_string())])
+        );
+        assert!(known.unpinned.is_empty());
+        // A replica of the file's image without a digest (a local-only image) stays unpinned.
+        let observation = Observation {
+            machines: vec![(
+                "m1".into(),
+                Ok(state(vec![seen(
+                    "api",
+                    1,
+                    "20260101-000000",
+                    &ContainerSpec::new().with(attr::IMAGE, "reg:5000/app:1"),
+                )])),
+            )],
+        };
+        let known = from_observation(&p, &observation);
+        assert!(known.pins.is_empty());
+        assert_eq!(known.unpinned, BTreeSet::from(["api".to_string()]));
+    }
+
+    #[test]
+    fn familiar_names() {
+        assert_eq!(familiar("docker.io/library/nginx"), "nginx");
+        assert_eq!(familiar("nginx"), "nginx");
+        assert_eq!(familiar("reg:5000/app"), "reg:5000/app");
+    }
+}

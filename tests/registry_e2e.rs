@@ -1,0 +1,214 @@
+//! Registry images on the lab, from a real registry (tests/common/registry.rs: TLS from a CA
+//! made here, basic auth): a tag is resolved once per deploy to a digest and every machine
+//! (engines 20.10 and 26) runs exactly that digest; a tag pushed again with new bits is a
+//! change in the plan, rolled out everywhere; the same digest is no change; refused
+//! credentials and a registry that is down fail before any machine is touched.
+
+mod common;
+
+use common::lab::{Lab, Output, run};
+use common::registry::Registry;
+use std::path::{Path, PathBuf};
+
+struct App {
+    dir: PathBuf,
+    project: String,
+    machines: PathBuf,
+}
+
+impl App {
+    fn new(lab: &Lab, tag: &str, image: &str) -> App {
+        let dir = std::env::temp_dir().join(format!("hoist-reg-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("compose.yaml"),
+            format!(
+                "services:
+  web:
+    image: {image}
+    deploy:
+      replicas: 3
+      placement:
+        max_replicas_per_node: 1
+      update_config:
+        parallelism: 3
+"
+            ),
+        )
+        .unwrap();
+        App {
+            dir,
+            project: format!("reg{tag}{}", std::process::id()),
+            machines: lab.machines_file(),
+        }
+    }
+
+    fn hoist(&self, docker_config: &Path, args: &[&str]) -> Output {
+        let mut cmd = common::lab::hoist_command();
+        cmd.current_dir(&self.dir)
+            .env("DOCKER_CONFIG", docker_config)
+            .args(["-m", self.machines.to_str().unwrap(), "-p", &self.project])
+            .args(args);
+        run(&mut cmd)
+    }
+
+    /// Per machine: (image reference the container was created from, image ID, io.hoist.image).
+    fn running(&self, lab: &Lab) -> Vec<(String, String, String, String)> {
+        let mut out = Vec::new();
+        for m in lab.machine_names() {
+            let ids = lab.docker_in(
+                m,
+                &[
+                    "ps",
+                    "-q",
+                    "--filter",
+                    &format!("label=io.hoist.project={}", self.project),
+                ],
+            );
+            for id in ids.expect_success("docker ps").split_whitespace() {
+                let inspect = lab.docker_in(
+                    m,
+                    &[
+                        "inspect",
+                        "-f",
+                        "{{.Config.Image}} {{.Image}} {{index .Config.Labels \"io.hoist.image\"}}",
+                        id,
+                    ],
+                );
+                let text = inspect.expect_success("docker inspect");
+                let mut f = text.split_whitespace().map(str::to_string);
+                out.push((
+                    m.to_string(),
+                    f.next().unwrap(),
+                    f.next().unwrap(),
+                    f.next().unwrap_or_default(),
+                ));
+            }
+        }
+        out
+    }
+
+    fn assert_all_on(&self, lab: &Lab, reference: &str, tag: &str) {
+        let running = self.running(lab);
+        assert_eq!(running.len(), 3, "three replicas: {running:?}");
+        let machines: std::collections::BTreeSet<&str> =
+            running.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(machines.len(), 3, "one per machine: {running:?}");
+        for (m, image, _, label) in &running {
+            assert_eq!(image, reference, "{m} runs the pinned digest: {running:?}");
+            assert_eq!(label, tag, "{m}: the tag stays visible");
+        }
+        let ids: std::collections::BTreeSet<&str> = running.iter().map(|r| r.2.as_str()).collect();
+        assert_eq!(ids.len(), 1, "the same image everywhere: {running:?}");
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.hoist(Path::new("/nonexistent"), &["down"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min("sha256:".len() + 12)]
+}
+
+#[test]
+fn a_tag_is_pinned_to_one_digest_on_every_machine() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let mut registry = Registry::start(lab, "pin");
+    let image = registry.image("app:1");
+    let first = registry.push("hoist-test/app:v1", "app:1");
+    let app = App::new(lab, "pin", &image);
+    let creds = registry.config();
+    let host = registry.host.clone();
+    let pinned = |digest: &str| format!("{host}/app@{digest}");
+
+    // The plan names the tag and the digest it resolved to.
+    let plan = app.hoist(&creds, &["plan"]);
+    assert!(plan.success(), "{plan}");
+    assert!(
+        plan.stdout
+            .contains(&format!("image {image} ({})", short(&first))),
+        "{plan}"
+    );
+
+    let up = app.hoist(&creds, &["up", "--yes"]);
+    assert!(up.success(), "{up}");
+    app.assert_all_on(lab, &pinned(&first), &image);
+    let ps = app.hoist(&creds, &["ps"]);
+    assert_eq!(
+        ps.stdout
+            .matches(&format!("{image} ({})", short(&first)))
+            .count(),
+        3,
+        "ps shows the tag and the digest: {ps}"
+    );
+    let plan = app.hoist(&creds, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code(), Some(0), "same digest, no change: {plan}");
+
+    // The tag moves to other bits: a change, with both digests, rolled out everywhere.
+    let second = registry.push("hoist-test/app:v2", "app:1");
+    assert_ne!(first, second);
+    let plan = app.hoist(&creds, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code(), Some(2), "{plan}");
+    eprintln!("{}", plan.stdout);
+    let moved = format!(
+        "image {image} moved: {} → {}",
+        short(&first),
+        short(&second)
+    );
+    assert_eq!(plan.stdout.matches(&moved).count(), 3, "{plan}");
+    let up = app.hoist(&creds, &["up", "--yes"]);
+    assert!(up.success(), "{up}");
+    app.assert_all_on(lab, &pinned(&second), &image);
+    let plan = app.hoist(&creds, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code(), Some(0), "{plan}");
+
+    // Credentials the registry refuses: a clear error, nothing touched.
+    registry.push("hoist-test/app:v3", "app:1");
+    for config in [registry.wrong_config(), PathBuf::from("/nonexistent")] {
+        let up = app.hoist(&config, &["up", "--yes"]);
+        assert!(!up.success(), "{up}");
+        eprintln!("credentials refused:\n{}", up.stderr);
+        for word in [registry.host.as_str(), image.as_str(), "docker login", "m1"] {
+            assert!(up.stderr.contains(word), "the error says {word}: {up}");
+        }
+        assert!(up.stderr.contains("refused access"), "{up}");
+        app.assert_all_on(lab, &pinned(&second), &image);
+    }
+
+    // The tag has moved again (v3 above), but healing is no deploy: `watch` restarts a lost
+    // replica on the digest its service runs.
+    let lost = lab.docker_in(
+        "m1",
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=io.hoist.project={}", app.project),
+        ],
+    );
+    let lost = lost.expect_success("docker ps").trim().to_string();
+    lab.docker_in("m1", &["rm", "-f", &lost])
+        .expect_success("docker rm");
+    let watch = app.hoist(&creds, &["watch", "--rounds", "5"]);
+    assert!(watch.success(), "{watch}");
+    app.assert_all_on(lab, &pinned(&second), &image);
+
+    // The registry is down: a clear error from plan and up, nothing touched.
+    registry.stop();
+    for args in [&["plan"][..], &["up", "--yes"][..]] {
+        let out = app.hoist(&creds, args);
+        assert!(!out.success(), "{out}");
+        eprintln!("registry down:\n{}", out.stderr);
+        for word in [registry.host.as_str(), image.as_str(), "cannot reach"] {
+            assert!(out.stderr.contains(word), "the error says {word}: {out}");
+        }
+    }
+    app.assert_all_on(lab, &pinned(&second), &image);
+    registry.resume();
+}
