@@ -2,7 +2,8 @@
 //! made here, basic auth): a tag is resolved once per deploy to a digest and every machine
 //! (engines 20.10 and 26) runs exactly that digest; a tag pushed again with new bits is a
 //! change in the plan, rolled out everywhere; the same digest is no change; refused
-//! credentials and a registry that is down fail before any machine is touched.
+//! credentials fail before any machine is touched; a registry that is down lets what runs be
+//! deployed again (its digests kept, with a warning) and stops only what needs it.
 
 mod common;
 
@@ -199,16 +200,49 @@ fn a_tag_is_pinned_to_one_digest_on_every_machine() {
     assert!(watch.success(), "{watch}");
     app.assert_all_on(lab, &pinned(&second), &image);
 
-    // The registry is down: a clear error from plan and up, nothing touched.
+    // The registry is down. What runs can still be deployed: plan and up keep the digests
+    // that run, and say so.
     registry.stop();
+    let plan = app.hoist(&creds, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code(), Some(0), "{plan}");
+    let up = app.hoist(&creds, &["up", "--yes"]);
+    assert!(up.success(), "{up}");
+    for out in [&plan, &up] {
+        eprintln!("registry down, what runs is kept:\n{}", out.stderr);
+        for word in [
+            "warning:",
+            registry.host.as_str(),
+            "cannot reach",
+            "deploying what runs now",
+            short(&second),
+        ] {
+            assert!(out.stderr.contains(word), "the warning says {word}: {out}");
+        }
+    }
+    app.assert_all_on(lab, &pinned(&second), &image);
+    // A service that runs nothing of that image yet needs the registry: a clear error from
+    // plan and up, nothing touched.
+    let compose = app.dir.join("compose.yaml");
+    let original = std::fs::read_to_string(&compose).unwrap();
+    std::fs::write(
+        &compose,
+        format!("{original}  extra:\n    image: {image}\n"),
+    )
+    .unwrap();
     for args in [&["plan"][..], &["up", "--yes"][..]] {
         let out = app.hoist(&creds, args);
         assert!(!out.success(), "{out}");
         eprintln!("registry down:\n{}", out.stderr);
-        for word in [registry.host.as_str(), image.as_str(), "cannot reach"] {
+        for word in [
+            registry.host.as_str(),
+            image.as_str(),
+            "cannot reach",
+            "Nothing was changed",
+        ] {
             assert!(out.stderr.contains(word), "the error says {word}: {out}");
         }
     }
+    std::fs::write(&compose, original).unwrap();
     app.assert_all_on(lab, &pinned(&second), &image);
     registry.resume();
 }

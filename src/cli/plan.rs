@@ -29,13 +29,12 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let local = pipeline::local::engine().await;
     let built = pipeline::local::built_ids(local.as_ref(), &project).await;
-    let pins = pipeline::pin::resolve(&project, &conns, local.as_ref()).await;
-    let planned = match pins {
-        Ok(pins) => pipeline::plan(&project, &fleet, &conns, &built, &pins).await,
-        Err(e) => Err(e),
-    };
+    let planned = pipeline::plan(&project, &fleet, &conns, &built, local.as_ref()).await;
     conns.close().await;
     let planned = planned?;
+    for w in &planned.warnings {
+        eprintln!("warning: {w}");
+    }
     if args.json {
         println!("{}", planned.plan.to_json());
     } else {

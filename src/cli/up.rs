@@ -98,8 +98,10 @@ async fn plan_and_apply(
         )
         .await?
     };
-    let pins = pipeline::pin::resolve(project, conns, local.as_ref()).await?;
-    let planned = pipeline::plan(project, fleet, conns, &built, &pins).await?;
+    let planned = pipeline::plan(project, fleet, conns, &built, local.as_ref()).await?;
+    for w in &planned.warnings {
+        eprintln!("warning: {w}");
+    }
     if !args.json {
         eprint!("{}", planned.plan.render_text());
     }

@@ -30,6 +30,9 @@ pub struct Planned {
     /// Previous releases kept for rollback (stopped, superseded in their slot),
     /// by machine. The core never sees them; apply prunes and rollback uses them.
     pub previous: Vec<(String, SeenContainer)>,
+    /// Said to the user before the plan: registries that could not be reached, and the
+    /// digests kept instead (`pin::resolve`).
+    pub warnings: Vec<String>,
 }
 
 /// What the scheduler may know of each machine, from its engine.
@@ -140,23 +143,37 @@ pub struct Inputs {
 }
 
 /// Computes the plan for `project` on `fleet` from what `conns` observe.
-/// `built`: service → local image ID for services built here; `pins`: service →
-/// the digest its registry tag resolved to (`pin::resolve`). Replica counts the
-/// autoscaler recorded on the machines (`hoist watch`) are honoured.
+/// `built`: service → local image ID for services built here. Registry tags are resolved
+/// to digests here (`pin::resolve`, asking the machines; `local` tells which images exist
+/// only locally), after observing, so an unreachable registry can fall back to the digests
+/// that run. Replica counts the autoscaler recorded on the machines (`hoist watch`) are
+/// honoured.
 pub async fn plan(
     project: &Project,
     fleet: &Fleet,
     conns: &Connections,
     built: &BTreeMap<String, String>,
-    pins: &pin::Pins,
+    local: Option<&bollard::Docker>,
 ) -> Result<Planned> {
     let observation = observe::observe(conns, &project.name).await;
+    let running = pin::from_observation(project, &observation);
+    let resolution = pin::resolve(project, conns, local, &running).await?;
     let records = crate::watch::record::read(conns, &project.name).await;
     let inputs = Inputs {
         replicas: crate::watch::autoscale::recorded_replicas(project, &records),
         lost: BTreeSet::new(),
     };
-    plan_observed(project, fleet, conns, built, pins, &observation, &inputs)
+    let mut planned = plan_observed(
+        project,
+        fleet,
+        conns,
+        built,
+        &resolution.pins,
+        &observation,
+        &inputs,
+    )?;
+    planned.warnings = resolution.warnings;
+    Ok(planned)
 }
 
 /// The plan from an observation already made, with watch's `inputs`.
@@ -192,5 +209,6 @@ pub fn plan_observed(
         observed,
         plan,
         previous,
+        warnings: Vec::new(),
     })
 }

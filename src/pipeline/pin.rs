@@ -98,23 +98,47 @@ pub fn connected(conns: &Connections) -> Vec<(&str, &Docker)> {
 
 /// Resolves the tag of every pinnable service's image to a digest, each image
 /// once, asking the connected machines of `conns`. Fails, naming the image, the
-/// registry and the machine, when a registry cannot be reached or refuses the
-/// credentials: nothing has changed on any machine at that point.
+/// registry and the machine, when a registry refuses the credentials, lacks the tag or
+/// is not trusted: nothing has changed on any machine at that point.
+///
+/// A registry that cannot be reached does not stop a deploy of what already runs: when
+/// every service of that image runs a pinned digest (`running`, from the observation),
+/// those digests are kept and a warning says so — like Swarm, which deploys without a
+/// digest when the registry does not answer, but without letting machines drift apart.
+/// A service that runs nothing of it yet still needs the registry.
 pub async fn resolve(
     project: &Project,
     conns: &Connections,
     local: Option<&Docker>,
-) -> Result<Pins> {
-    resolve_on(project, &connected(conns), local, &Known::default()).await
+    running: &Known,
+) -> Result<Resolution> {
+    resolve_on(
+        project,
+        &connected(conns),
+        local,
+        &Known::default(),
+        Some(running),
+    )
+    .await
 }
 
-/// [`resolve`] on `machines`, for the services `known` does not settle.
+/// The digests of a resolution, and what the user should hear about it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resolution {
+    pub pins: Pins,
+    /// Registries that could not be reached, with the digests kept instead.
+    pub warnings: Vec<String>,
+}
+
+/// [`resolve`] on `machines`, for the services `known` does not settle; `running` is what
+/// an unreachable registry falls back to (None: no fallback).
 pub async fn resolve_on(
     project: &Project,
     machines: &[(&str, &Docker)],
     local: Option<&Docker>,
     known: &Known,
-) -> Result<Pins> {
+    running: Option<&Known>,
+) -> Result<Resolution> {
     let mut pins = Pins::new();
     let mut images: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (service, img) in pinnable(project) {
@@ -128,8 +152,9 @@ pub async fn resolve_on(
             None => images.entry(img).or_default().push(service),
         }
     }
+    let mut warnings = Vec::new();
     if images.is_empty() || machines.is_empty() {
-        return Ok(pins);
+        return Ok(Resolution { pins, warnings });
     }
     let engines: Vec<&Docker> = local
         .into_iter()
@@ -139,38 +164,67 @@ pub async fn resolve_on(
         let (engines, machines) = (&engines, &machines);
         async move {
             if !from_registry(img, engines).await {
-                return Ok(None);
+                return (img, services, Ok(None));
             }
-            resolve_one(img, machines)
-                .await
-                .map(|d| Some((services.clone(), d)))
+            (img, services, resolve_one(img, machines).await.map(Some))
         }
     });
     let mut problems = Vec::new();
-    for r in futures_util::future::join_all(lookups).await {
+    for (img, services, r) in futures_util::future::join_all(lookups).await {
         match r {
-            Ok(Some((services, digest))) => {
+            Ok(Some(digest)) => {
                 for s in services {
                     pins.insert(s.to_string(), digest.clone());
                 }
             }
             Ok(None) => {}
-            Err(e) => problems.push(format!("{e:#}")),
+            Err(Unresolved {
+                kind: Failure::Unreachable,
+                advice,
+            }) if running.is_some_and(|r| services.iter().all(|s| r.pins.contains_key(*s))) => {
+                let running = running.expect("checked above");
+                let mut kept: Vec<String> = Vec::new();
+                for s in services {
+                    let d = &running.pins[*s];
+                    pins.insert(s.to_string(), d.clone());
+                    kept.push(format!("{s} keeps {}", short_digest(d)));
+                }
+                let first = advice.lines().next().unwrap_or_default();
+                warnings.push(format!(
+                    "{first}\n  deploying what runs now instead ({}): the tag {img} may have moved since",
+                    kept.join(", ")
+                ));
+            }
+            Err(u) => problems.push(u.advice),
         }
     }
     if !problems.is_empty() {
         bail!("{}\nNothing was changed.", problems.join("\n"));
     }
-    Ok(pins)
+    Ok(Resolution { pins, warnings })
+}
+
+fn short_digest(d: &str) -> &str {
+    let end = d.find(':').map(|i| i + 13).unwrap_or(12).min(d.len());
+    &d[..end]
+}
+
+/// Why a tag has no digest: what kind of failure, and the message for the user.
+struct Unresolved {
+    kind: Failure,
+    advice: String,
 }
 
 /// Asks the machines, in order, for the digest of `image`; the first answer wins.
 /// A refusal of the credentials or an unknown tag ends the search at once (every
 /// machine would say the same); an unreachable registry is tried from the next machine.
-async fn resolve_one(img: &str, machines: &[(&str, &Docker)]) -> Result<String> {
+async fn resolve_one(img: &str, machines: &[(&str, &Docker)]) -> Result<String, Unresolved> {
     let registry = image::registry_host(img);
     let shown_registry = registry_shown(&registry);
-    let creds = image::credentials(&registry)?;
+    let creds = image::credentials(&registry).map_err(|e| Unresolved {
+        kind: Failure::Other,
+        advice: format!("{e:#}"),
+    })?;
     let mut failures: Vec<(String, Failure, String)> = Vec::new();
     for (machine, docker) in machines {
         match docker.inspect_registry_image(img, creds.clone()).await {
@@ -229,7 +283,7 @@ async fn resolve_one(img: &str, machines: &[(&str, &Docker)]) -> Result<String> 
             "cannot resolve {img} to a digest: {machine} cannot reach registry {shown_registry}: {text}\n  every machine pulls from it: check that it is up and reachable from the machines; to deploy what the machines already have without the registry, set pull_policy: never"
         ),
     };
-    bail!("{advice}")
+    Err(Unresolved { kind, advice })
 }
 
 fn registry_shown(host: &str) -> String {

@@ -172,7 +172,8 @@ pub async fn run(
                 answers.get(*m).is_some_and(|a| a.is_ok()) && !probation.contains_key(*m)
             })
             .collect();
-        let resolving = pipeline::pin::resolve_on(project, &answering, local.as_ref(), &known);
+        let resolving =
+            pipeline::pin::resolve_on(project, &answering, local.as_ref(), &known, None);
         let pins = match tokio::time::timeout(Duration::from_secs(60), resolving).await {
             Ok(r) => r,
             Err(_) => Err(anyhow::anyhow!(
@@ -180,9 +181,15 @@ pub async fn run(
             )),
         };
         let planned = match pins {
-            Ok(pins) => {
-                pipeline::plan_observed(project, fleet, conns, &built, &pins, &observation, &inputs)
-            }
+            Ok(pins) => pipeline::plan_observed(
+                project,
+                fleet,
+                conns,
+                &built,
+                &pins.pins,
+                &observation,
+                &inputs,
+            ),
             Err(e) => Err(e),
         };
         match planned {
