@@ -7,7 +7,8 @@
 #   - fresh deploy: 5 containers on 1 machine           (peer: docker compose v2 over ssh)
 #   - rolling update of 6 replicas, parallelism 2, start-first (peer: Swarm)
 #   - failover after a machine is killed                (peer: Swarm; bench/failover.sh)
-#   - image shipping, ~100 MB, first and after a one-layer change (peer: docker save | ssh docker load)
+#   - image shipping, ~100 MB, first and after a one-layer change (peer: docker save | ssh docker
+#     load; bench/ship.sh, its own table)
 #   - hoist's peak memory deploying to 20 machines
 # Every timed scenario runs RUNS times per side (default 3) and reports the median.
 #
@@ -246,42 +247,6 @@ hfo=$(grep -o 'hoist watch [0-9]*' "$work/failover" | grep -o '[0-9]*$' || echo 
 sfo=$(grep -o 'Swarm [0-9]*' "$work/failover" | grep -o '[0-9]*$' || echo 0)
 row "failover: machine killed → 3 healthy replicas on the others (hoist watch; peer: Swarm), ms" "$hfo" "$sfo"
 
-# --- image shipping: ~100 MB image, first and after a one-layer change ------------------------------
-say "image shipping"
-lab_sh up 3
-machines=$lab/machines.yaml
-mkdir -p "$work/img/www" && cd "$work/img"
-head -c $((100 * 1024 * 1024)) /dev/urandom >www/big.bin
-echo one >www/small.txt
-printf 'FROM hoist-test/base:latest\nCOPY www/big.bin /big.bin\nCOPY www/small.txt /small.txt\nCMD ["sleep", "3600"]\n' >Dockerfile
-printf 'name: benchship\nservices:\n  s:\n    build: .\n    init: true\n    deploy: {mode: global}\n' >compose.yaml
-ship_peer() { # docker save | ssh docker load to every machine, in parallel; prints ms and bytes
-    local t bytes
-    bytes=$(docker save "$1" | wc -c)
-    t=$(now)
-    for m in m1 m2 m3; do docker save "$1" | ssh -F "$lab/ssh_config" "$m" docker load >/dev/null & done
-    wait
-    echo "$(ms_since "$t") $((bytes * 3))"
-}
-shipped_bytes() { python3 -c 'import json,sys; print(sum(s["bytes"] for s in json.load(sys.stdin)["shipped"]))'; }
-DOCKER_BUILDKIT=0 docker build -q -t benchship-s . >/dev/null
-read -r peer_first_ms peer_first_bytes < <(ship_peer benchship-s)
-for m in m1 m2 m3; do quiet in_m "$m" rmi -f benchship-s || true; done
-t=$(now); out=$(h up --yes --json 2>/dev/null); hoist_first_ms=$(ms_since "$t")
-hoist_first_bytes=$(echo "$out" | shipped_bytes)
-echo two >www/small.txt
-DOCKER_BUILDKIT=0 docker build -q -t benchship-s . >/dev/null
-read -r peer_change_ms peer_change_bytes < <(ship_peer benchship-s)
-echo three >www/small.txt
-t=$(now); out=$(h up --yes --json 2>/dev/null); hoist_change_ms=$(ms_since "$t")
-hoist_change_bytes=$(echo "$out" | shipped_bytes)
-quiet h down
-row "ship a ~100 MB built image to 3 machines, first time, ms (hoist: build + ship + deploy)" "$hoist_first_ms" "$peer_first_ms"
-row "  bytes sent, first time" "$hoist_first_bytes" "$peer_first_bytes"
-row "ship after a one-layer change, ms (hoist: build + ship + rolling update)" "$hoist_change_ms" "$peer_change_ms"
-row "  bytes sent, one-layer change" "$hoist_change_bytes" "$peer_change_bytes"
-cd "$root"
-
 # --- hoist's peak memory deploying to 20 machines ----------------------------------------------------
 lab_up 20
 mkdir -p "$work/twenty" && cd "$work/twenty"
@@ -294,6 +259,10 @@ echo "| hoist peak memory (max RSS), deploying 20 replicas to 20 machines | $(ca
 quiet h down || true
 cd "$root"
 lab_sh up 3
+echo
+# Image shipping has a table of its own (bytes and time, and whether compressing pays).
+say "image shipping (bench/ship.sh)"
+bash bench/ship.sh | sed 's/^# /## /'
 echo
 cat bench/peers-notes.md   # how to read the table (kept beside the script, printed with it)
 say "done"

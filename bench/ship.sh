@@ -20,8 +20,8 @@ cargo build --release --quiet
 hoist=$root/target/release/hoist
 lab=${HOIST_LAB_DIR:-/var/tmp/hoist-lab}
 bash tests/lab/lab.sh ensure 3 >/dev/null
-exec 9>"$lab/.use.lock"
-flock -x -w 1200 9
+# shellcheck source=bench/lab-lock.sh
+source bench/lab-lock.sh
 
 project=benchship$$
 img=$project-s
