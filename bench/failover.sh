@@ -4,14 +4,10 @@
 # the surviving machines. Usage: bash bench/failover.sh   (leaves a fresh 3-machine lab up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=bench/lab-lock.sh
-source bench/lab-lock.sh
-cargo build --release --quiet
-hoist=$PWD/target/release/hoist
-lab=${HOIST_LAB_DIR:-/var/tmp/hoist-lab}
+# shellcheck source=bench/common.sh
+source bench/common.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"; kill $(jobs -p) 2>/dev/null || true' EXIT
-now() { date +%s%N; }
 in_m() { local m=$1; shift; docker exec -i "$m" "$@"; }
 
 # --- Swarm ------------------------------------------------------------------------------------

@@ -11,15 +11,14 @@
 # (apt-get install hey). Removes its project at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=bench/lab-lock.sh
-source bench/lab-lock.sh
+# shellcheck source=bench/common.sh
+source bench/common.sh
 n=${1:-20000}
 c=${2:-32}
 port=18780
 project=benchingress
 machines=${HOIST_MACHINES:-/var/tmp/hoist-lab/machines.yaml}
 command -v hey >/dev/null || { echo "bench: hey not found (apt-get install hey)" >&2; exit 1; }
-cargo build --release -q
 hoist() { ./target/release/hoist -m "$machines" -p "$project" -f "$dir/compose.yaml" "$@"; }
 
 dir=$(mktemp -d)

@@ -4,13 +4,9 @@
 # Usage: bash bench/machines.sh   (leaves a 3-machine lab up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=bench/lab-lock.sh
-source bench/lab-lock.sh
-cargo build --release --quiet
-hoist=$PWD/target/release/hoist
-lab=${HOIST_LAB_DIR:-/var/tmp/hoist-lab}
+# shellcheck source=bench/common.sh
+source bench/common.sh
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ms() { # run a command 7 times; print the median wall time in ms
     for _ in 1 2 3 4 5 6 7; do
         local t0 t1

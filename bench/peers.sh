@@ -19,7 +19,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-lab=${HOIST_LAB_DIR:-/var/tmp/hoist-lab}
 runs=${RUNS:-3}
 ref=${HOIST_COMPOSE_REF:-$(/var/cache/hoist-test/venv/bin/python -c 'import compose,os;print(os.path.join(os.path.dirname(compose.__file__),"docker-compose"))')}
 work=$(mktemp -d)
@@ -27,9 +26,7 @@ trap 'rm -rf "$work"' EXIT
 trap 'say "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 say() { printf '%s bench: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-now() { date +%s%N; }
 ms_since() { echo $((($(now) - $1) / 1000000)); }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
 in_m() { local m=$1; shift; docker exec -i "$m" docker "$@"; }
@@ -48,12 +45,9 @@ stack_deploy() {
 }
 quiet() { "$@" >/dev/null 2>&1; }
 
-# shellcheck source=bench/lab-lock.sh
-source bench/lab-lock.sh
+# shellcheck source=bench/common.sh
+source bench/common.sh
 
-say "building hoist (release)"
-cargo build --release --quiet
-hoist=$root/target/release/hoist
 h() { "$hoist" -m "$machines" "$@"; }
 
 lab_sh() { # lab.sh quietly; its log on failure, and one retry (a machine may be slow to stop)

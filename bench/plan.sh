@@ -4,11 +4,8 @@
 # Usage: bash bench/plan.sh   (leaves a 3-machine lab up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=bench/lab-lock.sh
-source bench/lab-lock.sh
-cargo build --release --quiet
-hoist=$PWD/target/release/hoist
-lab=${HOIST_LAB_DIR:-/var/tmp/hoist-lab}
+# shellcheck source=bench/common.sh
+source bench/common.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -20,7 +17,6 @@ trap 'rm -rf "$work"' EXIT
     done
 } >"$work/compose.yaml"
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ms() {
     for _ in 1 2 3 4 5 6 7; do
         local t0 t1

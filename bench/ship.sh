@@ -15,13 +15,9 @@
 # Holds the lab exclusively while it runs, so no other test's traffic is counted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
-cargo build --release --quiet
-hoist=$root/target/release/hoist
-lab=${HOIST_LAB_DIR:-/var/tmp/hoist-lab}
 bash tests/lab/lab.sh ensure 3 >/dev/null
-# shellcheck source=bench/lab-lock.sh
-source bench/lab-lock.sh
+# shellcheck source=bench/common.sh
+source bench/common.sh
 
 project=benchship$$
 img=$project-s
@@ -35,7 +31,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-now() { date +%s%N; }
 ms() { echo $((($2 - $1) / 1000000)); }
 bridge="br-$(docker network inspect hoist-lab -f '{{.Id}}' | cut -c1-12)"
 wire() { cat "/sys/class/net/$bridge/statistics/tx_bytes"; }
