@@ -101,6 +101,14 @@ impl Connections {
 }
 
 impl Connections {
+    /// The engines that answered, by machine name (clients are cheap handles to share).
+    pub fn engines(&self) -> Vec<(String, Docker)> {
+        self.results
+            .iter()
+            .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.clone(), e.docker.clone())))
+            .collect()
+    }
+
     /// Forgets machine `i`'s engine (it stopped answering: `why`), closing its ssh master.
     /// A long-running verb (`hoist watch`) then connects again with [`Connections::connect_again`].
     pub fn disconnect(&mut self, i: usize, why: MachineError) {

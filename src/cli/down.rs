@@ -43,11 +43,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: DownArgs) ->
     }
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
-    let engines: Vec<(String, Docker)> = conns
-        .results
-        .iter()
-        .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.clone(), e.docker.clone())))
-        .collect();
+    let engines = conns.engines();
     let held = lock::acquire(
         &engines,
         project,

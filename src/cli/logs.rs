@@ -51,11 +51,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: LogsArgs) ->
         None => 0,
         Some(s) => since_epoch(s)?,
     };
-    let engines: HashMap<String, Docker> = conns
-        .results
-        .iter()
-        .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.clone(), e.docker.clone())))
-        .collect();
+    let engines: HashMap<String, Docker> = conns.engines().into_iter().collect();
     for (m, e) in conns
         .results
         .iter()

@@ -61,11 +61,7 @@ async fn rollback(
     project: &str,
     args: &RollbackArgs,
 ) -> Result<ExitCode> {
-    let engines: Vec<(String, Docker)> = conns
-        .results
-        .iter()
-        .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.clone(), e.docker.clone())))
-        .collect();
+    let engines = conns.engines();
     if let Some((m, e)) = conns
         .results
         .iter()

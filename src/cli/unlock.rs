@@ -5,7 +5,6 @@ use super::project_args::ProjectArgs;
 use crate::apply::lock;
 use crate::engine;
 use anyhow::Result;
-use bollard::Docker;
 use clap::Args;
 use std::process::ExitCode;
 
@@ -28,11 +27,7 @@ pub async fn run(
     let project = super::project_name(project_args)?;
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
-    let engines: Vec<(String, Docker)> = conns
-        .results
-        .iter()
-        .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.clone(), e.docker.clone())))
-        .collect();
+    let engines = conns.engines();
     let holders = lock::holders(&engines, &project).await;
     if holders.is_empty() {
         conns.close().await;

@@ -53,7 +53,7 @@ async fn deploy(
     conns: &Connections,
     args: &UpArgs,
 ) -> Result<ExitCode> {
-    let engines = pipeline::apply::engines_of(conns);
+    let engines = conns.engines();
     let unreachable: Vec<String> = conns
         .results
         .iter()

@@ -31,7 +31,7 @@ pub async fn apply_plan(
     progress: &Progress,
     ingress: Option<&crate::ingress::live::Ingress>,
 ) -> Result<Applied> {
-    let engines = engines_of(conns);
+    let engines = conns.engines();
     let release = release_id();
     let (mut prep, services) = super::rollout::build(planned, &release)?;
     if let Some(i) = ingress {
@@ -84,15 +84,6 @@ pub async fn apply_plan(
         report,
         shipped,
     })
-}
-
-/// The engines of the machines that are connected, by machine name.
-pub fn engines_of(conns: &Connections) -> Vec<(String, Docker)> {
-    conns
-        .results
-        .iter()
-        .filter_map(|(m, r)| r.as_ref().ok().map(|e| (m.name.clone(), e.docker.clone())))
-        .collect()
 }
 
 /// Networks, volumes and images on each machine, before any container changes.

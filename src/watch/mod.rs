@@ -392,7 +392,7 @@ async fn apply(
     local: Option<&bollard::Docker>,
     round: u64,
 ) {
-    let engines = pipeline::apply::engines_of(conns);
+    let engines = conns.engines();
     let held = match lock::acquire(
         &engines,
         &project.name,
