@@ -524,7 +524,11 @@ async fn replace(
     hook: &dyn Hook,
     at: ReplicaRef<'_>,
 ) -> (Result<String, String>, Done) {
-    let machine = at.machine;
+    let replaced = |new_id: String| Done::Replaced {
+        machine: at.machine.into(),
+        old_id: old_id.into(),
+        new_id,
+    };
     if start_first {
         progress.step(k, "starting new replica beside the old (start-first)");
         match create_and_prove(svc, docker, new, k, progress, hook, at).await {
@@ -532,23 +536,9 @@ async fn replace(
                 progress.step(k, "stopping the previous replica");
                 hook.before_stop(ReplicaRef { id: old_id, ..at }).await;
                 if let Err(e) = ops::stop(docker, old_id, Some(svc.stop_grace)).await {
-                    return (
-                        Err(format!("{e:#}")),
-                        Done::Replaced {
-                            machine: machine.into(),
-                            old_id: old_id.into(),
-                            new_id,
-                        },
-                    );
+                    return (Err(format!("{e:#}")), replaced(new_id));
                 }
-                (
-                    Ok("replaced (start-first)".into()),
-                    Done::Replaced {
-                        machine: machine.into(),
-                        old_id: old_id.into(),
-                        new_id,
-                    },
-                )
+                (Ok("replaced (start-first)".into()), replaced(new_id))
             }
             Err((e, new_id)) => {
                 // The old replica never stopped: just drop the failed new one.
@@ -565,14 +555,7 @@ async fn replace(
             return (Err(format!("{e:#}")), Done::Nothing);
         }
         match create_and_prove(svc, docker, new, k, progress, hook, at).await {
-            Ok(new_id) => (
-                Ok("replaced (stop-first)".into()),
-                Done::Replaced {
-                    machine: machine.into(),
-                    old_id: old_id.into(),
-                    new_id,
-                },
-            ),
+            Ok(new_id) => (Ok("replaced (stop-first)".into()), replaced(new_id)),
             Err((e, new_id)) => {
                 // Bring the old replica straight back; the service-level
                 // rollback then has nothing left to do for this slot.
