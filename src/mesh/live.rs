@@ -134,7 +134,19 @@ impl Mesh {
                     .cloned();
                 let id = c.id.unwrap_or_default();
                 if have.as_deref() == Some(hash.as_str()) {
-                    ops::start(docker, &id).await?;
+                    // Running: reloaded by `sync` if its view changed. Stopped (or crashing on
+                    // a configuration it was left with): given the current one, then started.
+                    let running = c
+                        .state
+                        .is_some_and(|s| s.running == Some(true) && s.restarting != Some(true));
+                    if !running {
+                        let text = self.render(machine, service, upstreams)?;
+                        ops::copy_files(docker, &id, &[config_file(&text)]).await?;
+                        ops::start(docker, &id).await?;
+                        if let Ok(mut a) = self.applied.lock() {
+                            a.insert((machine.to_string(), service.clone()), text);
+                        }
+                    }
                     continue;
                 }
                 ops::remove(docker, &id).await?;
@@ -155,6 +167,8 @@ impl Mesh {
                     labels::ROLE: ROLE,
                     labels::MESH_SERVICE: service,
                     labels::SPEC_HASH: hash,
+                    // The whole mesh, so verbs without the compose file (`rollback`) follow it.
+                    labels::SPEC: serde_json::to_string(&self.spec)?,
                 },
                 // Ports below 1024 inside the container, as any user (engines before 20.10 do
                 // not set this sysctl themselves).
@@ -418,15 +432,26 @@ fn config_file(text: &str) -> FileInContainer {
 /// ones finish their connections.
 async fn apply_config(docker: &Docker, container: &str, text: &str) -> Result<()> {
     ops::copy_files(docker, container, &[config_file(text)]).await?;
-    docker
+    let reload = docker
         .kill_container(
             container,
             Some(KillContainerOptions {
                 signal: "SIGUSR2".to_string(),
             }),
         )
-        .await
-        .with_context(|| format!("reloading {container}"))
+        .await;
+    match reload {
+        Ok(()) => Ok(()),
+        // Not running: started on the new configuration — or, when its restart policy is
+        // between two tries (the engine refuses a start then), restarted on it by the engine.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => {
+            let _ = ops::start(docker, container).await;
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("reloading {container}")),
+    }
 }
 
 /// The project's mesh proxies on one machine: (container ID, service).
@@ -488,6 +513,32 @@ pub async fn remove_all(engines: &[(String, Docker)], project: &str) -> Result<u
         }
     }
     Ok(removed)
+}
+
+/// The mesh as the machines run it (read back from a proxy's labels), for verbs without the
+/// compose file. None: the project has no mesh.
+pub async fn from_machines(
+    project: &str,
+    machines: &[Machine],
+    engines: &[(String, Docker)],
+) -> Option<Mesh> {
+    for (_, d) in engines {
+        let Ok(list) = list(d, project).await else {
+            continue;
+        };
+        for (id, _, _) in list {
+            let spec = d
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .ok()
+                .and_then(|c| c.config?.labels?.get(labels::SPEC).cloned())
+                .and_then(|text| serde_json::from_str::<MeshSpec>(&text).ok());
+            if let Some(spec) = spec {
+                return Mesh::new(project, spec, machines, engines).ok();
+            }
+        }
+    }
+    None
 }
 
 /// What `hoist up` calls: the mesh of `project` (labelled `name`), when the file asks for one.

@@ -41,7 +41,7 @@ pub fn haproxy_cfg(
                     Some(Value::from(BTreeMap::from([
                         (
                             "name",
-                            Value::from(format!("{service}.{}@{}", u.slot, u.machine)),
+                            Value::from(server_name(service, &u.slot, &u.machine)),
                         ),
                         ("address", Value::from(address.clone())),
                     ])))
@@ -59,6 +59,20 @@ pub fn haproxy_cfg(
     env.get_template("haproxy.cfg")?
         .render(minijinja::context! { project, service, machine, listeners })
         .context("rendering the mesh configuration")
+}
+
+/// `api.2.m1`: HAProxy allows letters, digits and `-_.:` in a server name.
+fn server_name(service: &str, slot: &str, machine: &str) -> String {
+    format!("{service}.{slot}.{machine}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.:".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -97,8 +111,8 @@ mod tests {
                 want: "listen api_8080
     bind :8080
     balance leastconn
-    server api.1@m1 10.0.0.11:32768 check
-    server api.2@m3 10.0.0.13:32771 check
+    server api.1.m1 10.0.0.11:32768 check
+    server api.2.m3 10.0.0.13:32771 check
 
 ",
             },
@@ -126,13 +140,13 @@ mod tests {
                 want: "listen api_8080
     bind :8080
     balance leastconn
-    server api.1@m1 10.0.0.11:32768 check
-    server api.2@m2 10.0.0.12:32768 check
+    server api.1.m1 10.0.0.11:32768 check
+    server api.2.m2 10.0.0.12:32768 check
 
 listen api_9000
     bind :9000
     balance leastconn
-    server api.1@m1 10.0.0.11:32769 check
+    server api.1.m1 10.0.0.11:32769 check
 
 ",
             },
@@ -150,6 +164,15 @@ listen api_9000
                 "{cfg}"
             );
         }
+    }
+
+    #[test]
+    fn server_names_are_ones_haproxy_accepts() {
+        assert_eq!(server_name("api", "2", "m1"), "api.2.m1");
+        assert_eq!(
+            server_name("api", "global", "web 1@eu"),
+            "api.global.web_1_eu"
+        );
     }
 
     #[test]
