@@ -155,7 +155,12 @@ fn service_names_reach_replicas_on_other_machines() {
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..20 {
         if let Ok(l) = chain(lab) {
-            seen.insert(l[1].split_whitespace().nth(2).unwrap_or_default().to_string());
+            seen.insert(
+                l[1].split_whitespace()
+                    .nth(2)
+                    .unwrap_or_default()
+                    .to_string(),
+            );
         }
     }
     assert_eq!(seen.len(), 2, "api answered from {seen:?}");
@@ -178,9 +183,15 @@ fn service_names_reach_replicas_on_other_machines() {
     std::thread::sleep(Duration::from_millis(500));
     let (ok, failures) = load.finish();
     assert!(update.success(), "{update}");
-    eprintln!("rolling update of api: {ok} chained requests answered, {} failed", failures.len());
+    eprintln!(
+        "rolling update of api: {ok} chained requests answered, {} failed",
+        failures.len()
+    );
     assert!(ok > 20, "too few requests to mean anything: {ok}");
-    assert!(failures.is_empty(), "failed during the update: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "failed during the update: {failures:?}"
+    );
     assert!(chain(lab).unwrap()[1].contains("version=v2"));
     assert_eq!(replica_ids(lab, &tiers.project, "web"), web_before);
     assert_eq!(replica_ids(lab, &tiers.project, "db"), db_before);
@@ -199,7 +210,10 @@ fn service_names_reach_replicas_on_other_machines() {
         failures.len()
     );
     assert!(ok > 20, "too few requests to mean anything: {ok}");
-    assert!(failures.is_empty(), "failed after m3 was killed: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "failed after m3 was killed: {failures:?}"
+    );
     for _ in 0..10 {
         let lines = chain(lab).expect("the chain answers with m3 dead");
         assert!(lines[1].contains("machine=m2"), "{lines:?}");

@@ -47,6 +47,9 @@ pub struct Mesh {
     engines: Vec<(String, Docker)>,
     /// Every machine's address as the others reach it (replicas publish there).
     addresses: BTreeMap<String, String>,
+    /// The compose definitions of the project's networks, by engine name: a proxy joins its
+    /// service's networks on every machine, also where no replica of the project runs yet.
+    networks: BTreeMap<String, serde_json::Value>,
     /// Containers about to stop: already out of every proxy.
     draining: std::sync::Mutex<HashSet<String>>,
     /// The configuration each proxy was last given, by (machine, service): unchanged → no reload.
@@ -59,6 +62,7 @@ impl Mesh {
     pub fn new(
         project: &str,
         spec: MeshSpec,
+        networks: BTreeMap<String, serde_json::Value>,
         machines: &[Machine],
         engines: &[(String, Docker)],
     ) -> Result<Mesh> {
@@ -71,6 +75,7 @@ impl Mesh {
             spec,
             engines: engines.to_vec(),
             addresses,
+            networks,
             draining: std::sync::Mutex::new(HashSet::new()),
             applied: std::sync::Mutex::new(HashMap::new()),
             syncing: tokio::sync::Mutex::new(()),
@@ -118,6 +123,20 @@ impl Mesh {
             if !self.carries(&service) {
                 ops::remove(docker, &id).await?;
             }
+        }
+        let wanted: std::collections::BTreeSet<&String> = self
+            .spec
+            .services
+            .values()
+            .flat_map(|m| m.networks.keys())
+            .collect();
+        for net in wanted {
+            let spec = self
+                .networks
+                .get(net)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            ops::ensure_network(docker, net, &self.project, &spec).await?;
         }
         for (service, meshed) in &self.spec.services {
             let name = container_name(&self.project, service);
@@ -533,24 +552,31 @@ pub async fn from_machines(
                 .ok()
                 .and_then(|c| c.config?.labels?.get(labels::SPEC).cloned())
                 .and_then(|text| serde_json::from_str::<MeshSpec>(&text).ok());
+            // The networks exist wherever a proxy already runs.
             if let Some(spec) = spec {
-                return Mesh::new(project, spec, machines, engines).ok();
+                return Mesh::new(project, spec, BTreeMap::new(), machines, engines).ok();
             }
         }
     }
     None
 }
 
-/// What `hoist up` calls: the mesh of `project` (labelled `name`), when the file asks for one.
+/// What `hoist up` calls: the mesh of `project` as `resolved` names it, when the file asks
+/// for one.
 pub fn for_project(
     project: &crate::model::Project,
-    name: &str,
-    network_names: &BTreeMap<String, String>,
+    resolved: &crate::pipeline::resolve::Resolved,
     fleet: &crate::inventory::Fleet,
     engines: &[(String, Docker)],
 ) -> Result<Option<Mesh>> {
-    match super::spec::from_project(project, network_names)? {
-        Some(spec) => Ok(Some(Mesh::new(name, spec, &fleet.machines, engines)?)),
+    match super::spec::from_project(project, &resolved.network_names)? {
+        Some(spec) => Ok(Some(Mesh::new(
+            &resolved.project,
+            spec,
+            resolved.network_specs.clone(),
+            &fleet.machines,
+            engines,
+        )?)),
         None => Ok(None),
     }
 }
