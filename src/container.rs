@@ -27,6 +27,17 @@ pub struct Placement<'a> {
     pub networks: &'a BTreeMap<String, String>,
     /// Compose volume key → engine volume name (`data` → `proj_data`).
     pub volumes: &'a BTreeMap<String, String>,
+    /// When the service is meshed (src/mesh): the machine's address, where the replica
+    /// publishes the ports other services use (so the proxies on every machine reach it);
+    /// its names on the networks then belong to the proxies.
+    pub mesh: Option<MeshPorts<'a>>,
+}
+
+/// A meshed replica's share of the mesh: its machine's address and the ports it serves.
+#[derive(Debug, Clone, Copy)]
+pub struct MeshPorts<'a> {
+    pub address: &'a str,
+    pub ports: &'a [u16],
 }
 
 /// Service keys that shape the container and that hoist turns into the create
@@ -251,6 +262,17 @@ pub fn create_request(service: &Value, at: &Placement<'_>) -> Result<Value> {
         };
         exposed.insert(key, json!({}));
     }
+    // A meshed replica publishes every port the proxies forward to on its machine's address
+    // (an ephemeral host port each), unless the file publishes that port already.
+    if let Some(mesh) = &at.mesh {
+        for port in mesh.ports {
+            let key = format!("{port}/tcp");
+            exposed.insert(key.clone(), json!({}));
+            bindings
+                .entry(key)
+                .or_insert_with(|| vec![json!({"HostIp": mesh.address, "HostPort": ""})]);
+        }
+    }
     if !exposed.is_empty() {
         body.insert("ExposedPorts".into(), Value::Object(exposed));
     }
@@ -472,15 +494,20 @@ pub fn endpoints(
                 at.service
             )
         })?;
-        let mut aliases = vec![at.service.to_string()];
-        for a in cfg
-            .get("aliases")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(a) = a.as_str() {
-                aliases.push(a.to_string());
+        // A meshed replica leaves its names to the mesh proxies: `api` must lead to a healthy
+        // replica on any machine, not to this one whatever its state.
+        let mut aliases = Vec::new();
+        if at.mesh.is_none() {
+            aliases.push(at.service.to_string());
+            for a in cfg
+                .get("aliases")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(a) = a.as_str() {
+                    aliases.push(a.to_string());
+                }
             }
         }
         let mut ep = Map::new();
@@ -759,6 +786,7 @@ mod tests {
             spec_json: "{}",
             networks: nets,
             volumes: vols,
+            mesh: None,
         }
     }
 

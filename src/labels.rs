@@ -22,5 +22,7 @@ pub const SPEC: &str = "io.hoist.spec";
 /// from the digest that tag was resolved to (`reg/app@sha256:…`).
 pub const IMAGE: &str = "io.hoist.image";
 /// What a container is for when it fills no slot: `ingress` for the load balancer
-/// hoist runs on every machine (src/ingress).
+/// hoist runs on every machine (src/ingress), `mesh` for a service's proxy (src/mesh).
 pub const ROLE: &str = "io.hoist.role";
+/// The service a mesh proxy answers for (`io.hoist.role=mesh`).
+pub const MESH_SERVICE: &str = "io.hoist.mesh-service";

@@ -14,6 +14,7 @@ pub mod ingress;
 pub mod inventory;
 pub mod labels;
 pub mod load;
+pub mod mesh;
 pub mod model;
 pub mod observe;
 pub mod pipeline;

@@ -30,8 +30,24 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
     let local = pipeline::local::engine().await;
     let built = pipeline::local::built_ids(local.as_ref(), &project).await;
     let planned = pipeline::plan(&project, &fleet, &conns, &built, local.as_ref()).await;
+    // The mesh's own changes: proxies to start or remove, and who follows what.
+    let mesh_lines = match &planned {
+        Ok(p) => match crate::mesh::live::for_project(
+            &project,
+            &p.resolved.project,
+            &p.resolved.network_names,
+            &fleet,
+            &conns.engines(),
+        ) {
+            Ok(Some(mesh)) => Ok(mesh.plan_lines(&p.plan).await),
+            Ok(None) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        },
+        Err(_) => Ok(Vec::new()),
+    };
     conns.close().await;
     let planned = planned?;
+    let mesh_lines = mesh_lines?;
     for w in &planned.warnings {
         eprintln!("warning: {w}");
     }
@@ -39,6 +55,12 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
         println!("{}", planned.plan.to_json());
     } else {
         print!("{}", planned.plan.render_text());
+        if !mesh_lines.is_empty() {
+            println!(
+                "\nmesh (service names across machines):\n  {}",
+                mesh_lines.join("\n  ")
+            );
+        }
     }
     let unreachable = planned
         .plan
@@ -47,7 +69,9 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
         .any(|r| !matches!(r, crate::core::observed::Reach::Reachable));
     Ok(if unreachable {
         ExitCode::from(1)
-    } else if args.detailed_exitcode && planned.plan.has_changes() {
+    } else if args.detailed_exitcode
+        && (planned.plan.has_changes() || mesh_lines.iter().any(|l| !l.starts_with('~')))
+    {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS

@@ -105,25 +105,27 @@ async fn plan_and_apply(
     if !args.json {
         eprint!("{}", planned.plan.render_text());
     }
-    let ingress =
-        crate::ingress::live::for_project(project, &planned.resolved.project, fleet, engines)?;
-    if !planned.plan.has_changes() {
-        match &ingress {
-            Some(i) => {
-                let mut prep = pipeline::rollout::Preparation::default();
-                i.add_images(&mut prep);
-                let by_name: std::collections::HashMap<String, Docker> =
-                    engines.iter().cloned().collect();
-                let name = &planned.resolved.project;
-                let none = std::collections::HashSet::new();
-                pipeline::apply::prepare(&prep, &by_name, name, local.as_ref(), &none, &progress)
-                    .await?;
-                i.converge().await?;
-            }
-            None => {
-                crate::ingress::live::remove_all(engines, &planned.resolved.project).await?;
-            }
+    let balancers =
+        pipeline::apply::Balancers::for_project(project, &planned.resolved, fleet, engines)?;
+    if let Some(mesh) = &balancers.mesh {
+        let lines = mesh.plan_lines(&planned.plan).await;
+        if !args.json && !lines.is_empty() {
+            eprintln!(
+                "mesh (service names across machines):\n  {}\n",
+                lines.join("\n  ")
+            );
         }
+    }
+    if !planned.plan.has_changes() {
+        // Nothing to roll out; the ingress and the mesh still converge (a proxy missing on a
+        // machine, a route file edited, one no longer asked for).
+        let mut prep = pipeline::rollout::Preparation::default();
+        balancers.add_images(&mut prep);
+        let by_name: std::collections::HashMap<String, Docker> = engines.iter().cloned().collect();
+        let name = &planned.resolved.project;
+        let none = std::collections::HashSet::new();
+        pipeline::apply::prepare(&prep, &by_name, name, local.as_ref(), &none, &progress).await?;
+        balancers.converge(engines, name).await?;
         let pruned =
             pipeline::apply::prune_previous(&planned.observed, &planned.previous, engines).await;
         if args.json {
@@ -138,15 +140,11 @@ async fn plan_and_apply(
         eprintln!("hoist: nothing changed");
         return Ok(ExitCode::from(1));
     }
-    if ingress.is_none() {
-        crate::ingress::live::remove_all(engines, &planned.resolved.project).await?;
-    }
     let pipeline::apply::Applied {
         release,
         report,
         shipped,
-    } = pipeline::apply::apply_plan(&planned, conns, local.as_ref(), &progress, ingress.as_ref())
-        .await?;
+    } = pipeline::apply::apply_plan(&planned, conns, local.as_ref(), &progress, &balancers).await?;
     let mut failed = Vec::new();
     for (service, outcomes, verdict) in &report.services {
         let done = outcomes.iter().filter(|o| o.result.is_ok()).count();

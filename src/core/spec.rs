@@ -41,6 +41,8 @@ pub mod attr {
     pub const RESOURCES: &str = "resources";
     /// String.
     pub const USER: &str = "user";
+    /// Array of the ports the mesh forwards to (src/mesh); absent when the service is not meshed.
+    pub const MESH: &str = "mesh";
 }
 
 /// How the plan may talk about an attribute's values.

@@ -5,14 +5,121 @@
 
 use super::Planned;
 use crate::apply::progress::Progress;
-use crate::apply::rollout::{self, Report};
+use crate::apply::rollout::{self, Hook, ReplicaRef, Report};
 use crate::apply::{image, ops};
 use crate::core::observed::Observed;
 use crate::engine::Connections;
 use crate::observe::SeenContainer;
 use anyhow::Result;
 use bollard::Docker;
+use futures_util::future::BoxFuture;
 use std::collections::HashMap;
+
+/// The load balancers that follow what runs — the ingress in front of the routed services and
+/// the mesh between services — each present when the compose file asks for it.
+#[derive(Default)]
+pub struct Balancers {
+    pub ingress: Option<crate::ingress::Ingress>,
+    pub mesh: Option<crate::mesh::Mesh>,
+}
+
+impl Balancers {
+    /// Those the compose file asks for, on the machines of `engines` (`name`: the project name
+    /// the machines know it by).
+    pub fn for_project(
+        project: &crate::model::Project,
+        resolved: &super::resolve::Resolved,
+        fleet: &crate::inventory::Fleet,
+        engines: &[(String, Docker)],
+    ) -> Result<Balancers> {
+        let name = &resolved.project;
+        Ok(Balancers {
+            ingress: crate::ingress::live::for_project(project, name, fleet, engines)?,
+            mesh: crate::mesh::live::for_project(
+                project,
+                name,
+                &resolved.network_names,
+                fleet,
+                engines,
+            )?,
+        })
+    }
+
+    /// Their images, shipped or pulled with the project's.
+    pub fn add_images(&self, prep: &mut super::rollout::Preparation) {
+        if let Some(i) = &self.ingress {
+            i.add_images(prep);
+        }
+        if let Some(m) = &self.mesh {
+            m.add_images(prep);
+        }
+    }
+
+    /// Their containers run and route to what runs now; those the file no longer asks for
+    /// are removed.
+    pub async fn converge(&self, engines: &[(String, Docker)], project: &str) -> Result<()> {
+        match &self.ingress {
+            Some(i) => i.converge().await?,
+            None => {
+                crate::ingress::live::remove_all(engines, project).await?;
+            }
+        }
+        match &self.mesh {
+            Some(m) => m.converge().await?,
+            None => {
+                crate::mesh::live::remove_all(engines, project).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Route to what runs now (after a rollout).
+    pub async fn sync(&self) -> Result<()> {
+        if let Some(i) = &self.ingress {
+            i.sync().await?;
+        }
+        if let Some(m) = &self.mesh {
+            m.sync().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Both follow a rollout: a replica leaves both before it stops (their drains overlap) and
+/// joins both once ready.
+impl Hook for Balancers {
+    fn after_ready<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let ingress = async {
+                if let Some(i) = &self.ingress {
+                    i.after_ready(replica).await;
+                }
+            };
+            let mesh = async {
+                if let Some(m) = &self.mesh {
+                    m.after_ready(replica).await;
+                }
+            };
+            tokio::join!(ingress, mesh);
+        })
+    }
+
+    fn before_stop<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let ingress = async {
+                if let Some(i) = &self.ingress {
+                    i.before_stop(replica).await;
+                }
+            };
+            let mesh = async {
+                if let Some(m) = &self.mesh {
+                    m.before_stop(replica).await;
+                }
+            };
+            tokio::join!(ingress, mesh);
+        })
+    }
+}
 
 /// What an apply did.
 pub struct Applied {
@@ -29,14 +136,12 @@ pub async fn apply_plan(
     conns: &Connections,
     local: Option<&Docker>,
     progress: &Progress,
-    ingress: Option<&crate::ingress::live::Ingress>,
+    balancers: &Balancers,
 ) -> Result<Applied> {
     let engines = conns.engines();
     let release = release_id();
-    let (mut prep, services) = super::rollout::build(planned, &release)?;
-    if let Some(i) = ingress {
-        i.add_images(&mut prep);
-    }
+    let (mut prep, services) = super::rollout::build(planned, &release, balancers.mesh.as_ref())?;
+    balancers.add_images(&mut prep);
     let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
     let containerd: std::collections::HashSet<String> = conns
         .results
@@ -57,18 +162,15 @@ pub async fn apply_plan(
         progress,
     )
     .await?;
-    // The ingress routes to what runs before the rollout, then follows it (rollout Hook).
-    let report = match ingress {
-        Some(i) => {
-            i.converge().await?;
-            let report = rollout::run_with(&services, &by_name, progress, i).await;
-            if let Err(e) = i.sync().await {
-                progress.note(&format!("warning: updating the ingress: {e:#}"));
-            }
-            report
-        }
-        None => rollout::run(&services, &by_name, progress).await,
-    };
+    // The ingress and the mesh route to what runs before the rollout, then follow it (they
+    // are its hook).
+    balancers
+        .converge(&engines, &planned.resolved.project)
+        .await?;
+    let report = rollout::run_with(&services, &by_name, progress, balancers).await;
+    if let Err(e) = balancers.sync().await {
+        progress.note(&format!("warning: updating the load balancers: {e:#}"));
+    }
     let observation = crate::observe::observe(conns, &planned.resolved.project).await;
     let completing = planned
         .resolved

@@ -99,19 +99,21 @@ pub fn resolve(
         volume_specs.insert(name.clone(), serde_json::to_value(vol)?);
         volume_names.insert(key.clone(), name);
     }
+    let mesh = crate::mesh::spec::from_project(project, &network_names)?;
     let mut problems = Vec::new();
     let mut workloads = Vec::new();
     let mut services = BTreeMap::new();
     for (name, svc) in &project.services {
-        match resolve_service(
-            project,
-            name,
-            svc,
-            &network_names,
-            &volume_names,
-            built.get(name),
-            pins.get(name),
-        ) {
+        let meshed = mesh
+            .as_ref()
+            .and_then(|m| m.services.get(name))
+            .map(|m| m.ports.as_slice());
+        let settled = Settled {
+            built_id: built.get(name),
+            pinned: pins.get(name),
+            meshed,
+        };
+        match resolve_service(project, name, svc, &network_names, &volume_names, settled) {
             Ok((w, s)) => {
                 workloads.push(w);
                 services.insert(name.clone(), s);
@@ -133,15 +135,30 @@ pub fn resolve(
     })
 }
 
+/// What this deploy settled for one service beyond its compose definition.
+#[derive(Clone, Copy)]
+struct Settled<'a> {
+    /// The image ID built here for it.
+    built_id: Option<&'a String>,
+    /// The digest its registry tag resolved to.
+    pinned: Option<&'a String>,
+    /// The ports the mesh forwards to, when it is meshed.
+    meshed: Option<&'a [u16]>,
+}
+
 fn resolve_service(
     project: &Project,
     name: &str,
     svc: &Service,
     networks: &BTreeMap<String, String>,
     volumes: &BTreeMap<String, String>,
-    built_id: Option<&String>,
-    pinned: Option<&String>,
+    settled: Settled<'_>,
 ) -> Result<(Workload, ServiceSpec)> {
+    let Settled {
+        built_id,
+        pinned,
+        meshed,
+    } = settled;
     let mut json = serde_json::to_value(svc)?;
     let refused = container::unsupported(&json);
     if !refused.is_empty() {
@@ -205,6 +222,11 @@ fn resolve_service(
         }
         None => image,
     };
+    // Reached through the mesh: the replica publishes these ports on its machine's address
+    // and leaves its names to the proxies, so turning the mesh on or off replaces it.
+    if let Some(ports) = meshed {
+        spec.set(attr::MESH, json!(ports));
+    }
     let hash = spec.hash();
 
     let mut host_ports = Vec::new();

@@ -57,8 +57,13 @@ impl From<PullPolicyKey> for PullPolicy {
 /// A container to create: its name, the create request, the networks to join after.
 type NewContainer = (String, Value, Vec<container::Endpoint>);
 
-/// The rollout of `planned`, tagged with `release`.
-pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<ServiceRollout>)> {
+/// The rollout of `planned`, tagged with `release`; replicas of services `mesh` carries
+/// publish their ports on their machine's address.
+pub fn build(
+    planned: &Planned,
+    release: &str,
+    mesh: Option<&crate::mesh::Mesh>,
+) -> Result<(Preparation, Vec<ServiceRollout>)> {
     let r = &planned.resolved;
     let mut prep = Preparation::default();
     let mut order: Vec<String> = Vec::new();
@@ -110,6 +115,15 @@ pub fn build(planned: &Planned, release: &str) -> Result<(Preparation, Vec<Servi
                 spec_json: &spec_json,
                 networks: &r.network_names,
                 volumes: &r.volume_names,
+                mesh: match mesh.and_then(|m| m.spec().services.get(&service).map(|s| (m, s))) {
+                    None => None,
+                    Some((m, meshed)) => Some(container::MeshPorts {
+                        address: m.address(machine).with_context(|| {
+                            format!("{machine}: no address for the mesh to reach it at")
+                        })?,
+                        ports: &meshed.ports,
+                    }),
+                },
             };
             let mut request = container::create_request(&svc.json, &at)?;
             // Created from a digest: the tag as written stays visible on the container.

@@ -438,16 +438,19 @@ async fn apply(
         }
         let progress = Progress::new(false);
         // The load balancers follow what watch changes, as they follow `up`.
-        let ingress =
-            match crate::ingress::live::for_project(project, &project.name, fleet, &engines) {
-                Ok(i) => i,
-                Err(e) => {
-                    log(&format!("round {round}: ingress: {e:#}"));
-                    None
-                }
-            };
-        match pipeline::apply::apply_plan(planned, conns, local, &progress, ingress.as_ref()).await
-        {
+        let balancers = match pipeline::apply::Balancers::for_project(
+            project,
+            &planned.resolved,
+            fleet,
+            &engines,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                log(&format!("round {round}: ingress/mesh: {e:#}"));
+                pipeline::apply::Balancers::default()
+            }
+        };
+        match pipeline::apply::apply_plan(planned, conns, local, &progress, &balancers).await {
             Err(e) => log(&format!("round {round}: apply failed: {e:#}")),
             Ok(applied) => {
                 for (service, outcomes, verdict) in &applied.report.services {

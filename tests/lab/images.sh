@@ -18,7 +18,7 @@ readonly MACHINE_PACKAGES=openssh-server,docker.io,iproute2,iptables,procps,ca-c
 # of shipping an image to machines have one the machines lack.
 readonly TEST_IMAGES=(hoist-test/base:latest hoist-test/app:v1 hoist-test/app:v2
     hoist-test/app:v3 hoist-test/app:bad hoist-test/db:latest hoist-test/worker:latest
-    hoist-test/caddy:latest)
+    hoist-test/caddy:latest hoist-test/haproxy:latest)
 readonly BOX_ONLY_IMAGES=(hoist-test/app:v4)
 
 # The legacy builder: the box's engine may have no buildx, and these builds need nothing more.
@@ -45,8 +45,8 @@ machine_image() { echo "hoist-lab/machine:$1-$(machine_recipe_hash "$1")"; }
 test_images_hash() {
     {
         echo "lab $LAB_VERSION"
-        sha256sum "$(busybox_path)" "$(caddy_deb)" $(caddy_libs)
-        declare -f build_test_images build_base_image build_caddy_image
+        sha256sum "$(busybox_path)" "$(caddy_deb)" $(caddy_libs) $(haproxy_debs) $(haproxy_box_libs)
+        declare -f build_test_images build_base_image build_caddy_image build_haproxy_image
         (cd "$HERE/images" && find . -type f | LC_ALL=C sort | xargs sha256sum)
     } | recipe_hash
 }
@@ -66,6 +66,37 @@ caddy_deb() {
         deb=$(find "$dir" -name 'caddy_*.deb' | LC_ALL=C sort | tail -n 1)
     fi
     echo "$deb"
+}
+
+# Debian's haproxy and the libraries it needs that the box does not have (lua, opentracing),
+# downloaded once into the cache; the other libraries come from the box (Debian 12).
+readonly HAPROXY_PACKAGES=(haproxy liblua5.3-0 libopentracing-c-wrapper0 libopentracing1)
+haproxy_debs() {
+    local dir="$CACHE/haproxy" p missing=()
+    mkdir -p "$dir"
+    for p in "${HAPROXY_PACKAGES[@]}"; do
+        compgen -G "$dir/${p}_*.deb" >/dev/null || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        (cd "$dir" && apt-get download -q "${missing[@]}" >/dev/null 2>&1) || {
+            apt-get update -qq && (cd "$dir" && apt-get download -q "${missing[@]}" >/dev/null 2>&1)
+        } || die "cannot download Debian's haproxy packages (apt-get download ${missing[*]})"
+    fi
+    for p in "${HAPROXY_PACKAGES[@]}"; do
+        find "$dir" -name "${p}_*.deb" | LC_ALL=C sort | tail -n 1
+    done
+}
+haproxy_tree() { # DIR: the packages extracted into DIR
+    local deb
+    for deb in $(haproxy_debs); do dpkg-deb -x "$deb" "$1"; done
+}
+haproxy_box_libs() { # the libraries haproxy loads from the box, as paths on the box
+    local dir
+    dir=$(mktemp -d)
+    haproxy_tree "$dir"
+    LD_LIBRARY_PATH="$dir/usr/lib/x86_64-linux-gnu" ldd "$dir/usr/sbin/haproxy" |
+        awk '$2 == "=>" { print $3 } $1 ~ /^\// { print $1 }' | grep -v "^$dir" | LC_ALL=C sort -u
+    rm -rf "$dir"
 }
 
 image_label() { # IMAGE -> its recipe label, empty when the image is absent
@@ -160,6 +191,7 @@ build_test_images() { # HASH
     docker build -q --label "$LABEL.recipe=$hash" -t hoist-test/db:latest "$images/db" >/dev/null
     docker build -q --label "$LABEL.recipe=$hash" -t hoist-test/worker:latest "$images/worker" >/dev/null
     build_caddy_image "$hash"
+    build_haproxy_image "$hash"
 }
 
 caddy_libs() { # the shared libraries Debian's caddy binary loads, as paths on the box
@@ -182,6 +214,22 @@ build_caddy_image() { # HASH — hoist-test/caddy: the busybox base plus Debian'
     done
     cp "$HERE/images/caddy/Dockerfile" "$dir/ctx/Dockerfile"
     docker build -q --label "$LABEL.recipe=$1" -t hoist-test/caddy:latest "$dir/ctx" >/dev/null
+    rm -rf "$dir"
+}
+
+build_haproxy_image() { # HASH — hoist-test/haproxy: the busybox base plus Debian's haproxy
+    local dir lib
+    dir=$(mktemp -d)
+    haproxy_tree "$dir/deb"
+    mkdir -p "$dir/ctx/rootfs/bin" "$dir/ctx/rootfs/usr/lib/x86_64-linux-gnu"
+    cp "$dir/deb/usr/sbin/haproxy" "$dir/ctx/rootfs/bin/haproxy"
+    cp -a "$dir/deb/usr/lib/x86_64-linux-gnu/." "$dir/ctx/rootfs/usr/lib/x86_64-linux-gnu/"
+    for lib in $(haproxy_box_libs); do
+        mkdir -p "$dir/ctx/rootfs$(dirname "$lib")"
+        cp -L "$lib" "$dir/ctx/rootfs$lib"
+    done
+    cp "$HERE/images/haproxy/Dockerfile" "$dir/ctx/Dockerfile"
+    docker build -q --label "$LABEL.recipe=$1" -t hoist-test/haproxy:latest "$dir/ctx" >/dev/null
     rm -rf "$dir"
 }
 

@@ -1,0 +1,165 @@
+//! The mesh proxy's configuration as text: one service's replicas in, an HAProxy configuration
+//! out (templates/haproxy.cfg.j2). Pure and deterministic, so every case is a table test and
+//! an unchanged view gives unchanged bytes (no reload needed).
+
+use anyhow::{Context, Result};
+use minijinja::Value;
+use std::collections::BTreeMap;
+
+const TEMPLATE: &str = include_str!("../../templates/haproxy.cfg.j2");
+
+/// A ready replica of a meshed service, as the proxies reach it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Upstream {
+    /// The machine it runs on (inventory name).
+    pub machine: String,
+    /// Its slot label (`2`, `global`).
+    pub slot: String,
+    /// Container port → `MACHINE_ADDRESS:HOSTPORT`.
+    pub ports: BTreeMap<u16, String>,
+}
+
+/// The configuration of `service`'s proxy on `machine`, listening on `ports`, balancing over
+/// `upstreams`. Every machine balances over all replicas alike: a replica on the proxy's own
+/// machine saves a network hop but not the proxy's, and spreading load evenly matters more.
+pub fn haproxy_cfg(
+    project: &str,
+    service: &str,
+    machine: &str,
+    ports: &[u16],
+    upstreams: &[Upstream],
+) -> Result<String> {
+    let mut sorted = upstreams.to_vec();
+    sorted.sort();
+    let listeners: Vec<Value> = ports
+        .iter()
+        .map(|port| {
+            let servers: Vec<Value> = sorted
+                .iter()
+                .filter_map(|u| {
+                    let address = u.ports.get(port)?;
+                    Some(Value::from(BTreeMap::from([
+                        (
+                            "name",
+                            Value::from(format!("{service}.{}@{}", u.slot, u.machine)),
+                        ),
+                        ("address", Value::from(address.clone())),
+                    ])))
+                })
+                .collect();
+            Value::from(BTreeMap::from([
+                ("port", Value::from(*port)),
+                ("servers", Value::from(servers)),
+            ]))
+        })
+        .collect();
+    let mut env = minijinja::Environment::new();
+    env.add_template("haproxy.cfg", TEMPLATE)
+        .context("templates/haproxy.cfg.j2")?;
+    env.get_template("haproxy.cfg")?
+        .render(minijinja::context! { project, service, machine, listeners })
+        .context("rendering the mesh configuration")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(machine: &str, slot: &str, ports: &[(u16, &str)]) -> Upstream {
+        Upstream {
+            machine: machine.into(),
+            slot: slot.into(),
+            ports: ports.iter().map(|(p, a)| (*p, a.to_string())).collect(),
+        }
+    }
+
+    /// The listener blocks of a rendered configuration (the fixed header left out).
+    fn listeners(cfg: &str) -> String {
+        cfg[cfg.find("listen ").unwrap_or(cfg.len())..].to_string()
+    }
+
+    #[test]
+    fn table() {
+        struct Case {
+            name: &'static str,
+            ports: Vec<u16>,
+            upstreams: Vec<Upstream>,
+            want: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "replicas on every machine, in a stable order",
+                ports: vec![8080],
+                upstreams: vec![
+                    up("m3", "2", &[(8080, "10.0.0.13:32771")]),
+                    up("m1", "1", &[(8080, "10.0.0.11:32768")]),
+                ],
+                want: "listen api_8080
+    bind :8080
+    balance leastconn
+    server api.1@m1 10.0.0.11:32768 check
+    server api.2@m3 10.0.0.13:32771 check
+
+",
+            },
+            Case {
+                name: "no replica ready: the port still listens, and refuses",
+                ports: vec![8080],
+                upstreams: vec![],
+                want: "listen api_8080
+    bind :8080
+    balance leastconn
+
+",
+            },
+            Case {
+                name: "two ports; a replica that does not publish one is left out of it",
+                ports: vec![8080, 9000],
+                upstreams: vec![
+                    up(
+                        "m1",
+                        "1",
+                        &[(8080, "10.0.0.11:32768"), (9000, "10.0.0.11:32769")],
+                    ),
+                    up("m2", "2", &[(8080, "10.0.0.12:32768")]),
+                ],
+                want: "listen api_8080
+    bind :8080
+    balance leastconn
+    server api.1@m1 10.0.0.11:32768 check
+    server api.2@m2 10.0.0.12:32768 check
+
+listen api_9000
+    bind :9000
+    balance leastconn
+    server api.1@m1 10.0.0.11:32769 check
+
+",
+            },
+        ];
+        for c in cases {
+            let cfg = haproxy_cfg("shop", "api", "m1", &c.ports, &c.upstreams).unwrap();
+            assert_eq!(
+                listeners(&cfg).trim_end(),
+                c.want.trim_end(),
+                "case: {}",
+                c.name
+            );
+            assert!(
+                cfg.contains("mode tcp") && cfg.contains("fall 2 rise 1"),
+                "{cfg}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_view_same_bytes() {
+        let a = vec![up("m1", "1", &[(80, "a:1")]), up("m2", "2", &[(80, "b:2")])];
+        let mut b = a.clone();
+        b.reverse();
+        assert_eq!(
+            haproxy_cfg("p", "web", "m1", &[80], &a).unwrap(),
+            haproxy_cfg("p", "web", "m1", &[80], &b).unwrap()
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! What the mesh carries: `x-hoist.mesh` at the top level of the compose file turns it on
+//! (`x-hoist: {mesh: {}}`; `image:` overrides the proxy image), and then every service that
+//! listens — its `expose` and `ports` targets, TCP — is reachable by its name (and its network
+//! aliases) from every machine. A service opts out with `x-hoist: {mesh: false}`.
+
+use crate::model::Project;
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The proxy image when the file names none: any image with `haproxy` on PATH that runs it
+/// in master-worker mode as its command (the official image does).
+pub const DEFAULT_IMAGE: &str = "haproxy:2.8";
+
+/// The mesh of one project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeshSpec {
+    pub image: String,
+    /// By service name.
+    pub services: BTreeMap<String, Meshed>,
+}
+
+/// One service as the mesh carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meshed {
+    /// The TCP ports its replicas listen on, ascending.
+    pub ports: Vec<u16>,
+    /// Engine network name → the names the service answers to there (its own first).
+    pub networks: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TopDoc {
+    image: Option<String>,
+    enabled: Option<bool>,
+}
+
+/// The project's mesh, or None when the file does not ask for one. `network_names`: compose
+/// network key → engine network name, as the replicas use them.
+pub fn from_project(
+    project: &Project,
+    network_names: &BTreeMap<String, String>,
+) -> Result<Option<MeshSpec>> {
+    let Some(declared) = project
+        .extensions
+        .get("x-hoist")
+        .and_then(|x| x.get("mesh"))
+    else {
+        return Ok(None);
+    };
+    let top: TopDoc = serde_json::from_value(declared.clone())
+        .map_err(|e| anyhow::anyhow!("x-hoist.mesh: {e}"))?;
+    if top.enabled == Some(false) {
+        return Ok(None);
+    }
+    let mut services = BTreeMap::new();
+    for (name, svc) in &project.services {
+        match svc.extension("x-hoist").and_then(|x| x.get("mesh")) {
+            None | Some(serde_json::Value::Bool(true)) => {}
+            Some(serde_json::Value::Bool(false)) => continue,
+            Some(other) => {
+                bail!("services.{name}.x-hoist.mesh: expected true or false, got {other}")
+            }
+        }
+        let mut ports: Vec<u16> = Vec::new();
+        for p in &svc.ports {
+            if p.protocol.as_deref().unwrap_or("tcp") == "tcp" {
+                ports.push(port(name, &p.target.to_string())?);
+            }
+        }
+        for e in &svc.expose {
+            let (number, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+            if proto != "tcp" {
+                continue;
+            }
+            // `expose: ["8000-8002"]` is a range.
+            match number.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (port(name, a)?, port(name, b)?);
+                    ports.extend(a..=b);
+                }
+                None => ports.push(port(name, number)?),
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.is_empty() {
+            continue;
+        }
+        let keys: Vec<(String, Vec<String>)> = if svc.networks.is_empty() {
+            vec![("default".to_string(), Vec::new())]
+        } else {
+            svc.networks
+                .iter()
+                .map(|(k, n)| {
+                    let aliases = n.as_ref().map(|n| n.aliases.clone()).unwrap_or_default();
+                    (k.clone(), aliases)
+                })
+                .collect()
+        };
+        let mut networks = BTreeMap::new();
+        for (key, aliases) in keys {
+            let Some(engine) = network_names.get(&key) else {
+                bail!("services.{name}.networks.{key}: network not defined");
+            };
+            let mut names = vec![name.clone()];
+            names.extend(aliases.into_iter().filter(|a| a != name));
+            networks.insert(engine.clone(), names);
+        }
+        services.insert(name.clone(), Meshed { ports, networks });
+    }
+    Ok(Some(MeshSpec {
+        image: top.image.unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+        services,
+    }))
+}
+
+fn port(service: &str, text: &str) -> Result<u16> {
+    text.trim().parse().map_err(|_| {
+        anyhow::anyhow!("services.{service}: port {text:?} is not a number from 1 to 65535")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(yaml: &str) -> Project {
+        let v: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn nets() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("default".to_string(), "p_default".to_string()),
+            ("back".to_string(), "p_back".to_string()),
+        ])
+    }
+
+    #[test]
+    fn opt_in_and_what_is_carried() {
+        let off = project("name: p\nservices:\n  db: {image: x, expose: ['5432']}\n");
+        assert_eq!(from_project(&off, &nets()).unwrap(), None);
+        let disabled = project(
+            "name: p\nx-hoist: {mesh: {enabled: false}}\nservices:\n  db: {image: x, expose: ['5432']}\n",
+        );
+        assert_eq!(from_project(&disabled, &nets()).unwrap(), None);
+
+        let p = project(
+            r#"
+name: p
+x-hoist: {mesh: {image: hoist-test/haproxy:latest}}
+services:
+  web: {image: x, ports: [{target: 80, published: "8080"}, {target: 53, protocol: udp}]}
+  api: {image: x, expose: ["8080", "9000-9001", "53/udp"], networks: {default: null, back: {aliases: [backend]}}}
+  worker: {image: x}
+  secret: {image: x, expose: ["22"], x-hoist: {mesh: false}}
+"#,
+        );
+        let s = from_project(&p, &nets()).unwrap().unwrap();
+        assert_eq!(s.image, "hoist-test/haproxy:latest");
+        assert_eq!(s.services.keys().collect::<Vec<_>>(), ["api", "web"]);
+        assert_eq!(s.services["web"].ports, [80]);
+        assert_eq!(
+            s.services["web"].networks,
+            BTreeMap::from([("p_default".to_string(), vec!["web".to_string()])])
+        );
+        assert_eq!(s.services["api"].ports, [8080, 9000, 9001]);
+        assert_eq!(
+            s.services["api"].networks,
+            BTreeMap::from([
+                (
+                    "p_back".to_string(),
+                    vec!["api".to_string(), "backend".to_string()]
+                ),
+                ("p_default".to_string(), vec!["api".to_string()]),
+            ])
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let p = project("name: p\nx-hoist: {mesh: {imag: x}}\nservices: {}\n");
+        let e = format!("{:#}", from_project(&p, &nets()).unwrap_err());
+        assert!(e.starts_with("x-hoist.mesh:"), "{e}");
+        let p = project(
+            "name: p\nx-hoist: {mesh: {}}\nservices:\n  a: {image: x, expose: ['80'], x-hoist: {mesh: maybe}}\n",
+        );
+        let e = format!("{:#}", from_project(&p, &nets()).unwrap_err());
+        assert!(e.contains("services.a.x-hoist.mesh"), "{e}");
+    }
+}
