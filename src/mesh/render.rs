@@ -41,7 +41,7 @@ pub fn haproxy_cfg(
                     Some(Value::from(BTreeMap::from([
                         (
                             "name",
-                            Value::from(format!("{service}.{}@{}", u.slot, u.machine)),
+                            Value::from(server_name(service, &u.slot, &u.machine)),
                         ),
                         ("address", Value::from(address.clone())),
                     ])))
@@ -59,6 +59,21 @@ pub fn haproxy_cfg(
     env.get_template("haproxy.cfg")?
         .render(minijinja::context! { project, service, machine, listeners })
         .context("rendering the mesh configuration")
+}
+
+/// `api.1_m2`: HAProxy allows letters, digits and `-_.:` in server names (no `@`), so anything
+/// else in a machine's name becomes `_`.
+fn server_name(service: &str, slot: &str, machine: &str) -> String {
+    format!("{service}.{slot}_{machine}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.:".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -97,8 +112,8 @@ mod tests {
                 want: "listen api_8080
     bind :8080
     balance leastconn
-    server api.1@m1 10.0.0.11:32768 check
-    server api.2@m3 10.0.0.13:32771 check
+    server api.1_m1 10.0.0.11:32768 check
+    server api.2_m3 10.0.0.13:32771 check
 
 ",
             },
@@ -126,13 +141,13 @@ mod tests {
                 want: "listen api_8080
     bind :8080
     balance leastconn
-    server api.1@m1 10.0.0.11:32768 check
-    server api.2@m2 10.0.0.12:32768 check
+    server api.1_m1 10.0.0.11:32768 check
+    server api.2_m2 10.0.0.12:32768 check
 
 listen api_9000
     bind :9000
     balance leastconn
-    server api.1@m1 10.0.0.11:32769 check
+    server api.1_m1 10.0.0.11:32769 check
 
 ",
             },
