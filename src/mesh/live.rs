@@ -463,6 +463,12 @@ fn config_file(text: &str) -> FileInContainer {
 /// ones finish their connections.
 async fn apply_config(docker: &Docker, container: &str, text: &str) -> Result<()> {
     ops::copy_files(docker, container, &[config_file(text)]).await?;
+    // A proxy started a moment ago may not handle SIGUSR2 yet, and the signal's default action
+    // would end it: wait (briefly) until PID 1 catches it. It then reads the file just written.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !catches_usr2(docker, container).await && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     docker
         .kill_container(
             container,
@@ -472,6 +478,25 @@ async fn apply_config(docker: &Docker, container: &str, text: &str) -> Result<()
         )
         .await
         .with_context(|| format!("reloading {container}"))
+}
+
+/// Whether PID 1 of `container` has a handler for SIGUSR2 (bit 12 of `SigCgt` in /proc/1/status).
+async fn catches_usr2(docker: &Docker, container: &str) -> bool {
+    let Ok((0, status)) =
+        crate::ingress::live::exec(docker, container, &["cat", "/proc/1/status"]).await
+    else {
+        return false;
+    };
+    sig_caught(&status, 12)
+}
+
+/// Whether the `SigCgt:` mask of a /proc/PID/status text has signal `signo`.
+fn sig_caught(status: &str, signo: u32) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signo - 1)) != 0)
 }
 
 /// The project's mesh proxies on one machine: (container ID, service).
@@ -611,6 +636,16 @@ mod tests {
                 (m.to_string(), (wanted, running))
             })
             .collect()
+    }
+
+    #[test]
+    fn sigusr2_handler_from_proc_status() {
+        assert!(sig_caught(
+            "Name:\thaproxy\nSigCgt:\t0000000000004a07\n",
+            12
+        ));
+        assert!(!sig_caught("SigCgt:\t0000000000000000\n", 12));
+        assert!(!sig_caught("Name: x\n", 12));
     }
 
     #[test]
