@@ -10,6 +10,8 @@
 #   - image shipping, ~100 MB, first and after a one-layer change (peer: docker save | ssh docker
 #     load; bench/ship.sh, its own table)
 #   - hoist's peak memory deploying to 20 machines
+#   - the mesh: one hop by service name, same machine and across machines, against a direct
+#     connection (bench/mesh.sh, its own table)
 # Every timed scenario runs RUNS times per side (default 3) and reports the median.
 #
 # Usage: bash bench/peers.sh > BENCHMARKS.md
@@ -257,6 +259,10 @@ echo
 # Image shipping has a table of its own (bytes and time, and whether compressing pays).
 say "image shipping (bench/ship.sh)"
 bash bench/ship.sh | sed 's/^# /## /'
+echo
+# The mesh (service names across machines): hoist alone, one hop against a direct connection.
+say "mesh (bench/mesh.sh)"
+bash bench/mesh.sh
 echo
 cat bench/peers-notes.md   # how to read the table (kept beside the script, printed with it)
 say "done"

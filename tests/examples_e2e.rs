@@ -249,6 +249,19 @@ fn example_build_app_shipped_without_a_registry() {
 }
 
 #[test]
+fn example_three_tier_by_name_across_machines() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let out = follow_readme("three-tier");
+    // web (m1) → api (m2 or m3) → db (m1), then api rolled to v2.
+    assert!(
+        out.stdout.contains("\nversion=v2 machine=m"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
 fn example_hello_on_the_local_engine() {
     // The README's first command: no machines file, so the box's own engine is the machine.
     let out = follow_readme("hello");

@@ -32,17 +32,13 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
     let planned = pipeline::plan(&project, &fleet, &conns, &built, local.as_ref()).await;
     // The mesh's own changes: proxies to start or remove, and who follows what.
     let mesh_lines = match &planned {
-        Ok(p) => match crate::mesh::live::for_project(
-            &project,
-            &p.resolved.project,
-            &p.resolved.network_names,
-            &fleet,
-            &conns.engines(),
-        ) {
-            Ok(Some(mesh)) => Ok(mesh.plan_lines(&p.plan).await),
-            Ok(None) => Ok(Vec::new()),
-            Err(e) => Err(e),
-        },
+        Ok(p) => {
+            match crate::mesh::live::for_project(&project, &p.resolved, &fleet, &conns.engines()) {
+                Ok(Some(mesh)) => Ok(mesh.plan_lines(&p.plan).await),
+                Ok(None) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            }
+        }
         Err(_) => Ok(Vec::new()),
     };
     conns.close().await;

@@ -7,7 +7,7 @@ use super::project_args::ProjectArgs;
 use crate::apply::lock;
 use crate::apply::ops::{self, HealthGate};
 use crate::apply::progress::Progress;
-use crate::apply::rollout::{Hook, NoHook, ReplicaRef};
+use crate::apply::rollout::{Hook, ReplicaRef};
 use crate::engine;
 use crate::observe::{self, SeenContainer};
 use anyhow::{Result, bail};
@@ -109,13 +109,14 @@ async fn rollback(
         eprintln!("hoist: no previous release to roll back to");
         return Ok(ExitCode::from(1));
     }
-    // The ingress (if any) follows the swaps: a replica leaves it before it stops.
+    // The ingress and the mesh (if any) follow the swaps: a replica leaves them before it
+    // stops, and joins once ready.
     let machines: Vec<_> = conns.results.iter().map(|(m, _)| m.clone()).collect();
-    let ingress = crate::ingress::live::from_machines(project, &machines, &engines).await;
-    let hook: &dyn Hook = match &ingress {
-        Some(i) => i,
-        None => &NoHook,
+    let balancers = crate::pipeline::apply::Balancers {
+        ingress: crate::ingress::live::from_machines(project, &machines, &engines).await,
+        mesh: crate::mesh::live::from_machines(project, &machines, &engines).await,
     };
+    let hook: &dyn Hook = &balancers;
     let by_name: HashMap<String, Docker> = engines.into_iter().collect();
     let progress = Progress::new(false);
     let gate = HealthGate {

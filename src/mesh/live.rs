@@ -47,6 +47,9 @@ pub struct Mesh {
     engines: Vec<(String, Docker)>,
     /// Every machine's address as the others reach it (replicas publish there).
     addresses: BTreeMap<String, String>,
+    /// The compose definitions of the project's networks, by engine name: a proxy joins its
+    /// service's networks on every machine, also where no replica of the project runs yet.
+    networks: BTreeMap<String, serde_json::Value>,
     /// Containers about to stop: already out of every proxy.
     draining: std::sync::Mutex<HashSet<String>>,
     /// The configuration each proxy was last given, by (machine, service): unchanged → no reload.
@@ -59,6 +62,7 @@ impl Mesh {
     pub fn new(
         project: &str,
         spec: MeshSpec,
+        networks: BTreeMap<String, serde_json::Value>,
         machines: &[Machine],
         engines: &[(String, Docker)],
     ) -> Result<Mesh> {
@@ -71,6 +75,7 @@ impl Mesh {
             spec,
             engines: engines.to_vec(),
             addresses,
+            networks,
             draining: std::sync::Mutex::new(HashSet::new()),
             applied: std::sync::Mutex::new(HashMap::new()),
             syncing: tokio::sync::Mutex::new(()),
@@ -119,6 +124,20 @@ impl Mesh {
                 ops::remove(docker, &id).await?;
             }
         }
+        let wanted: std::collections::BTreeSet<&String> = self
+            .spec
+            .services
+            .values()
+            .flat_map(|m| m.networks.keys())
+            .collect();
+        for net in wanted {
+            let spec = self
+                .networks
+                .get(net)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            ops::ensure_network(docker, net, &self.project, &spec).await?;
+        }
         for (service, meshed) in &self.spec.services {
             let name = container_name(&self.project, service);
             let hash = self.proxy_hash(service);
@@ -133,13 +152,15 @@ impl Mesh {
                     .and_then(|l| l.get(labels::SPEC_HASH))
                     .cloned();
                 let id = c.id.unwrap_or_default();
-                let running = c.state.as_ref().and_then(|s| s.running) == Some(true);
                 if have.as_deref() == Some(hash.as_str()) {
-                    // The current view goes in first: a stopped proxy (its machine restarted)
-                    // or one restarting on a configuration it cannot run starts on it.
-                    let text = self.render(machine, service, upstreams)?;
-                    ops::copy_files(docker, &id, &[config_file(&text)]).await?;
+                    // Running: reloaded by `sync` if its view changed. Stopped (or crashing on
+                    // a configuration it was left with): given the current one, then started.
+                    let running = c
+                        .state
+                        .is_some_and(|s| s.running == Some(true) && s.restarting != Some(true));
                     if !running {
+                        let text = self.render(machine, service, upstreams)?;
+                        ops::copy_files(docker, &id, &[config_file(&text)]).await?;
                         ops::start(docker, &id).await?;
                         if let Ok(mut a) = self.applied.lock() {
                             a.insert((machine.to_string(), service.clone()), text);
@@ -165,6 +186,8 @@ impl Mesh {
                     labels::ROLE: ROLE,
                     labels::MESH_SERVICE: service,
                     labels::SPEC_HASH: hash,
+                    // The whole mesh, so verbs without the compose file (`rollback`) follow it.
+                    labels::SPEC: serde_json::to_string(&self.spec)?,
                 },
                 // Ports below 1024 inside the container, as any user (engines before 20.10 do
                 // not set this sysctl themselves).
@@ -329,87 +352,52 @@ impl Mesh {
         }
     }
 
-    /// What `hoist plan` says about the mesh: one line per machine whose proxies change —
-    /// proxies to start or remove there, and the replica changes its proxies will follow.
+    /// What `hoist plan` says about the mesh: proxies to start or remove, and services whose
+    /// proxies on every machine will follow changed replicas.
     pub async fn plan_lines(&self, plan: &crate::core::plan::Plan) -> Vec<String> {
-        let mut proxies = BTreeMap::new();
+        let mut lines = Vec::new();
+        let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut extra: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for (m, d) in &self.engines {
             let running: HashMap<String, String> =
                 proxy_hashes(d, &self.project).await.unwrap_or_default();
-            let wanted: BTreeMap<String, String> = self
-                .spec
-                .services
-                .keys()
-                .map(|s| (s.clone(), self.proxy_hash(s)))
-                .collect();
-            proxies.insert(m.clone(), (wanted, running));
-        }
-        plan_lines(&self.spec, &proxies, plan)
-    }
-}
-
-/// Machine → (service → the proxy hash wanted, service → the hash of the running proxy).
-type ProxyStates = BTreeMap<String, (BTreeMap<String, String>, HashMap<String, String>)>;
-
-/// The plan's mesh lines from the proxies each machine runs and the plan's replica changes.
-/// Every machine's proxies follow every replica change of a meshed service, wherever it is.
-fn plan_lines(
-    spec: &MeshSpec,
-    proxies: &ProxyStates,
-    plan: &crate::core::plan::Plan,
-) -> Vec<String> {
-    use crate::core::plan::Action;
-    let follows: Vec<String> = plan
-        .steps
-        .iter()
-        .filter_map(|s| {
-            let service = s.service.as_deref()?;
-            if !spec.services.contains_key(service) {
-                return None;
+            for service in self.spec.services.keys() {
+                if running.get(service) != Some(&self.proxy_hash(service)) {
+                    missing.entry(service).or_default().push(m);
+                }
             }
-            let slot = s.slot.as_ref().map(|x| x.label_value()).unwrap_or_default();
-            let at = &s.machine;
-            let what = match &s.action {
-                Action::Create => format!("new on {at}"),
-                Action::Start { .. } => format!("started on {at}"),
-                Action::Replace { .. } => format!("replaced on {at}"),
-                Action::Move { from, .. } => format!("moved {from} → {at}"),
-                Action::Remove { .. } => format!("removed from {at}"),
-                _ => return None,
-            };
-            Some(format!("{service}.{slot} {what}"))
-        })
-        .collect();
-    let mut lines = Vec::new();
-    for (machine, (wanted, running)) in proxies {
-        let start: Vec<String> = wanted
-            .iter()
-            .filter(|(s, h)| running.get(*s) != Some(*h))
-            .map(|(s, _)| format!("{s}:{}", ports_text(&spec.services[s].ports)))
-            .collect();
-        let mut remove: Vec<&String> = running
-            .keys()
-            .filter(|s| !wanted.contains_key(*s))
-            .collect();
-        remove.sort();
-        if !start.is_empty() {
+            for service in running.keys().filter(|s| !self.carries(s)) {
+                extra.entry(service.clone()).or_default().push(m);
+            }
+        }
+        for (service, machines) in missing {
             lines.push(format!(
-                "+ mesh@{machine}: proxies for {}",
-                start.join(", ")
+                "+ proxy for {service} (ports {}) on {}",
+                ports_text(&self.spec.services[service].ports),
+                machines.join(", ")
             ));
         }
-        if !remove.is_empty() {
-            let names: Vec<&str> = remove.iter().map(|s| s.as_str()).collect();
+        for (service, machines) in extra {
+            lines.push(format!("- proxy for {service} on {}", machines.join(", ")));
+        }
+        let mut follow: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &plan.steps {
+            if let Some(service) = s.service.as_deref()
+                && self.carries(service)
+                && !matches!(s.action, crate::core::plan::Action::Unchanged { .. })
+            {
+                *follow.entry(service).or_default() += 1;
+            }
+        }
+        for (service, n) in follow {
             lines.push(format!(
-                "- mesh@{machine}: proxies for {}",
-                names.join(", ")
+                "~ {service}: the proxies on {} machines follow {n} replica change{}",
+                self.engines.len(),
+                if n == 1 { "" } else { "s" }
             ));
         }
-        if !follows.is_empty() && !wanted.is_empty() {
-            lines.push(format!("~ reload mesh@{machine} ({})", follows.join("; ")));
-        }
+        lines
     }
-    lines
 }
 
 fn ports_text(ports: &[u16]) -> String {
@@ -417,7 +405,7 @@ fn ports_text(ports: &[u16]) -> String {
         .iter()
         .map(u16::to_string)
         .collect::<Vec<_>>()
-        .join("+")
+        .join(", ")
 }
 
 impl Hook for Mesh {
@@ -463,40 +451,26 @@ fn config_file(text: &str) -> FileInContainer {
 /// ones finish their connections.
 async fn apply_config(docker: &Docker, container: &str, text: &str) -> Result<()> {
     ops::copy_files(docker, container, &[config_file(text)]).await?;
-    // A proxy started a moment ago may not handle SIGUSR2 yet, and the signal's default action
-    // would end it: wait (briefly) until PID 1 catches it. It then reads the file just written.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !catches_usr2(docker, container).await && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    docker
+    let reload = docker
         .kill_container(
             container,
             Some(KillContainerOptions {
                 signal: "SIGUSR2".to_string(),
             }),
         )
-        .await
-        .with_context(|| format!("reloading {container}"))
-}
-
-/// Whether PID 1 of `container` has a handler for SIGUSR2 (bit 12 of `SigCgt` in /proc/1/status).
-async fn catches_usr2(docker: &Docker, container: &str) -> bool {
-    let Ok((0, status)) =
-        crate::ingress::live::exec(docker, container, &["cat", "/proc/1/status"]).await
-    else {
-        return false;
-    };
-    sig_caught(&status, 12)
-}
-
-/// Whether the `SigCgt:` mask of a /proc/PID/status text has signal `signo`.
-fn sig_caught(status: &str, signo: u32) -> bool {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << (signo - 1)) != 0)
+        .await;
+    match reload {
+        Ok(()) => Ok(()),
+        // Not running: started on the new configuration — or, when its restart policy is
+        // between two tries (the engine refuses a start then), restarted on it by the engine.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => {
+            let _ = ops::start(docker, container).await;
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("reloading {container}")),
+    }
 }
 
 /// The project's mesh proxies on one machine: (container ID, service).
@@ -536,16 +510,10 @@ async fn list(docker: &Docker, project: &str) -> Result<Vec<(String, String, Str
         .into_iter()
         .filter_map(|c| {
             let l = c.labels.unwrap_or_default();
-            // A proxy that is not running shows as one to start (its hash is not the one wanted).
-            let running = c.state.map(|s| s.to_string()).as_deref() == Some("running");
             Some((
                 c.id?,
                 l.get(labels::MESH_SERVICE)?.clone(),
-                if running {
-                    l.get(labels::SPEC_HASH).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                },
+                l.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
             ))
         })
         .collect())
@@ -566,145 +534,49 @@ pub async fn remove_all(engines: &[(String, Docker)], project: &str) -> Result<u
     Ok(removed)
 }
 
-/// What `hoist up` calls: the mesh of `project` (labelled `name`), when the file asks for one.
+/// The mesh as the machines run it (read back from a proxy's labels), for verbs without the
+/// compose file. None: the project has no mesh.
+pub async fn from_machines(
+    project: &str,
+    machines: &[Machine],
+    engines: &[(String, Docker)],
+) -> Option<Mesh> {
+    for (_, d) in engines {
+        let Ok(list) = list(d, project).await else {
+            continue;
+        };
+        for (id, _, _) in list {
+            let spec = d
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .ok()
+                .and_then(|c| c.config?.labels?.get(labels::SPEC).cloned())
+                .and_then(|text| serde_json::from_str::<MeshSpec>(&text).ok());
+            // The networks exist wherever a proxy already runs.
+            if let Some(spec) = spec {
+                return Mesh::new(project, spec, BTreeMap::new(), machines, engines).ok();
+            }
+        }
+    }
+    None
+}
+
+/// What `hoist up` calls: the mesh of `project` as `resolved` names it, when the file asks
+/// for one.
 pub fn for_project(
     project: &crate::model::Project,
-    name: &str,
-    network_names: &BTreeMap<String, String>,
+    resolved: &crate::pipeline::resolve::Resolved,
     fleet: &crate::inventory::Fleet,
     engines: &[(String, Docker)],
 ) -> Result<Option<Mesh>> {
-    match super::spec::from_project(project, network_names)? {
-        Some(spec) => Ok(Some(Mesh::new(name, spec, &fleet.machines, engines)?)),
+    match super::spec::from_project(project, &resolved.network_names)? {
+        Some(spec) => Ok(Some(Mesh::new(
+            &resolved.project,
+            spec,
+            resolved.network_specs.clone(),
+            &fleet.machines,
+            engines,
+        )?)),
         None => Ok(None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::observed::Slot;
-    use crate::core::plan::{Action, ContainerRef, Plan, Step};
-
-    fn spec() -> MeshSpec {
-        let meshed = |port: u16| super::super::spec::Meshed {
-            ports: vec![port],
-            networks: BTreeMap::from([("p_default".to_string(), vec!["x".to_string()])]),
-        };
-        MeshSpec {
-            image: "haproxy:2.8".into(),
-            services: BTreeMap::from([("api".into(), meshed(8080)), ("db".into(), meshed(5432))]),
-        }
-    }
-
-    fn step(machine: &str, service: &str, slot: u32, action: Action) -> Step {
-        Step {
-            machine: machine.into(),
-            service: Some(service.into()),
-            slot: Some(Slot::Replica(slot)),
-            action,
-            reasons: Vec::new(),
-        }
-    }
-
-    fn c() -> ContainerRef {
-        ContainerRef {
-            id: "id".into(),
-            name: "n".into(),
-        }
-    }
-
-    /// Every machine runs the proxies it should, except `missing` ones on `machine`.
-    fn proxies(missing: &[(&str, &str)], stale: &[(&str, &str)]) -> ProxyStates {
-        ["m1", "m2"]
-            .iter()
-            .map(|m| {
-                let wanted: BTreeMap<String, String> = [("api", "h1"), ("db", "h2")]
-                    .iter()
-                    .map(|(s, h)| (s.to_string(), h.to_string()))
-                    .collect();
-                let mut running: HashMap<String, String> = wanted
-                    .iter()
-                    .filter(|(s, _)| !missing.contains(&(*m, s.as_str())))
-                    .map(|(s, h)| (s.clone(), h.clone()))
-                    .collect();
-                for (sm, s) in stale {
-                    if sm == m {
-                        running.insert(s.to_string(), "old".into());
-                    }
-                }
-                (m.to_string(), (wanted, running))
-            })
-            .collect()
-    }
-
-    #[test]
-    fn sigusr2_handler_from_proc_status() {
-        assert!(sig_caught(
-            "Name:\thaproxy\nSigCgt:\t0000000000004a07\n",
-            12
-        ));
-        assert!(!sig_caught("SigCgt:\t0000000000000000\n", 12));
-        assert!(!sig_caught("Name: x\n", 12));
-    }
-
-    #[test]
-    fn plan_lines_table() {
-        let plan = |steps: Vec<Step>| Plan {
-            steps,
-            machines: BTreeMap::new(),
-            unknown: Vec::new(),
-        };
-        let cases: Vec<(&str, ProxyStates, Plan, Vec<&str>)> = vec![
-            ("nothing changes", proxies(&[], &[]), plan(vec![]), vec![]),
-            (
-                "a replica moves: every machine's proxies reload",
-                proxies(&[], &[]),
-                plan(vec![step(
-                    "m1",
-                    "db",
-                    1,
-                    Action::Move {
-                        from: "m2".into(),
-                        container: c(),
-                    },
-                )]),
-                vec![
-                    "~ reload mesh@m1 (db.1 moved m2 → m1)",
-                    "~ reload mesh@m2 (db.1 moved m2 → m1)",
-                ],
-            ),
-            (
-                "an unmeshed service changes: no reload; a missing proxy starts",
-                proxies(&[("m2", "api")], &[]),
-                plan(vec![step("m1", "worker", 1, Action::Create)]),
-                vec!["+ mesh@m2: proxies for api:8080"],
-            ),
-            (
-                "a proxy for a service no longer meshed goes; replaced replicas are followed",
-                proxies(&[], &[("m1", "old")]),
-                plan(vec![
-                    step(
-                        "m2",
-                        "api",
-                        2,
-                        Action::Replace {
-                            container: c(),
-                            order: crate::core::workload::UpdateOrder::StartFirst,
-                            order_reason: String::new(),
-                        },
-                    ),
-                    step("m2", "api", 3, Action::Remove { container: c() }),
-                ]),
-                vec![
-                    "- mesh@m1: proxies for old",
-                    "~ reload mesh@m1 (api.2 replaced on m2; api.3 removed from m2)",
-                    "~ reload mesh@m2 (api.2 replaced on m2; api.3 removed from m2)",
-                ],
-            ),
-        ];
-        for (name, proxies, plan, want) in cases {
-            assert_eq!(plan_lines(&spec(), &proxies, &plan), want, "case: {name}");
-        }
     }
 }

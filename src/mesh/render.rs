@@ -61,10 +61,9 @@ pub fn haproxy_cfg(
         .context("rendering the mesh configuration")
 }
 
-/// `api.1_m2`: HAProxy allows letters, digits and `-_.:` in server names (no `@`), so anything
-/// else in a machine's name becomes `_`.
+/// `api.2.m1`: HAProxy allows letters, digits and `-_.:` in a server name.
 fn server_name(service: &str, slot: &str, machine: &str) -> String {
-    format!("{service}.{slot}_{machine}")
+    format!("{service}.{slot}.{machine}")
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.:".contains(c) {
@@ -112,8 +111,8 @@ mod tests {
                 want: "listen api_8080
     bind :8080
     balance leastconn
-    server api.1_m1 10.0.0.11:32768 check
-    server api.2_m3 10.0.0.13:32771 check
+    server api.1.m1 10.0.0.11:32768 check
+    server api.2.m3 10.0.0.13:32771 check
 
 ",
             },
@@ -141,13 +140,13 @@ mod tests {
                 want: "listen api_8080
     bind :8080
     balance leastconn
-    server api.1_m1 10.0.0.11:32768 check
-    server api.2_m2 10.0.0.12:32768 check
+    server api.1.m1 10.0.0.11:32768 check
+    server api.2.m2 10.0.0.12:32768 check
 
 listen api_9000
     bind :9000
     balance leastconn
-    server api.1_m1 10.0.0.11:32769 check
+    server api.1.m1 10.0.0.11:32769 check
 
 ",
             },
@@ -165,6 +164,15 @@ listen api_9000
                 "{cfg}"
             );
         }
+    }
+
+    #[test]
+    fn server_names_are_ones_haproxy_accepts() {
+        assert_eq!(server_name("api", "2", "m1"), "api.2.m1");
+        assert_eq!(
+            server_name("api", "global", "web 1@eu"),
+            "api.global.web_1_eu"
+        );
     }
 
     #[test]

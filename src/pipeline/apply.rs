@@ -35,13 +35,7 @@ impl Balancers {
         let name = &resolved.project;
         Ok(Balancers {
             ingress: crate::ingress::live::for_project(project, name, fleet, engines)?,
-            mesh: crate::mesh::live::for_project(
-                project,
-                name,
-                &resolved.network_names,
-                fleet,
-                engines,
-            )?,
+            mesh: crate::mesh::live::for_project(project, resolved, fleet, engines)?,
         })
     }
 

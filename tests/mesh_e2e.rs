@@ -1,0 +1,222 @@
+//! Service names across machines (src/mesh), on the lab, with examples/three-tier: web on m1
+//! fetches `api:8080` (replicas on m2 and m3), which fetches `db:5432` (on m1) — every hop
+//! crosses machines. The chain answers; it keeps answering, without a failed request, through
+//! a rolling update of api and after m3 (running an api replica) is killed; the plan shows the
+//! mesh's changes; unrelated containers are not recreated when the mesh follows a change.
+
+mod common;
+
+use common::lab::{Fault, Lab, Output, hoist_command, http_get, run};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const WEB_PORT: u16 = 18088;
+const CHAIN: &str = "/cgi-bin/fetch?http://api:8080/cgi-bin/fetch?http://db:5432/";
+
+struct Tiers {
+    dir: PathBuf,
+    project: String,
+    machines: PathBuf,
+}
+
+impl Tiers {
+    fn new(lab: &Lab) -> Tiers {
+        let dir = std::env::temp_dir().join(format!("hoist-mesh-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/three-tier");
+        std::fs::copy(example.join("compose.yaml"), dir.join("compose.yaml")).unwrap();
+        Tiers {
+            dir,
+            project: format!("mesh{}", std::process::id()),
+            machines: lab.machines_file(),
+        }
+    }
+
+    fn hoist(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut cmd = hoist_command();
+        cmd.current_dir(&self.dir)
+            .env("MESH_IMAGE", "hoist-test/haproxy:latest")
+            .env("WEB_PORT", WEB_PORT.to_string())
+            .args(["-m", self.machines.to_str().unwrap(), "-p", &self.project]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(cmd.args(args))
+    }
+}
+
+impl Drop for Tiers {
+    fn drop(&mut self) {
+        let _ = self.hoist(&[], &["down"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The chain, from outside: web (m1) → api → db. Returns the three lines (web, api, db).
+fn chain(lab: &Lab) -> Result<Vec<String>, String> {
+    match http_get(lab.ip("m1"), WEB_PORT, CHAIN) {
+        Ok((200, body)) => Ok(body.lines().map(str::to_string).collect()),
+        Ok((code, body)) => Err(format!("{code}: {body}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Requests the chain without pause on a thread until stopped: (answered, failed, failures).
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    handle: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    fn start(lab: &'static Lab) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let (s, o) = (Arc::clone(&stop), Arc::clone(&ok));
+        let handle = std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                match chain(lab) {
+                    Ok(lines) if lines.len() == 3 => {
+                        o.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(lines) => failures.push(format!("short answer: {lines:?}")),
+                    Err(e) => failures.push(e),
+                }
+            }
+            failures
+        });
+        Load {
+            stop,
+            ok,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let failures = self.handle.take().unwrap().join().unwrap();
+        (self.ok.load(Ordering::Relaxed), failures)
+    }
+}
+
+/// Container IDs of the project's replicas of `service` on every machine.
+fn replica_ids(lab: &Lab, project: &str, service: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for m in lab.machine_names() {
+        let out = lab.docker_in(
+            m,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=io.hoist.project={project}"),
+                "--filter",
+                &format!("label=io.hoist.service={service}"),
+            ],
+        );
+        ids.extend(out.stdout.lines().map(str::to_string));
+    }
+    ids.sort();
+    ids
+}
+
+#[test]
+fn service_names_reach_replicas_on_other_machines() {
+    let lab = Lab::get();
+    // Exclusive: a machine is killed.
+    let _lease = lab.exclusive();
+    let tiers = Tiers::new(lab);
+
+    // The plan names the proxies it will start on every machine.
+    let plan = tiers.hoist(&[], &["plan"]);
+    assert!(plan.success(), "{plan}");
+    for line in [
+        "+ proxy for api (ports 8080) on m1, m2, m3",
+        "+ proxy for db (ports 5432) on m1, m2, m3",
+    ] {
+        assert!(plan.stdout.contains(line), "plan lacks {line:?}:\n{plan}");
+    }
+    let up = tiers.hoist(&[], &["up", "--yes"]);
+    assert!(up.success(), "{up}");
+
+    // Every hop crosses machines: web on m1, api on m2 or m3, db on m1.
+    let lines = chain(lab).expect("the chain answers");
+    assert!(lines[0].contains("machine=m1"), "{lines:?}");
+    assert!(
+        lines[1].contains("machine=m2") || lines[1].contains("machine=m3"),
+        "{lines:?}"
+    );
+    assert!(lines[2].contains("machine=m1"), "{lines:?}");
+    // Both api replicas serve (the proxies balance).
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        if let Ok(l) = chain(lab) {
+            seen.insert(
+                l[1].split_whitespace()
+                    .nth(2)
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
+    assert_eq!(seen.len(), 2, "api answered from {seen:?}");
+    // A second plan: nothing to do, the mesh included.
+    let again = tiers.hoist(&[], &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code(), Some(0), "{again}");
+
+    // A rolling update of api under load: no failed request; web and db untouched.
+    let web_before = replica_ids(lab, &tiers.project, "web");
+    let db_before = replica_ids(lab, &tiers.project, "db");
+    let plan = tiers.hoist(&[("API_VERSION", "v2")], &["plan"]);
+    assert!(
+        plan.stdout
+            .contains("~ api: the proxies on 3 machines follow 2 replica changes"),
+        "{plan}"
+    );
+    let load = Load::start(lab);
+    std::thread::sleep(Duration::from_millis(500));
+    let update = tiers.hoist(&[("API_VERSION", "v2")], &["up", "--yes"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, failures) = load.finish();
+    assert!(update.success(), "{update}");
+    eprintln!(
+        "rolling update of api: {ok} chained requests answered, {} failed",
+        failures.len()
+    );
+    assert!(ok > 20, "too few requests to mean anything: {ok}");
+    assert!(
+        failures.is_empty(),
+        "failed during the update: {failures:?}"
+    );
+    assert!(chain(lab).unwrap()[1].contains("version=v2"));
+    assert_eq!(replica_ids(lab, &tiers.project, "web"), web_before);
+    assert_eq!(replica_ids(lab, &tiers.project, "db"), db_before);
+
+    // m3 runs an api replica: kill it under load. The proxies' health checks take it out;
+    // a connection already on its way is sent to the other replica.
+    let load = Load::start(lab);
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = lab.fault(Fault::Kill, "m3");
+    let at = Instant::now();
+    std::thread::sleep(Duration::from_secs(6));
+    let (ok, failures) = load.finish();
+    eprintln!(
+        "m3 killed: {ok} chained requests answered in the {:.1}s after, {} failed",
+        at.elapsed().as_secs_f64(),
+        failures.len()
+    );
+    assert!(ok > 20, "too few requests to mean anything: {ok}");
+    assert!(
+        failures.is_empty(),
+        "failed after m3 was killed: {failures:?}"
+    );
+    for _ in 0..10 {
+        let lines = chain(lab).expect("the chain answers with m3 dead");
+        assert!(lines[1].contains("machine=m2"), "{lines:?}");
+    }
+    drop(killed);
+}
