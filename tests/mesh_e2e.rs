@@ -131,14 +131,12 @@ fn service_names_reach_replicas_on_other_machines() {
     let _lease = lab.exclusive();
     let tiers = Tiers::new(lab);
 
-    // The plan names the proxies it will start on every machine.
+    // The plan names the proxies it will start, one line per machine.
     let plan = tiers.hoist(&[], &["plan"]);
     assert!(plan.success(), "{plan}");
-    for line in [
-        "+ proxy for api (ports 8080) on m1, m2, m3",
-        "+ proxy for db (ports 5432) on m1, m2, m3",
-    ] {
-        assert!(plan.stdout.contains(line), "plan lacks {line:?}:\n{plan}");
+    for m in ["m1", "m2", "m3"] {
+        let line = format!("+ mesh@{m}: proxies for api:8080, db:5432, web:80");
+        assert!(plan.stdout.contains(&line), "plan lacks {line:?}:\n{plan}");
     }
     let up = tiers.hoist(&[], &["up", "--yes"]);
     assert!(up.success(), "{up}");
@@ -172,11 +170,19 @@ fn service_names_reach_replicas_on_other_machines() {
     let web_before = replica_ids(lab, &tiers.project, "web");
     let db_before = replica_ids(lab, &tiers.project, "db");
     let plan = tiers.hoist(&[("API_VERSION", "v2")], &["plan"]);
-    assert!(
-        plan.stdout
-            .contains("~ api: the proxies on 3 machines follow 2 replica changes"),
-        "{plan}"
-    );
+    // Every machine's proxies follow both replaced replicas of api, and nothing else.
+    for m in ["m1", "m2", "m3"] {
+        let line = plan
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("~ reload mesh@{m} (")))
+            .unwrap_or_else(|| panic!("no reload line for {m}:\n{plan}"));
+        assert!(
+            line.contains("api.1 replaced on") && line.contains("api.2 replaced on"),
+            "{line}"
+        );
+        assert!(!line.contains("web.") && !line.contains("db."), "{line}");
+    }
     let load = Load::start(lab);
     std::thread::sleep(Duration::from_millis(500));
     let update = tiers.hoist(&[("API_VERSION", "v2")], &["up", "--yes"]);
