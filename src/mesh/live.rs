@@ -355,6 +355,15 @@ impl Mesh {
     /// What `hoist plan` says about the mesh: one line per machine whose proxies change —
     /// proxies to start or remove there, and the replica changes its proxies will follow.
     pub async fn plan_lines(&self, plan: &crate::core::plan::Plan) -> Vec<String> {
+        self.plan_changes(plan)
+            .await
+            .iter()
+            .map(MeshChange::line)
+            .collect()
+    }
+
+    /// [`Mesh::plan_lines`] as data, for `plan --json`.
+    pub async fn plan_changes(&self, plan: &crate::core::plan::Plan) -> Vec<MeshChange> {
         let mut proxies = BTreeMap::new();
         for (m, d) in &self.engines {
             let running: HashMap<String, String> =
@@ -367,20 +376,59 @@ impl Mesh {
                 .collect();
             proxies.insert(m.clone(), (wanted, running));
         }
-        plan_lines(&self.spec, &proxies, plan)
+        plan_changes(&self.spec, &proxies, plan)
+    }
+}
+
+/// One machine's mesh change in a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshChange {
+    pub machine: String,
+    pub kind: MeshChangeKind,
+    /// `api:8080` for proxies to start, service names for proxies to remove, the replica
+    /// changes followed (`api.2 moved m3 → m1`) for a reload.
+    pub items: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeshChangeKind {
+    Start,
+    Remove,
+    Reload,
+}
+
+impl MeshChange {
+    /// The plan's text line.
+    pub fn line(&self) -> String {
+        let (m, items) = (&self.machine, &self.items);
+        match self.kind {
+            MeshChangeKind::Start => format!("+ mesh@{m}: proxies for {}", items.join(", ")),
+            MeshChangeKind::Remove => format!("- mesh@{m}: proxies for {}", items.join(", ")),
+            MeshChangeKind::Reload => format!("~ reload mesh@{m} ({})", items.join("; ")),
+        }
+    }
+
+    /// The entry of `plan --json`'s `mesh` array (docs/plan-json.md).
+    pub fn json(&self) -> serde_json::Value {
+        let change = match self.kind {
+            MeshChangeKind::Start => "start",
+            MeshChangeKind::Remove => "remove",
+            MeshChangeKind::Reload => "reload",
+        };
+        json!({"machine": self.machine, "change": change, "items": self.items})
     }
 }
 
 /// Machine → (service → the proxy hash wanted, service → the hash of the running proxy).
 type ProxyStates = BTreeMap<String, (BTreeMap<String, String>, HashMap<String, String>)>;
 
-/// The plan's mesh lines from the proxies each machine runs and the plan's replica changes.
+/// The plan's mesh changes from the proxies each machine runs and the plan's replica changes.
 /// Every machine's proxies follow every replica change of a meshed service, wherever it is.
-fn plan_lines(
+fn plan_changes(
     spec: &MeshSpec,
     proxies: &ProxyStates,
     plan: &crate::core::plan::Plan,
-) -> Vec<String> {
+) -> Vec<MeshChange> {
     use crate::core::plan::Action;
     let follows: Vec<String> = plan
         .steps
@@ -415,21 +463,22 @@ fn plan_lines(
             .filter(|s| !wanted.contains_key(*s))
             .collect();
         remove.sort();
+        let change = |kind, items: Vec<String>| MeshChange {
+            machine: machine.clone(),
+            kind,
+            items,
+        };
         if !start.is_empty() {
-            lines.push(format!(
-                "+ mesh@{machine}: proxies for {}",
-                start.join(", ")
-            ));
+            lines.push(change(MeshChangeKind::Start, start));
         }
         if !remove.is_empty() {
-            let names: Vec<&str> = remove.iter().map(|s| s.as_str()).collect();
-            lines.push(format!(
-                "- mesh@{machine}: proxies for {}",
-                names.join(", ")
+            lines.push(change(
+                MeshChangeKind::Remove,
+                remove.iter().map(|s| s.to_string()).collect(),
             ));
         }
         if !follows.is_empty() && !wanted.is_empty() {
-            lines.push(format!("~ reload mesh@{machine} ({})", follows.join("; ")));
+            lines.push(change(MeshChangeKind::Reload, follows.clone()));
         }
     }
     lines
@@ -768,7 +817,11 @@ mod tests {
             ),
         ];
         for (name, proxies, plan, want) in cases {
-            assert_eq!(plan_lines(&spec(), &proxies, &plan), want, "case: {name}");
+            let lines: Vec<String> = plan_changes(&spec(), &proxies, &plan)
+                .iter()
+                .map(MeshChange::line)
+                .collect();
+            assert_eq!(lines, want, "case: {name}");
         }
     }
 }
