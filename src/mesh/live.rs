@@ -468,6 +468,7 @@ fn plan_changes(
             kind,
             items,
         };
+        let all_start = start.len() == wanted.len();
         if !start.is_empty() {
             lines.push(change(MeshChangeKind::Start, start));
         }
@@ -477,7 +478,8 @@ fn plan_changes(
                 remove.iter().map(|s| s.to_string()).collect(),
             ));
         }
-        if !follows.is_empty() && !wanted.is_empty() {
+        // Proxies that all start now start on the new view: nothing there to reload.
+        if !follows.is_empty() && !all_start {
             lines.push(change(MeshChangeKind::Reload, follows.clone()));
         }
     }
@@ -770,6 +772,18 @@ mod tests {
         };
         let cases: Vec<(&str, ProxyStates, Plan, Vec<&str>)> = vec![
             ("nothing changes", proxies(&[], &[]), plan(vec![]), vec![]),
+            (
+                "a new project: proxies start with the view, no reload",
+                proxies(
+                    &[("m1", "api"), ("m1", "db"), ("m2", "api"), ("m2", "db")],
+                    &[],
+                ),
+                plan(vec![step("m1", "db", 1, Action::Create)]),
+                vec![
+                    "+ mesh@m1: proxies for api:8080, db:5432",
+                    "+ mesh@m2: proxies for api:8080, db:5432",
+                ],
+            ),
             (
                 "a replica moves: every machine's proxies reload",
                 proxies(&[], &[]),
