@@ -287,6 +287,49 @@ impl Mesh {
         Ok(())
     }
 
+    /// For `hoist watch` between deploys: renders every proxy's configuration from what runs
+    /// and reloads the proxies whose file differs (read back from the proxy, since a watch
+    /// round starts with no memory of what it wrote). Replicas restarted by their engine (a
+    /// machine or engine restart) get new ephemeral host ports, and a machine that comes back
+    /// restarts its proxies on the view they had; both are caught here. Returns how many
+    /// proxies were reloaded.
+    pub async fn refresh(&self) -> Result<usize> {
+        let _one = self.syncing.lock().await;
+        let upstreams = self.upstreams().await;
+        let mut jobs = Vec::new();
+        for (m, d) in &self.engines {
+            for service in self.spec.services.keys() {
+                let text = self.render(m, service, &upstreams)?;
+                jobs.push(async move {
+                    let name = container_name(&self.project, service);
+                    let have = crate::ingress::live::exec(d, &name, &["cat", CONFIG_PATH]).await;
+                    match have {
+                        Ok((0, have)) if have == text => Ok(false),
+                        // Not there (yet): `up` or the next deploy starts it.
+                        Err(_) => Ok(false),
+                        _ => apply_config(d, &name, &text)
+                            .await
+                            .map(|()| true)
+                            .with_context(|| format!("mesh {service}@{m}")),
+                    }
+                });
+            }
+        }
+        let mut reloaded = 0;
+        let mut errors = Vec::new();
+        for r in futures_util::future::join_all(jobs).await {
+            match r {
+                Ok(true) => reloaded += 1,
+                Ok(false) => {}
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        if !errors.is_empty() {
+            bail!("{}", errors.join("\n"));
+        }
+        Ok(reloaded)
+    }
+
     /// Ready replicas of the meshed services on every machine, minus those draining.
     pub async fn upstreams(&self) -> BTreeMap<String, Vec<Upstream>> {
         let draining = self.draining.lock().map(|d| d.clone()).unwrap_or_default();

@@ -266,9 +266,12 @@ pub async fn run(
                         round,
                     )
                     .await;
-                } else if quiet_since.elapsed() >= Duration::from_secs(300) {
-                    quiet_since = Instant::now();
-                    log(&format!("round {round}: all as planned"));
+                } else {
+                    refresh_mesh(project, fleet, conns, &planned, round).await;
+                    if quiet_since.elapsed() >= Duration::from_secs(300) {
+                        quiet_since = Instant::now();
+                        log(&format!("round {round}: all as planned"));
+                    }
                 }
             }
         }
@@ -277,6 +280,46 @@ pub async fn run(
         }
         tokio::time::sleep_until((began + opts.interval).into()).await;
     }
+}
+
+/// A round with nothing to deploy still keeps the mesh's proxies in step with what runs
+/// (`Mesh::refresh`): replicas an engine restarted have new host ports, and a machine that
+/// comes back has proxies with an old view. Under the deploy lock, skipped when it is held.
+async fn refresh_mesh(
+    project: &Project,
+    fleet: &Fleet,
+    conns: &Connections,
+    planned: &pipeline::Planned,
+    round: u64,
+) {
+    let engines = conns.engines();
+    let mesh = match crate::mesh::live::for_project(project, &planned.resolved, fleet, &engines) {
+        Ok(Some(m)) => m,
+        Ok(None) => return,
+        Err(e) => {
+            log(&format!("round {round}: mesh: {e:#}"));
+            return;
+        }
+    };
+    let Ok(held) = lock::acquire(
+        &engines,
+        &project.name,
+        &lock::describe_self("watch"),
+        Duration::ZERO,
+    )
+    .await
+    else {
+        return;
+    };
+    match mesh.refresh().await {
+        Ok(0) => {}
+        Ok(n) => log(&format!(
+            "round {round}: mesh: {n} prox{} reloaded to follow what runs",
+            if n == 1 { "y" } else { "ies" }
+        )),
+        Err(e) => log(&format!("round {round}: mesh: {e:#}")),
+    }
+    held.release().await;
 }
 
 fn slot_key(service: &str, slot: &crate::core::observed::Slot, machine: &str) -> String {
