@@ -54,7 +54,9 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
         let text = planned.plan.to_json();
         match serde_json::from_str::<serde_json::Value>(&text) {
             Ok(mut v) => {
-                v["mesh"] = mesh_changes.iter().map(MeshChange::json).collect();
+                if !mesh_changes.is_empty() {
+                    v["mesh"] = mesh_changes.iter().map(MeshChange::json).collect();
+                }
                 if mesh_changes
                     .iter()
                     .any(|c| c.kind != MeshChangeKind::Reload)
