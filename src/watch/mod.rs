@@ -111,6 +111,8 @@ pub async fn run(
     let mut round: u64 = 0;
     let mut reconnects = Reconnects::default();
     let mut quiet_since = Instant::now();
+    // The mesh check reads every proxy's file and takes the deploy lock: not every round.
+    let mut mesh_checked: Option<Instant> = None;
     // Slots reported as possibly on an unreachable machine, so each is said once.
     let mut held: BTreeSet<String> = BTreeSet::new();
     // The last planning error, said once until it changes.
@@ -267,7 +269,10 @@ pub async fn run(
                     )
                     .await;
                 } else {
-                    refresh_mesh(project, fleet, conns, &planned, round).await;
+                    if mesh_checked.is_none_or(|t| t.elapsed() >= MESH_CHECK_EVERY) {
+                        mesh_checked = Some(Instant::now());
+                        refresh_mesh(project, fleet, conns, &planned, round).await;
+                    }
                     if quiet_since.elapsed() >= Duration::from_secs(300) {
                         quiet_since = Instant::now();
                         log(&format!("round {round}: all as planned"));
@@ -281,6 +286,9 @@ pub async fn run(
         tokio::time::sleep_until((began + opts.interval).into()).await;
     }
 }
+
+/// How often a quiet watch compares the mesh's proxies with what runs.
+const MESH_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// A round with nothing to deploy still keeps the mesh's proxies in step with what runs
 /// (`Mesh::refresh`): replicas an engine restarted have new host ports, and a machine that
