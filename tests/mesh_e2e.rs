@@ -131,14 +131,12 @@ fn service_names_reach_replicas_on_other_machines() {
     let _lease = lab.exclusive();
     let tiers = Tiers::new(lab);
 
-    // The plan names the proxies it will start on every machine.
+    // The plan names the proxies it will start, one line per machine.
     let plan = tiers.hoist(&[], &["plan"]);
     assert!(plan.success(), "{plan}");
-    for line in [
-        "+ proxy for api (ports 8080) on m1, m2, m3",
-        "+ proxy for db (ports 5432) on m1, m2, m3",
-    ] {
-        assert!(plan.stdout.contains(line), "plan lacks {line:?}:\n{plan}");
+    for m in ["m1", "m2", "m3"] {
+        let line = format!("+ mesh@{m}: proxies for api:8080, db:5432, web:80");
+        assert!(plan.stdout.contains(&line), "plan lacks {line:?}:\n{plan}");
     }
     let up = tiers.hoist(&[], &["up", "--yes"]);
     assert!(up.success(), "{up}");
@@ -172,11 +170,19 @@ fn service_names_reach_replicas_on_other_machines() {
     let web_before = replica_ids(lab, &tiers.project, "web");
     let db_before = replica_ids(lab, &tiers.project, "db");
     let plan = tiers.hoist(&[("API_VERSION", "v2")], &["plan"]);
-    assert!(
-        plan.stdout
-            .contains("~ api: the proxies on 3 machines follow 2 replica changes"),
-        "{plan}"
-    );
+    // Every machine's proxies follow both replaced replicas of api, and nothing else.
+    for m in ["m1", "m2", "m3"] {
+        let line = plan
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("~ reload mesh@{m} (")))
+            .unwrap_or_else(|| panic!("no reload line for {m}:\n{plan}"));
+        assert!(
+            line.contains("api.1 replaced on") && line.contains("api.2 replaced on"),
+            "{line}"
+        );
+        assert!(!line.contains("web.") && !line.contains("db."), "{line}");
+    }
     let load = Load::start(lab);
     std::thread::sleep(Duration::from_millis(500));
     let update = tiers.hoist(&[("API_VERSION", "v2")], &["up", "--yes"]);
@@ -197,7 +203,9 @@ fn service_names_reach_replicas_on_other_machines() {
     assert_eq!(replica_ids(lab, &tiers.project, "db"), db_before);
 
     // m3 runs an api replica: kill it under load. The proxies' health checks take it out;
-    // a connection already on its way is sent to the other replica.
+    // a connection not yet established is sent to the other replica. The one request that
+    // may be inside api on m3 when it dies is lost: a TCP proxy cannot move a connection whose
+    // server vanished. The load sends one request at a time, so at most one fails.
     let load = Load::start(lab);
     std::thread::sleep(Duration::from_millis(500));
     let killed = lab.fault(Fault::Kill, "m3");
@@ -211,12 +219,54 @@ fn service_names_reach_replicas_on_other_machines() {
     );
     assert!(ok > 20, "too few requests to mean anything: {ok}");
     assert!(
-        failures.is_empty(),
-        "failed after m3 was killed: {failures:?}"
+        failures.len() <= 1,
+        "more than the request in flight failed after m3 was killed: {failures:?}"
     );
     for _ in 0..10 {
         let lines = chain(lab).expect("the chain answers with m3 dead");
         assert!(lines[1].contains("machine=m2"), "{lines:?}");
     }
-    drop(killed);
+    // m3 is back: `up` starts its api replica again, and every proxy follows.
+    killed.restore();
+    let up = tiers.hoist(&[("API_VERSION", "v2")], &["up", "--yes"]);
+    assert!(up.success(), "{up}");
+
+    // watch keeps every proxy's view in step between deploys: m1's api proxy is given a stale
+    // view without the replica on m3 (as after an update it missed); one watch round puts it
+    // back, and nothing else is touched.
+    let proxy = format!("{}-mesh-api", tiers.project);
+    let cfg = "/usr/local/etc/haproxy/haproxy.cfg";
+    let stale = format!(
+        "grep -v {} {cfg} >/tmp/stale && cat /tmp/stale >{cfg}",
+        lab.ip("m3")
+    );
+    lab.docker_in("m1", &["exec", &proxy, "sh", "-c", &stale])
+        .expect_success("staling the view");
+    lab.docker_in("m1", &["kill", "-s", "USR2", &proxy])
+        .expect_success("reloading");
+    std::thread::sleep(Duration::from_secs(1));
+    let served = |n: usize| -> std::collections::BTreeSet<String> {
+        (0..n)
+            .filter_map(|_| chain(lab).ok())
+            .filter_map(|l| l.get(1).cloned())
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.starts_with("machine="))
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    assert_eq!(
+        served(10).into_iter().collect::<Vec<_>>(),
+        ["machine=m2"],
+        "the stale view took"
+    );
+    let watch = tiers.hoist(&[("API_VERSION", "v2")], &["watch", "--rounds", "2"]);
+    assert!(watch.success(), "{watch}");
+    assert!(
+        watch.stderr.contains("mesh: 1 proxy reloaded")
+            || watch.stdout.contains("mesh: 1 proxy reloaded"),
+        "{watch}"
+    );
+    assert_eq!(served(10).len(), 2, "api on both machines again");
 }

@@ -3,6 +3,7 @@
 use super::Global;
 use super::project_args::ProjectArgs;
 use crate::engine;
+use crate::mesh::live::{MeshChange, MeshChangeKind};
 use crate::pipeline;
 use anyhow::Result;
 use clap::Args;
@@ -34,7 +35,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
     let mesh_lines = match &planned {
         Ok(p) => {
             match crate::mesh::live::for_project(&project, &p.resolved, &fleet, &conns.engines()) {
-                Ok(Some(mesh)) => Ok(mesh.plan_lines(&p.plan).await),
+                Ok(Some(mesh)) => Ok(mesh.plan_changes(&p.plan).await),
                 Ok(None) => Ok(Vec::new()),
                 Err(e) => Err(e),
             }
@@ -47,8 +48,28 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
     for w in &planned.warnings {
         eprintln!("warning: {w}");
     }
+    let mesh_changes = mesh_lines;
+    let mesh_lines: Vec<String> = mesh_changes.iter().map(MeshChange::line).collect();
     if args.json {
-        println!("{}", planned.plan.to_json());
+        let text = planned.plan.to_json();
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(mut v) => {
+                if !mesh_changes.is_empty() {
+                    v["mesh"] = mesh_changes.iter().map(MeshChange::json).collect();
+                }
+                if mesh_changes
+                    .iter()
+                    .any(|c| c.kind != MeshChangeKind::Reload)
+                {
+                    v["changes"] = serde_json::Value::Bool(true);
+                }
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).unwrap_or_else(|_| text.clone())
+                );
+            }
+            Err(_) => println!("{text}"),
+        }
     } else {
         print!("{}", planned.plan.render_text());
         if !mesh_lines.is_empty() {

@@ -287,6 +287,49 @@ impl Mesh {
         Ok(())
     }
 
+    /// For `hoist watch` between deploys: renders every proxy's configuration from what runs
+    /// and reloads the proxies whose file differs (read back from the proxy, since a watch
+    /// round starts with no memory of what it wrote). Replicas restarted by their engine (a
+    /// machine or engine restart) get new ephemeral host ports, and a machine that comes back
+    /// restarts its proxies on the view they had; both are caught here. Returns how many
+    /// proxies were reloaded.
+    pub async fn refresh(&self) -> Result<usize> {
+        let _one = self.syncing.lock().await;
+        let upstreams = self.upstreams().await;
+        let mut jobs = Vec::new();
+        for (m, d) in &self.engines {
+            for service in self.spec.services.keys() {
+                let text = self.render(m, service, &upstreams)?;
+                jobs.push(async move {
+                    let name = container_name(&self.project, service);
+                    let have = crate::ingress::live::exec(d, &name, &["cat", CONFIG_PATH]).await;
+                    match have {
+                        Ok((0, have)) if have == text => Ok(false),
+                        // Not there (yet): `up` or the next deploy starts it.
+                        Err(_) => Ok(false),
+                        _ => apply_config(d, &name, &text)
+                            .await
+                            .map(|()| true)
+                            .with_context(|| format!("mesh {service}@{m}")),
+                    }
+                });
+            }
+        }
+        let mut reloaded = 0;
+        let mut errors = Vec::new();
+        for r in futures_util::future::join_all(jobs).await {
+            match r {
+                Ok(true) => reloaded += 1,
+                Ok(false) => {}
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        if !errors.is_empty() {
+            bail!("{}", errors.join("\n"));
+        }
+        Ok(reloaded)
+    }
+
     /// Ready replicas of the meshed services on every machine, minus those draining.
     pub async fn upstreams(&self) -> BTreeMap<String, Vec<Upstream>> {
         let draining = self.draining.lock().map(|d| d.clone()).unwrap_or_default();
@@ -352,52 +395,138 @@ impl Mesh {
         }
     }
 
-    /// What `hoist plan` says about the mesh: proxies to start or remove, and services whose
-    /// proxies on every machine will follow changed replicas.
+    /// What `hoist plan` says about the mesh: one line per machine whose proxies change —
+    /// proxies to start or remove there, and the replica changes its proxies will follow.
     pub async fn plan_lines(&self, plan: &crate::core::plan::Plan) -> Vec<String> {
-        let mut lines = Vec::new();
-        let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let mut extra: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        self.plan_changes(plan)
+            .await
+            .iter()
+            .map(MeshChange::line)
+            .collect()
+    }
+
+    /// [`Mesh::plan_lines`] as data, for `plan --json`.
+    pub async fn plan_changes(&self, plan: &crate::core::plan::Plan) -> Vec<MeshChange> {
+        let mut proxies = BTreeMap::new();
         for (m, d) in &self.engines {
             let running: HashMap<String, String> =
                 proxy_hashes(d, &self.project).await.unwrap_or_default();
-            for service in self.spec.services.keys() {
-                if running.get(service) != Some(&self.proxy_hash(service)) {
-                    missing.entry(service).or_default().push(m);
-                }
-            }
-            for service in running.keys().filter(|s| !self.carries(s)) {
-                extra.entry(service.clone()).or_default().push(m);
-            }
+            let wanted: BTreeMap<String, String> = self
+                .spec
+                .services
+                .keys()
+                .map(|s| (s.clone(), self.proxy_hash(s)))
+                .collect();
+            proxies.insert(m.clone(), (wanted, running));
         }
-        for (service, machines) in missing {
-            lines.push(format!(
-                "+ proxy for {service} (ports {}) on {}",
-                ports_text(&self.spec.services[service].ports),
-                machines.join(", ")
-            ));
-        }
-        for (service, machines) in extra {
-            lines.push(format!("- proxy for {service} on {}", machines.join(", ")));
-        }
-        let mut follow: BTreeMap<&str, usize> = BTreeMap::new();
-        for s in &plan.steps {
-            if let Some(service) = s.service.as_deref()
-                && self.carries(service)
-                && !matches!(s.action, crate::core::plan::Action::Unchanged { .. })
-            {
-                *follow.entry(service).or_default() += 1;
-            }
-        }
-        for (service, n) in follow {
-            lines.push(format!(
-                "~ {service}: the proxies on {} machines follow {n} replica change{}",
-                self.engines.len(),
-                if n == 1 { "" } else { "s" }
-            ));
-        }
-        lines
+        plan_changes(&self.spec, &proxies, plan)
     }
+}
+
+/// One machine's mesh change in a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshChange {
+    pub machine: String,
+    pub kind: MeshChangeKind,
+    /// `api:8080` for proxies to start, service names for proxies to remove, the replica
+    /// changes followed (`api.2 moved m3 → m1`) for a reload.
+    pub items: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeshChangeKind {
+    Start,
+    Remove,
+    Reload,
+}
+
+impl MeshChange {
+    /// The plan's text line.
+    pub fn line(&self) -> String {
+        let (m, items) = (&self.machine, &self.items);
+        match self.kind {
+            MeshChangeKind::Start => format!("+ mesh@{m}: proxies for {}", items.join(", ")),
+            MeshChangeKind::Remove => format!("- mesh@{m}: proxies for {}", items.join(", ")),
+            MeshChangeKind::Reload => format!("~ reload mesh@{m} ({})", items.join("; ")),
+        }
+    }
+
+    /// The entry of `plan --json`'s `mesh` array (docs/plan-json.md).
+    pub fn json(&self) -> serde_json::Value {
+        let change = match self.kind {
+            MeshChangeKind::Start => "start",
+            MeshChangeKind::Remove => "remove",
+            MeshChangeKind::Reload => "reload",
+        };
+        json!({"machine": self.machine, "change": change, "items": self.items})
+    }
+}
+
+/// Machine → (service → the proxy hash wanted, service → the hash of the running proxy).
+type ProxyStates = BTreeMap<String, (BTreeMap<String, String>, HashMap<String, String>)>;
+
+/// The plan's mesh changes from the proxies each machine runs and the plan's replica changes.
+/// Every machine's proxies follow every replica change of a meshed service, wherever it is.
+fn plan_changes(
+    spec: &MeshSpec,
+    proxies: &ProxyStates,
+    plan: &crate::core::plan::Plan,
+) -> Vec<MeshChange> {
+    use crate::core::plan::Action;
+    let follows: Vec<String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let service = s.service.as_deref()?;
+            if !spec.services.contains_key(service) {
+                return None;
+            }
+            let slot = s.slot.as_ref().map(|x| x.label_value()).unwrap_or_default();
+            let at = &s.machine;
+            let what = match &s.action {
+                Action::Create => format!("new on {at}"),
+                Action::Start { .. } => format!("started on {at}"),
+                Action::Replace { .. } => format!("replaced on {at}"),
+                Action::Move { from, .. } => format!("moved {from} → {at}"),
+                Action::Remove { .. } => format!("removed from {at}"),
+                _ => return None,
+            };
+            Some(format!("{service}.{slot} {what}"))
+        })
+        .collect();
+    let mut lines = Vec::new();
+    for (machine, (wanted, running)) in proxies {
+        let start: Vec<String> = wanted
+            .iter()
+            .filter(|(s, h)| running.get(*s) != Some(*h))
+            .map(|(s, _)| format!("{s}:{}", ports_text(&spec.services[s].ports)))
+            .collect();
+        let mut remove: Vec<&String> = running
+            .keys()
+            .filter(|s| !wanted.contains_key(*s))
+            .collect();
+        remove.sort();
+        let change = |kind, items: Vec<String>| MeshChange {
+            machine: machine.clone(),
+            kind,
+            items,
+        };
+        let all_start = start.len() == wanted.len();
+        if !start.is_empty() {
+            lines.push(change(MeshChangeKind::Start, start));
+        }
+        if !remove.is_empty() {
+            lines.push(change(
+                MeshChangeKind::Remove,
+                remove.iter().map(|s| s.to_string()).collect(),
+            ));
+        }
+        // Proxies that all start now start on the new view: nothing there to reload.
+        if !follows.is_empty() && !all_start {
+            lines.push(change(MeshChangeKind::Reload, follows.clone()));
+        }
+    }
+    lines
 }
 
 fn ports_text(ports: &[u16]) -> String {
@@ -405,7 +534,7 @@ fn ports_text(ports: &[u16]) -> String {
         .iter()
         .map(u16::to_string)
         .collect::<Vec<_>>()
-        .join(", ")
+        .join("+")
 }
 
 impl Hook for Mesh {
@@ -451,6 +580,16 @@ fn config_file(text: &str) -> FileInContainer {
 /// ones finish their connections.
 async fn apply_config(docker: &Docker, container: &str, text: &str) -> Result<()> {
     ops::copy_files(docker, container, &[config_file(text)]).await?;
+    // A proxy started a moment ago may not handle SIGUSR2 yet, and the signal's default action
+    // would end it: wait (briefly) until PID 1 catches it. It then reads the file just written.
+    // One that is not running answers no exec; the 409 below starts it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        match catches_usr2(docker, container).await {
+            Some(false) => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => break,
+        }
+    }
     let reload = docker
         .kill_container(
             container,
@@ -471,6 +610,24 @@ async fn apply_config(docker: &Docker, container: &str, text: &str) -> Result<()
         }
         Err(e) => Err(e).with_context(|| format!("reloading {container}")),
     }
+}
+
+/// Whether PID 1 of `container` has a handler for SIGUSR2 (bit 12 of `SigCgt` in /proc/1/status).
+/// None when that cannot be read (the container is not running).
+async fn catches_usr2(docker: &Docker, container: &str) -> Option<bool> {
+    match crate::ingress::live::exec(docker, container, &["cat", "/proc/1/status"]).await {
+        Ok((0, status)) => Some(sig_caught(&status, 12)),
+        _ => None,
+    }
+}
+
+/// Whether the `SigCgt:` mask of a /proc/PID/status text has signal `signo`.
+fn sig_caught(status: &str, signo: u32) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signo - 1)) != 0)
 }
 
 /// The project's mesh proxies on one machine: (container ID, service).
@@ -578,5 +735,150 @@ pub fn for_project(
             engines,
         )?)),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::observed::Slot;
+    use crate::core::plan::{Action, ContainerRef, Plan, Step};
+
+    fn spec() -> MeshSpec {
+        let meshed = |port: u16| super::super::spec::Meshed {
+            ports: vec![port],
+            networks: BTreeMap::from([("p_default".to_string(), vec!["x".to_string()])]),
+        };
+        MeshSpec {
+            image: "haproxy:2.8".into(),
+            services: BTreeMap::from([("api".into(), meshed(8080)), ("db".into(), meshed(5432))]),
+        }
+    }
+
+    fn step(machine: &str, service: &str, slot: u32, action: Action) -> Step {
+        Step {
+            machine: machine.into(),
+            service: Some(service.into()),
+            slot: Some(Slot::Replica(slot)),
+            action,
+            reasons: Vec::new(),
+        }
+    }
+
+    fn c() -> ContainerRef {
+        ContainerRef {
+            id: "id".into(),
+            name: "n".into(),
+        }
+    }
+
+    /// Every machine runs the proxies it should, except `missing` ones on `machine`.
+    fn proxies(missing: &[(&str, &str)], stale: &[(&str, &str)]) -> ProxyStates {
+        ["m1", "m2"]
+            .iter()
+            .map(|m| {
+                let wanted: BTreeMap<String, String> = [("api", "h1"), ("db", "h2")]
+                    .iter()
+                    .map(|(s, h)| (s.to_string(), h.to_string()))
+                    .collect();
+                let mut running: HashMap<String, String> = wanted
+                    .iter()
+                    .filter(|(s, _)| !missing.contains(&(*m, s.as_str())))
+                    .map(|(s, h)| (s.clone(), h.clone()))
+                    .collect();
+                for (sm, s) in stale {
+                    if sm == m {
+                        running.insert(s.to_string(), "old".into());
+                    }
+                }
+                (m.to_string(), (wanted, running))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sigusr2_handler_from_proc_status() {
+        assert!(sig_caught(
+            "Name:\thaproxy\nSigCgt:\t0000000000004a07\n",
+            12
+        ));
+        assert!(!sig_caught("SigCgt:\t0000000000000000\n", 12));
+        assert!(!sig_caught("Name: x\n", 12));
+    }
+
+    #[test]
+    fn plan_lines_table() {
+        let plan = |steps: Vec<Step>| Plan {
+            steps,
+            machines: BTreeMap::new(),
+            unknown: Vec::new(),
+        };
+        let cases: Vec<(&str, ProxyStates, Plan, Vec<&str>)> = vec![
+            ("nothing changes", proxies(&[], &[]), plan(vec![]), vec![]),
+            (
+                "a new project: proxies start with the view, no reload",
+                proxies(
+                    &[("m1", "api"), ("m1", "db"), ("m2", "api"), ("m2", "db")],
+                    &[],
+                ),
+                plan(vec![step("m1", "db", 1, Action::Create)]),
+                vec![
+                    "+ mesh@m1: proxies for api:8080, db:5432",
+                    "+ mesh@m2: proxies for api:8080, db:5432",
+                ],
+            ),
+            (
+                "a replica moves: every machine's proxies reload",
+                proxies(&[], &[]),
+                plan(vec![step(
+                    "m1",
+                    "db",
+                    1,
+                    Action::Move {
+                        from: "m2".into(),
+                        container: c(),
+                    },
+                )]),
+                vec![
+                    "~ reload mesh@m1 (db.1 moved m2 → m1)",
+                    "~ reload mesh@m2 (db.1 moved m2 → m1)",
+                ],
+            ),
+            (
+                "an unmeshed service changes: no reload; a missing proxy starts",
+                proxies(&[("m2", "api")], &[]),
+                plan(vec![step("m1", "worker", 1, Action::Create)]),
+                vec!["+ mesh@m2: proxies for api:8080"],
+            ),
+            (
+                "a proxy for a service no longer meshed goes; replaced replicas are followed",
+                proxies(&[], &[("m1", "old")]),
+                plan(vec![
+                    step(
+                        "m2",
+                        "api",
+                        2,
+                        Action::Replace {
+                            container: c(),
+                            order: crate::core::workload::UpdateOrder::StartFirst,
+                            order_reason: String::new(),
+                        },
+                    ),
+                    step("m2", "api", 3, Action::Remove { container: c() }),
+                ]),
+                vec![
+                    "- mesh@m1: proxies for old",
+                    "~ reload mesh@m1 (api.2 replaced on m2; api.3 removed from m2)",
+                    "~ reload mesh@m2 (api.2 replaced on m2; api.3 removed from m2)",
+                ],
+            ),
+        ];
+        for (name, proxies, plan, want) in cases {
+            let lines: Vec<String> = plan_changes(&spec(), &proxies, &plan)
+                .iter()
+                .map(MeshChange::line)
+                .collect();
+            assert_eq!(lines, want, "case: {name}");
+        }
     }
 }

@@ -111,6 +111,8 @@ pub async fn run(
     let mut round: u64 = 0;
     let mut reconnects = Reconnects::default();
     let mut quiet_since = Instant::now();
+    // The mesh check reads every proxy's file and takes the deploy lock: not every round.
+    let mut mesh_checked: Option<Instant> = None;
     // Slots reported as possibly on an unreachable machine, so each is said once.
     let mut held: BTreeSet<String> = BTreeSet::new();
     // The last planning error, said once until it changes.
@@ -266,9 +268,15 @@ pub async fn run(
                         round,
                     )
                     .await;
-                } else if quiet_since.elapsed() >= Duration::from_secs(300) {
-                    quiet_since = Instant::now();
-                    log(&format!("round {round}: all as planned"));
+                } else {
+                    if mesh_checked.is_none_or(|t| t.elapsed() >= MESH_CHECK_EVERY) {
+                        mesh_checked = Some(Instant::now());
+                        refresh_mesh(project, fleet, conns, &planned, round).await;
+                    }
+                    if quiet_since.elapsed() >= Duration::from_secs(300) {
+                        quiet_since = Instant::now();
+                        log(&format!("round {round}: all as planned"));
+                    }
                 }
             }
         }
@@ -277,6 +285,49 @@ pub async fn run(
         }
         tokio::time::sleep_until((began + opts.interval).into()).await;
     }
+}
+
+/// How often a quiet watch compares the mesh's proxies with what runs.
+const MESH_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// A round with nothing to deploy still keeps the mesh's proxies in step with what runs
+/// (`Mesh::refresh`): replicas an engine restarted have new host ports, and a machine that
+/// comes back has proxies with an old view. Under the deploy lock, skipped when it is held.
+async fn refresh_mesh(
+    project: &Project,
+    fleet: &Fleet,
+    conns: &Connections,
+    planned: &pipeline::Planned,
+    round: u64,
+) {
+    let engines = conns.engines();
+    let mesh = match crate::mesh::live::for_project(project, &planned.resolved, fleet, &engines) {
+        Ok(Some(m)) => m,
+        Ok(None) => return,
+        Err(e) => {
+            log(&format!("round {round}: mesh: {e:#}"));
+            return;
+        }
+    };
+    let Ok(held) = lock::acquire(
+        &engines,
+        &project.name,
+        &lock::describe_self("watch"),
+        Duration::ZERO,
+    )
+    .await
+    else {
+        return;
+    };
+    match mesh.refresh().await {
+        Ok(0) => {}
+        Ok(n) => log(&format!(
+            "round {round}: mesh: {n} prox{} reloaded to follow what runs",
+            if n == 1 { "y" } else { "ies" }
+        )),
+        Err(e) => log(&format!("round {round}: mesh: {e:#}")),
+    }
+    held.release().await;
 }
 
 fn slot_key(service: &str, slot: &crate::core::observed::Slot, machine: &str) -> String {
