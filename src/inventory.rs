@@ -25,6 +25,17 @@ pub struct Fleet {
     /// Where the fleet came from, for messages ("the local engine" when embedded).
     pub source: String,
     pub machines: Vec<Machine>,
+    /// The machines file's `mesh:` — service names across machines (src/mesh) for every
+    /// project deployed to this fleet, without touching its compose file.
+    pub mesh: Option<FleetMesh>,
+}
+
+/// The fleet's mesh settings (`mesh: {}` or `mesh: {image: …}` in the machines file).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetMesh {
+    /// The proxy image, unless the compose file's `x-hoist.mesh.image` names one.
+    pub image: Option<String>,
 }
 
 /// One machine of the inventory.
@@ -78,6 +89,7 @@ impl Fleet {
                 docker_socket: socket,
                 peer_address: None,
             }],
+            mesh: None,
         }
     }
 }
@@ -116,6 +128,7 @@ pub fn load(path: Option<&Path>) -> Result<Fleet> {
 #[serde(deny_unknown_fields)]
 struct FileDoc {
     ssh_config: Option<PathBuf>,
+    mesh: Option<FleetMesh>,
     #[serde(default)]
     machines: indexmap::IndexMap<String, MachineDoc>,
 }
@@ -213,6 +226,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
     Ok(Fleet {
         source: file.to_string(),
         machines,
+        mesh: doc.mesh,
     })
 }
 

@@ -270,3 +270,65 @@ fn service_names_reach_replicas_on_other_machines() {
     );
     assert_eq!(served(10).len(), 2, "api on both machines again");
 }
+
+/// `mesh:` in the machines file turns the mesh on for a compose file that says nothing about
+/// it: a plain two-service file, web on m1 reaching `api:8080` on m2 by name.
+#[test]
+fn the_machines_file_meshes_a_plain_compose_file() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let dir = std::env::temp_dir().join(format!("hoist-meshfleet-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let lab_file = std::fs::read_to_string(lab.machines_file()).unwrap();
+    let machines = dir.join("machines.yaml");
+    std::fs::write(
+        &machines,
+        format!(
+            "{}\nmesh: {{image: hoist-test/haproxy:latest}}\n",
+            lab_file.replace(
+                "ssh_config: ssh_config",
+                &format!("ssh_config: {}", lab.ssh_config().display())
+            )
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        r#"services:
+  web:
+    image: hoist-test/app:v1
+    ports: ["18089:80"]
+    deploy: {placement: {constraints: ["node.hostname == m1"]}}
+  api:
+    image: hoist-test/app:v1
+    environment: {PORT: "8080"}
+    expose: ["8080"]
+    deploy: {placement: {constraints: ["node.hostname == m2"]}}
+"#,
+    )
+    .unwrap();
+    let project = format!("meshfleet{}", std::process::id());
+    let hoist = |args: &[&str]| {
+        run(hoist_command()
+            .current_dir(&dir)
+            .args(["-m", machines.to_str().unwrap(), "-p", &project])
+            .args(args))
+    };
+    let up = hoist(&["up", "--yes"]);
+    let answer = http_get(lab.ip("m1"), 18089, "/cgi-bin/fetch?http://api:8080/");
+    let down = hoist(&["down"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(up.success(), "{up}");
+    assert!(
+        up.stderr.contains("mesh@m1"),
+        "the plan shows the mesh:\n{up}"
+    );
+    let (code, body) = answer.expect("web answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("machine=m2"),
+        "api answered from m2 by name: {body}"
+    );
+    assert!(down.success(), "{down}");
+}

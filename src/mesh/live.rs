@@ -726,7 +726,7 @@ pub fn for_project(
     fleet: &crate::inventory::Fleet,
     engines: &[(String, Docker)],
 ) -> Result<Option<Mesh>> {
-    match super::spec::from_project(project, &resolved.network_names)? {
+    match super::spec::from_project(project, &resolved.network_names, fleet.mesh.as_ref())? {
         Some(spec) => Ok(Some(Mesh::new(
             &resolved.project,
             spec,

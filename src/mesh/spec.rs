@@ -1,5 +1,7 @@
-//! What the mesh carries: `x-hoist.mesh` at the top level of the compose file turns it on
-//! (`x-hoist: {mesh: {}}`; `image:` overrides the proxy image), and then every service that
+//! What the mesh carries. `mesh: {}` in the machines file turns it on for every project deployed
+//! to that fleet, without touching their compose files; `x-hoist: {mesh: {}}` at the top level of
+//! a compose file turns it on for that project, and `x-hoist: {mesh: {enabled: false}}` off
+//! (the compose file wins). `image:` in either names the proxy image. Then every service that
 //! listens — its `expose` and `ports` targets, TCP — is reachable by its name (and its network
 //! aliases) from every machine. A service opts out with `x-hoist: {mesh: false}`.
 
@@ -36,24 +38,32 @@ struct TopDoc {
     enabled: Option<bool>,
 }
 
-/// The project's mesh, or None when the file does not ask for one. `network_names`: compose
-/// network key → engine network name, as the replicas use them.
+/// The project's mesh, or None when neither its compose file nor the fleet (`fleet`: the
+/// machines file's `mesh:`) asks for one. `network_names`: compose network key → engine network
+/// name, as the replicas use them.
 pub fn from_project(
     project: &Project,
     network_names: &BTreeMap<String, String>,
+    fleet: Option<&crate::inventory::FleetMesh>,
 ) -> Result<Option<MeshSpec>> {
-    let Some(declared) = project
+    let declared = project
         .extensions
         .get("x-hoist")
-        .and_then(|x| x.get("mesh"))
-    else {
-        return Ok(None);
+        .and_then(|x| x.get("mesh"));
+    let top: TopDoc = match declared {
+        Some(d) => {
+            serde_json::from_value(d.clone()).map_err(|e| anyhow::anyhow!("x-hoist.mesh: {e}"))?
+        }
+        None if fleet.is_some() => TopDoc::default(),
+        None => return Ok(None),
     };
-    let top: TopDoc = serde_json::from_value(declared.clone())
-        .map_err(|e| anyhow::anyhow!("x-hoist.mesh: {e}"))?;
     if top.enabled == Some(false) {
         return Ok(None);
     }
+    let image = top
+        .image
+        .or_else(|| fleet.and_then(|f| f.image.clone()))
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_string());
     let mut services = BTreeMap::new();
     for (name, svc) in &project.services {
         match svc.extension("x-hoist").and_then(|x| x.get("mesh")) {
@@ -110,10 +120,7 @@ pub fn from_project(
         }
         services.insert(name.clone(), Meshed { ports, networks });
     }
-    Ok(Some(MeshSpec {
-        image: top.image.unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
-        services,
-    }))
+    Ok(Some(MeshSpec { image, services }))
 }
 
 fn port(service: &str, text: &str) -> Result<u16> {
@@ -141,11 +148,11 @@ mod tests {
     #[test]
     fn opt_in_and_what_is_carried() {
         let off = project("name: p\nservices:\n  db: {image: x, expose: ['5432']}\n");
-        assert_eq!(from_project(&off, &nets()).unwrap(), None);
+        assert_eq!(from_project(&off, &nets(), None).unwrap(), None);
         let disabled = project(
             "name: p\nx-hoist: {mesh: {enabled: false}}\nservices:\n  db: {image: x, expose: ['5432']}\n",
         );
-        assert_eq!(from_project(&disabled, &nets()).unwrap(), None);
+        assert_eq!(from_project(&disabled, &nets(), None).unwrap(), None);
 
         let p = project(
             r#"
@@ -158,7 +165,7 @@ services:
   secret: {image: x, expose: ["22"], x-hoist: {mesh: false}}
 "#,
         );
-        let s = from_project(&p, &nets()).unwrap().unwrap();
+        let s = from_project(&p, &nets(), None).unwrap().unwrap();
         assert_eq!(s.image, "hoist-test/haproxy:latest");
         assert_eq!(s.services.keys().collect::<Vec<_>>(), ["api", "web"]);
         assert_eq!(s.services["web"].ports, [80]);
@@ -180,14 +187,46 @@ services:
     }
 
     #[test]
+    fn the_machines_file_turns_it_on_and_the_compose_file_wins() {
+        let plain = project("name: p\nservices:\n  db: {image: x, expose: ['5432']}\n");
+        let fleet = crate::inventory::FleetMesh {
+            image: Some("lab/haproxy".into()),
+        };
+        let s = from_project(&plain, &nets(), Some(&fleet))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.image, "lab/haproxy");
+        assert_eq!(s.services["db"].ports, [5432]);
+        let default_image = crate::inventory::FleetMesh::default();
+        let s = from_project(&plain, &nets(), Some(&default_image))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.image, DEFAULT_IMAGE);
+        let own = project(
+            "name: p\nx-hoist: {mesh: {image: mine}}\nservices:\n  db: {image: x, expose: ['5432']}\n",
+        );
+        assert_eq!(
+            from_project(&own, &nets(), Some(&fleet))
+                .unwrap()
+                .unwrap()
+                .image,
+            "mine"
+        );
+        let off = project(
+            "name: p\nx-hoist: {mesh: {enabled: false}}\nservices:\n  db: {image: x, expose: ['5432']}\n",
+        );
+        assert_eq!(from_project(&off, &nets(), Some(&fleet)).unwrap(), None);
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let p = project("name: p\nx-hoist: {mesh: {imag: x}}\nservices: {}\n");
-        let e = format!("{:#}", from_project(&p, &nets()).unwrap_err());
+        let e = format!("{:#}", from_project(&p, &nets(), None).unwrap_err());
         assert!(e.starts_with("x-hoist.mesh:"), "{e}");
         let p = project(
             "name: p\nx-hoist: {mesh: {}}\nservices:\n  a: {image: x, expose: ['80'], x-hoist: {mesh: maybe}}\n",
         );
-        let e = format!("{:#}", from_project(&p, &nets()).unwrap_err());
+        let e = format!("{:#}", from_project(&p, &nets(), None).unwrap_err());
         assert!(e.contains("services.a.x-hoist.mesh"), "{e}");
     }
 }

@@ -186,7 +186,7 @@ pub fn plan_observed(
     observation: &Observation,
     inputs: &Inputs,
 ) -> Result<Planned> {
-    let mut resolved = resolve::resolve(project, built, pins)?;
+    let mut resolved = resolve::resolve(project, built, pins, fleet.mesh.as_ref())?;
     for w in &mut resolved.workloads {
         if let (Mode::Replicated(_), Some(n)) = (w.mode, inputs.replicas.get(&w.service)) {
             w.mode = Mode::Replicated(*n);

@@ -68,6 +68,7 @@ pub fn resolve(
     project: &Project,
     built: &BTreeMap<String, String>,
     pins: &super::pin::Pins,
+    fleet_mesh: Option<&crate::inventory::FleetMesh>,
 ) -> Result<Resolved> {
     let mut network_names = BTreeMap::new();
     let mut network_specs = BTreeMap::new();
@@ -99,7 +100,7 @@ pub fn resolve(
         volume_specs.insert(name.clone(), serde_json::to_value(vol)?);
         volume_names.insert(key.clone(), name);
     }
-    let mesh = crate::mesh::spec::from_project(project, &network_names)?;
+    let mesh = crate::mesh::spec::from_project(project, &network_names, fleet_mesh)?;
     let mut problems = Vec::new();
     let mut workloads = Vec::new();
     let mut services = BTreeMap::new();
@@ -628,7 +629,7 @@ mod tests {
         .unwrap();
         let digest = format!("sha256:{}", "c".repeat(64));
         let pins = BTreeMap::from([("web".to_string(), digest.clone())]);
-        let r = resolve(&project, &BTreeMap::new(), &pins).unwrap();
+        let r = resolve(&project, &BTreeMap::new(), &pins, None).unwrap();
         let web = &r.services["web"];
         assert_eq!(web.image, format!("reg:5000/app@{digest}"));
         assert_eq!(web.json["image"], json!(format!("reg:5000/app@{digest}")));
@@ -639,7 +640,7 @@ mod tests {
         assert_eq!(db.spec.get(attr::IMAGE_DIGEST), None);
         // Another digest, another hash: the plan sees the tag move.
         let other = BTreeMap::from([("web".to_string(), format!("sha256:{}", "d".repeat(64)))]);
-        let r2 = resolve(&project, &BTreeMap::new(), &other).unwrap();
+        let r2 = resolve(&project, &BTreeMap::new(), &other, None).unwrap();
         assert_ne!(r2.services["web"].hash, web.hash);
         assert_eq!(r2.services["db"].hash, db.hash);
     }
