@@ -38,6 +38,32 @@ fn string_map(spec: &Value, key: &str) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// A container hoist keeps by name beside the replicas (the ingress, a mesh proxy): the one
+/// there when its spec-hash label is `hash`; otherwise none — a stale one is removed first, so
+/// the caller creates it anew.
+pub async fn current_by_hash(
+    docker: &Docker,
+    name: &str,
+    hash: &str,
+) -> Result<Option<bollard::models::ContainerInspectResponse>> {
+    let Ok(c) = docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+    else {
+        return Ok(None);
+    };
+    let have = c
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .and_then(|l| l.get(labels::SPEC_HASH));
+    if have.map(String::as_str) == Some(hash) {
+        return Ok(Some(c));
+    }
+    remove(docker, c.id.as_deref().unwrap_or(name)).await?;
+    Ok(None)
+}
+
 /// Creates the project network `name` on a machine unless it exists.
 pub async fn ensure_network(
     docker: &Docker,

@@ -17,7 +17,7 @@ use crate::labels;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
+use bollard::query_parameters::ListContainersOptions;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use serde_json::json;
@@ -94,22 +94,8 @@ impl Ingress {
     async fn ensure_on(&self, machine: &str, docker: &Docker) -> Result<()> {
         let name = container_name(&self.project);
         let hash = self.container_hash();
-        if let Ok(c) = docker
-            .inspect_container(&name, None::<InspectContainerOptions>)
-            .await
-        {
-            let have = c
-                .config
-                .as_ref()
-                .and_then(|c| c.labels.as_ref())
-                .and_then(|l| l.get(labels::SPEC_HASH))
-                .cloned();
-            let id = c.id.unwrap_or_default();
-            if have.as_deref() == Some(hash.as_str()) {
-                ops::start(docker, &id).await?;
-                return Ok(());
-            }
-            ops::remove(docker, &id).await?;
+        if let Some(c) = ops::current_by_hash(docker, &name, &hash).await? {
+            return ops::start(docker, &c.id.unwrap_or(name)).await;
         }
         let request = json!({
             "Image": self.spec.image,

@@ -141,34 +141,22 @@ impl Mesh {
         for (service, meshed) in &self.spec.services {
             let name = container_name(&self.project, service);
             let hash = self.proxy_hash(service);
-            if let Ok(c) = docker
-                .inspect_container(&name, None::<InspectContainerOptions>)
-                .await
-            {
-                let have = c
-                    .config
-                    .as_ref()
-                    .and_then(|c| c.labels.as_ref())
-                    .and_then(|l| l.get(labels::SPEC_HASH))
-                    .cloned();
-                let id = c.id.unwrap_or_default();
-                if have.as_deref() == Some(hash.as_str()) {
-                    // Running: reloaded by `sync` if its view changed. Stopped (or crashing on
-                    // a configuration it was left with): given the current one, then started.
-                    let running = c
-                        .state
-                        .is_some_and(|s| s.running == Some(true) && s.restarting != Some(true));
-                    if !running {
-                        let text = self.render(machine, service, upstreams)?;
-                        ops::copy_files(docker, &id, &[config_file(&text)]).await?;
-                        ops::start(docker, &id).await?;
-                        if let Ok(mut a) = self.applied.lock() {
-                            a.insert((machine.to_string(), service.clone()), text);
-                        }
+            if let Some(c) = ops::current_by_hash(docker, &name, &hash).await? {
+                // Running: reloaded by `sync` if its view changed. Stopped (or crashing on a
+                // configuration it was left with): given the current one, then started.
+                let running = c
+                    .state
+                    .is_some_and(|s| s.running == Some(true) && s.restarting != Some(true));
+                if !running {
+                    let id = c.id.unwrap_or_default();
+                    let text = self.render(machine, service, upstreams)?;
+                    ops::copy_files(docker, &id, &[config_file(&text)]).await?;
+                    ops::start(docker, &id).await?;
+                    if let Ok(mut a) = self.applied.lock() {
+                        a.insert((machine.to_string(), service.clone()), text);
                     }
-                    continue;
                 }
-                ops::remove(docker, &id).await?;
+                continue;
             }
             let mut endpoints = meshed
                 .networks
