@@ -301,12 +301,14 @@ fn shown(value: &Value) -> String {
 }
 
 /// `sha256:0123456789ab…` shortened to 12 hex digits, as `docker images` does.
+pub fn short_digest(id: &str) -> String {
+    let (algo, hex) = id.split_once(':').unwrap_or(("sha256", id));
+    format!("{algo}:{}", hex.get(..12).unwrap_or(hex))
+}
+
 fn short_id(value: Option<&Value>) -> String {
     match value {
-        Some(Value::String(id)) => {
-            let (algo, hex) = id.split_once(':').unwrap_or(("sha256", id));
-            format!("{algo}:{}", hex.get(..12).unwrap_or(hex))
-        }
+        Some(Value::String(id)) => short_digest(id),
         Some(other) => shown(other),
         None => "unknown".to_string(),
     }

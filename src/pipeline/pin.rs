@@ -187,7 +187,7 @@ pub async fn resolve_on(
                 for s in services {
                     let d = &running.pins[*s];
                     pins.insert(s.to_string(), d.clone());
-                    kept.push(format!("{s} keeps {}", short_digest(d)));
+                    kept.push(format!("{s} keeps {}", crate::core::spec::short_digest(d)));
                 }
                 let first = advice.lines().next().unwrap_or_default();
                 warnings.push(format!(
@@ -202,11 +202,6 @@ pub async fn resolve_on(
         bail!("{}\nNothing was changed.", problems.join("\n"));
     }
     Ok(Resolution { pins, warnings })
-}
-
-fn short_digest(d: &str) -> &str {
-    let end = d.find(':').map(|i| i + 13).unwrap_or(12).min(d.len());
-    &d[..end]
 }
 
 /// Why a tag has no digest: what kind of failure, and the message for the user.
