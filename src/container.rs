@@ -570,13 +570,16 @@ fn healthcheck(hc: &Map<String, Value>) -> Result<Value> {
     Ok(Value::Object(out))
 }
 
+/// The engine's restart policy. Swarm's `any` and Compose's `always` become `unless-stopped`:
+/// both restart a container that exits and come back after a reboot, but `always` would also
+/// bring back the previous releases hoist stopped (kept for rollback) — two replicas in a slot.
 fn restart_policy(s: &Map<String, Value>) -> Result<Option<Value>> {
     if let Some(rp) = s.pointer_get(&["deploy", "restart_policy"]) {
         let cond = rp.get("condition").and_then(Value::as_str).unwrap_or("any");
         let name = match cond {
             "none" => "no",
             "on-failure" => "on-failure",
-            _ => "always",
+            _ => "unless-stopped",
         };
         let mut v = json!({"Name": name});
         if let Some(n) = rp.get("max_attempts") {
@@ -587,6 +590,7 @@ fn restart_policy(s: &Map<String, Value>) -> Result<Option<Value>> {
     Ok(match s.get("restart").and_then(Value::as_str) {
         Some(r) => {
             let (name, count) = r.split_once(':').unwrap_or((r, ""));
+            let name = if name == "always" { "unless-stopped" } else { name };
             let mut v = json!({"Name": name});
             if let Ok(n) = count.parse::<i64>() {
                 v["MaximumRetryCount"] = json!(n);

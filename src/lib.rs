@@ -4,6 +4,10 @@
 //! load → schedule → observe → diff → apply → watch. The binary (`src/main.rs`)
 //! only calls `cli::main`.
 
+// First, so its macros (`say!`, `tell!`) are in scope in every module below.
+#[macro_use]
+pub mod output;
+
 pub mod apply;
 pub mod build;
 pub mod cli;
@@ -11,6 +15,7 @@ pub mod container;
 pub mod core;
 pub mod engine;
 pub mod ingress;
+pub mod interrupt;
 pub mod inventory;
 pub mod labels;
 pub mod load;

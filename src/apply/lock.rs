@@ -145,7 +145,7 @@ pub async fn acquire(
         };
         lock.release().await;
         if h.is_dead_local() {
-            eprintln!("hoist: taking over the lock left by {h}: that process is gone");
+            tell!("hoist: taking over the lock left by {h}: that process is gone");
             clear(&ordered, project).await?;
             continue;
         }

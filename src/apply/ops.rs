@@ -234,7 +234,8 @@ pub async fn remove(docker: &Docker, id: &str) -> Result<()> {
 /// How a new replica proves itself before the rollout moves on.
 #[derive(Debug, Clone, Copy)]
 pub struct HealthGate {
-    /// Without a healthcheck: how long it must keep running (update_config.monitor).
+    /// update_config.monitor: after a replica is ready, how long a failure still counts against
+    /// the rollout (Swarm's semantics; the rollout watches it in the background).
     pub monitor: Duration,
     /// A one-shot service others wait for (`service_completed_successfully`):
     /// ready means exited with code 0.
@@ -243,10 +244,24 @@ pub struct HealthGate {
     pub deadline: Duration,
 }
 
-/// Waits until the container is healthy — when it has a healthcheck, from the
-/// compose file or baked into the image — or has kept running for `monitor`
-/// without one. On failure the error carries what the container said last.
-pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<()> {
+/// How a replica proved itself ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// Its healthcheck (from the compose file or baked into the image) passed.
+    Healthy,
+    /// It runs and has no healthcheck: only watching it for a while tells more.
+    Running,
+    /// A one-shot service that exited with code 0.
+    Completed,
+}
+
+/// How often a waiting rollout looks at a container: often enough that a healthy replica is
+/// noticed within a tenth of a second (each look is one small request on the open connection).
+const POLL: Duration = Duration::from_millis(100);
+
+/// Waits until the container is ready, as Swarm counts it: healthy when it has a healthcheck,
+/// running when it has none. On failure the error carries what the container said last.
+pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<Ready> {
     let started = Instant::now();
     loop {
         let info = docker
@@ -261,7 +276,7 @@ pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<(
             {
                 let code = state.exit_code.unwrap_or(-1);
                 if code == 0 {
-                    return Ok(());
+                    return Ok(Ready::Completed);
                 }
                 let tail = last_logs(docker, id, 5).await;
                 bail!(
@@ -274,7 +289,7 @@ pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<(
                     gate.deadline.as_secs()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(POLL).await;
             continue;
         }
         let running = state.running.unwrap_or(false);
@@ -284,9 +299,9 @@ pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<(
             let tail = last_logs(docker, id, 5).await;
             bail!("exited with code {code} before becoming ready{tail}");
         }
-        if let Some(health) = state.health {
-            match health.status.map(|s| s.to_string()).as_deref() {
-                Some("healthy") => return Ok(()),
+        match state.health {
+            Some(health) => match health.status.map(|s| s.to_string()).as_deref() {
+                Some("healthy") => return Ok(Ready::Healthy),
                 Some("unhealthy") => {
                     let probe = health
                         .log
@@ -297,17 +312,62 @@ pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<(
                     bail!("health check failed: {}", probe.trim());
                 }
                 _ => {}
-            }
-        } else if started.elapsed() >= gate.monitor && running && !restarting {
-            return Ok(());
+            },
+            None if running && !restarting => return Ok(Ready::Running),
+            None => {}
         }
         if started.elapsed() >= gate.deadline {
             bail!(
-                "not ready after {}s (health check still starting); raise healthcheck retries or deploy.update_config.monitor",
+                "not ready after {}s (health check still starting); raise the healthcheck's retries or start_period",
                 gate.deadline.as_secs()
             );
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Watches a ready replica for `window`: it fails if it stops running, restarts, or turns
+/// unhealthy within it (update_config.monitor). The error says what happened.
+pub async fn monitor(docker: &Docker, id: &str, window: Duration) -> Result<()> {
+    let started = Instant::now();
+    let mut restarts: Option<i64> = None;
+    loop {
+        let info = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .with_context(|| format!("inspecting container {}", short(id)))?;
+        let count = info.restart_count.unwrap_or(0);
+        let state = info.state.unwrap_or_default();
+        if state.running != Some(true) || state.restarting == Some(true) {
+            let code = state.exit_code.unwrap_or(-1);
+            let tail = last_logs(docker, id, 5).await;
+            bail!(
+                "exited with code {code} {}s after it was ready (within update_config.monitor){tail}",
+                started.elapsed().as_secs()
+            );
+        }
+        if *restarts.get_or_insert(count) != count {
+            bail!("restarted within update_config.monitor");
+        }
+        if let Some(health) = state.health
+            && health.status.map(|s| s.to_string()).as_deref() == Some("unhealthy")
+        {
+            let probe = health
+                .log
+                .unwrap_or_default()
+                .last()
+                .and_then(|r| r.output.clone())
+                .unwrap_or_default();
+            bail!(
+                "turned unhealthy within update_config.monitor: {}",
+                probe.trim()
+            );
+        }
+        let left = window.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Ok(());
+        }
+        tokio::time::sleep(left.min(Duration::from_millis(250))).await;
     }
 }
 

@@ -40,7 +40,7 @@ impl Progress {
     pub fn step(&self, key: &str, message: &str) {
         match &self.mode {
             Mode::Quiet => {}
-            Mode::Lines => eprintln!("{} {key:<24} {message}", timestamp()),
+            Mode::Lines => tell!("{} {key:<24} {message}", timestamp()),
             Mode::Bars(multi) => {
                 let mut bars = self.bars.lock().expect("progress lock");
                 let bar = bars.entry(key.to_string()).or_insert_with(|| {
@@ -80,7 +80,7 @@ impl Progress {
     pub fn note(&self, message: &str) {
         match &self.mode {
             Mode::Quiet => {}
-            Mode::Lines => eprintln!("{} {message}", timestamp()),
+            Mode::Lines => tell!("{} {message}", timestamp()),
             Mode::Bars(multi) => {
                 let _ = multi.println(message);
             }

@@ -9,12 +9,21 @@
 //!
 //! A [`Hook`] lets a load balancer follow the rollout: a replica joins only once
 //! it is ready, and leaves before it is stopped.
+//!
+//! Nothing waits that need not (Swarm's semantics, docs/rollouts.md): a replica counts as
+//! updated once it is ready (healthy, or running without a healthcheck); from then on it is
+//! watched in the background for update_config.monitor, and a failure there counts toward
+//! max_failure_ratio like one at start. With start-first, the replica it replaces leaves every
+//! pool, then drains and stops in the background while the next batch starts; the rollout
+//! still waits for every stop and every watch before it reports.
 
-use super::ops::{self, HealthGate};
+use super::ops::{self, HealthGate, Ready};
 use super::progress::Progress;
 use anyhow::{Result, anyhow};
 use bollard::Docker;
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -143,6 +152,8 @@ pub enum Verdict {
     Degraded(String),
     /// Not attempted because an earlier service failed.
     Skipped,
+    /// Stopped on request (SIGINT, SIGTERM) before its last batch; what was done stays.
+    Interrupted(String),
 }
 
 impl Report {
@@ -177,12 +188,34 @@ pub struct ReplicaRef<'a> {
 
 /// Called by the rollout around each replica's life, and awaited: the rollout
 /// goes on only when the hook returns. `after_ready`: the replica has proven
-/// itself (healthy, or running for `monitor`) and may take traffic.
-/// `before_stop`: the replica is about to be stopped and must take no more.
-/// The ingress (src/ingress) re-renders and reloads every load balancer here.
+/// itself (healthy, or running without a healthcheck) and may take traffic.
+/// `leave`: the replica is about to be stopped and must take no new request;
+/// those already sent to it may take `drain` to finish.
+/// The ingress and the mesh (src/ingress, src/mesh) re-render and reload every load balancer.
 pub trait Hook: Send + Sync {
     fn after_ready<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()>;
-    fn before_stop<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()>;
+    fn leave<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()>;
+    /// How long a replica of `service` that left may still be finishing requests.
+    fn drain(&self, _service: &str) -> Duration {
+        Duration::ZERO
+    }
+    /// `new` joins and `old` leaves, in one change of the pools where the balancer can.
+    fn swap<'a>(&'a self, new: ReplicaRef<'a>, old: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.after_ready(new).await;
+            self.leave(old).await;
+        })
+    }
+    /// Leaves every pool and waits out the drain: after this the replica may be stopped.
+    fn before_stop<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.leave(replica).await;
+            let drain = self.drain(replica.service);
+            if !drain.is_zero() {
+                tokio::time::sleep(drain).await;
+            }
+        })
+    }
 }
 
 /// No load balancer to tell.
@@ -192,7 +225,7 @@ impl Hook for NoHook {
     fn after_ready<'a>(&'a self, _: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
-    fn before_stop<'a>(&'a self, _: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+    fn leave<'a>(&'a self, _: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 }
@@ -240,7 +273,10 @@ pub async fn run_with(
                     .is_some_and(|(_, v)| !matches!(v, Verdict::Done | Verdict::Degraded(_)))
             });
             async move {
-                if blocked {
+                if let Some(signal) = crate::interrupt::requested() {
+                    let why = format!("not started: stopped by {}", crate::interrupt::describe(signal));
+                    (svc.service.as_str(), (Vec::new(), Verdict::Interrupted(why)))
+                } else if blocked {
                     (svc.service.as_str(), (Vec::new(), Verdict::Skipped))
                 } else {
                     (
@@ -264,6 +300,96 @@ pub async fn run_with(
             .push((svc.service.clone(), outcomes, verdict));
     }
     report
+}
+
+/// Work a change leaves to the background, so the next batch need not wait for it.
+#[derive(Default)]
+struct Followup {
+    /// The replica this one replaced (start-first): it has left every pool; it drains, then stops.
+    retire: Option<String>,
+    /// The new replica, to watch for update_config.monitor.
+    watch: Option<String>,
+}
+
+/// Background work of a service's rollout, each item tagged with the index of its outcome.
+type Background<'a> = FuturesUnordered<BoxFuture<'a, (usize, Result<(), String>)>>;
+
+/// What finished in the background while the rollout was busy with something else.
+#[derive(Default)]
+struct Finished {
+    stops: Vec<(usize, Result<(), String>)>,
+    watches: Vec<(usize, Result<(), String>)>,
+}
+
+/// Runs `work` to its end while the background stops and watches go on; returns what it gave
+/// and what finished meanwhile.
+async fn drive<'a, T>(
+    work: impl std::future::Future<Output = T>,
+    stops: &mut Background<'a>,
+    watches: &mut Background<'a>,
+) -> (T, Finished) {
+    let mut work = std::pin::pin!(work);
+    let mut finished = Finished::default();
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = stops.next(), if !stops.is_empty() => finished.stops.push(done),
+            Some(done) = watches.next(), if !watches.is_empty() => finished.watches.push(done),
+            out = &mut work => return (out, finished),
+        }
+    }
+}
+
+/// The running tally of one service's rollout.
+struct Tally {
+    outcomes: Vec<Outcome>,
+    done: Vec<Done>,
+    failures: usize,
+    total: usize,
+    /// Previous replicas that could not be stopped (the slot then runs two until the next `up`).
+    stop_errors: Vec<String>,
+}
+
+impl Tally {
+    /// Takes in what finished in the background.
+    fn absorb(&mut self, svc: &ServiceRollout, finished: Finished, progress: &Progress) {
+        for (i, r) in finished.stops {
+            if let Err(e) = r {
+                let o = &self.outcomes[i];
+                progress.note(&format!(
+                    "{}: stopping the previous replica of {}: {e}",
+                    o.machine,
+                    key(&svc.service, o.slot, &o.machine)
+                ));
+                self.stop_errors
+                    .push(format!("slot {} on {}: {e}", o.slot, o.machine));
+            }
+        }
+        for (i, r) in finished.watches {
+            if let Err(e) = r {
+                let o = &mut self.outcomes[i];
+                progress.finish(
+                    &key(&svc.service, o.slot, &o.machine),
+                    &format!("FAILED: {e}"),
+                );
+                if o.result.is_ok() {
+                    self.failures += 1;
+                }
+                o.result = Err(e);
+            }
+        }
+    }
+
+    /// Whether the failures so far exceed max_failure_ratio; with the reason.
+    fn over_limit(&self, svc: &ServiceRollout) -> Option<String> {
+        let ratio = self.failures as f64 / self.total.max(1) as f64;
+        (self.failures > 0 && ratio > svc.update.max_failure_ratio).then(|| {
+            format!(
+                "{} of {} replicas failed (max_failure_ratio {})",
+                self.failures, self.total, svc.update.max_failure_ratio
+            )
+        })
+    }
 }
 
 async fn run_service(
@@ -292,65 +418,212 @@ async fn run_service(
         batches.push(fresh);
     }
     batches.extend(replacing.chunks(batch).map(<[&Change]>::to_vec));
-    let mut outcomes = Vec::new();
-    let mut done: Vec<Done> = Vec::new();
-    let mut failures = 0usize;
+    let mut tally = Tally {
+        outcomes: Vec::new(),
+        done: Vec::new(),
+        failures: 0,
+        total,
+        stop_errors: Vec::new(),
+    };
+    let mut stops: Background = FuturesUnordered::new();
+    let mut watches: Background = FuturesUnordered::new();
+    let mut stopped_by: Option<Verdict> = None;
     for (i, chunk) in batches.iter().enumerate() {
+        if let Some(signal) = crate::interrupt::requested() {
+            stopped_by = Some(interrupted(signal, &tally));
+            break;
+        }
         if i > 0 && !svc.update.delay.is_zero() {
             progress.note(&format!(
                 "{}: waiting {}s before the next batch",
                 svc.service,
                 svc.update.delay.as_secs()
             ));
-            tokio::time::sleep(svc.update.delay).await;
+            let ((), finished) = drive(
+                tokio::time::sleep(svc.update.delay),
+                &mut stops,
+                &mut watches,
+            )
+            .await;
+            tally.absorb(svc, finished, progress);
         }
-        let results = futures_util::future::join_all(
+        let work = futures_util::future::join_all(
             chunk
                 .iter()
                 .map(|c| apply_change(svc, c, engines, progress, hook)),
-        )
-        .await;
-        for (change, (outcome, record)) in chunk.iter().zip(results) {
+        );
+        let (results, finished) = drive(work, &mut stops, &mut watches).await;
+        tally.absorb(svc, finished, progress);
+        for (change, (outcome, record, followup)) in chunk.iter().zip(results) {
             if outcome.is_err() {
-                failures += 1;
+                tally.failures += 1;
             }
-            outcomes.push(Outcome {
+            let index = tally.outcomes.len();
+            tally.outcomes.push(Outcome {
                 machine: change.machine().to_string(),
                 slot: change.slot(),
                 result: outcome,
             });
-            done.push(record);
-        }
-        let ratio = failures as f64 / total.max(1) as f64;
-        if failures > 0 && ratio > svc.update.max_failure_ratio {
-            let why = format!(
-                "{failures} of {total} replicas failed (max_failure_ratio {})",
-                svc.update.max_failure_ratio
+            tally.done.push(record);
+            follow_up(
+                svc, change, followup, index, engines, progress, hook, &mut stops,
+                &mut watches,
             );
-            match svc.update.failure_action {
-                FailureAction::Continue => {}
-                FailureAction::Pause => return (outcomes, Verdict::Paused(why)),
-                FailureAction::Rollback => {
-                    progress.note(&format!("{}: {why}; rolling back", svc.service));
-                    undo(svc, done, engines, progress, hook).await;
-                    return (outcomes, Verdict::RolledBack(why));
-                }
-            }
+        }
+        if let Some(why) = tally.over_limit(svc)
+            && let Some(v) =
+                fail(svc, why, &mut tally, &mut stops, engines, progress, hook).await
+        {
+            return (tally.outcomes, v);
         }
     }
-    for change in removals {
-        let (outcome, _) = apply_change(svc, change, engines, progress, hook).await;
-        outcomes.push(Outcome {
-            machine: change.machine().to_string(),
-            slot: change.slot(),
-            result: outcome,
-        });
+    if stopped_by.is_none() {
+        // What the file no longer wants goes once the new replicas are up, all at once.
+        let work = futures_util::future::join_all(
+            removals
+                .iter()
+                .map(|c| apply_change(svc, c, engines, progress, hook)),
+        );
+        let (results, finished) = drive(work, &mut stops, &mut watches).await;
+        tally.absorb(svc, finished, progress);
+        for (change, (outcome, _, _)) in removals.iter().zip(results) {
+            tally.outcomes.push(Outcome {
+                machine: change.machine().to_string(),
+                slot: change.slot(),
+                result: outcome,
+            });
+        }
     }
-    if failures > 0 {
-        let why = format!("{failures} of {total} replicas failed");
-        return (outcomes, Verdict::Degraded(why));
+    // Every stop, and every watch that still matters, ends before the report.
+    if stopped_by.is_some() {
+        watches.clear();
     }
-    (outcomes, Verdict::Done)
+    while !stops.is_empty() || !watches.is_empty() {
+        let mut finished = Finished::default();
+        tokio::select! {
+            Some(done) = stops.next(), if !stops.is_empty() => finished.stops.push(done),
+            Some(done) = watches.next(), if !watches.is_empty() => finished.watches.push(done),
+        }
+        tally.absorb(svc, finished, progress);
+        if stopped_by.is_none()
+            && let Some(why) = tally.over_limit(svc)
+            && let Some(v) =
+                fail(svc, why, &mut tally, &mut stops, engines, progress, hook).await
+        {
+            return (tally.outcomes, v);
+        }
+    }
+    if let Some(v) = stopped_by {
+        return (tally.outcomes, v);
+    }
+    if tally.failures > 0 {
+        let why = format!("{} of {total} replicas failed", tally.failures);
+        return (tally.outcomes, Verdict::Degraded(why));
+    }
+    if !tally.stop_errors.is_empty() {
+        let why = format!(
+            "previous replicas still running (the next `hoist up` removes them): {}",
+            tally.stop_errors.join("; ")
+        );
+        return (tally.outcomes, Verdict::Degraded(why));
+    }
+    (tally.outcomes, Verdict::Done)
+}
+
+/// The verdict of a rollout stopped on request before its last batch.
+fn interrupted(signal: i32, tally: &Tally) -> Verdict {
+    let done = tally.outcomes.iter().filter(|o| o.result.is_ok()).count();
+    Verdict::Interrupted(format!(
+        "stopped by {} after {done} of {} changes; run `hoist up` again to finish",
+        crate::interrupt::describe(signal),
+        tally.total
+    ))
+}
+
+/// failure_action, once failures pass max_failure_ratio. `None`: keep going (continue).
+async fn fail<'a>(
+    svc: &'a ServiceRollout,
+    why: String,
+    tally: &mut Tally,
+    stops: &mut Background<'a>,
+    engines: &'a HashMap<String, Docker>,
+    progress: &'a Progress,
+    hook: &'a dyn Hook,
+) -> Option<Verdict> {
+    match svc.update.failure_action {
+        FailureAction::Continue => None,
+        FailureAction::Pause => {
+            wait_stops(svc, tally, stops, progress).await;
+            Some(Verdict::Paused(why))
+        }
+        FailureAction::Rollback => {
+            progress.note(&format!("{}: {why}; rolling back", svc.service));
+            // A previous replica still on its way down must be down before it is started again.
+            wait_stops(svc, tally, stops, progress).await;
+            undo(svc, std::mem::take(&mut tally.done), engines, progress, hook).await;
+            Some(Verdict::RolledBack(why))
+        }
+    }
+}
+
+async fn wait_stops(
+    svc: &ServiceRollout,
+    tally: &mut Tally,
+    stops: &mut Background<'_>,
+    progress: &Progress,
+) {
+    let mut finished = Finished::default();
+    while let Some(done) = stops.next().await {
+        finished.stops.push(done);
+    }
+    tally.absorb(svc, finished, progress);
+}
+
+/// Puts a change's followup in the background: the retired replica drains and stops; the new
+/// one is watched for update_config.monitor.
+#[allow(clippy::too_many_arguments)]
+fn follow_up<'a>(
+    svc: &'a ServiceRollout,
+    change: &'a Change,
+    followup: Followup,
+    index: usize,
+    engines: &'a HashMap<String, Docker>,
+    progress: &'a Progress,
+    hook: &'a dyn Hook,
+    stops: &mut Background<'a>,
+    watches: &mut Background<'a>,
+) {
+    let machine = change.machine();
+    let Some(docker) = engines.get(machine) else {
+        return;
+    };
+    let k = key(&svc.service, change.slot(), machine);
+    if let Some(old) = followup.retire {
+        let k = k.clone();
+        stops.push(Box::pin(async move {
+            let drain = hook.drain(&svc.service);
+            if !drain.is_zero() {
+                tokio::time::sleep(drain).await;
+            }
+            let r = ops::stop(docker, &old, Some(svc.stop_grace))
+                .await
+                .map_err(|e| format!("{e:#}"));
+            if r.is_ok() {
+                progress.finish(&format!("{k} previous"), "stopped, kept for rollback");
+            }
+            (index, r)
+        }));
+    }
+    if let Some(new) = followup.watch
+        && !svc.gate.monitor.is_zero()
+    {
+        watches.push(Box::pin(async move {
+            let r = ops::monitor(docker, &new, svc.gate.monitor)
+                .await
+                .map_err(|e| format!("{e:#}"));
+            (index, r)
+        }));
+    }
 }
 
 fn key(service: &str, slot: u32, machine: &str) -> String {
@@ -363,7 +636,7 @@ async fn apply_change(
     engines: &HashMap<String, Docker>,
     progress: &Progress,
     hook: &dyn Hook,
-) -> (Result<String, String>, Done) {
+) -> (Result<String, String>, Done, Followup) {
     let machine = change.machine();
     let at = |id| ReplicaRef {
         service: &svc.service,
@@ -375,9 +648,9 @@ async fn apply_change(
     let Some(docker) = engines.get(machine) else {
         let e = format!("machine {machine} is not connected");
         progress.finish(&k, &format!("failed: {e}"));
-        return (Err(e), Done::Nothing);
+        return (Err(e), Done::Nothing, Followup::default());
     };
-    let (result, record) = match change {
+    let (result, record, followup) = match change {
         Change::Create {
             name,
             request,
@@ -391,11 +664,17 @@ async fn apply_change(
                 extra_networks,
             };
             match create_and_prove(svc, docker, &new, &k, progress, hook, at("")).await {
-                Ok(id) => (
+                Ok((id, ready)) => (
                     Ok("created".to_string()),
                     Done::Created {
                         machine: machine.into(),
-                        id,
+                        id: id.clone(),
+                    },
+                    // A healthy replica of a new slot has proven itself; one without a
+                    // healthcheck is watched a while, as before it counted as ready.
+                    Followup {
+                        retire: None,
+                        watch: (ready == Ready::Running).then_some(id),
                     },
                 ),
                 Err((e, id)) => (
@@ -405,6 +684,7 @@ async fn apply_change(
                         id,
                     })
                     .unwrap_or(Done::Nothing),
+                    Followup::default(),
                 ),
             }
         }
@@ -412,16 +692,22 @@ async fn apply_change(
             progress.step(&k, "starting");
             let r = async {
                 ops::start(docker, id).await?;
-                ops::wait_ready(docker, id, svc.gate).await?;
+                let ready = ops::wait_ready(docker, id, svc.gate).await?;
                 hook.after_ready(at(id)).await;
-                Ok::<(), anyhow::Error>(())
+                Ok::<Ready, anyhow::Error>(ready)
             }
             .await;
-            (
-                r.map(|_| "started".to_string())
-                    .map_err(|e| format!("{e:#}")),
-                Done::Nothing,
-            )
+            match r {
+                Ok(ready) => (
+                    Ok("started".to_string()),
+                    Done::Nothing,
+                    Followup {
+                        retire: None,
+                        watch: (ready == Ready::Running).then(|| id.clone()),
+                    },
+                ),
+                Err(e) => (Err(format!("{e:#}")), Done::Nothing, Followup::default()),
+            }
         }
         Change::Replace {
             old_id,
@@ -463,6 +749,7 @@ async fn apply_change(
                 r.map(|_| "removed".to_string())
                     .map_err(|e| format!("{e:#}")),
                 Done::Nothing,
+                Followup::default(),
             )
         }
     };
@@ -470,7 +757,7 @@ async fn apply_change(
         Ok(m) => progress.finish(&k, m),
         Err(e) => progress.finish(&k, &format!("FAILED: {e}")),
     }
-    (result, record)
+    (result, record, followup)
 }
 
 /// The container a Create or Replace brings up.
@@ -480,18 +767,15 @@ struct NewReplica<'a> {
     extra_networks: &'a [(String, Value)],
 }
 
-/// Creates, starts and health-gates a new container, then tells the hook it is
-/// ready (`at` names the slot; its id is filled in here). On failure the error
-/// comes with the new container's ID (if it got one) so the caller can clean up.
-async fn create_and_prove(
+/// Creates, starts and waits for a new container to be ready. On failure the error comes with
+/// the new container's ID (if it got one) so the caller can clean up.
+async fn create_and_start(
     svc: &ServiceRollout,
     docker: &Docker,
     new: &NewReplica<'_>,
     k: &str,
     progress: &Progress,
-    hook: &dyn Hook,
-    at: ReplicaRef<'_>,
-) -> Result<String, (String, Option<String>)> {
+) -> Result<(String, Ready), (String, Option<String>)> {
     let id = ops::create(docker, new.name, new.request, new.extra_networks)
         .await
         .map_err(|e| (format!("{e:#}"), None))?;
@@ -504,12 +788,25 @@ async fn create_and_prove(
     }
     progress.step(k, "waiting until ready");
     match ops::wait_ready(docker, &id, svc.gate).await {
-        Ok(()) => {
-            hook.after_ready(ReplicaRef { id: &id, ..at }).await;
-            Ok(id)
-        }
+        Ok(ready) => Ok((id, ready)),
         Err(e) => Err((format!("{e:#}"), Some(id))),
     }
+}
+
+/// [`create_and_start`], then tells the hook the replica is ready (`at` names the slot; its id
+/// is filled in here).
+async fn create_and_prove(
+    svc: &ServiceRollout,
+    docker: &Docker,
+    new: &NewReplica<'_>,
+    k: &str,
+    progress: &Progress,
+    hook: &dyn Hook,
+    at: ReplicaRef<'_>,
+) -> Result<(String, Ready), (String, Option<String>)> {
+    let (id, ready) = create_and_start(svc, docker, new, k, progress).await?;
+    hook.after_ready(ReplicaRef { id: &id, ..at }).await;
+    Ok((id, ready))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -523,7 +820,7 @@ async fn replace(
     progress: &Progress,
     hook: &dyn Hook,
     at: ReplicaRef<'_>,
-) -> (Result<String, String>, Done) {
+) -> (Result<String, String>, Done, Followup) {
     let replaced = |new_id: String| Done::Replaced {
         machine: at.machine.into(),
         old_id: old_id.into(),
@@ -531,31 +828,47 @@ async fn replace(
     };
     if start_first {
         progress.step(k, "starting new replica beside the old (start-first)");
-        match create_and_prove(svc, docker, new, k, progress, hook, at).await {
-            Ok(new_id) => {
-                progress.step(k, "stopping the previous replica");
-                hook.before_stop(ReplicaRef { id: old_id, ..at }).await;
-                if let Err(e) = ops::stop(docker, old_id, Some(svc.stop_grace)).await {
-                    return (Err(format!("{e:#}")), replaced(new_id));
-                }
-                (Ok("replaced (start-first)".into()), replaced(new_id))
+        match create_and_start(svc, docker, new, k, progress).await {
+            Ok((new_id, _)) => {
+                // One change of the pools: the new replica in, the old one out. The old one
+                // drains and stops in the background (see follow_up).
+                hook.swap(
+                    ReplicaRef { id: &new_id, ..at },
+                    ReplicaRef { id: old_id, ..at },
+                )
+                .await;
+                (
+                    Ok("replaced (start-first)".into()),
+                    replaced(new_id.clone()),
+                    Followup {
+                        retire: Some(old_id.to_string()),
+                        watch: Some(new_id),
+                    },
+                )
             }
             Err((e, new_id)) => {
                 // The old replica never stopped: just drop the failed new one.
                 if let Some(id) = new_id {
                     let _ = ops::remove(docker, &id).await;
                 }
-                (Err(e), Done::Nothing)
+                (Err(e), Done::Nothing, Followup::default())
             }
         }
     } else {
         progress.step(k, "stopping the previous replica (stop-first)");
         hook.before_stop(ReplicaRef { id: old_id, ..at }).await;
         if let Err(e) = ops::stop(docker, old_id, Some(svc.stop_grace)).await {
-            return (Err(format!("{e:#}")), Done::Nothing);
+            return (Err(format!("{e:#}")), Done::Nothing, Followup::default());
         }
         match create_and_prove(svc, docker, new, k, progress, hook, at).await {
-            Ok(new_id) => (Ok("replaced (stop-first)".into()), replaced(new_id)),
+            Ok((new_id, _)) => (
+                Ok("replaced (stop-first)".into()),
+                replaced(new_id.clone()),
+                Followup {
+                    retire: None,
+                    watch: Some(new_id),
+                },
+            ),
             Err((e, new_id)) => {
                 // Bring the old replica straight back; the service-level
                 // rollback then has nothing left to do for this slot.
@@ -565,7 +878,7 @@ async fn replace(
                 if ops::start(docker, old_id).await.is_ok() {
                     hook.after_ready(ReplicaRef { id: old_id, ..at }).await;
                 }
-                (Err(e), Done::Nothing)
+                (Err(e), Done::Nothing, Followup::default())
             }
         }
     }
@@ -613,8 +926,12 @@ async fn undo(
                             .ok_or_else(|| anyhow!("{machine} not connected"))?;
                         ops::start(docker, old_id).await?;
                         ops::wait_ready(docker, old_id, svc.gate).await?;
-                        hook.after_ready(replica(svc, machine, old_id)).await;
-                        hook.before_stop(replica(svc, machine, new_id)).await;
+                        hook.swap(
+                            replica(svc, machine, old_id),
+                            replica(svc, machine, new_id),
+                        )
+                        .await;
+                        tokio::time::sleep(hook.drain(&svc.service)).await;
                         ops::stop(docker, new_id, Some(svc.stop_grace)).await?;
                         ops::remove(docker, new_id).await
                     }

@@ -38,7 +38,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: DownArgs) ->
             "Delete the named volumes of project {project} and all their data?"
         ))?
     {
-        eprintln!("hoist: nothing removed");
+        tell!("hoist: nothing removed");
         return Ok(ExitCode::from(1));
     }
     let fleet = super::load_fleet(global)?;
@@ -107,11 +107,11 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: DownArgs) ->
                 } else {
                     String::new()
                 };
-                eprintln!("{m}: removed {c} containers, {n} networks{vols}");
+                tell!("{m}: removed {c} containers, {n} networks{vols}");
             }
             Err(e) => {
                 failed = true;
-                eprintln!("hoist: {e}");
+                tell!("hoist: {e}");
             }
         }
     }

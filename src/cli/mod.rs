@@ -82,15 +82,37 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The verbs that change the fleet must not die halfway: output nobody reads any more (a
+    // closed pipe or terminal) is dropped instead of killing the process, and a first SIGINT or
+    // SIGTERM asks them to stop at the next safe point (see crate::interrupt).
+    let changes_fleet = matches!(
+        cli.command,
+        Command::Up(_) | Command::Down(_) | Command::Rollback(_) | Command::Watch(_)
+    );
+    if changes_fleet {
+        // SAFETY: setting signal dispositions before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        }
+    }
     let result = runtime.block_on(async {
-        // Ctrl-C or SIGTERM ends the verb's future, so every ssh master and socket
-        // folder is cleaned up on the way out; the exit code says we were stopped.
+        // Ctrl-C or SIGTERM: a verb that changes the fleet is asked to stop at its next safe
+        // point and ends at once only on a second signal; any other verb ends at once. Either
+        // way the verb's future is dropped on the way out, so every ssh master and socket
+        // folder is cleaned up; the exit code says we were stopped.
         let stopped = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            let first = next_signal(&mut term).await;
+            if !changes_fleet {
+                return first;
             }
+            crate::interrupt::request(first);
+            tell!(
+                "hoist: {} received: no new batch will start; the one under way finishes (or is undone) and the lock is released. Send it again to abort at once.",
+                crate::interrupt::describe(first)
+            );
+            next_signal(&mut term).await
         };
         let verb = async {
             match cli.command {
@@ -118,19 +140,46 @@ pub fn main() -> ExitCode {
             }
         };
         tokio::select! {
-            r = verb => r,
-            _ = stopped => {
-                eprintln!("hoist: stopped");
-                Ok(ExitCode::from(130))
+            r = verb => match (r, crate::interrupt::requested()) {
+                // Stopped on request at a safe point: the exit code says so, whatever the
+                // verb made of the rest.
+                (Ok(_), Some(signal)) => {
+                    tell!("hoist: stopped ({})", crate::interrupt::describe(signal));
+                    Ok(ExitCode::from(crate::interrupt::exit_code(signal)))
+                }
+                (r, _) => r,
+            },
+            signal = stopped => {
+                if changes_fleet {
+                    tell!("hoist: aborted by a second signal; the deploy lock may remain (`hoist unlock` clears it)");
+                } else {
+                    tell!("hoist: stopped");
+                }
+                Ok(ExitCode::from(crate::interrupt::exit_code(signal)))
             }
         }
     });
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hoist: {e:#}");
+            tell!("hoist: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The next SIGINT or SIGTERM (without a SIGTERM handler, only SIGINT).
+async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) -> i32 {
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => libc::SIGINT,
+        _ = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        } => libc::SIGTERM,
     }
 }
 
@@ -146,7 +195,7 @@ pub fn load_project(args: &project_args::ProjectArgs) -> anyhow::Result<crate::m
     let opts = args.load_options()?;
     let loaded = crate::load::load(&opts)?;
     for w in &loaded.warnings {
-        eprintln!("hoist: warning: {w}");
+        tell!("hoist: warning: {w}");
     }
     Ok(loaded.project)
 }
@@ -166,7 +215,7 @@ pub fn confirm(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         anyhow::bail!("{question} — no terminal to ask on; pass --yes to go ahead");
     }
-    eprint!("{question} [y/N] ");
+    tell_raw!("{question} [y/N] ");
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;

@@ -106,7 +106,7 @@ async fn rollback(
     }
     if swaps.is_empty() {
         held.release().await;
-        eprintln!("hoist: no previous release to roll back to");
+        tell!("hoist: no previous release to roll back to");
         return Ok(ExitCode::from(1));
     }
     // The ingress and the mesh (if any) follow the swaps: a replica leaves them before it
@@ -136,13 +136,13 @@ async fn rollback(
     }
     held.release().await;
     if failed > 0 {
-        eprintln!(
+        tell!(
             "hoist: {failed} of {} slots could not be rolled back; they stay on their current release",
             swaps.len()
         );
         return Ok(ExitCode::from(1));
     }
-    eprintln!("rolled back {} slots", swaps.len());
+    tell!("rolled back {} slots", swaps.len());
     Ok(ExitCode::SUCCESS)
 }
 

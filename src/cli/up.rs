@@ -100,17 +100,17 @@ async fn plan_and_apply(
     };
     let planned = pipeline::plan(project, fleet, conns, &built, local.as_ref()).await?;
     for w in &planned.warnings {
-        eprintln!("warning: {w}");
+        tell!("warning: {w}");
     }
     if !args.json {
-        eprint!("{}", planned.plan.render_text());
+        tell_raw!("{}", planned.plan.render_text());
     }
     let balancers =
         pipeline::apply::Balancers::for_project(project, &planned.resolved, fleet, engines)?;
     if let Some(mesh) = &balancers.mesh {
         let lines = mesh.plan_lines(&planned.plan).await;
         if !args.json && !lines.is_empty() {
-            eprintln!(
+            tell!(
                 "mesh (service names across machines):\n  {}\n",
                 lines.join("\n  ")
             );
@@ -129,7 +129,7 @@ async fn plan_and_apply(
         let pruned =
             pipeline::apply::prune_previous(&planned.observed, &planned.previous, engines).await;
         if args.json {
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({"schema": 1, "plan": serde_json::from_str::<serde_json::Value>(&planned.plan.to_json())?, "ok": true, "pruned": pruned})
             );
@@ -137,7 +137,7 @@ async fn plan_and_apply(
         return Ok(ExitCode::SUCCESS);
     }
     if !args.yes && !super::confirm("Apply this plan?")? {
-        eprintln!("hoist: nothing changed");
+        tell!("hoist: nothing changed");
         return Ok(ExitCode::from(1));
     }
     let pipeline::apply::Applied {
@@ -158,6 +158,7 @@ async fn plan_and_apply(
                 format!("{service}: done with failures (failure_action: continue): {why}")
             }
             Verdict::Skipped => format!("{service}: skipped (an earlier service failed)"),
+            Verdict::Interrupted(why) => format!("{service}: {why}"),
         };
         if *verdict != Verdict::Done {
             failed.push(line.clone());
@@ -181,7 +182,7 @@ async fn plan_and_apply(
                 })
             })
             .collect();
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "schema": 1, "release": release, "ok": report.ok(), "shipped": shipped,
@@ -191,11 +192,11 @@ async fn plan_and_apply(
         );
     }
     if report.ok() {
-        eprintln!("deployed release {release}");
+        tell!("deployed release {release}");
         Ok(ExitCode::SUCCESS)
     } else {
         for f in failed {
-            eprintln!("hoist: {f}");
+            tell!("hoist: {f}");
         }
         Ok(ExitCode::from(1))
     }

@@ -199,21 +199,41 @@ impl Hook for Ingress {
     fn after_ready<'a>(&'a self, _replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Err(e) = self.sync().await {
-                eprintln!("hoist: warning: updating the ingress: {e:#}");
+                tell!("hoist: warning: updating the ingress: {e:#}");
             }
         })
     }
 
-    fn before_stop<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+    fn leave<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Ok(mut d) = self.draining.lock() {
                 d.insert(replica.id.to_string());
             }
             if let Err(e) = self.sync().await {
-                eprintln!("hoist: warning: draining {}: {e:#}", replica.service);
+                tell!("hoist: warning: draining {}: {e:#}", replica.service);
             }
-            // Requests the ingresses sent before the reload finish on the old replica.
-            tokio::time::sleep(self.spec.drain).await;
+        })
+    }
+
+    /// Requests the ingresses sent before the reload finish on the old replica.
+    fn drain(&self, service: &str) -> Duration {
+        if self.spec.routes.iter().any(|r| r.service == service) {
+            self.spec.drain
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// One reload: the pool is read from what runs, so the new replica (ready now) is in it
+    /// and the old one, marked draining first, is out.
+    fn swap<'a>(&'a self, _new: ReplicaRef<'a>, old: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Ok(mut d) = self.draining.lock() {
+                d.insert(old.id.to_string());
+            }
+            if let Err(e) = self.sync().await {
+                tell!("hoist: warning: updating the ingress: {e:#}");
+            }
         })
     }
 }

@@ -529,12 +529,12 @@ impl Hook for Mesh {
     fn after_ready<'a>(&'a self, _replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Err(e) = self.sync().await {
-                eprintln!("hoist: warning: updating the mesh: {e:#}");
+                tell!("hoist: warning: updating the mesh: {e:#}");
             }
         })
     }
 
-    fn before_stop<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+    fn leave<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if !self.carries(replica.service) {
                 return;
@@ -543,12 +543,34 @@ impl Hook for Mesh {
                 d.insert(replica.id.to_string());
             }
             if let Err(e) = self.sync().await {
-                eprintln!(
+                tell!(
                     "hoist: warning: draining {} from the mesh: {e:#}",
                     replica.service
                 );
             }
-            tokio::time::sleep(DRAIN).await;
+        })
+    }
+
+    fn drain(&self, service: &str) -> Duration {
+        if self.carries(service) {
+            DRAIN
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// One reload per proxy: the new replica (ready now) in, the old one (marked draining) out.
+    fn swap<'a>(&'a self, new: ReplicaRef<'a>, old: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if !self.carries(new.service) {
+                return;
+            }
+            if let Ok(mut d) = self.draining.lock() {
+                d.insert(old.id.to_string());
+            }
+            if let Err(e) = self.sync().await {
+                tell!("hoist: warning: updating the mesh: {e:#}");
+            }
         })
     }
 }

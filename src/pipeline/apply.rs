@@ -98,16 +98,38 @@ impl Hook for Balancers {
         })
     }
 
-    fn before_stop<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+    fn leave<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let ingress = async {
                 if let Some(i) = &self.ingress {
-                    i.before_stop(replica).await;
+                    i.leave(replica).await;
                 }
             };
             let mesh = async {
                 if let Some(m) = &self.mesh {
-                    m.before_stop(replica).await;
+                    m.leave(replica).await;
+                }
+            };
+            tokio::join!(ingress, mesh);
+        })
+    }
+
+    fn drain(&self, service: &str) -> std::time::Duration {
+        let ingress = self.ingress.as_ref().map(|i| i.drain(service));
+        let mesh = self.mesh.as_ref().map(|m| m.drain(service));
+        ingress.into_iter().chain(mesh).max().unwrap_or_default()
+    }
+
+    fn swap<'a>(&'a self, new: ReplicaRef<'a>, old: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let ingress = async {
+                if let Some(i) = &self.ingress {
+                    i.swap(new, old).await;
+                }
+            };
+            let mesh = async {
+                if let Some(m) = &self.mesh {
+                    m.swap(new, old).await;
                 }
             };
             tokio::join!(ingress, mesh);

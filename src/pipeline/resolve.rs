@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Swarm's default: a replica with no healthcheck must keep running this long.
+/// The restart policy of a long-running service whose file sets none.
+pub const DEFAULT_RESTART: &str = "unless-stopped";
 const DEFAULT_MONITOR: Duration = Duration::from_secs(5);
 /// How long a new replica may take to turn healthy when the compose file does not
 /// say (its image may have a healthcheck hoist cannot see from here).
@@ -208,6 +210,17 @@ fn resolve_service(
         "/",
     )?)
     .collect::<Vec<_>>();
+    // Replicas must come back after a reboot with no hoist running (docs/rollouts.md): with no
+    // restart policy in the file, a long-running service gets `unless-stopped` — it survives
+    // engine restarts, and the previous releases hoist stopped stay stopped. A one-shot service
+    // (others wait for it to complete) keeps Compose's "no", or it would run again and again.
+    if svc.restart.is_none()
+        && deploy.restart_policy.is_none()
+        && !completes(project, name)
+        && let Some(obj) = json.as_object_mut()
+    {
+        obj.insert("restart".into(), json!(DEFAULT_RESTART));
+    }
     let mut spec = container_spec(svc, &json, &image, volumes, &files)?;
     if let Some(id) = built_id {
         spec.set(attr::IMAGE_ID, id.as_str());
@@ -525,7 +538,7 @@ fn container_spec(
     }
     let restart = match svc.deploy.as_ref().and_then(|d| d.restart_policy.as_ref()) {
         Some(rp) => Some(serde_json::to_value(rp)?),
-        None => svc.restart.clone().map(Value::String),
+        None => json.get("restart").filter(|r| r.is_string()).cloned(),
     };
     if let Some(r) = restart {
         spec.set("restart", r);

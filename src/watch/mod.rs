@@ -51,7 +51,7 @@ pub fn log(message: &str) {
         .unwrap_or_default();
     let stamp = crate::apply::time::rfc3339(now.as_secs());
     let stamp = stamp.trim_end_matches('Z');
-    eprintln!("{stamp}.{:03}Z {message}", now.subsec_millis());
+    tell!("{stamp}.{:03}Z {message}", now.subsec_millis());
 }
 
 /// Runs the loop on `conns` (connected to `fleet`) until stopped or `opts.rounds` are done.
@@ -283,7 +283,15 @@ pub async fn run(
         if opts.rounds.is_some_and(|n| round >= n) {
             return Ok(());
         }
-        tokio::time::sleep_until((began + opts.interval).into()).await;
+        // A stop request (SIGINT, SIGTERM) ends the loop between rounds; one that comes during
+        // a round lets its rollout finish the batch under way first.
+        tokio::select! {
+            _ = tokio::time::sleep_until((began + opts.interval).into()) => {}
+            _ = crate::interrupt::wait() => {}
+        }
+        if crate::interrupt::requested().is_some() {
+            return Ok(());
+        }
     }
 }
 
@@ -513,6 +521,7 @@ async fn apply(
                         }
                         Verdict::Paused(why) => format!("{service}: FAILED, paused: {why}"),
                         Verdict::Degraded(why) => format!("{service}: done with failures: {why}"),
+                        Verdict::Interrupted(why) => format!("{service}: {why}"),
                         Verdict::Skipped => {
                             format!("{service}: skipped (an earlier service failed)")
                         }

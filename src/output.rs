@@ -1,0 +1,36 @@
+//! Writing to stdout and stderr without ever dying of it.
+//!
+//! `println!` and `eprintln!` panic when the write fails, and a closed pipe (`hoist up | head -1`)
+//! or a closed terminal makes every later write fail. A deploy must never stop halfway because
+//! nobody reads its output any more, so the verbs that change the fleet write through these
+//! macros, which drop what cannot be written. (Those verbs also ignore SIGPIPE and SIGHUP; see
+//! `cli::main`.)
+
+/// Like `println!`, but a failed write is ignored.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Like `eprintln!`, but a failed write is ignored.
+#[macro_export]
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// Like `eprint!` (no newline), but a failed write is ignored.
+#[macro_export]
+macro_rules! tell_raw {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let mut err = ::std::io::stderr().lock();
+        let _ = ::std::write!(err, $($arg)*);
+        let _ = err.flush();
+    }};
+}
