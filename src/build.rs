@@ -105,11 +105,81 @@ pub async fn build(
     }
 }
 
-/// The build context as a tar, without what `.dockerignore` excludes.
-fn context_tar(dir: &Path, inline: Option<&str>) -> Result<Vec<u8>> {
+/// What a build of `service` depends on, as one digest (`sha256:…`): every file of its context
+/// that `.dockerignore` lets through (path, kind, executable bit and content — not times, so a
+/// fresh checkout of the same commit gives the same digest), the Dockerfile's name or inline
+/// text, the build args and the target. `plan` compares it with the digest recorded on the
+/// running replicas to know that `up` will build something new, without building.
+pub fn context_digest(service: &str, build: &Build) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    let context = PathBuf::from(&build.context);
+    if !context.is_dir() {
+        bail!(
+            "services.{service}.build.context: {} is not a folder",
+            context.display()
+        );
+    }
+    let mut h = Sha256::new();
+    let mut field = |tag: &str, bytes: &[u8]| {
+        h.update(tag.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    let mut files = context_files(&context).with_context(|| {
+        format!(
+            "services.{service}.build: reading the context {}",
+            context.display()
+        )
+    })?;
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    for (path, rel) in &files {
+        let meta = std::fs::symlink_metadata(path)
+            .with_context(|| format!("services.{service}.build: {}", path.display()))?;
+        field("path", rel.as_bytes());
+        if meta.is_symlink() {
+            let target = std::fs::read_link(path)?;
+            field("link", target.to_string_lossy().as_bytes());
+        } else if meta.is_dir() {
+            field("dir", b"");
+        } else {
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            field("mode", if exec { b"x" } else { b"-" });
+            let content = std::fs::read(path)
+                .with_context(|| format!("services.{service}.build: reading {}", path.display()))?;
+            field("file", &content);
+        }
+    }
+    field(
+        "dockerfile",
+        build
+            .dockerfile
+            .as_deref()
+            .unwrap_or("Dockerfile")
+            .as_bytes(),
+    );
+    if let Some(text) = &build.dockerfile_inline {
+        field("inline", text.as_bytes());
+    }
+    for (k, v) in &build.args {
+        let v = v
+            .clone()
+            .or_else(|| std::env::var(k).ok())
+            .unwrap_or_default();
+        field("arg", format!("{k}={v}").as_bytes());
+    }
+    field(
+        "target",
+        build.target.as_deref().unwrap_or_default().as_bytes(),
+    );
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sha256:{hex}"))
+}
+
+/// The files and folders of a context that `.dockerignore` lets through: (path, path relative
+/// to the context with `/` separators), folders before what they hold.
+fn context_files(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
     let ignore = read_dockerignore(dir);
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
     let mut stack = vec![dir.to_path_buf()];
     let mut files = Vec::new();
     while let Some(d) = stack.pop() {
@@ -128,7 +198,14 @@ fn context_tar(dir: &Path, inline: Option<&str>) -> Result<Vec<u8>> {
             files.push((path, rel));
         }
     }
-    for (path, rel) in files {
+    Ok(files)
+}
+
+/// The build context as a tar, without what `.dockerignore` excludes.
+fn context_tar(dir: &Path, inline: Option<&str>) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    for (path, rel) in context_files(dir)? {
         builder.append_path_with_name(&path, &rel)?;
     }
     if let Some(text) = inline {

@@ -590,7 +590,11 @@ fn restart_policy(s: &Map<String, Value>) -> Result<Option<Value>> {
     Ok(match s.get("restart").and_then(Value::as_str) {
         Some(r) => {
             let (name, count) = r.split_once(':').unwrap_or((r, ""));
-            let name = if name == "always" { "unless-stopped" } else { name };
+            let name = if name == "always" {
+                "unless-stopped"
+            } else {
+                name
+            };
             let mut v = json!({"Name": name});
             if let Ok(n) = count.parse::<i64>() {
                 v["MaximumRetryCount"] = json!(n);

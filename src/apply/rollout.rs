@@ -274,8 +274,14 @@ pub async fn run_with(
             });
             async move {
                 if let Some(signal) = crate::interrupt::requested() {
-                    let why = format!("not started: stopped by {}", crate::interrupt::describe(signal));
-                    (svc.service.as_str(), (Vec::new(), Verdict::Interrupted(why)))
+                    let why = format!(
+                        "not started: stopped by {}",
+                        crate::interrupt::describe(signal)
+                    );
+                    (
+                        svc.service.as_str(),
+                        (Vec::new(), Verdict::Interrupted(why)),
+                    )
                 } else if blocked {
                     (svc.service.as_str(), (Vec::new(), Verdict::Skipped))
                 } else {
@@ -466,13 +472,19 @@ async fn run_service(
             });
             tally.done.push(record);
             follow_up(
-                svc, change, followup, index, engines, progress, hook, &mut stops,
+                svc,
+                change,
+                followup,
+                index,
+                engines,
+                progress,
+                hook,
+                &mut stops,
                 &mut watches,
             );
         }
         if let Some(why) = tally.over_limit(svc)
-            && let Some(v) =
-                fail(svc, why, &mut tally, &mut stops, engines, progress, hook).await
+            && let Some(v) = fail(svc, why, &mut tally, &mut stops, engines, progress, hook).await
         {
             return (tally.outcomes, v);
         }
@@ -507,8 +519,7 @@ async fn run_service(
         tally.absorb(svc, finished, progress);
         if stopped_by.is_none()
             && let Some(why) = tally.over_limit(svc)
-            && let Some(v) =
-                fail(svc, why, &mut tally, &mut stops, engines, progress, hook).await
+            && let Some(v) = fail(svc, why, &mut tally, &mut stops, engines, progress, hook).await
         {
             return (tally.outcomes, v);
         }
@@ -560,7 +571,14 @@ async fn fail<'a>(
             progress.note(&format!("{}: {why}; rolling back", svc.service));
             // A previous replica still on its way down must be down before it is started again.
             wait_stops(svc, tally, stops, progress).await;
-            undo(svc, std::mem::take(&mut tally.done), engines, progress, hook).await;
+            undo(
+                svc,
+                std::mem::take(&mut tally.done),
+                engines,
+                progress,
+                hook,
+            )
+            .await;
             Some(Verdict::RolledBack(why))
         }
     }
@@ -926,11 +944,8 @@ async fn undo(
                             .ok_or_else(|| anyhow!("{machine} not connected"))?;
                         ops::start(docker, old_id).await?;
                         ops::wait_ready(docker, old_id, svc.gate).await?;
-                        hook.swap(
-                            replica(svc, machine, old_id),
-                            replica(svc, machine, new_id),
-                        )
-                        .await;
+                        hook.swap(replica(svc, machine, old_id), replica(svc, machine, new_id))
+                            .await;
                         tokio::time::sleep(hook.drain(&svc.service)).await;
                         ops::stop(docker, new_id, Some(svc.stop_grace)).await?;
                         ops::remove(docker, new_id).await

@@ -42,6 +42,15 @@ pub async fn run(
         &Progress::new(args.json),
     )
     .await?;
+    // Only what was built: service → image ID.
+    let built: std::collections::BTreeMap<&String, &String> = built
+        .iter()
+        .filter(|(name, _)| {
+            project.services[*name].build.is_some()
+                && (args.services.is_empty() || args.services.contains(*name))
+        })
+        .filter_map(|(name, image)| image.id.as_ref().map(|id| (name, id)))
+        .collect();
     if args.json {
         println!(
             "{}",

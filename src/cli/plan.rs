@@ -29,8 +29,10 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let local = pipeline::local::engine().await;
-    let built = pipeline::local::built_ids(local.as_ref(), &project).await;
-    let planned = pipeline::plan(&project, &fleet, &conns, &built, local.as_ref()).await;
+    let planned = match pipeline::local::local_images(local.as_ref(), &project).await {
+        Ok(images) => pipeline::plan(&project, &fleet, &conns, &images, local.as_ref()).await,
+        Err(e) => Err(e),
+    };
     // The mesh's own changes: proxies to start or remove, and who follows what.
     let mesh_lines = match &planned {
         Ok(p) => {

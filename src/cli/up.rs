@@ -87,7 +87,7 @@ async fn plan_and_apply(
     let progress = Progress::new(false);
     let local = pipeline::local::engine().await;
     let built = if args.no_build {
-        pipeline::local::built_ids(local.as_ref(), project).await
+        pipeline::local::local_images(local.as_ref(), project).await?
     } else {
         pipeline::local::build_all(
             local.as_ref(),

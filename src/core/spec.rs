@@ -19,6 +19,9 @@ pub mod attr {
     /// Manifest digest (`sha256:…`) a registry tag was resolved to for this deploy: every
     /// machine pulls and runs exactly these bits, whatever the tag points at later.
     pub const IMAGE_DIGEST: &str = "image_digest";
+    /// Digest of what a `build:` service's build reads (context files, Dockerfile, args,
+    /// target): it changes before the image is rebuilt, so `plan` knows `up` will build anew.
+    pub const BUILD_CONTEXT: &str = "build_context";
     /// Array of strings.
     pub const COMMAND: &str = "command";
     /// Array of strings.
@@ -66,6 +69,7 @@ const RANKED: &[(&str, Disclosure)] = &[
     (attr::IMAGE, Disclosure::Values),
     (attr::IMAGE_ID, Disclosure::Values),
     (attr::IMAGE_DIGEST, Disclosure::Values),
+    (attr::BUILD_CONTEXT, Disclosure::Values),
     (attr::COMMAND, Disclosure::NameOnly),
     (attr::ENTRYPOINT, Disclosure::NameOnly),
     (attr::ENVIRONMENT, Disclosure::KeysOnly),
@@ -194,6 +198,28 @@ impl ContainerSpec {
                     pinned(after, digests.1)
                 )),
                 attr::IMAGE_DIGEST if old.get(attr::IMAGE) != self.get(attr::IMAGE) => {}
+                // The same tag, another image: built (or loaded) again on this computer.
+                attr::IMAGE_ID if old.get(attr::IMAGE) == self.get(attr::IMAGE) => {
+                    let image = self.get(attr::IMAGE).map(shown).unwrap_or_default();
+                    reasons.push(match before {
+                        Some(b) => format!(
+                            "image {image} rebuilt: {} → {}",
+                            short_id(Some(b)),
+                            short_id(after)
+                        ),
+                        None => format!("image {image} is now the local build {}", short_id(after)),
+                    });
+                }
+                // Told with the image ID when both changed: a new context built a new image.
+                attr::BUILD_CONTEXT if old.get(attr::IMAGE_ID) != self.get(attr::IMAGE_ID) => {}
+                attr::BUILD_CONTEXT => {
+                    let image = self.get(attr::IMAGE).map(shown).unwrap_or_default();
+                    reasons.push(format!(
+                        "image {image} will be rebuilt: its build context changed ({} → {})",
+                        short_id(before),
+                        short_id(after)
+                    ));
+                }
                 attr::IMAGE_DIGEST => {
                     let image = self.get(attr::IMAGE).map(shown).unwrap_or_default();
                     reasons.push(match digests {
@@ -430,7 +456,7 @@ mod tests {
             .with("image_id", format!("sha256:{}", "b".repeat(64)));
         assert_eq!(
             new.changes_from(&old),
-            ["image ID sha256:aaaaaaaaaaaa → sha256:bbbbbbbbbbbb"]
+            ["image app:latest rebuilt: sha256:aaaaaaaaaaaa → sha256:bbbbbbbbbbbb"]
         );
     }
 

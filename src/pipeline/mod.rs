@@ -143,7 +143,8 @@ pub struct Inputs {
 }
 
 /// Computes the plan for `project` on `fleet` from what `conns` observe.
-/// `built`: service → local image ID for services built here. Registry tags are resolved
+/// `local`: what the local engine says of the services' images (`local::local_images`, or
+/// `local::build_all` after building). Registry tags are resolved
 /// to digests here (`pin::resolve`, asking the machines; `local` tells which images exist
 /// only locally), after observing, so an unreachable registry can fall back to the digests
 /// that run. Replica counts the autoscaler recorded on the machines (`hoist watch`) are
@@ -152,7 +153,7 @@ pub async fn plan(
     project: &Project,
     fleet: &Fleet,
     conns: &Connections,
-    built: &BTreeMap<String, String>,
+    images: &local::LocalImages,
     local: Option<&bollard::Docker>,
 ) -> Result<Planned> {
     let observation = observe::observe(conns, &project.name).await;
@@ -167,7 +168,7 @@ pub async fn plan(
         project,
         fleet,
         conns,
-        built,
+        images,
         &resolution.pins,
         &observation,
         &inputs,
@@ -181,12 +182,14 @@ pub fn plan_observed(
     project: &Project,
     fleet: &Fleet,
     conns: &Connections,
-    built: &BTreeMap<String, String>,
+    images: &local::LocalImages,
     pins: &pin::Pins,
     observation: &Observation,
     inputs: &Inputs,
 ) -> Result<Planned> {
-    let mut resolved = resolve::resolve(project, built, pins, fleet.mesh.as_ref())?;
+    let mut images = images.clone();
+    local::keep_running_ids(project, observation, &mut images);
+    let mut resolved = resolve::resolve(project, &images, pins, fleet.mesh.as_ref())?;
     for w in &mut resolved.workloads {
         if let (Mode::Replicated(_), Some(n)) = (w.mode, inputs.replicas.get(&w.service)) {
             w.mode = Mode::Replicated(*n);

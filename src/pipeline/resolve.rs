@@ -62,13 +62,14 @@ pub struct Resolved {
 }
 
 /// Resolves every service of `project`; all refusals are reported together.
-/// `built` gives the local image ID of each service built here (`build:`), which
-/// enters its spec: a rebuild under the same tag is a change.
+/// `local` gives the local image ID of each service built here (`build:`) or whose image
+/// exists only locally, and the digest of each build's context; both enter its spec: a
+/// rebuild under the same tag is a change (see `local::LocalImage`).
 /// `pins` gives the digest each service's registry tag resolved to for this deploy
 /// (`pin::resolve`): it enters the spec, and machines pull and run that digest.
 pub fn resolve(
     project: &Project,
-    built: &BTreeMap<String, String>,
+    local: &super::local::LocalImages,
     pins: &super::pin::Pins,
     fleet_mesh: Option<&crate::inventory::FleetMesh>,
 ) -> Result<Resolved> {
@@ -112,7 +113,7 @@ pub fn resolve(
             .and_then(|m| m.services.get(name))
             .map(|m| m.ports.as_slice());
         let settled = Settled {
-            built_id: built.get(name),
+            local: local.get(name),
             pinned: pins.get(name),
             meshed,
         };
@@ -141,8 +142,8 @@ pub fn resolve(
 /// What this deploy settled for one service beyond its compose definition.
 #[derive(Clone, Copy)]
 struct Settled<'a> {
-    /// The image ID built here for it.
-    built_id: Option<&'a String>,
+    /// What the local engine says of its image (see `local::LocalImage`).
+    local: Option<&'a super::local::LocalImage>,
     /// The digest its registry tag resolved to.
     pinned: Option<&'a String>,
     /// The ports the mesh forwards to, when it is meshed.
@@ -158,7 +159,7 @@ fn resolve_service(
     settled: Settled<'_>,
 ) -> Result<(Workload, ServiceSpec)> {
     let Settled {
-        built_id,
+        local,
         pinned,
         meshed,
     } = settled;
@@ -222,8 +223,13 @@ fn resolve_service(
         obj.insert("restart".into(), json!(DEFAULT_RESTART));
     }
     let mut spec = container_spec(svc, &json, &image, volumes, &files)?;
-    if let Some(id) = built_id {
-        spec.set(attr::IMAGE_ID, id.as_str());
+    if let Some(local) = local {
+        if let Some(id) = &local.id {
+            spec.set(attr::IMAGE_ID, id.as_str());
+        }
+        if let Some(context) = &local.context {
+            spec.set(attr::BUILD_CONTEXT, context.as_str());
+        }
     }
     // A tag resolved for this deploy: the spec keeps the tag as written plus the
     // digest; the machines pull, and the containers are created from, the digest.

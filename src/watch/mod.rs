@@ -63,7 +63,11 @@ pub async fn run(
 ) -> Result<()> {
     let policies = autoscale::policies(project)?;
     let local = pipeline::local::engine().await;
-    let built = pipeline::local::built_ids(local.as_ref(), project).await;
+    // What the local engine says of the images, as at the start; where it cannot say (no
+    // local copy, no build context here), what runs is kept (see local::keep_running_ids).
+    let built = pipeline::local::local_images(local.as_ref(), project)
+        .await
+        .unwrap_or_default();
     let start = Instant::now();
     let mut machines = heal::Machines::new(
         fleet.machines.iter().map(|m| m.name.as_str()),

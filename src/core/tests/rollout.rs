@@ -100,6 +100,48 @@ web
 ",
         },
         Case {
+            name: "build context edited: up will build anew, so plan replaces",
+            machines: two(),
+            workloads: vec![
+                svc("web", "shop-web")
+                    .attr("image_id", json!(format!("sha256:{}", "a".repeat(64))))
+                    .attr("build_context", json!(format!("sha256:{}", "d".repeat(64)))),
+            ],
+            observed: up(&svc("web", "shop-web")
+                .attr("image_id", json!(format!("sha256:{}", "a".repeat(64))))
+                .attr("build_context", json!(format!("sha256:{}", "c".repeat(64)))))
+            .0,
+            want: "
+web
+  m1
+    ~ replace web.1 (start-first: hoist's default when update_config.order is unset)
+        image shop-web will be rebuilt: its build context changed (sha256:cccccccccccc → sha256:dddddddddddd)
+
+0 to create, 1 to replace, 0 to remove, 0 unchanged, across 2 machines
+",
+        },
+        Case {
+            name: "built from an edited context: one reason, the new image",
+            machines: two(),
+            workloads: vec![
+                svc("web", "shop-web")
+                    .attr("image_id", json!(format!("sha256:{}", "b".repeat(64))))
+                    .attr("build_context", json!(format!("sha256:{}", "d".repeat(64)))),
+            ],
+            observed: up(&svc("web", "shop-web")
+                .attr("image_id", json!(format!("sha256:{}", "a".repeat(64))))
+                .attr("build_context", json!(format!("sha256:{}", "c".repeat(64)))))
+            .0,
+            want: "
+web
+  m1
+    ~ replace web.1 (start-first: hoist's default when update_config.order is unset)
+        image shop-web rebuilt: sha256:aaaaaaaaaaaa → sha256:bbbbbbbbbbbb
+
+0 to create, 1 to replace, 0 to remove, 0 unchanged, across 2 machines
+",
+        },
+        Case {
             name: "same tag, new image ID (rebuilt or re-pulled)",
             machines: two(),
             workloads: vec![
@@ -113,7 +155,7 @@ web
 web
   m1
     ~ replace web.1 (start-first: hoist's default when update_config.order is unset)
-        image ID sha256:aaaaaaaaaaaa → sha256:bbbbbbbbbbbb
+        image app:latest rebuilt: sha256:aaaaaaaaaaaa → sha256:bbbbbbbbbbbb
 
 0 to create, 1 to replace, 0 to remove, 0 unchanged, across 2 machines
 ",
