@@ -184,6 +184,57 @@ pub async fn create(
     Ok(id)
 }
 
+/// Where [`fixed_host_ports`] picks host ports: below the kernel's ephemeral range (from 32768),
+/// where the engine picks its own, and above the usual service ports.
+pub const FIXED_PORTS: std::ops::Range<u16> = 20000..32768;
+
+/// The create request with every port binding that leaves the host port to the engine
+/// (`HostPort: ""`) given a fixed one. An engine gives such a binding a new port each time it
+/// starts the container, so after a reboot the ingress and the mesh — which reach replicas by
+/// host port — would point at ports nobody listens on until the next `hoist up`. A fixed port
+/// survives restarts. It is chosen from the container's name and the container port (a rerun
+/// picks the same); `attempt` moves to other ports after a clash with something else on the
+/// machine.
+pub fn fixed_host_ports(request: &Value, name: &str, attempt: u32) -> Value {
+    use sha2::{Digest, Sha256};
+    let mut out = request.clone();
+    let Some(bindings) = out
+        .pointer_mut("/HostConfig/PortBindings")
+        .and_then(Value::as_object_mut)
+    else {
+        return out;
+    };
+    let span = u64::from(FIXED_PORTS.end - FIXED_PORTS.start);
+    let mut taken = std::collections::BTreeSet::new();
+    let mut keys: Vec<String> = bindings.keys().cloned().collect();
+    keys.sort();
+    for key in keys {
+        let Some(list) = bindings.get_mut(&key).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for (i, b) in list.iter_mut().enumerate() {
+            if b.get("HostPort").and_then(Value::as_str) != Some("") {
+                continue;
+            }
+            let digest = Sha256::digest(format!("{name}/{key}/{i}/{attempt}").as_bytes());
+            let mut n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % span;
+            // Two bindings of one container never share a port.
+            while !taken.insert(n) {
+                n = (n + 1) % span;
+            }
+            let port = FIXED_PORTS.start as u64 + n;
+            b["HostPort"] = Value::String(port.to_string());
+        }
+    }
+    out
+}
+
+/// Whether a failed start was a host port that something else holds.
+pub fn port_clash(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("port is already allocated") || text.contains("address already in use")
+}
+
 pub async fn start(docker: &Docker, id: &str) -> Result<()> {
     match docker.start_container(id, None).await {
         Ok(()) => Ok(()),
@@ -455,4 +506,41 @@ pub async fn copy_files(docker: &Docker, id: &str, files: &[FileInContainer]) ->
         )
         .await
         .with_context(|| format!("placing secrets and configs in container {}", short(id)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_ports_left_to_the_engine_get_fixed_ones() {
+        let request = serde_json::json!({"HostConfig": {"PortBindings": {
+            "80/tcp": [{"HostIp": "", "HostPort": ""}],
+            "443/tcp": [{"HostIp": "10.0.0.1", "HostPort": ""}],
+            "53/udp": [{"HostIp": "", "HostPort": "5353"}],
+        }}});
+        let a = super::fixed_host_ports(&request, "shop-web-1-abc", 0);
+        let port = |v: &serde_json::Value, k: &str| -> u16 {
+            v["HostConfig"]["PortBindings"][k][0]["HostPort"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        for k in ["80/tcp", "443/tcp"] {
+            assert!(super::FIXED_PORTS.contains(&port(&a, k)), "{a}");
+        }
+        assert_ne!(port(&a, "80/tcp"), port(&a, "443/tcp"));
+        // What the file publishes stays as written; the address stays.
+        assert_eq!(port(&a, "53/udp"), 5353);
+        assert_eq!(
+            a["HostConfig"]["PortBindings"]["443/tcp"][0]["HostIp"],
+            "10.0.0.1"
+        );
+        // The same container gets the same ports; another attempt or container, others.
+        assert_eq!(a, super::fixed_host_ports(&request, "shop-web-1-abc", 0));
+        assert_ne!(a, super::fixed_host_ports(&request, "shop-web-1-abc", 1));
+        assert_ne!(a, super::fixed_host_ports(&request, "shop-web-2-abc", 0));
+        // No bindings: unchanged.
+        let none = serde_json::json!({"Image": "x"});
+        assert_eq!(super::fixed_host_ports(&none, "n", 0), none);
+    }
 }

@@ -794,16 +794,27 @@ async fn create_and_start(
     k: &str,
     progress: &Progress,
 ) -> Result<(String, Ready), (String, Option<String>)> {
-    let id = ops::create(docker, new.name, new.request, new.extra_networks)
-        .await
-        .map_err(|e| (format!("{e:#}"), None))?;
-    if let Err(e) = ops::copy_files(docker, &id, &svc.files).await {
-        return Err((format!("{e:#}"), Some(id)));
-    }
-    progress.step(k, "starting");
-    if let Err(e) = ops::start(docker, &id).await {
-        return Err((format!("{e:#}"), Some(id)));
-    }
+    // Host ports are fixed at creation so a restarted replica keeps them (ops::fixed_host_ports);
+    // one that something else on the machine holds is traded for another, a few times.
+    let mut attempt = 0;
+    let id = loop {
+        let request = ops::fixed_host_ports(new.request, new.name, attempt);
+        let id = ops::create(docker, new.name, &request, new.extra_networks)
+            .await
+            .map_err(|e| (format!("{e:#}"), None))?;
+        if let Err(e) = ops::copy_files(docker, &id, &svc.files).await {
+            return Err((format!("{e:#}"), Some(id)));
+        }
+        progress.step(k, "starting");
+        match ops::start(docker, &id).await {
+            Ok(()) => break id,
+            Err(e) if ops::port_clash(&e) && attempt < 4 => {
+                let _ = ops::remove(docker, &id).await;
+                attempt += 1;
+            }
+            Err(e) => return Err((format!("{e:#}"), Some(id))),
+        }
+    };
     progress.step(k, "waiting until ready");
     match ops::wait_ready(docker, &id, svc.gate).await {
         Ok(ready) => Ok((id, ready)),

@@ -45,6 +45,17 @@ pub struct Ingress {
     draining: std::sync::Mutex<HashSet<String>>,
     /// One sync at a time, so ingresses never go back to an older view.
     syncing: tokio::sync::Mutex<()>,
+    /// Route → the service that served it in the configuration the machines ran before this
+    /// deploy, when another one serves it now (a renamed service): until the new service has
+    /// a ready replica, the route stays with the old one (see `upstreams`).
+    handover: std::sync::Mutex<BTreeMap<RouteKey, String>>,
+}
+
+/// What identifies a route across deploys: its hosts and paths.
+type RouteKey = (Vec<String>, Vec<String>);
+
+fn route_key(r: &super::spec::Route) -> RouteKey {
+    (r.hosts.clone(), r.paths.clone())
 }
 
 /// The ingress container's name on every machine.
@@ -70,6 +81,7 @@ impl Ingress {
             addresses,
             draining: std::sync::Mutex::new(HashSet::new()),
             syncing: tokio::sync::Mutex::new(()),
+            handover: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -155,15 +167,19 @@ impl Ingress {
         Ok(())
     }
 
-    /// Ready replicas of the routed services on every machine, minus those draining.
+    /// Ready replicas of the routed services on every machine, minus those draining. A route
+    /// whose service has no ready replica yet while the service that served it before still
+    /// has some keeps those (a rename moves traffic only to ready replicas).
     pub async fn upstreams(&self) -> Upstreams {
         let draining = self.draining.lock().map(|d| d.clone()).unwrap_or_default();
-        let routed: HashMap<&str, u32> = self
-            .spec
-            .routes
-            .iter()
-            .map(|r| (r.service.as_str(), r.port))
-            .collect();
+        let handover = self.handover.lock().map(|h| h.clone()).unwrap_or_default();
+        let mut routed: HashMap<&str, u32> = HashMap::new();
+        for r in &self.spec.routes {
+            routed.insert(r.service.as_str(), r.port);
+            if let Some(old) = handover.get(&route_key(r)) {
+                routed.entry(old.as_str()).or_insert(r.port);
+            }
+        }
         let reads = self.engines.iter().map(|(m, d)| async move {
             (m, list_replicas(d, &self.project).await.unwrap_or_default())
         });
@@ -186,7 +202,41 @@ impl Ingress {
                 }
             }
         }
+        for r in &self.spec.routes {
+            if out.get(&r.service).is_some_and(|u| !u.is_empty()) {
+                continue;
+            }
+            if let Some(old) = handover.get(&route_key(r))
+                && let Some(previous) = out.get(old).cloned()
+            {
+                out.insert(r.service.clone(), previous);
+            }
+        }
         out
+    }
+
+    /// Reads the routes the machines ran before this deploy, to hand over those that change
+    /// service (see `upstreams`).
+    async fn read_handover(&self) {
+        for (_, d) in &self.engines {
+            if let Ok((0, text)) =
+                exec(d, &container_name(&self.project), &["cat", SPEC_PATH]).await
+                && let Ok(before) = serde_json::from_str::<IngressSpec>(text.trim())
+            {
+                let mut handover = BTreeMap::new();
+                for r in &self.spec.routes {
+                    if let Some(old) = before.routes.iter().find(|o| route_key(o) == route_key(r))
+                        && old.service != r.service
+                    {
+                        handover.insert(route_key(r), old.service.clone());
+                    }
+                }
+                if let Ok(mut h) = self.handover.lock() {
+                    *h = handover;
+                }
+                return;
+            }
+        }
     }
 
     /// Machine address → machine name, to tell which replica an upstream is.
@@ -415,6 +465,7 @@ impl Ingress {
 
     /// The ingress containers run, and route to what runs now.
     pub async fn converge(&self) -> Result<()> {
+        self.read_handover().await;
         self.ensure().await?;
         self.sync().await
     }

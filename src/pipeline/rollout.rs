@@ -226,11 +226,17 @@ pub fn build(
             | Action::Unchanged { .. } => {}
         }
     }
-    // Services gone from the file are removed first, so the ports and resources
-    // they free are free for the others (the plan lists removals first too).
-    let removed: Vec<String> = order
+    // Services gone from the file go last, once the others are ready — a route or name they
+    // served moves only to ready replicas (a renamed service) — except those that publish
+    // fixed host ports: they go first, so the ports they free are free for the others.
+    let (removed_first, removed_last): (Vec<String>, Vec<String>) = order
         .iter()
         .filter(|s| !r.services.contains_key(*s))
+        .cloned()
+        .partition(|s| publishes_fixed_ports(planned, s));
+    let staying: Vec<String> = order
+        .iter()
+        .filter(|s| r.services.contains_key(*s))
         .cloned()
         .collect();
     let mut rollouts = Vec::new();
@@ -244,7 +250,7 @@ pub fn build(
                 gate: svc.gate,
                 stop_grace: svc.stop_grace,
                 needs: svc.needs.clone(),
-                after: svc.after.iter().chain(&removed).cloned().collect(),
+                after: svc.after.iter().chain(&removed_first).cloned().collect(),
                 files: svc.files.clone(),
                 changes,
             },
@@ -260,7 +266,11 @@ pub fn build(
                 },
                 stop_grace: Duration::from_secs(10),
                 needs: Vec::new(),
-                after: Vec::new(),
+                after: if removed_last.contains(&service) {
+                    staying.clone()
+                } else {
+                    Vec::new()
+                },
                 files: Vec::new(),
                 changes,
             },
@@ -268,6 +278,22 @@ pub fn build(
         rollouts.push(rollout);
     }
     Ok((prep, rollouts))
+}
+
+/// Whether the running replicas of `service` publish a host port fixed in the file
+/// (`8080:80`), which a new replica may need.
+fn publishes_fixed_ports(planned: &Planned, service: &str) -> bool {
+    planned
+        .observed
+        .containers
+        .iter()
+        .filter(|c| c.service == service)
+        .filter_map(|c| c.spec.as_ref())
+        .filter_map(|spec| spec.get(crate::core::spec::attr::PORTS))
+        .filter_map(serde_json::Value::as_array)
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .any(|p| p.contains(':'))
 }
 
 /// A slot that goes away takes its previous release (kept for rollback) with it.
