@@ -285,11 +285,20 @@ fn example_ci_workflow_plans_then_deploys() {
     let project = tmp.join("checkout");
     std::fs::create_dir_all(project.join("deploy")).unwrap();
     let name = format!("ciex{}", std::process::id());
+    // The app is built from source by the deploy job (build:), so a code-only change — a new
+    // commit that edits a file, same image tag — must show in the plan job and be deployed.
     std::fs::write(
         project.join("compose.yaml"),
-        format!("name: {name}\nservices:\n  web:\n    image: hoist-test/app:v1\n    ports: [\"80\"]\n    deploy: {{replicas: 3}}\n"),
+        format!("name: {name}\nservices:\n  web:\n    build: ./app\n    image: {name}-web:1\n    ports: [\"80\"]\n    deploy: {{replicas: 3}}\n"),
     )
     .unwrap();
+    std::fs::create_dir_all(project.join("app")).unwrap();
+    std::fs::write(
+        project.join("app/Dockerfile"),
+        "FROM hoist-test/base:latest\nCOPY index.html /www/index.html\nCMD [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n",
+    )
+    .unwrap();
+    std::fs::write(project.join("app/index.html"), "first commit\n").unwrap();
     let mut machines = String::from("machines:\n");
     let mut ips = Vec::new();
     for m in lab.machine_names().into_iter().take(3) {
@@ -375,12 +384,40 @@ fn example_ci_workflow_plans_then_deploys() {
     let plan: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(project.join("plan.json")).unwrap()).unwrap();
     assert_eq!(plan["schema"], 1, "{plan}");
+    assert_eq!(served(lab, &name), ["first commit"; 3]);
+
+    // A code-only commit: the plan job sees the build context changed, the deploy job builds
+    // and rolls it out, and the next plan is empty again.
+    std::fs::write(project.join("app/index.html"), "second commit\n").unwrap();
+    let changed = run_jobs(&["plan"]);
+    assert!(changed[0].contains("changes=true"), "{changed:?}");
+    let plan_text = std::fs::read_to_string(project.join("plan.txt")).unwrap_or_default();
+    run_jobs(&["deploy"]);
+    assert_eq!(served(lab, &name), ["second commit"; 3], "plan was:\n{plan_text}");
+    let settled = run_jobs(&["plan"]);
+    assert!(settled[0].contains("changes=false"), "{settled:?}");
 
     let down = hoist_in(
         &project,
         ["-m", lab.machines_file().to_str().unwrap(), "down"],
     );
     down.expect_success("hoist down");
+}
+
+/// What the project's running replicas serve, one entry per replica (read inside each machine).
+fn served(lab: &Lab, project: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in lab.machine_names() {
+        let ids = lab.docker_in(
+            m,
+            &["ps", "-q", "--filter", &format!("label=io.hoist.project={project}")],
+        );
+        for id in ids.stdout.split_whitespace() {
+            let body = lab.docker_in(m, &["exec", id, "cat", "/www/index.html"]);
+            out.push(body.expect_success("cat index.html").trim().to_string());
+        }
+    }
+    out
 }
 
 fn tempdir(tag: &str) -> PathBuf {

@@ -231,7 +231,7 @@ fn sigint_and_sigterm_stop_after_the_batch_and_release_the_lock() {
             Some(2),
             "some replicas are still to replace: {plan}"
         );
-        assert!(plan.stderr.contains("replace web."), "{plan}");
+        assert!(plan.stdout.contains("replace web."), "{plan}");
         p.hoist(&["up", "--yes"])
             .expect_success("up after the stop");
         p.assert_converged();
