@@ -18,7 +18,7 @@ use std::time::Duration;
 /// Deploy: compute the plan, show it, and carry it out on every machine.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  hoist up\n  hoist -m prod.yaml up --yes          # CI: no question asked\n  hoist up --lock-wait 5m               # wait for another deploy to finish\n\nExit codes: 0 deployed (or nothing to do), 1 error or a failed rollout (rolled back unless update_config says otherwise)."
+    after_help = "Examples:\n  hoist up\n  hoist -m prod.yaml up --yes          # CI: no question asked\n  hoist up --lock-wait 5m               # wait for another deploy to finish\n\nExit codes: 0 deployed (or nothing to do), 1 error or a failed rollout (rolled back unless update_config says otherwise), 130/143 stopped by Ctrl-C/SIGTERM after the batch under way (run up again to finish)."
 )]
 pub struct UpArgs {
     /// Do not ask for confirmation (needed without a terminal).

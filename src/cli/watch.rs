@@ -14,7 +14,7 @@ use std::time::Duration;
 /// replicas off machines that stop answering, scale services on CPU (x-hoist.autoscale).
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  hoist watch\n  hoist -m prod.yaml watch --grace 10s     # slower to declare a machine lost\n  hoist watch --rounds 1                   # one reconcile round, then exit\n\nIt runs until Ctrl-C or SIGTERM (exit 130); every decision is a timestamped line on stderr.\nSee docs/watch.md.\nExit codes: 0 after --rounds, 1 error at start, 130 stopped."
+    after_help = "Examples:\n  hoist watch\n  hoist -m prod.yaml watch --grace 10s     # slower to declare a machine lost\n  hoist watch --rounds 1                   # one reconcile round, then exit\n\nIt runs until Ctrl-C or SIGTERM (exit 130 or 143); every decision is a timestamped line on stderr.\nSee docs/watch.md.\nExit codes: 0 after --rounds, 1 error at start, 130 (SIGINT) or 143 (SIGTERM) stopped."
 )]
 pub struct WatchArgs {
     /// Time between two rounds (observe → plan → apply).
