@@ -393,7 +393,11 @@ fn example_ci_workflow_plans_then_deploys() {
     assert!(changed[0].contains("changes=true"), "{changed:?}");
     let plan_text = std::fs::read_to_string(project.join("plan.txt")).unwrap_or_default();
     run_jobs(&["deploy"]);
-    assert_eq!(served(lab, &name), ["second commit"; 3], "plan was:\n{plan_text}");
+    assert_eq!(
+        served(lab, &name),
+        ["second commit"; 3],
+        "plan was:\n{plan_text}"
+    );
     let settled = run_jobs(&["plan"]);
     assert!(settled[0].contains("changes=false"), "{settled:?}");
 
@@ -410,7 +414,12 @@ fn served(lab: &Lab, project: &str) -> Vec<String> {
     for m in lab.machine_names() {
         let ids = lab.docker_in(
             m,
-            &["ps", "-q", "--filter", &format!("label=io.hoist.project={project}")],
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=io.hoist.project={project}"),
+            ],
         );
         for id in ids.stdout.split_whitespace() {
             let body = lab.docker_in(m, &["exec", id, "cat", "/www/index.html"]);

@@ -189,6 +189,7 @@ fn a_deploy_survives_a_closed_pipe_and_a_hangup() {
     // `| head -1`: the reader goes away after one line, in the middle of the rollout.
     p.write(&web(&format!("{tag}:v2"), 4, 1, None));
     let piped = run(Command::new("sh")
+        .current_dir(&p.dir)
         .arg("-c")
         .arg(format!("{} up --yes 2>&1 | head -1", p.shell_line(""))));
     assert!(piped.success(), "{piped}");
@@ -364,7 +365,7 @@ fn what_you_built_is_what_runs() {
     let plan = p.hoist(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code(), Some(2), "{plan}");
     assert!(
-        plan.stderr
+        plan.stdout
             .contains(&format!("image {tag} rebuilt: sha256:")),
         "{plan}"
     );
@@ -383,7 +384,7 @@ fn what_you_built_is_what_runs() {
     let plan = p.hoist(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code(), Some(2), "{plan}");
     assert!(
-        plan.stderr
+        plan.stdout
             .contains("will be rebuilt: its build context changed"),
         "{plan}"
     );
