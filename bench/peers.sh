@@ -3,9 +3,10 @@
 # with ratios hoist / peer; below 1 means hoist is faster or sends less).
 #   - no-op plan and no-op up on 1, 3 and 10 machines  (peers: docker compose v2 over ssh on 1
 #     machine — `--dry-run up -d` and `up -d`; Swarm `stack deploy` of the same file on 3 and 10)
-#   - fresh deploy: 6 replicas over 3 machines          (peer: Swarm `stack deploy`)
+#   - fresh deploy and rolling update of 6 replicas over 3 machines, parallelism 2, start-first,
+#     with an image that exits on SIGTERM and one that ignores it (peer: Swarm; bench/rollout.sh,
+#     its own table)
 #   - fresh deploy: 5 containers on 1 machine           (peer: docker compose v2 over ssh)
-#   - rolling update of 6 replicas, parallelism 2, start-first (peer: Swarm)
 #   - failover after a machine is killed                (peer: Swarm; bench/failover.sh)
 #   - image shipping, ~100 MB, first and after a one-layer change (peer: docker save | ssh docker
 #     load; bench/ship.sh, its own table)
@@ -135,7 +136,6 @@ noop_rows() { # WHAT PLAN-PEER PLAN-PEER-MS UP-PEER UP-PEER-MS
 }
 
 # The projects. ${V} picks the image version for the rolling update.
-stack6() { printf 'services:\n  web:\n    image: hoist-test/app:%s\n    deploy:\n      replicas: 6\n      update_config: {parallelism: 2, order: start-first}\n' "$1"; }
 five() { printf 'services:\n'; for i in 1 2 3 4 5; do printf '  s%s:\n    image: hoist-test/app:v1\n' "$i"; done; }
 noop_project() { # N machines: 5 services × N replicas
     printf 'services:\n'
@@ -194,29 +194,8 @@ for n in 3 10; do
     cd "$root"
 done
 
-# --- fresh deploy and rolling update, 6 replicas over 3 machines: Swarm ----------------------------
-lab_up 3
-mkdir -p "$work/six" && cd "$work/six"
-swarm_up 3
-sfresh=() supdate=() hfresh=() hupdate=()
-for _ in $(seq "$runs"); do
-    t=$(now); stack6 v1 | stack_deploy six; swarm_wait six_web 6 app:v1; sfresh+=("$(ms_since "$t")")
-    t=$(now); stack6 v2 | stack_deploy six; swarm_wait six_web 6 app:v2; supdate+=("$(ms_since "$t")")
-    quiet in_m m1 stack rm six
-    swarm_stack_gone six 3
-done
-swarm_down 3
-for _ in $(seq "$runs"); do
-    stack6 v1 | sed '1i name: six' >compose.yaml
-    t=$(now); quiet h up --yes; hfresh+=("$(ms_since "$t")")
-    stack6 v2 | sed '1i name: six' >compose.yaml
-    t=$(now); quiet h up --yes; hupdate+=("$(ms_since "$t")")
-    quiet h down
-done
-row "fresh deploy, 6 replicas over 3 machines, until all healthy (peer: Swarm stack deploy), ms" \
-    "$(printf '%s\n' "${hfresh[@]}" | median)" "$(printf '%s\n' "${sfresh[@]}" | median)"
-row "rolling update of 6 replicas, parallelism 2, start-first, until all new ones healthy (peer: Swarm), ms" \
-    "$(printf '%s\n' "${hupdate[@]}" | median)" "$(printf '%s\n' "${supdate[@]}" | median)"
+# Fresh deploy and rolling update of 6 replicas over 3 machines (peer: Swarm) have a table of
+# their own, with two images (bench/rollout.sh), printed after this one.
 
 # --- fresh deploy, 5 containers on 1 machine: docker compose over ssh -------------------------------
 mkdir -p "$work/five" && cd "$work/five"
@@ -255,6 +234,12 @@ echo "| hoist peak memory (max RSS), deploying 20 replicas to 20 machines | $(ca
 quiet h down || true
 cd "$root"
 lab_sh up 3
+echo
+# Rollouts, with an image that exits on SIGTERM and one that ignores it (like many real ones).
+say "rollouts (bench/rollout.sh)"
+echo "## Fresh deploy and rolling update (bench/rollout.sh)"
+echo
+bash bench/rollout.sh
 echo
 # Image shipping has a table of its own (bytes and time, and whether compressing pays).
 say "image shipping (bench/ship.sh)"
