@@ -17,6 +17,7 @@ pub mod normalize;
 pub mod project;
 pub mod validate;
 pub mod yaml;
+pub mod zero;
 
 pub use error::LoadError;
 
@@ -235,18 +236,21 @@ fn project_name(
         }
         return Ok(n);
     }
+    // A name from the files is normalized like a folder name (`My App` → `myapp`), not
+    // refused: only names given on the command line or in the environment must be exact.
     if let Some(Value::String(n)) = tree.get("name").filter(|n| n.as_str() != Some("")) {
-        if !discovery::is_valid_project_name(n) {
+        let normalized = discovery::normalize_project_name(n);
+        if normalized.is_empty() {
             let file = sources.first().map(|s| s.name.clone()).unwrap_or_default();
             return Err(LoadError::new(
                 file,
                 "name",
                 format!(
-                    "invalid project name {n:?}: must consist only of lowercase alphanumeric characters, hyphens, and underscores as well as start with a letter or number"
+                    "project name must not be empty: {n:?} has no letter, digit, '-' or '_' to keep"
                 ),
             ));
         }
-        return Ok(n.clone());
+        return Ok(normalized);
     }
     let base = project_dir
         .file_name()

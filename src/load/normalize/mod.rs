@@ -8,6 +8,7 @@
 mod deploy;
 mod mounts;
 mod ports;
+mod shellwords;
 mod values;
 
 use deploy::*;
@@ -118,6 +119,15 @@ fn develop(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
             if let Some(p) = m.get("path") {
                 let p = abs_path(ctx.dir, &string(&join(&wp, "path"), p)?);
                 m.insert("path".into(), json!(p));
+            }
+            if let Some(a) = m.get("action") {
+                let ap = join(&wp, "action");
+                let a = string(&ap, a)?;
+                one_of(
+                    &ap,
+                    &a,
+                    &["rebuild", "sync", "restart", "sync+restart", "sync+exec"],
+                )?;
             }
             m.entry("exec").or_insert(json!({"command": null}));
         }
@@ -489,8 +499,13 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
                 }
                 json!(pp)
             }
+            "cgroup" => {
+                let c = string(&p, v)?;
+                one_of(&p, &c, &["host", "private"])?;
+                json!(c)
+            }
             "image" | "restart" | "user" | "working_dir" | "hostname" | "domainname"
-            | "stop_signal" | "pid" | "ipc" | "network_mode" | "platform" | "cpuset" | "cgroup"
+            | "stop_signal" | "pid" | "ipc" | "network_mode" | "platform" | "cpuset"
             | "cgroup_parent" | "runtime" | "userns_mode" | "uts" | "isolation" | "mac_address"
             | "volume_driver" => json!(string(&p, v)?),
             "cap_add"
@@ -516,6 +531,12 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
         out.insert("environment".into(), env);
     }
     legacy_consistency(path, &out)?;
+    // compose-go copies `scale` into `deploy.replicas` when the service has a `deploy`.
+    if let Some(scale) = out.get("scale").cloned()
+        && let Some(Value::Object(d)) = out.get_mut("deploy")
+    {
+        d.insert("replicas".into(), scale);
+    }
     Ok(Value::Object(out))
 }
 
