@@ -159,15 +159,19 @@ fn env_files(ctx: &Ctx, path: &str, v: &Value) -> R<Map<String, Value>> {
     let mut out = Map::new();
     for (i, e) in entries.iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let (file, required) = match e {
-            Value::String(s) => (s.clone(), true),
+        let (file, required, format) = match e {
+            Value::String(s) => (s.clone(), true, None),
             Value::Object(m) => {
                 let file = string(&join(&p, "path"), m.get("path").unwrap_or(&Value::Null))?;
                 let required = match m.get("required") {
                     Some(r) => boolean(&join(&p, "required"), r)?,
                     None => true,
                 };
-                (file, required)
+                let format = match m.get("format") {
+                    Some(f) => Some(string(&join(&p, "format"), f)?),
+                    None => None,
+                };
+                (file, required, format)
             }
             other => return expected(&p, "a string or mapping", other),
         };
@@ -180,8 +184,21 @@ fn env_files(ctx: &Ctx, path: &str, v: &Value) -> R<Map<String, Value>> {
             Err(_) if !required => continue,
             Err(e) => return fail(&p, format!("env file {full} not found: {e}")),
         };
-        let vars = super::dotenv::parse(&text, ctx.lookup)
-            .map_err(|e| (p.clone(), format!("{full}: {e}")))?;
+        // `raw` is `docker run --env-file`'s format; the default is compose's dotenv. Like
+        // the reference, an unknown format only matters once there is a file to read.
+        let parse = match format.as_deref() {
+            Some("raw") => super::dotenv::parse_raw,
+            None | Some("" | ".env") => super::dotenv::parse,
+            Some(other) => {
+                return fail(
+                    &join(&p, "format"),
+                    format!(
+                        "unsupported env_file format {other:?}: use \"raw\" (docker run --env-file) or leave it out (.env syntax)"
+                    ),
+                );
+            }
+        };
+        let vars = parse(&text, ctx.lookup).map_err(|e| (p.clone(), format!("{full}: {e}")))?;
         for (k, val) in vars {
             out.insert(k, Value::String(val));
         }
