@@ -95,6 +95,12 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .map(|f| Source::read(f, opts))
         .collect::<Result<_, _>>()?;
     let mut tree = load_tree(&sources, &project_dir, &env, &mut warned, 0)?;
+    // Only the merged result must say something: an override of only comments (a
+    // fork's customisation seam) is fine, as with the reference.
+    if tree.is_empty() {
+        let file = sources.first().map(|s| s.name.clone()).unwrap_or_default();
+        return Err(LoadError::new(file, "", "empty compose file"));
+    }
     let name = project_name(opts, &env, &tree, &project_dir, &sources)?;
     let profiles = if opts.profiles.is_empty() {
         env.get("COMPOSE_PROFILES")
@@ -162,10 +168,27 @@ fn environment(
     opts: &LoadOptions,
     project_dir: &Path,
 ) -> Result<HashMap<String, String>, LoadError> {
-    let files: Vec<(PathBuf, bool)> = if opts.env_files.is_empty() {
+    // `--env-file`s, else `COMPOSE_ENV_FILES` (comma-separated, from the process
+    // environment as docker compose reads it), else the project's optional `.env`.
+    let from_env: Vec<PathBuf> = opts
+        .environment
+        .get("COMPOSE_ENV_FILES")
+        .map(|l| {
+            l.split(',')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let chosen = if opts.env_files.is_empty() {
+        &from_env
+    } else {
+        &opts.env_files
+    };
+    let files: Vec<(PathBuf, bool)> = if chosen.is_empty() {
         vec![(project_dir.join(".env"), false)]
     } else {
-        opts.env_files
+        chosen
             .iter()
             .map(|f| (opts.working_dir.join(f), true))
             .collect()
@@ -317,13 +340,6 @@ fn read_documents(
         ));
     }
     let docs = yaml::parse(&src.text).map_err(|e| LoadError::new(src.name.clone(), "", e))?;
-    let empty = docs.iter().all(|d| {
-        d.as_object()
-            .is_some_and(|m| m.keys().all(|k| k == "version"))
-    });
-    if empty {
-        return Err(LoadError::new(src.name.clone(), "", "empty compose file"));
-    }
     let lookup = |k: &str| env.get(k).cloned();
     let mut out = Vec::with_capacity(docs.len());
     for mut doc in docs {

@@ -149,19 +149,23 @@ const SCALARS: &[(&str, &[&str])] = &[
         &["image", "per_replica", "privileged", "user", "working_dir"],
     ),
     ("services.*.develop.watch[]", &["initial_sync", "target"]),
-    ("networks.*", &["attachable", "driver", "internal", "name"]),
+    (
+        "networks.*",
+        &["attachable", "driver", "external", "internal", "name"],
+    ),
     ("networks.*.ipam", &["driver"]),
     (
         "networks.*.ipam.config[]",
         &["gateway", "ip_range", "subnet"],
     ),
-    ("volumes.*", &["driver", "name"]),
+    ("volumes.*", &["driver", "external", "name"]),
     (
         "secrets.*",
         &[
             "content",
             "driver",
             "environment",
+            "external",
             "file",
             "name",
             "template_driver",
@@ -173,6 +177,7 @@ const SCALARS: &[(&str, &[&str])] = &[
             "content",
             "driver",
             "environment",
+            "external",
             "file",
             "name",
             "template_driver",
