@@ -6,6 +6,7 @@
 //! profiles filter services, references are checked, and compose-go's defaults (default
 //! network, resource names) are applied. Each step lives in its own module.
 
+pub mod consistency;
 pub mod discovery;
 pub mod dotenv;
 pub mod error;
@@ -119,6 +120,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     project::select(&mut tree, &opts.services)
         .map_err(|(p, m)| LoadError::new(main_file.clone(), p, m))?;
     validate::references(&tree).map_err(|(p, m)| LoadError::new(main_file.clone(), p, m))?;
+    consistency::check(&tree).map_err(|(p, m)| LoadError::new(main_file.clone(), p, m))?;
     let project =
         project::finalize(tree, &name).map_err(|(p, m)| LoadError::new(main_file, p, m))?;
     let warnings = warned
@@ -407,10 +409,10 @@ pub(super) fn load_tree(
             };
             normalize_tree(&check, &merge::strip_tags(doc.clone()))
                 .map_err(|(p, m)| LoadError::new(src.name.clone(), p, m))?;
-            merged = Some(match merged {
+            merged = Some(merge::enforce_unicity(match merged {
                 None => merge::strip_tags(doc),
                 Some(base) => merge::merge_documents(base, doc),
-            });
+            }));
         }
     }
     let merged = merged.unwrap_or_else(|| Value::Object(Map::new()));

@@ -547,6 +547,7 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
     if let Some(env) = environment(ctx, path, svc)? {
         out.insert("environment".into(), env);
     }
+    implicit_dependencies(&mut out);
     legacy_consistency(path, &out)?;
     // compose-go copies `scale` into `deploy.replicas` when the service has a `deploy`.
     if let Some(scale) = out.get("scale").cloned()
@@ -555,6 +556,58 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
         d.insert("replicas".into(), scale);
     }
     Ok(Value::Object(out))
+}
+
+/// A service that uses another one through `links`, `network_mode`/`ipc`/`pid`/`uts`/
+/// `cgroup: service:X` or `volumes_from` depends on it, as compose-go makes explicit: it
+/// must exist and start first (restarted with it, except for `volumes_from`). A declared
+/// `depends_on` entry wins.
+fn implicit_dependencies(svc: &mut Map<String, Value>) {
+    let strings = |k: &str| -> Vec<String> {
+        svc.get(k)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut implied: Vec<(String, bool)> = Vec::new();
+    for link in strings("links") {
+        // `service:alias` names the service before the colon.
+        let parts: Vec<&str> = link.split(':').collect();
+        let name = if parts.len() == 2 { parts[0] } else { &link };
+        implied.push((name.to_string(), true));
+    }
+    for ns in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
+        if let Some(shared) = svc
+            .get(ns)
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("service:"))
+        {
+            implied.push((shared.to_string(), true));
+        }
+    }
+    for from in strings("volumes_from") {
+        if !from.starts_with("container:") {
+            let name = from.split(':').next().unwrap_or_default();
+            implied.push((name.to_string(), false));
+        }
+    }
+    if implied.is_empty() {
+        return;
+    }
+    let deps = svc
+        .entry("depends_on")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(deps) = deps.as_object_mut() else {
+        return;
+    };
+    for (name, restart) in implied {
+        deps.entry(name).or_insert_with(
+            || json!({"condition": "service_started", "restart": restart, "required": true}),
+        );
+    }
 }
 
 /// `mem_limit`/`cpus`/`pids_limit` and `deploy.resources.limits` must agree when both are set.
@@ -625,6 +678,16 @@ pub fn resource_def(ctx: &Ctx, section: &str, path: &str, v: &Value) -> R<Value>
             _ => v,
         };
         out.insert(k, v);
+    }
+    // A local volume that binds a host folder: the folder resolves like a bind source.
+    if section == "volumes"
+        && out.get("driver").and_then(Value::as_str) == Some("local")
+        && let Some(Value::Object(opts)) = out.get_mut("driver_opts")
+        && opts.get("o").and_then(Value::as_str) == Some("bind")
+        && let Some(Value::String(device)) = opts.get("device")
+    {
+        let device = abs_path(ctx.dir, device);
+        opts.insert("device".into(), json!(device));
     }
     if section == "networks" {
         let ipam = out.entry("ipam").or_insert(json!({}));
