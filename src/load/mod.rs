@@ -6,6 +6,7 @@
 //! profiles filter services, references are checked, and compose-go's defaults (default
 //! network, resource names) are applied. Each step lives in its own module.
 
+pub mod consistency;
 pub mod discovery;
 pub mod dotenv;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod normalize;
 pub mod project;
 pub mod validate;
 pub mod yaml;
+pub mod zero;
 
 pub use error::LoadError;
 
@@ -94,6 +96,12 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .map(|f| Source::read(f, opts))
         .collect::<Result<_, _>>()?;
     let mut tree = load_tree(&sources, &project_dir, &env, &mut warned, 0)?;
+    // Only the merged result must say something: an override of only comments (a
+    // fork's customisation seam) is fine, as with the reference.
+    if tree.is_empty() {
+        let file = sources.first().map(|s| s.name.clone()).unwrap_or_default();
+        return Err(LoadError::new(file, "", "empty compose file"));
+    }
     let name = project_name(opts, &env, &tree, &project_dir, &sources)?;
     let profiles = if opts.profiles.is_empty() {
         env.get("COMPOSE_PROFILES")
@@ -112,6 +120,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     project::select(&mut tree, &opts.services)
         .map_err(|(p, m)| LoadError::new(main_file.clone(), p, m))?;
     validate::references(&tree).map_err(|(p, m)| LoadError::new(main_file.clone(), p, m))?;
+    consistency::check(&tree).map_err(|(p, m)| LoadError::new(main_file.clone(), p, m))?;
     let project =
         project::finalize(tree, &name).map_err(|(p, m)| LoadError::new(main_file, p, m))?;
     let warnings = warned
@@ -161,10 +170,27 @@ fn environment(
     opts: &LoadOptions,
     project_dir: &Path,
 ) -> Result<HashMap<String, String>, LoadError> {
-    let files: Vec<(PathBuf, bool)> = if opts.env_files.is_empty() {
+    // `--env-file`s, else `COMPOSE_ENV_FILES` (comma-separated, from the process
+    // environment as docker compose reads it), else the project's optional `.env`.
+    let from_env: Vec<PathBuf> = opts
+        .environment
+        .get("COMPOSE_ENV_FILES")
+        .map(|l| {
+            l.split(',')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let chosen = if opts.env_files.is_empty() {
+        &from_env
+    } else {
+        &opts.env_files
+    };
+    let files: Vec<(PathBuf, bool)> = if chosen.is_empty() {
         vec![(project_dir.join(".env"), false)]
     } else {
-        opts.env_files
+        chosen
             .iter()
             .map(|f| (opts.working_dir.join(f), true))
             .collect()
@@ -235,18 +261,21 @@ fn project_name(
         }
         return Ok(n);
     }
+    // A name from the files is normalized like a folder name (`My App` → `myapp`), not
+    // refused: only names given on the command line or in the environment must be exact.
     if let Some(Value::String(n)) = tree.get("name").filter(|n| n.as_str() != Some("")) {
-        if !discovery::is_valid_project_name(n) {
+        let normalized = discovery::normalize_project_name(n);
+        if normalized.is_empty() {
             let file = sources.first().map(|s| s.name.clone()).unwrap_or_default();
             return Err(LoadError::new(
                 file,
                 "name",
                 format!(
-                    "invalid project name {n:?}: must consist only of lowercase alphanumeric characters, hyphens, and underscores as well as start with a letter or number"
+                    "project name must not be empty: {n:?} has no letter, digit, '-' or '_' to keep"
                 ),
             ));
         }
-        return Ok(n.clone());
+        return Ok(normalized);
     }
     let base = project_dir
         .file_name()
@@ -313,13 +342,6 @@ fn read_documents(
         ));
     }
     let docs = yaml::parse(&src.text).map_err(|e| LoadError::new(src.name.clone(), "", e))?;
-    let empty = docs.iter().all(|d| {
-        d.as_object()
-            .is_some_and(|m| m.keys().all(|k| k == "version"))
-    });
-    if empty {
-        return Err(LoadError::new(src.name.clone(), "", "empty compose file"));
-    }
     let lookup = |k: &str| env.get(k).cloned();
     let mut out = Vec::with_capacity(docs.len());
     for mut doc in docs {
@@ -387,10 +409,10 @@ pub(super) fn load_tree(
             };
             normalize_tree(&check, &merge::strip_tags(doc.clone()))
                 .map_err(|(p, m)| LoadError::new(src.name.clone(), p, m))?;
-            merged = Some(match merged {
+            merged = Some(merge::enforce_unicity(match merged {
                 None => merge::strip_tags(doc),
                 Some(base) => merge::merge_documents(base, doc),
-            });
+            }));
         }
     }
     let merged = merged.unwrap_or_else(|| Value::Object(Map::new()));

@@ -3,7 +3,8 @@
 //! Services outside the active profiles are dropped; services without networks join the
 //! `default` network; networks, volumes, secrets and configs get their engine names
 //! (`<project>_<key>` unless named or external); resources no service uses are left out,
-//! as `docker compose config` does.
+//! as `docker compose config` does; zero values the reference does not print are dropped
+//! (`zero`).
 
 use crate::model::Project;
 use serde_json::{Map, Value, json};
@@ -156,6 +157,7 @@ pub fn finalize(mut tree: Map<String, Value>, name: &str) -> Result<Project, Fai
         }
     }
     tree.insert("services".into(), Value::Object(services));
+    super::zero::drop_zero_values(&mut tree);
     serde_json::from_value(Value::Object(tree))
         .map_err(|e| (String::new(), format!("internal model error: {e}")))
 }

@@ -29,7 +29,8 @@ pub fn tag_of(v: &Value) -> Option<(&str, &Value)> {
     is_tag_key(k).then_some((k.as_str(), inner))
 }
 
-/// Parses all documents of `text`. An empty file gives `None`.
+/// Parses all documents of `text`. A file of only comments gives no document; an
+/// explicit `null` document is refused as the reference does.
 /// Errors are `line L column C: message`.
 pub fn parse(text: &str) -> Result<Vec<Value>, String> {
     let budget = Cell::new(1_000_000usize.saturating_add(text.len().saturating_mul(50)));
@@ -47,9 +48,19 @@ pub fn parse(text: &str) -> Result<Vec<Value>, String> {
         })?;
         if !v.is_null() {
             docs.push(v);
+        } else if !is_blank(&text) {
+            return Err("top-level object must be a mapping".to_string());
         }
     }
     Ok(docs)
+}
+
+/// Whether a YAML stream holds nothing but comments, blank lines and document markers.
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l == "---" || l == "..."
+    })
 }
 
 /// compose-go reads YAML with YAML 1.1's integers, where `0400` is octal (256);

@@ -34,7 +34,12 @@ pub(super) fn update_config(path: &str, v: &Value) -> R<Value> {
             "parallelism" => json!(uint(&p, v)?),
             "delay" | "monitor" => duration(&p, v)?,
             "max_failure_ratio" => json!(float(&p, v)?),
-            "failure_action" | "order" => json!(string(&p, v)?),
+            "failure_action" => json!(string(&p, v)?),
+            "order" => {
+                let o = string(&p, v)?;
+                one_of(&p, &o, &["start-first", "stop-first"])?;
+                json!(o)
+            }
             _ => v.clone(),
         };
         out.insert(k.clone(), v);

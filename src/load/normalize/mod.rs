@@ -8,6 +8,7 @@
 mod deploy;
 mod mounts;
 mod ports;
+mod shellwords;
 mod values;
 
 use deploy::*;
@@ -119,6 +120,15 @@ fn develop(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
                 let p = abs_path(ctx.dir, &string(&join(&wp, "path"), p)?);
                 m.insert("path".into(), json!(p));
             }
+            if let Some(a) = m.get("action") {
+                let ap = join(&wp, "action");
+                let a = string(&ap, a)?;
+                one_of(
+                    &ap,
+                    &a,
+                    &["rebuild", "sync", "restart", "sync+restart", "sync+exec"],
+                )?;
+            }
             m.entry("exec").or_insert(json!({"command": null}));
         }
     }
@@ -149,15 +159,19 @@ fn env_files(ctx: &Ctx, path: &str, v: &Value) -> R<Map<String, Value>> {
     let mut out = Map::new();
     for (i, e) in entries.iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let (file, required) = match e {
-            Value::String(s) => (s.clone(), true),
+        let (file, required, format) = match e {
+            Value::String(s) => (s.clone(), true, None),
             Value::Object(m) => {
                 let file = string(&join(&p, "path"), m.get("path").unwrap_or(&Value::Null))?;
                 let required = match m.get("required") {
                     Some(r) => boolean(&join(&p, "required"), r)?,
                     None => true,
                 };
-                (file, required)
+                let format = match m.get("format") {
+                    Some(f) => Some(string(&join(&p, "format"), f)?),
+                    None => None,
+                };
+                (file, required, format)
             }
             other => return expected(&p, "a string or mapping", other),
         };
@@ -170,8 +184,21 @@ fn env_files(ctx: &Ctx, path: &str, v: &Value) -> R<Map<String, Value>> {
             Err(_) if !required => continue,
             Err(e) => return fail(&p, format!("env file {full} not found: {e}")),
         };
-        let vars = super::dotenv::parse(&text, ctx.lookup)
-            .map_err(|e| (p.clone(), format!("{full}: {e}")))?;
+        // `raw` is `docker run --env-file`'s format; the default is compose's dotenv. Like
+        // the reference, an unknown format only matters once there is a file to read.
+        let parse = match format.as_deref() {
+            Some("raw") => super::dotenv::parse_raw,
+            None | Some("" | ".env") => super::dotenv::parse,
+            Some(other) => {
+                return fail(
+                    &join(&p, "format"),
+                    format!(
+                        "unsupported env_file format {other:?}: use \"raw\" (docker run --env-file) or leave it out (.env syntax)"
+                    ),
+                );
+            }
+        };
+        let vars = parse(&text, ctx.lookup).map_err(|e| (p.clone(), format!("{full}: {e}")))?;
         for (k, val) in vars {
             out.insert(k, Value::String(val));
         }
@@ -489,8 +516,13 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
                 }
                 json!(pp)
             }
+            "cgroup" => {
+                let c = string(&p, v)?;
+                one_of(&p, &c, &["host", "private"])?;
+                json!(c)
+            }
             "image" | "restart" | "user" | "working_dir" | "hostname" | "domainname"
-            | "stop_signal" | "pid" | "ipc" | "network_mode" | "platform" | "cpuset" | "cgroup"
+            | "stop_signal" | "pid" | "ipc" | "network_mode" | "platform" | "cpuset"
             | "cgroup_parent" | "runtime" | "userns_mode" | "uts" | "isolation" | "mac_address"
             | "volume_driver" => json!(string(&p, v)?),
             "cap_add"
@@ -515,8 +547,67 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
     if let Some(env) = environment(ctx, path, svc)? {
         out.insert("environment".into(), env);
     }
+    implicit_dependencies(&mut out);
     legacy_consistency(path, &out)?;
+    // compose-go copies `scale` into `deploy.replicas` when the service has a `deploy`.
+    if let Some(scale) = out.get("scale").cloned()
+        && let Some(Value::Object(d)) = out.get_mut("deploy")
+    {
+        d.insert("replicas".into(), scale);
+    }
     Ok(Value::Object(out))
+}
+
+/// A service that uses another one through `links`, `network_mode`/`ipc`/`pid`/`uts`/
+/// `cgroup: service:X` or `volumes_from` depends on it, as compose-go makes explicit: it
+/// must exist and start first (restarted with it, except for `volumes_from`). A declared
+/// `depends_on` entry wins.
+fn implicit_dependencies(svc: &mut Map<String, Value>) {
+    let strings = |k: &str| -> Vec<String> {
+        svc.get(k)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut implied: Vec<(String, bool)> = Vec::new();
+    for link in strings("links") {
+        // `service:alias` names the service before the colon.
+        let parts: Vec<&str> = link.split(':').collect();
+        let name = if parts.len() == 2 { parts[0] } else { &link };
+        implied.push((name.to_string(), true));
+    }
+    for ns in ["network_mode", "ipc", "pid", "uts", "cgroup"] {
+        if let Some(shared) = svc
+            .get(ns)
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("service:"))
+        {
+            implied.push((shared.to_string(), true));
+        }
+    }
+    for from in strings("volumes_from") {
+        if !from.starts_with("container:") {
+            let name = from.split(':').next().unwrap_or_default();
+            implied.push((name.to_string(), false));
+        }
+    }
+    if implied.is_empty() {
+        return;
+    }
+    let deps = svc
+        .entry("depends_on")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(deps) = deps.as_object_mut() else {
+        return;
+    };
+    for (name, restart) in implied {
+        deps.entry(name).or_insert_with(
+            || json!({"condition": "service_started", "restart": restart, "required": true}),
+        );
+    }
 }
 
 /// `mem_limit`/`cpus`/`pids_limit` and `deploy.resources.limits` must agree when both are set.
@@ -587,6 +678,16 @@ pub fn resource_def(ctx: &Ctx, section: &str, path: &str, v: &Value) -> R<Value>
             _ => v,
         };
         out.insert(k, v);
+    }
+    // A local volume that binds a host folder: the folder resolves like a bind source.
+    if section == "volumes"
+        && out.get("driver").and_then(Value::as_str) == Some("local")
+        && let Some(Value::Object(opts)) = out.get_mut("driver_opts")
+        && opts.get("o").and_then(Value::as_str) == Some("bind")
+        && let Some(Value::String(device)) = opts.get("device")
+    {
+        let device = abs_path(ctx.dir, device);
+        opts.insert("device".into(), json!(device));
     }
     if section == "networks" {
         let ipam = out.entry("ipam").or_insert(json!({}));

@@ -7,54 +7,99 @@ use super::values::*;
 use super::{Ctx, R};
 use serde_json::{Map, Value, json};
 
+/// compose-go's `isFilePath`: a short-syntax source starting with `.`, `/`, `~`, `\\` (a
+/// Windows named pipe) or a drive letter is a bind mount; anything else names a volume.
 pub(super) fn is_path_like(s: &str) -> bool {
-    s.starts_with('.') || s.starts_with('/') || s.starts_with('~') || is_windows_path(s)
+    let b = s.as_bytes();
+    let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
+    s.starts_with(['.', '/', '~']) || s.starts_with(r"\\") || drive
 }
 
-/// Splits on `:` but keeps Windows drive letters (`c:/x`) inside their part, as compose-go.
+/// Splits on `:` as compose-go's volume parser does: a drive letter (`c:/x`) stays inside
+/// its part (a one-letter part before `:` is taken for a drive, slash or not), and so does a
+/// `${...}` left uninterpolated (`--no-interpolate`).
 pub fn split_volume_spec(spec: &str) -> Vec<&str> {
     let b = spec.as_bytes();
     let mut parts = Vec::new();
     let mut start = 0;
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b':' {
-            let drive = i == start + 1
-                && b[start].is_ascii_alphabetic()
-                && matches!(b.get(i + 1), Some(b'/' | b'\\'));
-            if !drive {
-                parts.push(&spec[start..i]);
-                start = i + 1;
+    let mut depth = 0usize;
+    for i in 0..b.len() {
+        match b[i] {
+            b'$' if b.get(i + 1) == Some(&b'{') => depth += 1,
+            b'}' if depth > 0 => depth -= 1,
+            b':' if depth == 0 => {
+                let drive = i == start + 1 && b[start].is_ascii_alphabetic();
+                if !drive {
+                    parts.push(&spec[start..i]);
+                    start = i + 1;
+                }
             }
+            _ => {}
         }
-        i += 1;
     }
     parts.push(&spec[start..]);
     parts
 }
 
-/// `source:target[:options]` → mount object.
+/// A container path as the reference prints it: lexically cleaned (`/var/www/html/` →
+/// `/var/www/html`), for every mount type and both syntaxes.
+pub(super) fn clean_target(target: &str) -> String {
+    clean(std::path::Path::new(target))
+}
+
+/// `source:target[:options]` → mount object, as compose-go's `ParseVolume`.
+///
+/// Options are not tied to the mount type: `:Z` or `:rshared` on a named volume still
+/// lands in `bind` (the engine applies SELinux labels to volumes too), and `:nocopy` on a
+/// bind mount in `volume`; `rw` after `ro` makes it writable again.
 pub(super) fn short_volume(ctx: &Ctx, path: &str, spec: &str) -> R<Value> {
+    let mut m = Map::new();
+    if spec.is_empty() {
+        return fail(path, "invalid empty volume spec");
+    }
+    // One or two bytes can only be a target.
+    if spec.len() <= 2 {
+        m.insert("type".into(), json!("volume"));
+        m.insert("target".into(), json!(clean_target(spec)));
+        return Ok(Value::Object(m));
+    }
     let parts = split_volume_spec(spec);
+    if parts.iter().any(|p| p.is_empty()) {
+        return fail(
+            path,
+            format!("invalid spec: {spec}: empty section between colons"),
+        );
+    }
     let (source, target, opts) = match parts.as_slice() {
         [t] => (None, *t, None),
         [s, t] => (Some(*s), *t, None),
         [s, t, o] => (Some(*s), *t, Some(*o)),
-        _ => return fail(path, format!("invalid volume specification {spec:?}")),
+        _ => return fail(path, format!("invalid spec: {spec}: too many colons")),
     };
-    if target.is_empty() {
-        return fail(path, format!("invalid volume specification {spec:?}"));
+    let mut bind: Option<Map<String, Value>> = None;
+    let mut volume: Option<Map<String, Value>> = None;
+    let mut read_only = false;
+    for opt in opts.unwrap_or_default().split(',') {
+        match opt {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            "nocopy" => volume = Some(Map::from_iter([("nocopy".into(), json!(true))])),
+            "z" | "Z" => {
+                bind.get_or_insert_default()
+                    .insert("selinux".into(), json!(opt));
+            }
+            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+                bind.get_or_insert_default()
+                    .insert("propagation".into(), json!(opt));
+            }
+            // The reference ignores options it does not know (`cached`, `delegated`, ...).
+            _ => {}
+        }
     }
-    let mut m = Map::new();
-    let mut bind = Map::new();
-    let mut volume = Map::new();
     let is_bind = source.is_some_and(is_path_like);
     m.insert(
         "type".into(),
-        json!(match source {
-            Some(_) if is_bind => "bind",
-            _ => "volume",
-        }),
+        json!(if is_bind { "bind" } else { "volume" }),
     );
     if let Some(s) = source {
         let s = if is_bind {
@@ -64,37 +109,22 @@ pub(super) fn short_volume(ctx: &Ctx, path: &str, spec: &str) -> R<Value> {
         };
         m.insert("source".into(), json!(s));
     }
-    m.insert("target".into(), json!(target));
-    for opt in opts
-        .unwrap_or_default()
-        .split(',')
-        .filter(|o| !o.is_empty())
-    {
-        match opt {
-            "ro" => {
-                m.insert("read_only".into(), json!(true));
-            }
-            "rw" => {}
-            "z" | "Z" => {
-                bind.insert("selinux".into(), json!(opt));
-            }
-            "nocopy" => {
-                volume.insert("nocopy".into(), json!(true));
-            }
-            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
-                bind.insert("propagation".into(), json!(opt));
-            }
-            // Accepted for Docker Desktop files; the reference drops them too.
-            "consistent" | "cached" | "delegated" => {}
-            // The reference ignores options it does not know.
-            _ => {}
-        }
+    m.insert("target".into(), json!(clean_target(target)));
+    if read_only {
+        m.insert("read_only".into(), json!(true));
     }
     if is_bind {
-        bind.insert("create_host_path".into(), json!(true));
-        m.insert("bind".into(), Value::Object(bind));
+        // Docker-compose v1 created missing host paths for the short syntax; compose keeps it.
+        bind.get_or_insert_default()
+            .insert("create_host_path".into(), json!(true));
     } else {
-        m.insert("volume".into(), Value::Object(volume));
+        volume.get_or_insert_default();
+    }
+    if let Some(b) = bind {
+        m.insert("bind".into(), Value::Object(b));
+    }
+    if let Some(v) = volume {
+        m.insert("volume".into(), Value::Object(v));
     }
     Ok(Value::Object(m))
 }
@@ -111,7 +141,10 @@ pub(super) fn long_volume(ctx: &Ctx, path: &str, m: &Map<String, Value>) -> R<Va
         let p = join(path, k);
         let v = match k.as_str() {
             "source" if ty == "bind" => json!(abs_path(ctx.dir, &string(&p, v)?)),
-            "source" | "target" | "consistency" | "type" => json!(string(&p, v)?),
+            // An empty source is an anonymous volume, printed without one.
+            "source" if v.as_str() == Some("") => continue,
+            "target" => json!(clean_target(&string(&p, v)?)),
+            "source" | "consistency" | "type" => json!(string(&p, v)?),
             "read_only" => json!(boolean(&p, v)?),
             "bind" => {
                 let mut b = object(&p, v)?.clone();
@@ -121,8 +154,18 @@ pub(super) fn long_volume(ctx: &Ctx, path: &str, m: &Map<String, Value>) -> R<Va
                         "create_host_path" => {
                             *bv = json!(boolean(&bp, bv)?);
                         }
-                        "propagation" | "selinux" => {
+                        "propagation" => {
                             *bv = json!(string(&bp, bv)?);
+                        }
+                        "selinux" => {
+                            let s = string(&bp, bv)?;
+                            one_of(&bp, &s, &["z", "Z"])?;
+                            *bv = json!(s);
+                        }
+                        "recursive" => {
+                            let r = string(&bp, bv)?;
+                            one_of(&bp, &r, &["enabled", "disabled", "writable", "readonly"])?;
+                            *bv = json!(r);
                         }
                         _ => {}
                     }

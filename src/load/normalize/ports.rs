@@ -110,7 +110,14 @@ pub(super) fn ports(path: &str, v: &Value) -> R<Value> {
                     let val = match k.as_str() {
                         "target" => json!(uint(&kp, val)?),
                         "published" => json!(scalar_string(&kp, val)?),
-                        "host_ip" | "protocol" | "mode" | "name" | "app_protocol" => {
+                        "host_ip" => {
+                            let ip = string(&kp, val)?;
+                            if ip.parse::<std::net::IpAddr>().is_err() {
+                                return fail(&kp, format!("invalid IP address: {ip:?}"));
+                            }
+                            json!(ip)
+                        }
+                        "protocol" | "mode" | "name" | "app_protocol" => {
                             json!(string(&kp, val)?)
                         }
                         _ => val.clone(),

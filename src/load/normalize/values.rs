@@ -1,7 +1,7 @@
 //! Typed reading of tree values: each helper checks one shape and reports the key path.
 //!
 //! Shared by the normalizers so type errors read the same everywhere
-//! (`expected an integer, got "three"`), plus path and shell-word helpers.
+//! (`expected an integer, got "three"`), plus path helpers.
 
 use super::R;
 use crate::model::{Bytes, GoDuration};
@@ -188,92 +188,29 @@ pub(super) fn string_map(path: &str, v: &Value) -> R<Value> {
     Ok(Value::Object(key_values(path, v, true)?))
 }
 
-/// Splits a command line like a POSIX shell (quotes and backslashes), no expansion.
-pub(super) fn shell_split(path: &str, s: &str) -> R<Vec<String>> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' | '\n' | '\r' => {
-                if in_word {
-                    out.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(n) => cur.push(n),
-                        None => return fail(path, "unterminated single quote"),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(n @ ('"' | '\\' | '$' | '`')) => cur.push(n),
-                            Some('\n') => {}
-                            Some(n) => {
-                                cur.push('\\');
-                                cur.push(n);
-                            }
-                            None => return fail(path, "unterminated double quote"),
-                        },
-                        Some(n) => cur.push(n),
-                        None => return fail(path, "unterminated double quote"),
-                    }
-                }
-            }
-            other => {
-                in_word = true;
-                cur.push(other);
-            }
-        }
-    }
-    if in_word {
-        out.push(cur);
-    }
-    Ok(out)
-}
-
 pub(super) fn command(path: &str, v: &Value) -> R<Value> {
     match v {
         Value::Null => Ok(Value::Null),
-        Value::String(s) => Ok(json!(shell_split(path, s)?)),
+        Value::String(s) => Ok(json!(super::shellwords::split(path, s)?)),
         other => string_list(path, other),
     }
 }
 
+/// Resolves a host path from the files against the project directory, as compose-go:
+/// `~` is the home directory, a relative path is joined and cleaned, and an absolute
+/// path is kept exactly as written (`/srv//data/` stays; the engine resolves it).
 pub(super) fn abs_path(dir: &Path, p: &str) -> String {
-    let expanded = match p.strip_prefix("~/") {
+    let expanded = match p.strip_prefix('~') {
         Some(rest) => match std::env::var("HOME") {
-            Ok(h) => format!("{h}/{rest}"),
+            Ok(h) => clean(&Path::new(&h).join(rest.trim_start_matches('/'))),
             Err(_) => p.to_string(),
         },
         None => p.to_string(),
     };
-    if is_windows_path(&expanded) {
+    if expanded.starts_with('/') || is_windows_path(&expanded) {
         return expanded;
     }
-    let joined = if Path::new(&expanded).is_absolute() {
-        std::path::PathBuf::from(expanded)
-    } else {
-        dir.join(expanded)
-    };
-    clean(&joined)
+    clean(&dir.join(expanded))
 }
 
 /// Lexically cleans a path (`a/./b/../c` → `a/c`), like Go's filepath.Clean.
@@ -311,16 +248,6 @@ pub(super) fn is_windows_path(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shell_words() {
-        assert_eq!(
-            shell_split("c", r#"echo "a b" 'c d' e\ f "x\"y""#).unwrap(),
-            ["echo", "a b", "c d", "e f", "x\"y"]
-        );
-        assert!(shell_split("c", "echo 'open").is_err());
-        assert_eq!(shell_split("c", "").unwrap(), Vec::<String>::new());
-    }
 
     #[test]
     fn clean_paths() {
