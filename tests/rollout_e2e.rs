@@ -496,3 +496,35 @@ fn no_failed_request_for_any_client_during_an_update_or_a_rename() {
     p.assert_converged();
     let _ = run(Command::new("docker").args(["rmi", &format!("{tag}:v1"), &format!("{tag}:v2")]));
 }
+
+#[test]
+fn plan_shows_ingress_changes_that_up_makes_without_a_replica_change() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let port = 18880;
+    let compose = |host: &str| {
+        web("hoist-test/app:v1", 2, 1, Some(port)).replace(
+            "        health:",
+            &format!("        hosts: [{host}]\n        health:"),
+        )
+    };
+    let p = Project::new(lab, "ingplan", &compose("a.example.test"));
+    p.hoist(&["up", "--yes"]).expect_success("up");
+    p.assert_converged();
+
+    // Only a route changes: plan says so and exits 2; up applies it; then nothing is left.
+    p.write(&compose("b.example.test"));
+    let plan = p.hoist(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code(), Some(2), "{plan}");
+    assert!(
+        plan.stdout
+            .contains("route b.example.test → web added, route a.example.test → web removed"),
+        "{plan}"
+    );
+    let json = p.hoist(&["plan", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["changes"], true, "{v}");
+    assert_eq!(v["other"].as_array().map(Vec::len), Some(3), "{v}");
+    p.hoist(&["up", "--yes"]).expect_success("up the new route");
+    p.assert_converged();
+}

@@ -44,9 +44,28 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
         }
         Err(_) => Ok(Vec::new()),
     };
+    // Beside the replicas: the ingress's own changes and previous releases to prune — `up`
+    // does them even when no replica changes, so they are changes too.
+    let side_lines = match &planned {
+        Ok(p) => {
+            let engines = conns.engines();
+            let balancers =
+                pipeline::apply::Balancers::for_project(&project, &p.resolved, &fleet, &engines);
+            match balancers {
+                Ok(b) => {
+                    let mut lines = b.ingress_lines(&engines, &p.resolved.project).await;
+                    lines.extend(pipeline::apply::prune_lines(&p.observed, &p.previous));
+                    Ok(lines)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Err(_) => Ok(Vec::new()),
+    };
     conns.close().await;
     let planned = planned?;
     let mesh_lines = mesh_lines?;
+    let side_lines = side_lines?;
     for w in &planned.warnings {
         eprintln!("warning: {w}");
     }
@@ -59,9 +78,13 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
                 if !mesh_changes.is_empty() {
                     v["mesh"] = mesh_changes.iter().map(MeshChange::json).collect();
                 }
-                if mesh_changes
-                    .iter()
-                    .any(|c| c.kind != MeshChangeKind::Reload)
+                if !side_lines.is_empty() {
+                    v["other"] = serde_json::json!(side_lines);
+                }
+                if !side_lines.is_empty()
+                    || mesh_changes
+                        .iter()
+                        .any(|c| c.kind != MeshChangeKind::Reload)
                 {
                     v["changes"] = serde_json::Value::Bool(true);
                 }
@@ -80,6 +103,12 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
                 mesh_lines.join("\n  ")
             );
         }
+        if !side_lines.is_empty() {
+            println!(
+                "\ningress and previous releases:\n  {}",
+                side_lines.join("\n  ")
+            );
+        }
     }
     let unreachable = planned
         .plan
@@ -89,7 +118,9 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
     Ok(if unreachable {
         ExitCode::from(1)
     } else if args.detailed_exitcode
-        && (planned.plan.has_changes() || mesh_lines.iter().any(|l| !l.starts_with('~')))
+        && (planned.plan.has_changes()
+            || !side_lines.is_empty()
+            || mesh_lines.iter().any(|l| !l.starts_with('~')))
     {
         ExitCode::from(2)
     } else {

@@ -116,7 +116,24 @@ async fn plan_and_apply(
             );
         }
     }
+    let mut side_lines = balancers
+        .ingress_lines(engines, &planned.resolved.project)
+        .await;
+    side_lines.extend(pipeline::apply::prune_lines(
+        &planned.observed,
+        &planned.previous,
+    ));
+    if !args.json && !side_lines.is_empty() {
+        tell!(
+            "ingress and previous releases:\n  {}\n",
+            side_lines.join("\n  ")
+        );
+    }
     if !planned.plan.has_changes() {
+        if !side_lines.is_empty() && !args.yes && !super::confirm("Apply this plan?")? {
+            tell!("hoist: nothing changed");
+            return Ok(ExitCode::from(1));
+        }
         // Nothing to roll out; the ingress and the mesh still converge (a proxy missing on a
         // machine, a route file edited, one no longer asked for).
         let mut prep = pipeline::rollout::Preparation::default();

@@ -471,6 +471,134 @@ impl Ingress {
     }
 }
 
+/// What `up` will change in the ingress on each machine, beside what follows the replicas
+/// (their joining and leaving is part of the rollout): one line per machine, `+` start,
+/// `~` recreate or new routes, `-` remove. `plan` prints them and counts them as changes.
+impl Ingress {
+    pub async fn plan_lines(&self) -> Vec<String> {
+        let want_spec = serde_json::to_string(&self.spec).unwrap_or_default();
+        let hash = self.container_hash();
+        let name = container_name(&self.project);
+        let jobs = self.engines.iter().map(|(m, d)| {
+            let (want_spec, hash, name) = (&want_spec, &hash, &name);
+            async move {
+                let Ok(c) = d
+                    .inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>)
+                    .await
+                else {
+                    return Some(format!(
+                        "+ ingress@{m}: start ({}, ports {}/{})",
+                        self.spec.image, self.spec.http_port, self.spec.https_port
+                    ));
+                };
+                let have_hash = c
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.labels.as_ref())
+                    .and_then(|l| l.get(labels::SPEC_HASH))
+                    .cloned();
+                if have_hash.as_deref() != Some(hash.as_str()) {
+                    return Some(format!(
+                        "~ ingress@{m}: recreate ({}, ports {}/{}: image or ports changed)",
+                        self.spec.image, self.spec.http_port, self.spec.https_port
+                    ));
+                }
+                let running = c.state.and_then(|s| s.running).unwrap_or(false);
+                let have_spec = match exec(d, name, &["cat", SPEC_PATH]).await {
+                    Ok((0, text)) => Some(text.trim().to_string()),
+                    _ => None,
+                };
+                match (running, have_spec) {
+                    (false, _) => Some(format!("~ ingress@{m}: start the stopped ingress")),
+                    (true, Some(have)) if have == *want_spec => None,
+                    (true, Some(have)) => Some(format!(
+                        "~ ingress@{m}: {}",
+                        describe_spec_change(&have, &self.spec)
+                    )),
+                    (true, None) => Some(format!("~ ingress@{m}: write its routes")),
+                }
+            }
+        });
+        futures_util::future::join_all(jobs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+/// What changed between the routes an ingress runs (`have`, its JSON) and `want`, in words.
+fn describe_spec_change(have: &str, want: &IngressSpec) -> String {
+    let Ok(have) = serde_json::from_str::<IngressSpec>(have) else {
+        return "new routes".to_string();
+    };
+    let mut what = Vec::new();
+    for r in &want.routes {
+        match have.routes.iter().find(|h| route_key(h) == route_key(r)) {
+            None => what.push(format!("route {} → {} added", route_text(r), r.service)),
+            Some(h) if h != r => what.push(format!("route {} → {} changed", route_text(r), r.service)),
+            Some(_) => {}
+        }
+    }
+    for h in &have.routes {
+        if !want.routes.iter().any(|r| route_key(r) == route_key(h)) {
+            what.push(format!("route {} → {} removed", route_text(h), h.service));
+        }
+    }
+    if have.tls != want.tls || have.email != want.email {
+        what.push("TLS settings changed".to_string());
+    }
+    if have.drain != want.drain {
+        what.push("drain changed".to_string());
+    }
+    if what.is_empty() {
+        "settings changed".to_string()
+    } else {
+        what.join(", ")
+    }
+}
+
+/// `api.example.com/v1` — a route's hosts and paths as a user wrote them (`*` for any host).
+fn route_text(r: &super::spec::Route) -> String {
+    let hosts = if r.hosts.is_empty() {
+        "*".to_string()
+    } else {
+        r.hosts.join(",")
+    };
+    let paths = if r.paths.is_empty() || r.paths == ["/"] {
+        String::new()
+    } else {
+        r.paths.join(",")
+    };
+    format!("{hosts}{paths}")
+}
+
+/// The `-` lines for ingress containers the file no longer asks for.
+pub async fn removal_lines(engines: &[(String, Docker)], project: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (m, d) in engines {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{}={project}", labels::PROJECT),
+                format!("{}={ROLE}", labels::ROLE),
+            ],
+        )]);
+        if let Ok(list) = d
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            && !list.is_empty()
+        {
+            out.push(format!("- ingress@{m}: remove (the file no longer asks for one)"));
+        }
+    }
+    out
+}
+
 /// Removes the project's ingress containers (the file no longer asks for one).
 pub async fn remove_all(engines: &[(String, Docker)], project: &str) -> Result<usize> {
     let mut removed = 0;

@@ -67,6 +67,15 @@ impl Balancers {
         Ok(())
     }
 
+    /// What `up` changes in them beside following the replicas: the ingress's `+`/`~`/`-`
+    /// lines (the mesh's are `Mesh::plan_changes`).
+    pub async fn ingress_lines(&self, engines: &[(String, Docker)], project: &str) -> Vec<String> {
+        match &self.ingress {
+            Some(i) => i.plan_lines().await,
+            None => crate::ingress::live::removal_lines(engines, project).await,
+        }
+    }
+
     /// Route to what runs now (after a rollout).
     pub async fn sync(&self) -> Result<()> {
         if let Some(i) = &self.ingress {
@@ -330,47 +339,72 @@ pub async fn prepare(
     Ok(shipped)
 }
 
-/// Keeps one previous release per slot (for rollback) and removes older ones,
-/// and those of slots that no longer exist.
-pub async fn prune_previous(
+/// The previous releases `up` removes: all but the newest per slot (one is kept for
+/// rollback), and those of slots that no longer exist. (machine, container) pairs.
+pub fn to_prune<'a>(
     observed: &Observed,
-    previous: &[(String, SeenContainer)],
-    engines: &[(String, Docker)],
-) -> usize {
-    let mut newest: HashMap<(String, String, String), (i64, String)> = HashMap::new();
+    previous: &'a [(String, SeenContainer)],
+) -> Vec<(&'a str, &'a SeenContainer)> {
+    let mut newest: HashMap<(String, String, String), (i64, usize)> = HashMap::new();
     let live: std::collections::HashSet<(String, String, String)> = observed
         .containers
         .iter()
         .map(|c| (c.machine.clone(), c.service.clone(), c.slot.label_value()))
         .collect();
     let mut remove = Vec::new();
-    for (machine, c) in previous {
+    for (i, (machine, c)) in previous.iter().enumerate() {
         let key = (
             machine.clone(),
             c.service.clone(),
             c.slot.as_ref().map(|s| s.label_value()).unwrap_or_default(),
         );
         if !live.contains(&key) {
-            remove.push((machine.clone(), c.id.clone()));
+            remove.push(i);
             continue;
         }
         match newest.get(&key) {
-            Some((created, _)) if *created >= c.created => {
-                remove.push((machine.clone(), c.id.clone()))
-            }
-            Some((_, id)) => {
-                remove.push((machine.clone(), id.clone()));
-                newest.insert(key, (c.created, c.id.clone()));
+            Some((created, _)) if *created >= c.created => remove.push(i),
+            Some((_, older)) => {
+                remove.push(*older);
+                newest.insert(key, (c.created, i));
             }
             None => {
-                newest.insert(key, (c.created, c.id.clone()));
+                newest.insert(key, (c.created, i));
             }
         }
     }
+    remove.sort();
+    remove
+        .into_iter()
+        .map(|i| (previous[i].0.as_str(), &previous[i].1))
+        .collect()
+}
+
+/// The plan's lines for [`to_prune`]: `- prune web.2@m1: previous release …`.
+pub fn prune_lines(observed: &Observed, previous: &[(String, SeenContainer)]) -> Vec<String> {
+    to_prune(observed, previous)
+        .into_iter()
+        .map(|(m, c)| {
+            let slot = c.slot.as_ref().map(|s| s.label_value()).unwrap_or_default();
+            format!(
+                "- prune {}.{slot}@{m}: an older release ({}) than the one kept for rollback, or its slot is gone",
+                c.service, c.name
+            )
+        })
+        .collect()
+}
+
+/// Keeps one previous release per slot (for rollback) and removes older ones,
+/// and those of slots that no longer exist (see [`to_prune`]).
+pub async fn prune_previous(
+    observed: &Observed,
+    previous: &[(String, SeenContainer)],
+    engines: &[(String, Docker)],
+) -> usize {
     let mut n = 0;
-    for (machine, id) in remove {
-        if let Some((_, d)) = engines.iter().find(|(m, _)| *m == machine)
-            && ops::remove(d, &id).await.is_ok()
+    for (machine, c) in to_prune(observed, previous) {
+        if let Some((_, d)) = engines.iter().find(|(m, _)| m == machine)
+            && ops::remove(d, &c.id).await.is_ok()
         {
             n += 1;
         }
