@@ -305,9 +305,14 @@ cmd_up() { # [N]
         "machines file: $STATE/machines.yaml"
 }
 
-# The containerd-store machine: its recipe is the lab's plus its own daemon.json.
+# The containerd-store machine: its recipe is that of the running m1..mN plus its own
+# daemon.json (read from m1's label: recomputing the lab's recipe takes seconds).
 containerd_daemon_json() { echo "$HERE/containerd/daemon.json"; }
-containerd_recipe() { echo "$(lab_recipe)-ctd-$(recipe_hash <"$(containerd_daemon_json)")"; }
+containerd_recipe() {
+    local base
+    base=$(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" m1 2>/dev/null) || return 1
+    echo "$base-ctd-$(recipe_hash <"$(containerd_daemon_json)")"
+}
 
 # Starts the containerd-store machine `ctd` beside a running lab (m1..mN untouched), unless it
 # already runs this recipe and answers. Adds it to ssh_config and known_hosts and writes
@@ -317,14 +322,14 @@ cmd_containerd() {
     ensure_root
     lock_lab
     local want start=$SECONDS
-    want=$(containerd_recipe)
+    want=$(containerd_recipe) || die "containerd: the lab is not up (run: $0 up); $CTD joins m1..mN"
     if [[ $(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$CTD" 2>/dev/null) == "$want" ]] &&
         grep -q "^Host $CTD\$" "$STATE/ssh_config" 2>/dev/null && machine_ready "$CTD"; then
         echo "$CTD ready ($CTD_IP, containerd image store); machines file: $STATE/machines-containerd.yaml"
         return
     fi
-    (($(lab_size) >= 2)) && docker network inspect "$NET" >/dev/null 2>&1 ||
-        die "containerd: the lab of at least 2 machines is not up (run: $0 up); $CTD joins m1..mN"
+    (($(lab_size) >= 2)) && cmd_status 2 >/dev/null ||
+        die "containerd: m1 and m2 are not healthy (run: $0 up); $CTD joins m1..mN"
     ensure_machine_images
     local tarball
     tarball=$(ensure_test_images)
@@ -332,9 +337,11 @@ cmd_containerd() {
     docker volume rm "$(machine_volume "$CTD")" >/dev/null 2>&1 || true
     [[ -f $STATE/hostkeys/$CTD ]] ||
         ssh-keygen -q -t ed25519 -N '' -C "$CTD" -f "$STATE/hostkeys/$CTD"
+    log "images ready after $((SECONDS - start))s; starting $CTD"
     create_machine "$CTD" "$want" "$(containerd_daemon_json)"
     add_client_entry "$CTD"
     wait_ready "$CTD"
+    log "$CTD answers after $((SECONDS - start))s; loading the test images into it"
     docker exec "$CTD" docker info --format '{{.DriverStatus}}' | grep -q io.containerd.snapshotter ||
         die "$CTD: its engine does not use the containerd image store (see /var/log/dockerd.log in $CTD)"
     load_test_images "$tarball" "$CTD"
