@@ -12,8 +12,8 @@ use common::registry::Registry;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 const CTD_IP: &str = "172.31.77.200";
 
@@ -32,6 +32,8 @@ struct Project {
     machines: PathBuf,
     port: u16,
     docker_config: Option<PathBuf>,
+    /// DOCKER_HOST for hoist: the engine it builds on and ships from.
+    docker_host: Option<String>,
 }
 
 impl Project {
@@ -43,6 +45,9 @@ impl Project {
             .args(args);
         if let Some(config) = &self.docker_config {
             cmd.env("DOCKER_CONFIG", config);
+        }
+        if let Some(host) = &self.docker_host {
+            cmd.env("DOCKER_HOST", host);
         }
         cmd
     }
@@ -97,15 +102,14 @@ impl Drop for Project {
     }
 }
 
-/// Bytes of the newest non-empty layer of a local image, as `docker history` counts them.
-fn top_layer_size(image: &str) -> u64 {
-    let out = run(Command::new("docker").args([
-        "history",
-        "--human=false",
-        "--format",
-        "{{.Size}}",
-        image,
-    ]));
+/// Bytes of the newest non-empty layer of an image, as `docker history` counts them, on the
+/// engine at `docker_host` (the box's by default).
+fn top_layer_size(image: &str, docker_host: Option<&str>) -> u64 {
+    let mut cmd = Command::new("docker");
+    if let Some(host) = docker_host {
+        cmd.args(["-H", host]);
+    }
+    let out = run(cmd.args(["history", "--human=false", "--format", "{{.Size}}", image]));
     out.expect_success("docker history")
         .lines()
         .filter_map(|l| l.trim().parse::<u64>().ok())
@@ -165,6 +169,7 @@ fn a_built_image_ships_deploys_rolls_out_and_back_on_both_image_stores() {
         machines,
         port: 20000 + (pid % 20000) as u16 + 7,
         docker_config: None,
+        docker_host: None,
     };
     let image = format!("{}-site", app.name);
 
@@ -216,7 +221,7 @@ fn a_built_image_ships_deploys_rolls_out_and_back_on_both_image_stores() {
         .collect();
     std::fs::write(app.dir.join("www/blob.bin"), &blob).unwrap();
     let up = app.json(&["up", "--yes", "--json"]);
-    let layer = top_layer_size(&image);
+    let layer = top_layer_size(&image, None);
     let changed = shipped(&up);
     assert_eq!(changed.len(), 3, "{up}");
     for (machine, bytes, sent, _) in &changed {
@@ -299,6 +304,7 @@ fn a_registry_tag_is_pinned_to_one_digest_on_both_image_stores() {
         machines,
         port: 20000 + (pid % 20000) as u16 + 8,
         docker_config: Some(registry.config()),
+        docker_host: None,
     };
     let pinned = |digest: &str| format!("{}/app@{digest}", registry.host);
     // Every replica was created from the pinned digest (whatever ID its store gives the image).
@@ -365,4 +371,157 @@ fn a_registry_tag_is_pinned_to_one_digest_on_both_image_stores() {
             "{machine}: {code} {body}"
         );
     }
+}
+
+/// `ssh -L`: a local unix socket forwarded to a machine's docker socket, for as long as it lives.
+struct Forward {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Forward {
+    fn to(lab: &Lab, machine: &str) -> Forward {
+        let socket = std::env::temp_dir().join(format!(
+            "hoist-ctd-engine-{}-{machine}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&socket);
+        let child = Command::new("ssh")
+            .arg("-F")
+            .arg(lab.ssh_config())
+            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+            .arg(format!("{}:/var/run/docker.sock", socket.display()))
+            .arg(machine)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("running ssh");
+        let mut forward = Forward { child, socket };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !forward.socket.exists() {
+            if let Some(status) = forward.child.try_wait().unwrap() {
+                panic!("ssh -L to {machine} ended: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no forwarded socket from {machine}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        forward
+    }
+
+    fn docker_host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// hoist on a computer whose own engine uses containerd's image store (Docker 29's default):
+/// it builds there and ships to classic machines (engines 20.10 and 26), which name the image by
+/// its config digest, not by the ID the local engine shows.
+#[test]
+fn a_local_engine_on_containerd_ships_to_classic_machines() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    lab.containerd();
+    let engine = Forward::to(lab, "ctd");
+    let host = engine.docker_host();
+
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("hoist-ctd-local-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/build-app");
+    run(Command::new("cp").arg("-r").arg(&example).arg(&dir)).expect_success("copy the example");
+    std::fs::write(dir.join("www/id.txt"), format!("built on ctd {pid}\n")).unwrap();
+    let compose = dir.join("compose.yaml");
+    let text = std::fs::read_to_string(&compose).unwrap();
+    std::fs::write(&compose, text.replace("replicas: 3", "replicas: 2")).unwrap();
+    let machines = dir.join("machines.yaml");
+    std::fs::write(
+        &machines,
+        format!(
+            "ssh_config: {}\nmachines:\n  m1: {{ssh: m1}}\n  m2: {{ssh: m2}}\n",
+            lab.ssh_config().display()
+        ),
+    )
+    .unwrap();
+    let app = Project {
+        dir,
+        name: format!("ctdlocal{pid}"),
+        machines,
+        port: 20000 + (pid % 20000) as u16 + 9,
+        docker_config: None,
+        docker_host: Some(host.clone()),
+    };
+    let image = format!("{}-site", app.name);
+
+    let up = app.json(&["up", "--yes", "--json"]);
+    let first = shipped(&up);
+    let to: BTreeSet<&str> = first.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(to, BTreeSet::from(["m1", "m2"]), "{up}");
+    for (machine, bytes, sent, skipped) in &first {
+        eprintln!(
+            "first ship from ctd to {machine}: {bytes} bytes, {sent} layers, {skipped} there"
+        );
+        assert!(*skipped >= 1, "{machine}: the base layer stays: {up}");
+    }
+    let local = run(
+        Command::new("docker").args(["-H", &host, "image", "inspect", "-f", "{{.Id}}", &image])
+    );
+    let local = local
+        .expect_success("docker image inspect on ctd")
+        .trim()
+        .to_string();
+    let on_m1 = image_id(lab, "m1", &image);
+    assert_ne!(
+        on_m1, local,
+        "the classic store names the image by its config digest"
+    );
+    assert_eq!(image_id(lab, "m2", &image), on_m1);
+    for machine in ["m1", "m2"] {
+        let body = http_get_until(
+            lab.ip(machine),
+            app.port,
+            "/id.txt",
+            200,
+            Duration::from_secs(30),
+        );
+        assert_eq!(body, format!("built on ctd {pid}\n"), "{machine}");
+    }
+    // The machines' copies are known for this build though their IDs differ from the local one.
+    let up = app.json(&["up", "--yes", "--json"]);
+    assert!(shipped(&up).is_empty(), "{up}");
+    let plan = app.hoist(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code(), Some(0), "{plan}");
+
+    // A one-layer change travels alone (the layers come compressed or not, as ctd keeps them).
+    let blob: Vec<u8> = (0..256 * 1024u32)
+        .map(|i| b'a' + ((i.wrapping_mul(2654435761) >> 13) % 26) as u8)
+        .collect();
+    std::fs::write(app.dir.join("www/blob.bin"), &blob).unwrap();
+    let up = app.json(&["up", "--yes", "--json"]);
+    let layer = top_layer_size(&image, Some(&host));
+    let changed = shipped(&up);
+    assert_eq!(changed.len(), 2, "{up}");
+    for (machine, bytes, sent, _) in &changed {
+        eprintln!("one-layer change from ctd ({layer}-byte layer) to {machine}: {bytes} bytes");
+        assert_eq!(*sent, 1, "{machine}: {up}");
+        assert!(
+            *bytes as f64 <= 1.1 * layer as f64 + 16384.0,
+            "{machine}: sent {bytes} bytes for a {layer}-byte layer"
+        );
+    }
+    for machine in ["m1", "m2"] {
+        let (code, body) = http_get(lab.ip(machine), app.port, "/blob.bin").unwrap();
+        assert_eq!((code, body.len()), (200, blob.len()), "{machine}");
+    }
+    drop(app);
+    let _ = run(Command::new("docker").args(["-H", &host, "rmi", "-f", &image]));
 }
