@@ -3,33 +3,86 @@
 //! it lacks, streamed into its engine's image load through the SSH tunnel.
 //!
 //! An image archive (`docker save`) lists its layers in `manifest.json`, in the
-//! order of the config's `rootfs.diff_ids`. A machine "has" a layer when any of
-//! its images lists that diff ID; those layer files are left out of its archive,
-//! and the engine's load links the image to the layers it already holds. The
-//! image ID is checked after the load, so a wrong or partial load is an error.
+//! order of the config's `rootfs.diff_ids`. A machine "has" a layer when one of
+//! its images has the same layers up to and including it (the same *chain ID*):
+//! engines look a layer up by that chain before they read it from the archive, so
+//! those layer files are left out.
+//!
+//! Engines come with one of two image stores, and each wants its own archive:
+//! - the classic store (engines before 29 by default) loads `docker save`'s own
+//!   format and names the image by its config digest;
+//! - containerd's image store (engine 24+ with the containerd snapshotter, 29's
+//!   default) fails a Docker-format archive with a layer left out ("failed to
+//!   resolve layers"), but loads an OCI layout whose manifest names blobs it
+//!   does not carry when their snapshot is there; it names the image by the
+//!   manifest's digest. hoist writes that manifest itself, so it knows that
+//!   digest before it sends anything.
+//!
+//! After the load the image is looked up by the ID its store gives it, so a wrong
+//! or partial load is an error.
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::query_parameters::{ImportImageOptions, ListImagesOptions};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Where a machine's engine keeps images (`engine::Facts::containerd_image_store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Classic,
+    Containerd,
+}
+
 /// An image exported from the local engine into a cached archive.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Exported {
     pub reference: String,
+    /// The local engine's ID for the image; names the cached archive.
     pub image_id: String,
     pub archive: PathBuf,
-    /// Archive path of each layer file → its diff ID.
-    pub layer_files: BTreeMap<String, String>,
-    /// Size in bytes of each layer file by diff ID.
-    pub layer_sizes: BTreeMap<String, u64>,
+    /// Digest of the image config: the ID the classic store gives the image.
+    pub config_id: String,
+    /// The config's path inside the archive.
+    config_file: String,
+    /// In the config's `rootfs.diff_ids` order.
+    pub layers: Vec<Layer>,
+    /// The OCI manifest sent to containerd's store, and its digest: the ID that
+    /// store gives the image.
+    manifest: String,
+    pub manifest_digest: String,
+}
+
+/// One layer of an exported image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    /// Its path inside the archive.
+    pub file: String,
+    pub diff_id: String,
+    /// Identifies this layer on top of all those below it: what engines look up.
+    pub chain_id: String,
+    /// Digest and media type of the file as it is (compressed or not).
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+}
+
+impl Exported {
+    /// The ID an engine with `store` gives this image once loaded.
+    pub fn id_in(&self, store: Store) -> &str {
+        match store {
+            Store::Classic => &self.config_id,
+            Store::Containerd => &self.manifest_digest,
+        }
+    }
 }
 
 /// What one machine received.
@@ -52,7 +105,8 @@ fn cache_dir() -> PathBuf {
         .join("images")
 }
 
-/// Exports `reference` from the local engine (once per image ID) and indexes its layers.
+/// Exports `reference` from the local engine and indexes its layers, both once
+/// per image ID (the index is kept beside the archive).
 pub async fn export(local: &Docker, reference: &str) -> Result<Exported> {
     let inspect = local.inspect_image(reference).await.with_context(|| {
         format!("image {reference} is not on the local engine; build or pull it first")
@@ -63,7 +117,16 @@ pub async fn export(local: &Docker, reference: &str) -> Result<Exported> {
         .context("the local engine gave no image ID")?;
     let dir = cache_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let archive = dir.join(format!("{}.tar", image_id.trim_start_matches("sha256:")));
+    let stem = image_id.trim_start_matches("sha256:").to_string();
+    let archive = dir.join(format!("{stem}.tar"));
+    let index = dir.join(format!("{stem}.index.json"));
+    if archive.is_file()
+        && let Ok(text) = std::fs::read(&index)
+        && let Ok(mut cached) = serde_json::from_slice::<Exported>(&text)
+    {
+        cached.reference = reference.to_string();
+        return Ok(cached);
+    }
     if !archive.is_file() {
         let partial = archive.with_extension("partial");
         let mut file = std::fs::File::create(&partial)
@@ -75,49 +138,122 @@ pub async fn export(local: &Docker, reference: &str) -> Result<Exported> {
         file.sync_all()?;
         std::fs::rename(&partial, &archive)?;
     }
-    let (layer_files, layer_sizes) = index_archive(&archive)?;
-    Ok(Exported {
+    let path = archive.clone();
+    let indexed = tokio::task::spawn_blocking(move || index_archive(&path))
+        .await
+        .context("indexing the archive panicked")?
+        .with_context(|| format!("reading the archive of {reference} ({})", archive.display()))?;
+    let exported = Exported {
         reference: reference.to_string(),
         image_id,
         archive,
-        layer_files,
-        layer_sizes,
-    })
+        config_id: indexed.config_id,
+        config_file: indexed.config_file,
+        manifest_digest: sha256_id(indexed.manifest.as_bytes()),
+        manifest: indexed.manifest,
+        layers: indexed.layers,
+    };
+    // A cache: without it the next deploy reads the archive again.
+    let _ = std::fs::write(&index, serde_json::to_vec(&exported)?);
+    Ok(exported)
 }
 
-/// Reads manifest.json and the image config from an archive: layer file → diff ID.
-fn index_archive(path: &Path) -> Result<(BTreeMap<String, String>, BTreeMap<String, u64>)> {
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+fn sha256_id(data: &[u8]) -> String {
+    hex_id(&Sha256::digest(data))
+}
+
+fn hex_id(digest: &[u8]) -> String {
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Chain IDs of a layer stack, as the image spec defines them: the first layer's
+/// is its diff ID, each next one the digest of "<chain below> <its diff ID>".
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for diff in diff_ids {
+        let chain = match out.last() {
+            None => diff.clone(),
+            Some(below) => sha256_id(format!("{below} {diff}").as_bytes()),
+        };
+        out.push(chain);
+    }
+    out
+}
+
+struct Indexed {
+    config_id: String,
+    config_file: String,
+    layers: Vec<Layer>,
+    manifest: String,
+}
+
+/// What a file in the archive is, seen while reading it once.
+struct FileFacts {
+    size: u64,
+    digest: String,
+    /// The first bytes, to tell compressed layers from plain tars.
+    head: Vec<u8>,
+}
+
+/// Reads an archive once: manifest.json, the image config, and each file's
+/// digest; builds the OCI manifest for containerd's store.
+fn index_archive(path: &Path) -> Result<Indexed> {
+    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut facts: BTreeMap<String, FileFacts> = BTreeMap::new();
     let mut ar = tar::Archive::new(std::fs::File::open(path)?);
     for entry in ar.entries()? {
         let mut entry = entry?;
-        let name = entry.path()?.to_string_lossy().into_owned();
-        sizes.insert(name.clone(), entry.size());
-        if name == "manifest.json"
-            || name.ends_with(".json")
-            || name.starts_with("blobs/sha256/") && entry.size() < 1 << 20
-        {
-            let mut buf = Vec::new();
-            entry.read_to_end(&mut buf)?;
-            files.insert(name, buf);
+        if !entry.header().entry_type().is_file() {
+            continue;
         }
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let size = entry.size();
+        let keep = name.ends_with(".json") || size < 1 << 20;
+        let mut hasher = Sha256::new();
+        let mut head = Vec::new();
+        let mut kept = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = entry.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            if head.len() < 8 {
+                head.extend_from_slice(&buf[..n.min(8 - head.len())]);
+            }
+            if keep {
+                kept.extend_from_slice(&buf[..n]);
+            }
+        }
+        if keep {
+            small.insert(name.clone(), kept);
+        }
+        facts.insert(
+            name,
+            FileFacts {
+                size,
+                digest: hex_id(&hasher.finalize()),
+                head,
+            },
+        );
     }
     let manifest: Value = serde_json::from_slice(
-        files
+        small
             .get("manifest.json")
             .context("archive has no manifest.json")?,
     )?;
     let first = manifest.get(0).context("empty manifest.json")?;
-    let config_name = first
+    let config_file = first
         .get("Config")
         .and_then(Value::as_str)
-        .context("manifest without Config")?;
-    let config: Value = serde_json::from_slice(
-        files
-            .get(config_name)
-            .context("archive lacks the image config")?,
-    )?;
+        .context("manifest without Config")?
+        .to_string();
+    let config_bytes = small
+        .get(&config_file)
+        .context("archive lacks the image config")?;
+    let config: Value = serde_json::from_slice(config_bytes)?;
     let diff_ids: Vec<String> = config
         .pointer("/rootfs/diff_ids")
         .and_then(Value::as_array)
@@ -125,31 +261,70 @@ fn index_archive(path: &Path) -> Result<(BTreeMap<String, String>, BTreeMap<Stri
         .iter()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
-    let layers: Vec<String> = first
+    let files: Vec<String> = first
         .get("Layers")
         .and_then(Value::as_array)
         .context("manifest without Layers")?
         .iter()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
-    if layers.len() != diff_ids.len() {
+    if files.len() != diff_ids.len() {
         bail!(
             "archive manifest lists {} layers but the config {}",
-            layers.len(),
+            files.len(),
             diff_ids.len()
         );
     }
-    let mut layer_files = BTreeMap::new();
-    let mut layer_sizes = BTreeMap::new();
-    for (file, diff) in layers.into_iter().zip(diff_ids) {
-        layer_sizes.insert(diff.clone(), sizes.get(&file).copied().unwrap_or(0));
-        layer_files.insert(file, diff);
+    let chains = chain_ids(&diff_ids);
+    let mut layers = Vec::with_capacity(files.len());
+    for ((file, diff_id), chain_id) in files.into_iter().zip(diff_ids).zip(chains) {
+        let f = facts
+            .get(&file)
+            .with_context(|| format!("archive lacks the layer file {file}"))?;
+        layers.push(Layer {
+            media_type: layer_media_type(&f.digest, &diff_id, &f.head).to_string(),
+            digest: f.digest.clone(),
+            size: f.size,
+            file,
+            diff_id,
+            chain_id,
+        });
     }
-    Ok((layer_files, layer_sizes))
+    let oci_manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": sha256_id(config_bytes),
+            "size": config_bytes.len(),
+        },
+        "layers": layers.iter().map(|l| json!({
+            "mediaType": l.media_type, "digest": l.digest, "size": l.size,
+        })).collect::<Vec<_>>(),
+    });
+    Ok(Indexed {
+        config_id: sha256_id(config_bytes),
+        config_file,
+        layers,
+        manifest: serde_json::to_string(&oci_manifest)?,
+    })
 }
 
-/// The diff IDs of every layer the machine's images use.
-pub async fn layers_on(docker: &Docker) -> Result<HashSet<String>> {
+/// A layer file is a plain tar when its digest is its diff ID; else it is
+/// compressed, and its first bytes say how.
+fn layer_media_type(digest: &str, diff_id: &str, head: &[u8]) -> &'static str {
+    if digest == diff_id {
+        "application/vnd.oci.image.layer.v1.tar"
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    } else {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    }
+}
+
+/// The chain IDs of every layer stack the machine's images stand on: a layer
+/// whose chain is here need not travel.
+pub async fn chains_on(docker: &Docker) -> Result<HashSet<String>> {
     let images = docker
         .list_images(Some(ListImagesOptions::default()))
         .await?;
@@ -158,69 +333,73 @@ pub async fn layers_on(docker: &Docker) -> Result<HashSet<String>> {
     let mut set = HashSet::new();
     for inspect in inspects.into_iter().flatten() {
         if let Some(layers) = inspect.root_fs.and_then(|r| r.layers) {
-            set.extend(layers);
+            set.extend(chain_ids(&layers));
         }
     }
     Ok(set)
 }
 
-/// Sends `image` to one machine with only the layers it lacks (all of them when
-/// `whole`), then checks the ID.
+/// Sends `image` to one machine with only the layers it lacks, in the archive
+/// format its `store` loads, then checks the image is there under its ID.
 pub async fn ship_to(
     image: &Exported,
     machine: &str,
     docker: &Docker,
     on_bytes: Arc<AtomicU64>,
-    whole: bool,
+    store: Store,
 ) -> Result<Shipped> {
-    if let Ok(i) = docker.inspect_image(&image.image_id).await
-        && i.id.as_deref() == Some(image.image_id.as_str())
+    let id = image.id_in(store);
+    if let Ok(i) = docker.inspect_image(id).await
+        && i.id.as_deref() == Some(id)
     {
         // Present under its ID; make sure the tag points at it too.
-        tag(docker, image).await?;
+        tag(docker, image, id).await?;
         return Ok(Shipped {
             machine: machine.to_string(),
             bytes_sent: 0,
             layers_sent: 0,
-            layers_skipped: image.layer_sizes.len(),
+            layers_skipped: image.layers.len(),
             already_present: true,
         });
     }
-    // Engines on containerd's image store load layers by content digest from the
-    // archive itself, so they get the whole archive (see `Facts::containerd_image_store`).
-    let present = if whole {
-        HashSet::new()
-    } else {
-        layers_on(docker)
-            .await
-            .with_context(|| format!("{machine}: listing layers"))?
-    };
+    let present = chains_on(docker)
+        .await
+        .with_context(|| format!("{machine}: listing the layers it has"))?;
     let skip: HashSet<String> = image
-        .layer_files
+        .layers
         .iter()
-        .filter(|(_, diff)| present.contains(*diff))
-        .map(|(file, _)| file.clone())
+        .filter(|l| present.contains(&l.chain_id))
+        .map(|l| l.file.clone())
         .collect();
-    let skipped_layers: HashSet<&String> = image
-        .layer_files
+    let layers_skipped = image
+        .layers
         .iter()
-        .filter(|(f, _)| skip.contains(*f))
-        .map(|(_, d)| d)
-        .collect();
-    let layers_skipped = skipped_layers.len();
-    let layers_sent = image.layer_sizes.len() - layers_skipped;
+        .filter(|l| skip.contains(&l.file))
+        .count();
+    let layers_sent = image.layers.len() - layers_skipped;
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    let archive = image.archive.clone();
     let counter = on_bytes.clone();
-    let writer = tokio::task::spawn_blocking(move || write_thin(&archive, &skip, tx, counter));
-    let body = tokio_stream_from(rx);
+    let writer = {
+        let image = image.clone();
+        tokio::task::spawn_blocking(move || {
+            let sink = ChannelWriter {
+                tx,
+                counter,
+                sent: 0,
+            };
+            match store {
+                Store::Classic => write_thin(&image.archive, &skip, sink),
+                Store::Containerd => write_oci(&image, &skip, sink),
+            }
+        })
+    };
     let mut load = docker.import_image_stream(
         ImportImageOptions {
             quiet: true,
             ..Default::default()
         },
-        body,
+        tokio_stream_from(rx),
         None,
     );
     let mut load_error = None;
@@ -234,22 +413,28 @@ pub async fn ship_to(
             Err(e) => load_error = Some(e.to_string()),
         }
     }
-    let sent = writer.await.context("archive writer panicked")??;
+    let sent = writer.await.context("archive writer panicked")?;
     if let Some(e) = load_error {
         bail!("{machine}: loading {} failed: {e}", image.reference);
     }
-    let loaded = docker
-        .inspect_image(&image.image_id)
-        .await
-        .with_context(|| format!("{machine}: {} missing after load", image.reference))?;
-    if loaded.id.as_deref() != Some(image.image_id.as_str()) {
+    let sent = sent.with_context(|| format!("{machine}: sending {}", image.reference))?;
+    let loaded = docker.inspect_image(id).await.with_context(|| {
+        format!(
+            "{machine}: {} missing after load (expected it as {id} in the engine's {} image store)",
+            image.reference,
+            match store {
+                Store::Classic => "classic",
+                Store::Containerd => "containerd",
+            }
+        )
+    })?;
+    if loaded.id.as_deref() != Some(id) {
         bail!(
-            "{machine}: loaded image has ID {:?}, expected {}",
-            loaded.id,
-            image.image_id
+            "{machine}: loaded image has ID {:?}, expected {id}",
+            loaded.id
         );
     }
-    tag(docker, image).await?;
+    tag(docker, image, id).await?;
     Ok(Shipped {
         machine: machine.to_string(),
         bytes_sent: sent,
@@ -259,7 +444,7 @@ pub async fn ship_to(
     })
 }
 
-async fn tag(docker: &Docker, image: &Exported) -> Result<()> {
+async fn tag(docker: &Docker, image: &Exported, id: &str) -> Result<()> {
     if image.reference.starts_with("sha256:") {
         return Ok(());
     }
@@ -269,7 +454,7 @@ async fn tag(docker: &Docker, image: &Exported) -> Result<()> {
     };
     docker
         .tag_image(
-            &image.image_id,
+            id,
             Some(bollard::query_parameters::TagImageOptions {
                 repo: Some(repo),
                 tag: Some(tag),
@@ -279,19 +464,9 @@ async fn tag(docker: &Docker, image: &Exported) -> Result<()> {
         .with_context(|| format!("tagging {}", image.reference))
 }
 
-/// Copies the archive into the channel, leaving out the files in `skip`.
-/// Returns the bytes written.
-fn write_thin(
-    archive: &Path,
-    skip: &HashSet<String>,
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-    counter: Arc<AtomicU64>,
-) -> Result<u64> {
-    let sink = ChannelWriter {
-        tx,
-        counter,
-        sent: 0,
-    };
+/// Copies the archive (`docker save`'s format, for the classic store), leaving
+/// out the files in `skip`. Returns the bytes written.
+fn write_thin(archive: &Path, skip: &HashSet<String>, sink: ChannelWriter) -> Result<u64> {
     let mut out = tar::Builder::new(sink);
     let mut input = tar::Archive::new(std::fs::File::open(archive)?);
     for entry in input.entries()? {
@@ -303,8 +478,59 @@ fn write_thin(
         let mut header = entry.header().clone();
         out.append_data(&mut header, &name, &mut entry)?;
     }
-    let sink = out.into_inner()?;
-    Ok(sink.sent)
+    Ok(out.into_inner()?.sent)
+}
+
+/// Writes an OCI image layout (for containerd's store): hoist's manifest, the
+/// config, and the layers not in `skip`, as blobs named by their digest. The
+/// index names no image: `tag` names it after the load. Returns the bytes written.
+fn write_oci(image: &Exported, skip: &HashSet<String>, sink: ChannelWriter) -> Result<u64> {
+    let mut out = tar::Builder::new(sink);
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": image.manifest_digest,
+            "size": image.manifest.len(),
+        }],
+    });
+    let blob = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let mut put = |name: &str, data: &[u8]| -> std::io::Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        out.append_data(&mut header, name, data)
+    };
+    put("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    put("index.json", serde_json::to_string(&index)?.as_bytes())?;
+    put(&blob(&image.manifest_digest), image.manifest.as_bytes())?;
+    // One pass over the archive: the config and each layer to send, as blobs.
+    let mut wanted: BTreeMap<&str, String> = image
+        .layers
+        .iter()
+        .filter(|l| !skip.contains(&l.file))
+        .map(|l| (l.file.as_str(), blob(&l.digest)))
+        .collect();
+    wanted.insert(&image.config_file, blob(&image.config_id));
+    let mut input = tar::Archive::new(std::fs::File::open(&image.archive)?);
+    for entry in input.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let Some(target) = wanted.remove(name.as_str()) else {
+            continue;
+        };
+        let mut header = tar::Header::new_gnu();
+        header.set_size(entry.size());
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        out.append_data(&mut header, &target, &mut entry)?;
+    }
+    if let Some((file, _)) = wanted.into_iter().next() {
+        bail!("{} lacks {file}", image.archive.display());
+    }
+    Ok(out.into_inner()?.sent)
 }
 
 struct ChannelWriter {
@@ -337,4 +563,92 @@ fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let chains = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(chains[0], a);
+        assert_eq!(chains[1], sha256_id(format!("{a} {b}").as_bytes()));
+        // The same layer on another base is another chain.
+        assert_ne!(chain_ids(&[b.clone(), b.clone()])[1], chains[1]);
+    }
+
+    #[test]
+    fn layer_media_types() {
+        assert_eq!(
+            layer_media_type("sha256:1", "sha256:1", b"anything"),
+            "application/vnd.oci.image.layer.v1.tar"
+        );
+        assert_eq!(
+            layer_media_type("sha256:1", "sha256:2", &[0x1f, 0x8b, 8]),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert_eq!(
+            layer_media_type("sha256:1", "sha256:2", &[0x28, 0xb5, 0x2f, 0xfd]),
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+    }
+
+    /// A Docker-format archive as `docker save` writes it (engine 20.10): hoist's
+    /// manifest names the config and each layer by digest, and the config's
+    /// digest is the classic ID.
+    #[test]
+    fn indexes_a_docker_save_archive() {
+        let dir = std::env::temp_dir().join(format!("hoist-ship-index-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let layer = {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(3);
+            h.set_mode(0o644);
+            b.append_data(&mut h, "hello", &b"hi\n"[..]).unwrap();
+            b.into_inner().unwrap()
+        };
+        let diff = sha256_id(&layer);
+        let config =
+            serde_json::to_vec(&json!({"rootfs": {"type": "layers", "diff_ids": [diff]}})).unwrap();
+        let config_id = sha256_id(&config);
+        let config_name = format!("{}.json", config_id.trim_start_matches("sha256:"));
+        let manifest = serde_json::to_vec(&json!([{
+            "Config": config_name, "RepoTags": ["app:1"], "Layers": ["abc/layer.tar"],
+        }]))
+        .unwrap();
+        let path = dir.join("image.tar");
+        {
+            let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
+            for (name, data) in [
+                ("abc/layer.tar", &layer[..]),
+                (config_name.as_str(), &config[..]),
+                ("manifest.json", &manifest[..]),
+            ] {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                b.append_data(&mut h, name, data).unwrap();
+            }
+            b.finish().unwrap();
+        }
+        let ix = index_archive(&path).unwrap();
+        assert_eq!(ix.config_id, config_id);
+        assert_eq!(ix.config_file, config_name);
+        assert_eq!(ix.layers.len(), 1);
+        assert_eq!(ix.layers[0].digest, diff);
+        assert_eq!(ix.layers[0].chain_id, diff);
+        assert_eq!(ix.layers[0].size, layer.len() as u64);
+        let m: Value = serde_json::from_str(&ix.manifest).unwrap();
+        assert_eq!(m["config"]["digest"], json!(config_id));
+        assert_eq!(m["layers"][0]["digest"], json!(diff));
+        assert_eq!(
+            m["layers"][0]["mediaType"],
+            json!("application/vnd.oci.image.layer.v1.tar")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -140,8 +140,16 @@ async fn plan_and_apply(
         balancers.add_images(&mut prep);
         let by_name: std::collections::HashMap<String, Docker> = engines.iter().cloned().collect();
         let name = &planned.resolved.project;
-        let none = std::collections::HashSet::new();
-        pipeline::apply::prepare(&prep, &by_name, name, local.as_ref(), &none, &progress).await?;
+        let containerd = pipeline::apply::containerd_machines(conns);
+        pipeline::apply::prepare(
+            &prep,
+            &by_name,
+            name,
+            local.as_ref(),
+            &containerd,
+            &progress,
+        )
+        .await?;
         balancers.converge(engines, name).await?;
         let pruned =
             pipeline::apply::prune_previous(&planned.observed, &planned.previous, engines).await;

@@ -168,16 +168,7 @@ pub async fn apply_plan(
     let (mut prep, services) = super::rollout::build(planned, &release, balancers.mesh.as_ref())?;
     balancers.add_images(&mut prep);
     let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
-    let containerd: std::collections::HashSet<String> = conns
-        .results
-        .iter()
-        .filter_map(|(m, r)| {
-            r.as_ref()
-                .ok()
-                .filter(|e| e.facts.containerd_image_store)
-                .map(|_| m.name.clone())
-        })
-        .collect();
+    let containerd = containerd_machines(conns);
     let shipped = prepare(
         &prep,
         &by_name,
@@ -211,6 +202,21 @@ pub async fn apply_plan(
         report,
         shipped,
     })
+}
+
+/// The machines whose engines keep images in containerd's store: images are
+/// shipped to them in another format, and known there by another ID (src/ship.rs).
+pub fn containerd_machines(conns: &Connections) -> std::collections::HashSet<String> {
+    conns
+        .results
+        .iter()
+        .filter_map(|(m, r)| {
+            r.as_ref()
+                .ok()
+                .filter(|e| e.facts.containerd_image_store)
+                .map(|_| m.name.clone())
+        })
+        .collect()
 }
 
 /// Networks, volumes and images on each machine, before any container changes.
@@ -248,10 +254,17 @@ pub async fn prepare(
     for (m, img, policy, built_id) in &prep.images {
         let policy: image::PullPolicy = (*policy).into();
         let on_machine = get(m)?.inspect_image(img).await.ok().and_then(|i| i.id);
-        let satisfied = match built_id {
+        let satisfied = match (built_id, &on_machine, local) {
             // Built here: the machine must run exactly this build, whatever its tag says.
-            Some(id) => on_machine.as_deref() == Some(id.as_str()),
-            None => on_machine.is_some() && policy != image::PullPolicy::Always,
+            (Some(id), Some(on), _) if on == id => true,
+            // Known there by another ID than here (the other image store, on either side):
+            // the export says which ID the machine's store gives this build.
+            (Some(_), Some(on), Some(local)) => {
+                let e = export_once(&mut exports, local, img, progress).await?;
+                on == e.id_in(store_of(containerd, m))
+            }
+            (Some(_), _, _) => false,
+            (None, on, _) => on.is_some() && policy != image::PullPolicy::Always,
         };
         if satisfied {
             continue;
@@ -260,13 +273,9 @@ pub async fn prepare(
         // archive carries no registry digest to create the container from.
         if let Some(local) = local
             && !img.contains('@')
-            && !exports.contains_key(img)
             && local.inspect_image(img).await.is_ok()
         {
-            progress.step(&format!("export {img}"), "exporting from the local engine");
-            let e = crate::ship::export(local, img).await?;
-            progress.finish(&format!("export {img}"), "exported");
-            exports.insert(img.clone(), e);
+            export_once(&mut exports, local, img, progress).await?;
         }
         todo.push((m.clone(), img.clone(), policy));
     }
@@ -277,12 +286,7 @@ pub async fn prepare(
             let key = format!("image@{m}");
             if let Some(exported) = exports.get(&img) {
                 let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-                let whole = containerd.contains(&m);
-                if whole {
-                    progress.note(&format!(
-                        "{m}: its engine keeps images in containerd's store, which needs whole archives: sending all of {img}'s layers"
-                    ));
-                }
+                let store = store_of(containerd, &m);
                 progress.step(&key, &format!("shipping {img}"));
                 // Bytes and rate while the archive travels.
                 let ticker = {
@@ -306,7 +310,7 @@ pub async fn prepare(
                     }
                 };
                 let s = tokio::select! {
-                    s = crate::ship::ship_to(exported, &m, docker, counter.clone(), whole) => s?,
+                    s = crate::ship::ship_to(exported, &m, docker, counter.clone(), store) => s?,
                     _ = ticker => unreachable!("the ticker never ends"),
                 };
                 progress.finish(
@@ -337,6 +341,30 @@ pub async fn prepare(
         }
     }
     Ok(shipped)
+}
+
+fn store_of(containerd: &std::collections::HashSet<String>, machine: &str) -> crate::ship::Store {
+    if containerd.contains(machine) {
+        crate::ship::Store::Containerd
+    } else {
+        crate::ship::Store::Classic
+    }
+}
+
+/// Exports `img` from the local engine the first time a machine needs it.
+async fn export_once<'a>(
+    exports: &'a mut HashMap<String, crate::ship::Exported>,
+    local: &Docker,
+    img: &str,
+    progress: &Progress,
+) -> Result<&'a crate::ship::Exported> {
+    if !exports.contains_key(img) {
+        progress.step(&format!("export {img}"), "exporting from the local engine");
+        let e = crate::ship::export(local, img).await?;
+        progress.finish(&format!("export {img}"), "exported");
+        exports.insert(img.to_string(), e);
+    }
+    Ok(&exports[img])
 }
 
 /// The previous releases `up` removes: all but the newest per slot (one is kept for

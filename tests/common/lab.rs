@@ -270,6 +270,14 @@ impl Lab {
         &self.machine(name).ip
     }
 
+    /// Starts the opt-in machine `ctd` (engine 26 keeping images in containerd's image store)
+    /// beside m1..m3, unless it runs, and returns a machines file of m1 (engine 20.10), m2
+    /// (engine 26, classic store) and ctd. Take a lease first: an `up` removes ctd.
+    pub fn containerd(&self) -> PathBuf {
+        self.lab_sh_ok(&["containerd"]);
+        self.state_dir.join("machines-containerd.yaml")
+    }
+
     /// For a test that deploys but injects no faults: other such tests may run at the same time;
     /// tests that take [`Lab::exclusive`] wait until this lease is dropped.
     pub fn shared(&self) -> Lease {

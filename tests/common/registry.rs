@@ -77,6 +77,11 @@ fn sh(script: &str, dir: &Path) {
 impl Registry {
     /// Starts a registry, trusted by every lab machine and the box's engine.
     pub fn start(lab: &Lab, tag: &str) -> Registry {
+        Registry::start_for(tag, &lab.machine_names())
+    }
+
+    /// Starts a registry trusted by these machines (e.g. with the opt-in `ctd`) and the box.
+    pub fn start_for(tag: &str, machines: &[&str]) -> Registry {
         let ip = gateway();
         let port = free_port(&ip);
         let host = format!("{ip}:{port}");
@@ -125,7 +130,7 @@ auth:
             ),
         )
         .unwrap();
-        let machines: Vec<String> = lab.machine_names().iter().map(|s| s.to_string()).collect();
+        let machines: Vec<String> = machines.iter().map(|s| s.to_string()).collect();
         let mut registry = Registry {
             host,
             dir,

@@ -24,6 +24,11 @@ readonly SUBNET=172.31.77.0/24
 readonly NET_PREFIX=172.31.77
 # Every object the lab creates on the box carries this label, so cleanup never touches others.
 readonly LABEL=io.hoist.lab
+# The opt-in machine whose engine keeps images in containerd's image store (engine 26 with the
+# containerd snapshotter). It is not one of m1..mN, so every test's lab of N machines stays as it
+# is; `lab.sh containerd` starts it beside them, at an address no mN uses (m99 is .109).
+readonly CTD=ctd
+readonly CTD_IP=$NET_PREFIX.200
 
 log() { printf '%s lab: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -38,14 +43,20 @@ machine_index() { # m7 -> 7; anything else is an error
     [[ $1 =~ ^m([1-9][0-9]?)$ ]] || die "no such machine name: '$1' (expected m1, m2, ...)"
     echo "${BASH_REMATCH[1]}"
 }
-machine_ip() { echo "$NET_PREFIX.$((10 + $(machine_index "$1")))"; }
-machine_suite() { (($(machine_index "$1") % 2)) && echo bookworm || echo trixie; }
+machine_ip() {
+    [[ $1 == "$CTD" ]] && { echo "$CTD_IP"; return; }
+    echo "$NET_PREFIX.$((10 + $(machine_index "$1")))"
+}
+machine_suite() {
+    [[ $1 == "$CTD" ]] && { echo trixie; return; }
+    (($(machine_index "$1") % 2)) && echo bookworm || echo trixie
+}
 machine_volume() { echo "hoist-lab-$1-docker"; }
 
 # How many machines (m1..mN) the last `up` started.
 lab_size() { cat "$STATE/size" 2>/dev/null || echo 0; }
 require_machine() { # a fault command must name a machine of the running lab
-    machine_index "$1" >/dev/null
+    [[ $1 == "$CTD" ]] || machine_index "$1" >/dev/null
     docker container inspect -f "{{index .Config.Labels \"$LABEL.machine\"}}" "$1" 2>/dev/null |
         grep -qx "$1" || die "$1 is not a machine of the lab (run: $0 up)"
 }
@@ -166,14 +177,14 @@ clear_leftovers() {
     fi
 }
 
-create_machine() { # NAME
-    local name=$1 ip suite
+create_machine() { # NAME [RECIPE DAEMON_JSON] — the last two for a machine kind beside m1..mN
+    local name=$1 recipe=${2:-$(lab_recipe)} daemon_json=${3:-} ip suite
     ip=$(machine_ip "$name")
     suite=$(machine_suite "$name")
     docker volume create --label "$LABEL=1" "$(machine_volume "$name")" >/dev/null
     # The flags are the ones LAB.md found to work here (--privileged fails on this kind of box).
     docker create --name "$name" --hostname "$name" \
-        --label "$LABEL.machine=$name" --label "$LABEL.recipe=$(lab_recipe)" \
+        --label "$LABEL.machine=$name" --label "$LABEL.recipe=$recipe" \
         --cap-add ALL --cap-drop SYS_RESOURCE \
         --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
         -v /sys/fs/cgroup:/sys/fs/cgroup --tmpfs /run \
@@ -182,6 +193,9 @@ create_machine() { # NAME
         --network "$NET" --ip "$ip" \
         "$(machine_image "$suite")" /usr/local/sbin/hoist-lab-boot >/dev/null
     install_host_key "$name" "$STATE/hostkeys/$name"
+    # The engine reads daemon.json when it starts, at boot: written before the first start, it
+    # configures this machine alone, and the machine image (its recipe) stays the same.
+    [[ -z $daemon_json ]] || docker cp "$daemon_json" "$name:/etc/docker/daemon.json"
     # authorized_keys as on a real server: root-owned, mode 600, in a 700 directory. A tar stream
     # sets owner and modes whether or not the image already has /root/.ssh (trixie's has).
     local tmp
@@ -289,6 +303,85 @@ cmd_up() { # [N]
     echo "lab up: $n machines (${machines[0]}..${machines[-1]} at $NET_PREFIX.11..$(machine_ip "${machines[-1]}")," \
         "odd bookworm/engine 20.10, even trixie/engine 26.1) in $((SECONDS - start))s;" \
         "machines file: $STATE/machines.yaml"
+}
+
+# The containerd-store machine: its recipe is that of the running m1..mN plus its own
+# daemon.json (read from m1's label: recomputing the lab's recipe takes seconds).
+containerd_daemon_json() { echo "$HERE/containerd/daemon.json"; }
+containerd_recipe() {
+    local base
+    base=$(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" m1 2>/dev/null) || return 1
+    echo "$base-ctd-$(recipe_hash <"$(containerd_daemon_json)")"
+}
+
+# Starts the containerd-store machine `ctd` beside a running lab (m1..mN untouched), unless it
+# already runs this recipe and answers. Adds it to ssh_config and known_hosts and writes
+# machines-containerd.yaml (m1, m2 and ctd: engine 20.10, engine 26 on the classic store, engine 26
+# on containerd's store). `up` and `down` remove it with the other machines.
+cmd_containerd() {
+    ensure_root
+    lock_lab
+    local want start=$SECONDS
+    want=$(containerd_recipe) || die "containerd: the lab is not up (run: $0 up); $CTD joins m1..mN"
+    if [[ $(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$CTD" 2>/dev/null) == "$want" ]] &&
+        grep -q "^Host $CTD\$" "$STATE/ssh_config" 2>/dev/null && machine_ready "$CTD"; then
+        echo "$CTD ready ($CTD_IP, containerd image store); machines file: $STATE/machines-containerd.yaml"
+        return
+    fi
+    (($(lab_size) >= 2)) && cmd_status 2 >/dev/null ||
+        die "containerd: m1 and m2 are not healthy (run: $0 up); $CTD joins m1..mN"
+    ensure_machine_images
+    local tarball
+    tarball=$(ensure_test_images)
+    docker rm -f "$CTD" >/dev/null 2>&1 || true
+    docker volume rm "$(machine_volume "$CTD")" >/dev/null 2>&1 || true
+    [[ -f $STATE/hostkeys/$CTD ]] ||
+        ssh-keygen -q -t ed25519 -N '' -C "$CTD" -f "$STATE/hostkeys/$CTD"
+    log "images ready after $((SECONDS - start))s; starting $CTD"
+    create_machine "$CTD" "$want" "$(containerd_daemon_json)"
+    add_client_entry "$CTD"
+    wait_ready "$CTD"
+    log "$CTD answers after $((SECONDS - start))s; loading the test images into it"
+    docker exec "$CTD" docker info --format '{{.DriverStatus}}' | grep -q io.containerd.snapshotter ||
+        die "$CTD: its engine does not use the containerd image store (see /var/log/dockerd.log in $CTD)"
+    load_test_images "$tarball" "$CTD"
+    echo "$CTD up in $((SECONDS - start))s ($CTD_IP, engine $(docker exec "$CTD" docker version --format '{{.Server.Version}}'), containerd image store); machines file: $STATE/machines-containerd.yaml"
+}
+
+add_client_entry() { # NAME — its host key and ssh alias beside those of m1..mN, and its machines file
+    local name=$1 ip
+    ip=$(machine_ip "$name")
+    { grep -v "^$ip " "$STATE/known_hosts" || true
+      echo "$ip $(cut -d' ' -f1,2 "$STATE/hostkeys/$name.pub")"; } >"$STATE/known_hosts.new"
+    mv "$STATE/known_hosts.new" "$STATE/known_hosts"
+    grep -q "^Host $name\$" "$STATE/ssh_config" || cat >>"$STATE/ssh_config" <<EOF
+
+Host $name
+    HostName $ip
+    User root
+    IdentityFile $STATE/id_ed25519
+    IdentitiesOnly yes
+    UserKnownHostsFile $STATE/known_hosts
+    GlobalKnownHostsFile /dev/null
+    StrictHostKeyChecking yes
+    BatchMode yes
+    ConnectTimeout 5
+EOF
+    cat >"$STATE/machines-containerd.yaml" <<EOF
+# hoist machines file written by tests/lab/lab.sh containerd: engine 20.10, engine 26 on the
+# classic image store, engine 26 on containerd's image store
+ssh_config: ssh_config        # relative to this file; passed to ssh -F
+machines:
+  m1:
+    ssh: m1
+    labels: {zone: a, os: bookworm, store: classic}
+  m2:
+    ssh: m2
+    labels: {zone: b, os: trixie, store: classic}
+  $name:
+    ssh: $name
+    labels: {zone: c, os: trixie, store: containerd}
+EOF
 }
 
 # For test runs (tests/common/lab.rs): at least N healthy machines, leaving a healthy lab alone.
@@ -439,6 +532,8 @@ usage: $0 COMMAND [ARGS]
   status [N]          one line per machine; exit 0 only if m1..mN are all healthy
   ensure [N]          \`up N\` unless m1..mN are healthy; waits for tests using the lab
   env                 shell exports for the lab: eval "\$($0 env)"
+  containerd          also start machine $CTD ($CTD_IP): engine 26 with containerd's image store,
+                      beside m1..mN (which stay as they are); writes machines-containerd.yaml
 
 faults (on one machine NAME, e.g. m2), each with its inverse:
   kill NAME           the machine dies (docker kill)      start NAME      boot it again
@@ -460,6 +555,7 @@ main() {
         status) cmd_status "$@" ;;
         ensure) cmd_ensure "$@" ;;
         env) cmd_env ;;
+        containerd) cmd_containerd ;;
         kill | start | pause | unpause | cut | heal | stop-docker | start-docker | rekey)
             (($# >= 1)) || die "$cmd: which machine? (e.g. $0 $cmd m2)"
             "cmd_${cmd//-/_}" "$@"
