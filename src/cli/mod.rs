@@ -13,6 +13,7 @@ mod plan;
 pub mod project_args;
 mod ps;
 mod rollback;
+mod services;
 pub mod table;
 mod unlock;
 mod up;
