@@ -1,0 +1,194 @@
+//! The everyday verbs on the lab (3 machines, engines 20.10 and 26), as a user
+//! meets them: `exec` with every kind of stdin and a terminal, `logs`, validation
+//! of `x-hoist` keys, state changed by hand on a machine, the ingress's health
+//! view and `up --json`.
+//!
+//! Each test has its own project name (and host ports), so they run beside the
+//! other end-to-end tests.
+
+mod common;
+
+use common::lab::{Lab, Output, run};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// A compose project of the test's own in a temporary folder.
+struct Project {
+    dir: PathBuf,
+    name: String,
+    machines: PathBuf,
+}
+
+impl Project {
+    fn new(lab: &Lab, tag: &str, compose: &str) -> Project {
+        let dir = std::env::temp_dir().join(format!("hoist-verbs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("compose.yaml"), compose).unwrap();
+        Project {
+            dir,
+            name: format!("vb{tag}{}", std::process::id()),
+            machines: lab.machines_file(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = common::lab::hoist_command();
+        cmd.current_dir(&self.dir)
+            .args(["-m", self.machines.to_str().unwrap(), "-p", &self.name])
+            .args(args);
+        cmd
+    }
+
+    fn hoist(&self, args: &[&str]) -> Output {
+        run(&mut self.command(args))
+    }
+
+    /// The command line of [`Project::command`], for a shell (`script -c`).
+    fn shell_line(&self, args: &[&str]) -> String {
+        let mut line = format!(
+            "{} -m {} -p {}",
+            common::lab::hoist_bin().display(),
+            self.machines.display(),
+            self.name
+        );
+        for a in args {
+            line.push_str(&format!(" '{a}'"));
+        }
+        line
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.hoist(&["down", "--yes"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits for `child` to end. The bound only keeps a hanging hoist from hanging the
+/// test run: it is generous, and the point of the tests is that it is never reached.
+#[track_caller]
+fn wait_ending(mut child: Child, what: &str) -> (ExitStatus, String) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let status = child.wait();
+        let mut out = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut o, &mut out);
+        }
+        let _ = tx.send((status, out));
+    });
+    match rx.recv_timeout(Duration::from_secs(90)) {
+        Ok((status, out)) => (status.expect("wait"), out),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("{what}: hoist did not end (it hangs)");
+        }
+    }
+}
+
+const WORKERS: &str = r#"
+services:
+  api:
+    image: hoist-test/worker:latest
+    deploy:
+      replicas: 2
+"#;
+
+#[test]
+fn exec_returns_the_exit_code_as_soon_as_the_command_exits() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(lab, "exec", WORKERS);
+    p.hoist(&["up", "--yes"]).expect_success("up");
+
+    // Slot 1 and 2 are on different machines: engines 20.10 and 26.
+    for slot in ["1", "2"] {
+        // Closed stdin.
+        let out = p.hoist(&["exec", "--slot", slot, "api", "sh", "-c", "exit 2"]);
+        assert_eq!(out.code(), Some(2), "slot {slot}, closed stdin:\n{out}");
+
+        // A pipe that ends: the command reads it all.
+        let mut child = p
+            .command(&["exec", "--slot", slot, "api", "sh", "-c", "cat; exit 5"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+        let (status, stdout) = wait_ending(child, "exec with a pipe");
+        assert_eq!(status.code(), Some(5), "slot {slot}, pipe");
+        assert_eq!(stdout, "hello\n");
+
+        // A pipe that stays open (`(sleep 8) | hoist exec …`): hoist ends when the
+        // command does, while we still hold the pipe's other end.
+        let mut child = p
+            .command(&["exec", "--slot", slot, "api", "sh", "-c", "exit 2"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let held = child.stdin.take();
+        let (status, _) = wait_ending(child, "exec with an open stdin");
+        assert_eq!(status.code(), Some(2), "slot {slot}, open stdin");
+        drop(held);
+    }
+
+    // A pseudo-terminal (`script` gives hoist one): the command sees a terminal, and
+    // `exit 3` typed into the session ends it with 3 while the keyboard stays open.
+    let line = p.shell_line(&["exec", "api", "sh"]);
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(&p.dir)
+        .env("NO_COLOR", "1")
+        .env("HOIST_SSH_PERSIST", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keyboard = child.stdin.take().unwrap();
+    keyboard
+        .write_all(b"if test -t 0 && test -t 1; then exit 3; else exit 9; fi\n")
+        .unwrap();
+    let (status, screen) = wait_ending(child, "exec in a terminal");
+    assert_eq!(status.code(), Some(3), "exec in a terminal:\n{screen}");
+    drop(keyboard);
+
+    // A signal ends hoist while the command still runs.
+    let mut child = p
+        .command(&["exec", "api", "sh", "-c", "echo started; exec sleep 300"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "started\n");
+    let held = child.stdin.take();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let (status, _) = wait_ending(child, "exec after SIGTERM");
+    assert_eq!(status.code(), Some(130), "exec after SIGTERM");
+    drop(held);
+
+    // Names that match nothing are errors that say so.
+    let out = p.hoist(&["exec", "nosuch", "true"]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr.contains("no service named `nosuch`") && out.stderr.contains("api"),
+        "{out}"
+    );
+    let out = p.hoist(&["exec", "--machine", "m9", "api", "true"]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("m9") && out.stderr.contains("m1, m2, m3"), "{out}");
+    assert!(!out.stderr.contains("Some("), "{out}");
+}
