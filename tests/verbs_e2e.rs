@@ -85,7 +85,9 @@ fn wait_ending(mut child: Child, what: &str) -> (ExitStatus, String) {
     match rx.recv_timeout(Duration::from_secs(90)) {
         Ok((status, out)) => (status.expect("wait"), out),
         Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             panic!("{what}: hoist did not end (it hangs)");
         }
     }
@@ -189,6 +191,138 @@ fn exec_returns_the_exit_code_as_soon_as_the_command_exits() {
     );
     let out = p.hoist(&["exec", "--machine", "m9", "api", "true"]);
     assert_eq!(out.code(), Some(1), "{out}");
-    assert!(out.stderr.contains("m9") && out.stderr.contains("m1, m2, m3"), "{out}");
+    assert!(
+        out.stderr.contains("m9") && out.stderr.contains("m1, m2, m3"),
+        "{out}"
+    );
     assert!(!out.stderr.contains("Some("), "{out}");
+}
+
+/// Runs `hoist logs ARGS` until its output has a line containing `want`.
+#[track_caller]
+fn logs_until(p: &Project, args: &[&str], want: &str) -> String {
+    for _ in 0..120 {
+        let out = p.hoist(args);
+        if out.stdout.contains(want) {
+            return out.stdout;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("`hoist {}` never showed {want:?}", args.join(" "));
+}
+
+#[test]
+fn logs_since_a_date_unknown_services_and_new_replicas_from_their_start() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(lab, "logs", WORKERS);
+    p.hoist(&["up", "--yes"]).expect_success("up");
+
+    // An unknown service is an error, not an empty success.
+    let out = p.hoist(&["logs", "nosuch"]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("no service named `nosuch`"), "{out}");
+
+    // --since an RFC 3339 time (and the same as a Unix time): the lines from that
+    // second on. The worker ticks every second, so tick k-2 is before it.
+    let stamped = logs_until(
+        &p,
+        &["logs", "api", "--timestamps", "--no-prefix"],
+        "tick 4 ",
+    );
+    let line = stamped.lines().find(|l| l.contains("tick 4 ")).unwrap();
+    let machine = line
+        .split("machine=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let when = &line[..19]; // YYYY-MM-DDTHH:MM:SS of the engine's RFC 3339 nanosecond stamp
+    let rfc = format!("{when}Z");
+    let out = p.hoist(&["logs", "api", "--no-prefix", "--since", &rfc]);
+    let mine: Vec<&str> = out
+        .expect_success("logs --since RFC 3339")
+        .lines()
+        .filter(|l| l.contains(&format!("machine={machine} ")))
+        .collect();
+    assert!(mine.iter().any(|l| l.starts_with("tick 4 ")), "{out}");
+    assert!(!mine.iter().any(|l| l.starts_with("tick 2 ")), "{out}");
+    let unix = std::process::Command::new("date")
+        .args(["-u", "-d", &rfc, "+%s"])
+        .output()
+        .unwrap();
+    let unix = String::from_utf8(unix.stdout).unwrap();
+    let by_unix = p.hoist(&["logs", "api", "--no-prefix", "--since", unix.trim()]);
+    let mine_unix: Vec<&str> = by_unix
+        .expect_success("logs --since a Unix time")
+        .lines()
+        .filter(|l| l.contains(&format!("machine={machine} ")))
+        .collect();
+    assert!(
+        mine_unix.iter().any(|l| l.starts_with("tick 4 ")),
+        "{by_unix}"
+    );
+    assert!(
+        !mine_unix.iter().any(|l| l.starts_with("tick 2 ")),
+        "{by_unix}"
+    );
+
+    // -f --tail 1 through a rolling update: the new replicas show from their first line.
+    let mut follower = p
+        .command(&["logs", "-f", "--tail", "1", "api"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The backlog (one line per replica) shows before the update starts.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.push(
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("the backlog"),
+        );
+    }
+    std::fs::write(
+        p.dir.join("compose.yaml"),
+        WORKERS.replace(
+            "replicas: 2",
+            "replicas: 2\n    environment: {ROUND: \"2\"}",
+        ),
+    )
+    .unwrap();
+    let up = p.hoist(&["up", "--yes"]);
+    up.expect_success("up of a new version");
+    let mut firsts = std::collections::BTreeSet::new();
+    while firsts.len() < 2 {
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => panic!(
+                "no first line of both new replicas; saw:\n{}",
+                seen.join("\n")
+            ),
+        };
+        if line.contains("| tick 1 ") {
+            firsts.insert(line.split(" | ").next().unwrap().trim().to_string());
+        }
+        seen.push(line);
+    }
+    // Same slots and machines as the backlog's: each replaced replica, from its start.
+    let backlog: std::collections::BTreeSet<String> = seen[..2]
+        .iter()
+        .map(|l| l.split(" | ").next().unwrap().trim().to_string())
+        .collect();
+    assert_eq!(firsts, backlog, "{}", seen.join("\n"));
+    let _ = follower.kill();
+    let _ = follower.wait();
 }
