@@ -326,3 +326,57 @@ fn logs_since_a_date_unknown_services_and_new_replicas_from_their_start() {
     let _ = follower.kill();
     let _ = follower.wait();
 }
+
+#[test]
+fn config_and_plan_refuse_unknown_x_hoist_keys_with_file_and_key() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let cases = [
+        (
+            "services:\n  web:\n    image: hoist-test/app:v1\n    ports: [\"80\"]\n    x-hoist:\n      ingress: {hots: [a.example]}\n",
+            "compose.yaml: services.web.x-hoist.ingress: unknown key \"hots\": did you mean \"hosts\"?",
+        ),
+        (
+            "x-hoist:\n  ingres: {}\nservices:\n  web: {image: hoist-test/app:v1}\n",
+            "compose.yaml: x-hoist: unknown key \"ingres\": did you mean \"ingress\"?",
+        ),
+        (
+            "x-hoist:\n  mesh: {enable: false}\nservices:\n  web: {image: hoist-test/app:v1}\n",
+            "compose.yaml: x-hoist.mesh: unknown key \"enable\": did you mean \"enabled\"?",
+        ),
+        (
+            "services:\n  web:\n    image: hoist-test/app:v1\n    x-hoist: {autoscale: {max: 3, target: 50}}\n",
+            "compose.yaml: services.web.x-hoist.autoscale: unknown key \"target\": hoist reads min, max, cpu, cooldown here",
+        ),
+        (
+            "services:\n  web:\n    image: hoist-test/app:v1\n    deploy: {update_config: {order: strat-first}}\n",
+            "compose.yaml: services.web.deploy.update_config.order: \"strat-first\" is not an order: write start-first or stop-first",
+        ),
+    ];
+    for (i, (compose, want)) in cases.iter().enumerate() {
+        let p = Project::new(lab, &format!("keys{i}"), compose);
+        for verb in ["config", "plan"] {
+            let out = p.hoist(&[verb]);
+            assert_eq!(out.code(), Some(1), "{verb}:\n{out}");
+            assert!(out.stderr.contains(want), "{verb}: wanted {want:?}\n{out}");
+        }
+    }
+}
+
+#[test]
+fn plan_refuses_what_up_would_refuse_in_x_hoist_values() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(
+        lab,
+        "values",
+        "services:\n  web:\n    image: hoist-test/app:v1\n    x-hoist: {ingress: {port: 80}}\n",
+    );
+    let out = p.hoist(&["plan"]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("services.web.x-hoist.ingress.port: 80 is not published"),
+        "{out}"
+    );
+}
