@@ -380,3 +380,60 @@ fn plan_refuses_what_up_would_refuse_in_x_hoist_values() {
         "{out}"
     );
 }
+
+/// `ps --json` replicas of the project: (service.slot, machine, name, state, current).
+fn replicas(p: &Project, all: bool) -> Vec<serde_json::Value> {
+    let args: &[&str] = if all {
+        &["ps", "--json", "--all"]
+    } else {
+        &["ps", "--json"]
+    };
+    let out = p.hoist(args);
+    let v: serde_json::Value = serde_json::from_str(out.expect_success("ps --json")).unwrap();
+    v["replicas"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_container_squatting_a_replicas_name_gets_advice_that_works() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(lab, "squat", WORKERS);
+    p.hoist(&["up", "--yes"]).expect_success("up");
+    let one = replicas(&p, false)
+        .into_iter()
+        .find(|r| r["slot"] == "1")
+        .unwrap();
+    let (machine, name) = (
+        one["machine"].as_str().unwrap(),
+        one["name"].as_str().unwrap(),
+    );
+
+    // By hand on the machine: the replica goes, a stranger takes its name.
+    lab.docker_in(machine, &["rm", "-f", name])
+        .expect_success("docker rm");
+    lab.docker_in(
+        machine,
+        &["run", "-d", "--name", name, "hoist-test/worker:latest"],
+    )
+    .expect_success("docker run");
+    let out = p.hoist(&["up", "--yes"]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "a container named {name} already exists on the machine, that hoist did not create"
+        )) && out.stderr.contains(&format!("`docker rm -f {name}`")),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("`hoist up` again"), "{out}");
+
+    // The advice works: remove it, run up.
+    lab.docker_in(machine, &["rm", "-f", name])
+        .expect_success("docker rm");
+    p.hoist(&["up", "--yes"])
+        .expect_success("up after the advice");
+    assert!(
+        replicas(&p, false)
+            .iter()
+            .any(|r| r["slot"] == "1" && r["state"] == "running")
+    );
+}
