@@ -437,3 +437,44 @@ fn a_container_squatting_a_replicas_name_gets_advice_that_works() {
             .any(|r| r["slot"] == "1" && r["state"] == "running")
     );
 }
+
+#[test]
+fn memory_reservations_apply_and_a_changed_config_is_called_a_config() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(
+        lab,
+        "res",
+        r#"
+services:
+  api:
+    image: hoist-test/worker:latest
+    configs: [{source: app, target: /etc/app.conf}]
+    secrets: [key]
+    deploy:
+      replicas: 1
+      resources:
+        reservations: {memory: 32M}
+configs:
+  app: {file: ./app.conf}
+secrets:
+  key: {file: ./key.txt}
+"#,
+    );
+    std::fs::write(p.dir.join("app.conf"), "one\n").unwrap();
+    std::fs::write(p.dir.join("key.txt"), "s3cret\n").unwrap();
+    p.hoist(&["up", "--yes"]).expect_success("up");
+    let r = replicas(&p, false).into_iter().next().unwrap();
+    let (machine, id) = (r["machine"].as_str().unwrap(), r["id"].as_str().unwrap());
+    let inspect = lab.docker_in(
+        machine,
+        &["inspect", "-f", "{{.HostConfig.MemoryReservation}}", id],
+    );
+    assert_eq!(inspect.expect_success("inspect").trim(), "33554432");
+
+    std::fs::write(p.dir.join("app.conf"), "two\n").unwrap();
+    let plan = p.hoist(&["plan"]);
+    let text = plan.expect_success("plan");
+    assert!(text.contains("configs /etc/app.conf changed"), "{plan}");
+    assert!(!text.contains("secrets"), "{plan}");
+}
