@@ -478,3 +478,104 @@ secrets:
     assert!(text.contains("configs /etc/app.conf changed"), "{plan}");
     assert!(!text.contains("secrets"), "{plan}");
 }
+
+/// A routed web service whose ingress health check asks `path`.
+fn ingress_compose(path: &str, port: u16) -> String {
+    format!(
+        r#"
+x-hoist:
+  ingress:
+    image: hoist-test/caddy:latest
+    http_port: {port}
+    https_port: {https}
+    tls: internal
+services:
+  web:
+    image: hoist-test/app:v1
+    ports: ["80"]
+    x-hoist:
+      ingress:
+        health: {{path: {path}, interval: 1s, timeout: 500ms}}
+    deploy:
+      replicas: 2
+"#,
+        https = port + 1
+    )
+}
+
+#[test]
+fn the_ingress_shows_upstream_health_and_up_warns_when_a_route_has_none() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let port = 18690;
+    let p = Project::new(lab, "inghealth", &ingress_compose("/nope", port));
+    let up = p.hoist(&["up", "--yes", "--json"]);
+    up.expect_success("up");
+    let want = "has no healthy upstream for web: no upstream answers GET /nope with 2xx";
+    assert!(up.stderr.contains(want), "{up}");
+    assert!(
+        up.stderr
+            .contains("services.web.x-hoist.ingress.health.path"),
+        "{up}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&up.stdout).unwrap();
+    assert!(
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains(want)),
+        "{up}"
+    );
+    // What the warning says is what a client meets.
+    let (code, _) = common::lab::http_get(lab.ip("m1"), port, "/").unwrap();
+    assert_eq!(code, 503);
+
+    // A no-op up warns too: nothing changed, the route is still dead.
+    let again = p.hoist(&["up", "--yes"]);
+    again.expect_success("up again");
+    assert!(again.stderr.contains(want), "{again}");
+
+    // `hoist ingress` shows each upstream's health, on every machine.
+    let view = p.hoist(&["ingress", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(view.expect_success("ingress")).unwrap();
+    let ingresses = v["ingresses"].as_array().unwrap();
+    assert_eq!(ingresses.len(), 3);
+    for ing in ingresses {
+        let ups = ing["upstreams"].as_array().unwrap();
+        assert_eq!(ups.len(), 2, "{ing}");
+        for u in ups {
+            assert_eq!(u["health"]["healthy"], false, "{u}");
+            assert_eq!(u["health"]["check"], "GET /nope", "{u}");
+            assert!(
+                u["health"]["detail"].as_str().unwrap().contains("404"),
+                "{u}"
+            );
+        }
+    }
+    let table = p.hoist(&["ingress"]);
+    assert!(
+        table
+            .expect_success("ingress")
+            .contains("unhealthy: GET /nope: server returned error: HTTP/1.1 404 Not Found"),
+        "{table}"
+    );
+
+    // The right path: healthy everywhere, no warning, requests answered.
+    std::fs::write(
+        p.dir.join("compose.yaml"),
+        ingress_compose("/cgi-bin/health", port),
+    )
+    .unwrap();
+    let fixed = p.hoist(&["up", "--yes"]);
+    fixed.expect_success("up with the right health path");
+    assert!(!fixed.stderr.contains("no healthy upstream"), "{fixed}");
+    let view = p.hoist(&["ingress", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(view.expect_success("ingress")).unwrap();
+    for ing in v["ingresses"].as_array().unwrap() {
+        for u in ing["upstreams"].as_array().unwrap() {
+            assert_eq!(u["health"]["healthy"], true, "{u}");
+        }
+    }
+    common::lab::http_get_until(lab.ip("m2"), port, "/", 200, Duration::from_secs(30));
+}

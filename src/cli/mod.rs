@@ -17,6 +17,7 @@ mod services;
 pub mod table;
 mod unlock;
 mod up;
+mod up_report;
 mod watch;
 
 use clap::{Args, Parser, Subcommand};
