@@ -579,3 +579,57 @@ fn the_ingress_shows_upstream_health_and_up_warns_when_a_route_has_none() {
     }
     common::lab::http_get_until(lab.ip("m2"), port, "/", 200, Duration::from_secs(30));
 }
+
+#[test]
+fn up_json_has_one_stable_shape_for_a_rollout_a_no_op_and_a_rollback() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let app = |tag: &str| format!("services:\n  api:\n    image: hoist-test/app:{tag}\n");
+    let p = Project::new(lab, "upjson", &app("v1"));
+    let keys = [
+        "schema", "project", "ok", "changes", "release", "plan", "shipped", "services", "pruned",
+        "warnings",
+    ];
+    let parse = |out: &Output| -> serde_json::Value {
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+    };
+    let key_list =
+        |v: &serde_json::Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+
+    let first = p.hoist(&["up", "--yes", "--json"]);
+    first.expect_success("up");
+    let first = parse(&first);
+    assert_eq!(key_list(&first), keys);
+    assert_eq!(first["schema"], 1);
+    assert_eq!(first["project"], p.name.as_str());
+    assert_eq!(first["ok"], true);
+    assert_eq!(first["changes"], true);
+    assert!(first["release"].is_string());
+    assert_eq!(first["services"][0]["service"], "api");
+    assert_eq!(first["services"][0]["verdict"], "done");
+    assert_eq!(first["services"][0]["reason"], serde_json::Value::Null);
+    assert_eq!(first["services"][0]["changes"][0]["ok"], true);
+
+    let noop = p.hoist(&["up", "--yes", "--json"]);
+    noop.expect_success("a no-op up");
+    let noop = parse(&noop);
+    assert_eq!(key_list(&noop), keys);
+    assert_eq!(noop["changes"], false);
+    assert_eq!(noop["release"], serde_json::Value::Null);
+    assert_eq!(noop["services"], serde_json::json!([]));
+
+    // A version that fails its health check: rolled back, in words, exit 1.
+    std::fs::write(p.dir.join("compose.yaml"), app("bad")).unwrap();
+    let bad = p.hoist(&["up", "--yes", "--json"]);
+    assert_eq!(bad.code(), Some(1), "{bad}");
+    let bad = parse(&bad);
+    assert_eq!(key_list(&bad), keys);
+    assert_eq!(bad["ok"], false);
+    let api = &bad["services"][0];
+    assert_eq!(api["verdict"], "rolled_back", "{api}");
+    assert!(
+        api["reason"].as_str().unwrap().contains("replicas failed"),
+        "{api}"
+    );
+    assert!(!bad.to_string().contains("RolledBack("), "{bad}");
+}
