@@ -321,7 +321,14 @@ pub fn create_request(service: &Value, at: &Placement<'_>) -> Result<Value> {
     if let Some(m) = s.get("memswap_limit") {
         host.insert("MemorySwap".into(), json!(bytes(m)?));
     }
-    if let Some(m) = s.get("mem_reservation") {
+    // A memory reservation is also a soft limit on the container (the kernel reclaims
+    // down to it under pressure), as docker compose sets it; a CPU reservation is only
+    // the scheduler's (see core::schedule).
+    let reservations = s.pointer_get(&["deploy", "resources", "reservations"]);
+    if let Some(m) = reservations
+        .and_then(|r| r.get("memory"))
+        .or(s.get("mem_reservation"))
+    {
         host.insert("MemoryReservation".into(), json!(bytes(m)?));
     }
     if let Some(m) = s.get("shm_size") {
@@ -810,7 +817,7 @@ mod tests {
                         {"type": "bind", "source": "/srv/x", "target": "/x", "read_only": true, "bind": {"create_host_path": true}}],
             "healthcheck": {"test": ["CMD-SHELL", "wget -q localhost"], "interval": "5s", "retries": 3},
             "stop_grace_period": "30s",
-            "deploy": {"resources": {"limits": {"cpus": 0.5, "memory": "134217728"}}, "restart_policy": {"condition": "on-failure", "max_attempts": 3}},
+            "deploy": {"resources": {"limits": {"cpus": 0.5, "memory": "134217728"}, "reservations": {"cpus": 0.25, "memory": "33554432"}}, "restart_policy": {"condition": "on-failure", "max_attempts": 3}},
             "networks": {"default": null}
         });
         let req = create_request(&svc, &placement(&nets, &vols)).unwrap();
@@ -832,6 +839,7 @@ mod tests {
         assert_eq!(req["HostConfig"]["Mounts"][1]["ReadOnly"], true);
         assert_eq!(req["HostConfig"]["NanoCpus"], 500_000_000i64);
         assert_eq!(req["HostConfig"]["Memory"], 134217728i64);
+        assert_eq!(req["HostConfig"]["MemoryReservation"], 33554432i64);
         assert_eq!(
             req["HostConfig"]["RestartPolicy"],
             json!({"Name": "on-failure", "MaximumRetryCount": 3})

@@ -153,14 +153,20 @@ pub async fn create(
                 .with_context(|| format!("inspecting existing container {name}"))?;
             let want =
                 request.pointer(&format!("/Labels/{}", labels::SPEC_HASH.replace('/', "~1")));
-            let have = existing
-                .config
-                .as_ref()
-                .and_then(|c| c.labels.as_ref())
-                .and_then(|l| l.get(labels::SPEC_HASH));
+            let existing_labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
+            let have = existing_labels.and_then(|l| l.get(labels::SPEC_HASH));
             if want.and_then(Value::as_str) != have.map(String::as_str) {
+                // Running `up` again meets the same container: only removing or
+                // renaming it frees the name.
+                let whose = if existing_labels.is_some_and(|l| l.contains_key(labels::PROJECT)) {
+                    "with another spec"
+                } else {
+                    "that hoist did not create (it has no io.hoist.project label)"
+                };
                 bail!(
-                    "a container named {name} exists with another spec; remove it or run `hoist up` again"
+                    "a container named {name} already exists on the machine, {whose}, and hoist \
+                     needs that name; remove it (`docker rm -f {name}` on the machine) or rename \
+                     it (`docker rename {name} NEW-NAME`), then run `hoist up`"
                 );
             }
             existing.id.unwrap_or_default()

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use clap::Args;
 use futures_util::StreamExt;
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use tokio::io::AsyncWriteExt;
 
@@ -48,13 +48,33 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: ExecArgs) ->
     let project = project_name.as_str();
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
-    let result = exec(&conns, project, &args).await;
+    let result = exec(&conns, project_args, project, &args).await;
     conns.close().await;
     result
 }
 
-async fn exec(conns: &engine::Connections, project: &str, args: &ExecArgs) -> Result<ExitCode> {
+async fn exec(
+    conns: &engine::Connections,
+    project_args: &ProjectArgs,
+    project: &str,
+    args: &ExecArgs,
+) -> Result<ExitCode> {
+    if let Some(m) = &args.machine
+        && !conns.results.iter().any(|(x, _)| &x.name == m)
+    {
+        let names: Vec<&str> = conns.results.iter().map(|(x, _)| x.name.as_str()).collect();
+        bail!(
+            "--machine {m}: no machine of that name in the machines file; its machines are: {}",
+            names.join(", ")
+        );
+    }
     let seen = observe::observe(conns, project).await;
+    super::services::check_known(
+        project_args,
+        project,
+        &seen,
+        std::slice::from_ref(&args.service),
+    )?;
     let mut candidates = Vec::new();
     for (machine, state) in &seen.machines {
         let Ok(state) = state else { continue };
@@ -72,11 +92,17 @@ async fn exec(conns: &engine::Connections, project: &str, args: &ExecArgs) -> Re
     }
     candidates.sort_by(|a, b| (&a.1.slot, &a.0).cmp(&(&b.1.slot, &b.0)));
     let Some((machine, container)) = candidates.into_iter().next() else {
+        let mut which = String::new();
+        if let Some(slot) = args.slot {
+            which.push_str(&format!(" in slot {slot}"));
+        }
+        if let Some(m) = &args.machine {
+            which.push_str(&format!(" on machine {m}"));
+        }
         bail!(
-            "no running replica of {} matches (slot {:?}, machine {:?}); see `hoist ps`",
-            args.service,
-            args.slot,
-            args.machine
+            "service {} has no running replica{which}; `hoist ps` shows where its replicas are \
+             and their state",
+            args.service
         );
     };
     let docker = &conns
@@ -84,7 +110,7 @@ async fn exec(conns: &engine::Connections, project: &str, args: &ExecArgs) -> Re
         .iter()
         .find(|(m, _)| m.name == machine)
         .and_then(|(_, r)| r.as_ref().ok())
-        .context("machine not connected")?
+        .with_context(|| format!("{machine}: not connected any more; run the command again"))?
         .docker;
     let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let created = docker
@@ -134,25 +160,16 @@ async fn exec(conns: &engine::Connections, project: &str, args: &ExecArgs) -> Re
             )
             .await;
     }
-    // Copy our stdin to the command until it ends; the output drives completion.
+    // Our stdin goes to the command until it ends; the command's output ending
+    // (it exited) ends the exec, whether or not our stdin is still open.
+    let mut stdin = stdin_chunks();
     let stdin_pump = tokio::spawn(async move {
-        let mut stdin = tokio::io::stdin();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            use tokio::io::AsyncReadExt;
-            match stdin.read(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    let _ = input.shutdown().await;
-                    break;
-                }
-                Ok(n) => {
-                    if input.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    let _ = input.flush().await;
-                }
+        while let Some(chunk) = stdin.recv().await {
+            if input.write_all(&chunk).await.is_err() || input.flush().await.is_err() {
+                return;
             }
         }
+        let _ = input.shutdown().await;
     });
     while let Some(chunk) = output.next().await {
         match chunk {
@@ -170,13 +187,48 @@ async fn exec(conns: &engine::Connections, project: &str, args: &ExecArgs) -> Re
         }
     }
     stdin_pump.abort();
-    let code = docker
-        .inspect_exec(&created.id)
-        .await
-        .ok()
-        .and_then(|i| i.exit_code)
-        .unwrap_or(1);
+    let code = exit_code(docker, &created.id).await;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Our stdin, read on a thread of its own: a read of a terminal or pipe cannot be
+/// cancelled, and tokio's stdin would keep the runtime (and so hoist) alive until
+/// the next line or EOF after the command has exited. A plain thread dies with the
+/// process. The channel closes at EOF or on a read error.
+fn stdin_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    });
+    rx
+}
+
+/// The exec's exit code. The engine closes the output when the process ends, and
+/// may record the code a moment later: ask again (briefly) while it says running.
+async fn exit_code(docker: &bollard::Docker, exec_id: &str) -> i64 {
+    for attempt in 0..50u64 {
+        match docker.inspect_exec(exec_id).await {
+            Ok(i) if i.running != Some(true) => return i.exit_code.unwrap_or(1),
+            Ok(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(10 * attempt.min(10))).await
+            }
+            Err(_) => return 1,
+        }
+    }
+    1
 }
 
 /// The terminal in raw mode for an interactive exec; restored on drop.

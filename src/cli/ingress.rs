@@ -1,11 +1,12 @@
 //! `hoist ingress`: the load balancer on every machine and what it routes to —
 //! the live pool read from each Caddy's admin API (inside its container), each
-//! upstream named by the replica behind it.
+//! upstream named by the replica behind it, with its health as that ingress sees
+//! it (`ingress::health`).
 
 use super::project_args::ProjectArgs;
 use super::{Global, table};
 use crate::engine;
-use crate::ingress::{address, live};
+use crate::ingress::{address, health, live};
 use anyhow::Result;
 use bollard::query_parameters::InspectContainerOptions;
 use clap::Args;
@@ -49,6 +50,25 @@ pub async fn run(
             }
         }
     }
+    // Which service each upstream belongs to, and that service's route (its health check).
+    let mut services = std::collections::HashMap::new();
+    for (m, r) in &conns.results {
+        let (Ok(e), Ok(addr)) = (r, address::peer_address(m)) else {
+            continue;
+        };
+        for rep in live::list_replicas(&e.docker, &project)
+            .await
+            .unwrap_or_default()
+        {
+            for (_, host_port) in &rep.ports {
+                services.insert(format!("{addr}:{host_port}"), rep.service.clone());
+            }
+        }
+    }
+    let routes = live::from_machines(&project, &fleet.machines, &conns.engines())
+        .await
+        .map(|i| i.spec().routes.clone())
+        .unwrap_or_default();
     let name = live::container_name(&project);
     let mut ingresses = Vec::new();
     let mut failed = false;
@@ -63,15 +83,33 @@ pub async fn run(
                 Ok((state, ports, pool)) => {
                     entry["state"] = json!(state);
                     entry["ports"] = json!(ports);
+                    let probes = pool.iter().map(|u| {
+                        let addr = u["address"].as_str().unwrap_or_default().to_string();
+                        let route = services
+                            .get(&addr)
+                            .and_then(|s| routes.iter().find(|r| &r.service == s));
+                        let (docker, name) = (&e.docker, &name);
+                        async move {
+                            match route {
+                                Some(r) => {
+                                    Some(health::probe(docker, name, &addr, &r.health).await)
+                                }
+                                None => None,
+                            }
+                        }
+                    });
+                    let probes = futures_util::future::join_all(probes).await;
                     entry["upstreams"] = Value::Array(
                         pool.into_iter()
-                            .map(|u| {
+                            .zip(probes)
+                            .map(|(u, probe)| {
                                 let addr = u["address"].as_str().unwrap_or_default().to_string();
                                 json!({
                                     "address": addr,
                                     "replica": owners.get(&addr),
                                     "requests": u["num_requests"],
                                     "fails": u["fails"],
+                                    "health": probe,
                                 })
                             })
                             .collect(),
@@ -103,6 +141,7 @@ pub async fn run(
                     format!("error: {e}"),
                     String::new(),
                     String::new(),
+                    String::new(),
                 ]);
                 continue;
             }
@@ -120,6 +159,7 @@ pub async fn run(
                     head.clone(),
                     "(none)".into(),
                     String::new(),
+                    String::new(),
                 ]);
             }
             for (n, u) in ups.iter().enumerate() {
@@ -132,12 +172,16 @@ pub async fn run(
                     if n == 0 { head.clone() } else { String::new() },
                     u["address"].as_str().unwrap_or_default().to_string(),
                     u["replica"].as_str().unwrap_or("?").to_string(),
+                    health_cell(&u["health"]),
                 ]);
             }
         }
         print!(
             "{}",
-            table::render(&["MACHINE", "INGRESS", "UPSTREAM", "REPLICA"], &rows)
+            table::render(
+                &["MACHINE", "INGRESS", "UPSTREAM", "REPLICA", "HEALTH"],
+                &rows
+            )
         );
     }
     Ok(if failed {
@@ -145,6 +189,20 @@ pub async fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `healthy`, `unhealthy: GET /nope: server returned error: HTTP/1.1 404 Not Found`,
+/// or `?` for an upstream of no known route.
+fn health_cell(h: &Value) -> String {
+    match h["healthy"].as_bool() {
+        Some(true) => "healthy".into(),
+        Some(false) => format!(
+            "unhealthy: {}: {}",
+            h["check"].as_str().unwrap_or_default(),
+            h["detail"].as_str().unwrap_or_default()
+        ),
+        None => "?".into(),
+    }
 }
 
 /// The ingress container's state, published ports, and Caddy's live upstream pool.

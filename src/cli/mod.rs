@@ -13,9 +13,11 @@ mod plan;
 pub mod project_args;
 mod ps;
 mod rollback;
+mod services;
 pub mod table;
 mod unlock;
 mod up;
+mod up_report;
 mod watch;
 
 use clap::{Args, Parser, Subcommand};

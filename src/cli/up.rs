@@ -4,6 +4,7 @@
 
 use super::Global;
 use super::project_args::ProjectArgs;
+use super::up_report::UpReport;
 use crate::apply::lock;
 use crate::apply::progress::Progress;
 use crate::apply::rollout::Verdict;
@@ -153,11 +154,11 @@ async fn plan_and_apply(
         balancers.converge(engines, name).await?;
         let pruned =
             pipeline::apply::prune_previous(&planned.observed, &planned.previous, engines).await;
+        let warnings = warn_after(&planned, &balancers).await;
         if args.json {
-            say!(
-                "{}",
-                serde_json::json!({"schema": 1, "plan": serde_json::from_str::<serde_json::Value>(&planned.plan.to_json())?, "ok": true, "pruned": pruned})
-            );
+            let plan = serde_json::from_str(&planned.plan.to_json())?;
+            let report = UpReport::unchanged(name, plan, pruned, warnings);
+            say!("{}", report.to_json());
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -169,6 +170,7 @@ async fn plan_and_apply(
         release,
         report,
         shipped,
+        pruned,
     } = pipeline::apply::apply_plan(&planned, conns, local.as_ref(), &progress, &balancers).await?;
     let mut failed = Vec::new();
     for (service, outcomes, verdict) in &report.services {
@@ -195,26 +197,12 @@ async fn plan_and_apply(
         }
         progress.note(&line);
     }
+    let warnings = warn_after(&planned, &balancers).await;
     if args.json {
-        let services: Vec<_> = report
-            .services
-            .iter()
-            .map(|(s, outcomes, v)| {
-                serde_json::json!({
-                    "service": s,
-                    "verdict": format!("{v:?}"),
-                    "changes": outcomes.iter().map(|o| serde_json::json!({"machine": o.machine, "slot": o.slot, "ok": o.result.is_ok(), "message": match &o.result { Ok(m) | Err(m) => m }})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        say!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "schema": 1, "release": release, "ok": report.ok(), "shipped": shipped,
-                "plan": serde_json::from_str::<serde_json::Value>(&planned.plan.to_json())?,
-                "services": services,
-            }))?
-        );
+        let plan = serde_json::from_str(&planned.plan.to_json())?;
+        let name = &planned.resolved.project;
+        let report = UpReport::rolled_out(name, plan, &release, &report, shipped, pruned, warnings);
+        say!("{}", report.to_json());
     }
     if report.ok() {
         tell!("deployed release {release}");
@@ -225,6 +213,21 @@ async fn plan_and_apply(
         }
         Ok(ExitCode::from(1))
     }
+}
+
+/// Prints, after the deploy, what the user should know (the plan's warnings and
+/// routes the ingress sees no healthy upstream for); returns them for `--json`.
+async fn warn_after(
+    planned: &pipeline::Planned,
+    balancers: &pipeline::apply::Balancers,
+) -> Vec<String> {
+    let mut warnings = planned.warnings.clone();
+    let after = balancers.warnings().await;
+    for w in &after {
+        tell!("hoist: warning: {w}");
+    }
+    warnings.extend(after);
+    warnings
 }
 
 /// The platform images must be built for: the machines' own (`linux/arm64` for a

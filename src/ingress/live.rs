@@ -239,6 +239,54 @@ impl Ingress {
         }
     }
 
+    /// One line per route that some machine's ingress has no healthy upstream for
+    /// (every request to it there gets a 503), saying where, why and what to check.
+    pub async fn health_warnings(&self) -> Vec<String> {
+        let upstreams = self.upstreams().await;
+        let name = container_name(&self.project);
+        let checks = self.engines.iter().map(|(m, d)| {
+            let (upstreams, name) = (&upstreams, &name);
+            async move {
+                let dead = super::health::dead_routes(d, name, &self.spec.routes, upstreams).await;
+                (m, dead)
+            }
+        });
+        // Route (by its place in the spec) → the machines where it is dead, and one why.
+        let mut dead: BTreeMap<usize, (Vec<&str>, String)> = BTreeMap::new();
+        for (machine, routes) in futures_util::future::join_all(checks).await {
+            for (route, why) in routes {
+                let i = self
+                    .spec
+                    .routes
+                    .iter()
+                    .position(|r| std::ptr::eq(r, route))
+                    .unwrap_or_default();
+                let entry = dead.entry(i).or_insert_with(|| (Vec::new(), why));
+                entry.0.push(machine.as_str());
+            }
+        }
+        dead.into_iter()
+            .map(|(i, (machines, why))| {
+                let route = &self.spec.routes[i];
+                let what = if why.starts_with("no ready replica") {
+                    "see `hoist ps` for its replicas".to_string()
+                } else {
+                    format!(
+                        "check services.{}.x-hoist.ingress.health.path ({}) against what the \
+                         replicas answer on port {}",
+                        route.service, route.health.path, route.port
+                    )
+                };
+                format!(
+                    "the ingress on {} has no healthy upstream for {}: {why}, so it answers \
+                     503 to every request there; {what}",
+                    machines.join(", "),
+                    super::health::describe(route)
+                )
+            })
+            .collect()
+    }
+
     /// Machine address → machine name, to tell which replica an upstream is.
     pub fn addresses(&self) -> &BTreeMap<String, String> {
         &self.addresses

@@ -7,6 +7,7 @@
 //! docs/ingress.md is the user's guide.
 
 pub mod address;
+pub mod health;
 pub mod live;
 pub mod render;
 pub mod spec;

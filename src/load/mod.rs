@@ -17,6 +17,7 @@ pub mod merge;
 pub mod normalize;
 pub mod project;
 pub mod validate;
+pub mod x_hoist;
 pub mod yaml;
 pub mod zero;
 

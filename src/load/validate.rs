@@ -269,6 +269,7 @@ pub fn keys(doc: &Value) -> Result<(), Fail> {
         ));
     }
     check_keys("", doc, TOP)?;
+    super::x_hoist::keys(doc)?;
     for (name, svc) in each_entry(doc.get("services")) {
         let p = format!("services.{name}");
         let valid_name = !name.is_empty()
@@ -291,6 +292,14 @@ pub fn keys(doc: &Value) -> Result<(), Fail> {
             for k in ["update_config", "rollback_config"] {
                 if let Some(u) = d.get(k) {
                     check_keys(&format!("{dp}.{k}"), u, UPDATE)?;
+                    if let Some(Value::String(o)) = u.get("order")
+                        && !["start-first", "stop-first"].contains(&o.as_str())
+                    {
+                        return Err((
+                            format!("{dp}.{k}.order"),
+                            format!("{o:?} is not an order: write start-first or stop-first"),
+                        ));
+                    }
                 }
             }
             if let Some(r) = d.get("resources") {

@@ -76,6 +76,15 @@ impl Balancers {
         }
     }
 
+    /// What the user should know about the balancers after a deploy: routes the ingress
+    /// sees no healthy upstream for.
+    pub async fn warnings(&self) -> Vec<String> {
+        match &self.ingress {
+            Some(i) => i.health_warnings().await,
+            None => Vec::new(),
+        }
+    }
+
     /// Route to what runs now (after a rollout).
     pub async fn sync(&self) -> Result<()> {
         if let Some(i) = &self.ingress {
@@ -152,6 +161,8 @@ pub struct Applied {
     pub report: Report,
     /// Images shipped from the local engine, for the summary and `--json`.
     pub shipped: Vec<serde_json::Value>,
+    /// Older previous releases removed (one per slot is kept).
+    pub pruned: usize,
 }
 
 /// Carries out `planned` on the connected machines as one new release, then keeps
@@ -196,11 +207,12 @@ pub async fn apply_plan(
         .map(|s| s.name.clone())
         .collect();
     let (observed, previous) = super::observed(&observation, &completing);
-    prune_previous(&observed, &previous, &engines).await;
+    let pruned = prune_previous(&observed, &previous, &engines).await;
     Ok(Applied {
         release,
         report,
         shipped,
+        pruned,
     })
 }
 

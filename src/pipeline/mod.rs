@@ -156,6 +156,9 @@ pub async fn plan(
     images: &local::LocalImages,
     local: Option<&bollard::Docker>,
 ) -> Result<Planned> {
+    // What `up` would refuse in the file's x-hoist settings, `plan` refuses first.
+    crate::ingress::spec::from_project(project)?;
+    crate::watch::autoscale::policies(project)?;
     let observation = observe::observe(conns, &project.name).await;
     let running = pin::from_observation(project, &observation);
     let resolution = pin::resolve(project, conns, local, &running).await?;

@@ -195,22 +195,14 @@ fn resolve_service(
             bail!("services.{name}.deploy.mode: {other:?} is not supported (replicated or global)")
         }
     };
-    let files = files_for(
+    let secrets = files_for(
         name,
         &svc.secrets,
         &project.secrets,
         "secrets",
         "/run/secrets",
-    )?
-    .into_iter()
-    .chain(files_for(
-        name,
-        &svc.configs,
-        &project.configs,
-        "configs",
-        "/",
-    )?)
-    .collect::<Vec<_>>();
+)?;
+    let configs = files_for(name, &svc.configs, &project.configs, "configs", "/")?;
     // Replicas must come back after a reboot with no hoist running (docs/rollouts.md): with no
     // restart policy in the file, a long-running service gets `unless-stopped` — it survives
     // engine restarts, and the previous releases hoist stopped stay stopped. A one-shot service
@@ -222,7 +214,8 @@ fn resolve_service(
     {
         obj.insert("restart".into(), json!(DEFAULT_RESTART));
     }
-    let mut spec = container_spec(svc, &json, &image, volumes, &files)?;
+    let mut spec = container_spec(svc, &json, &image, volumes, &secrets, &configs)?;
+    let files = secrets.into_iter().chain(configs).collect::<Vec<_>>();
     if let Some(local) = local {
         if let Some(id) = &local.id {
             spec.set(attr::IMAGE_ID, id.as_str());
@@ -447,7 +440,8 @@ fn container_spec(
     json: &Value,
     image: &str,
     volumes: &BTreeMap<String, String>,
-    files: &[FileInContainer],
+    secrets: &[FileInContainer],
+    configs: &[FileInContainer],
 ) -> Result<ContainerSpec> {
     const NOT_SPEC: &[&str] = &[
         "deploy",
@@ -549,22 +543,31 @@ fn container_spec(
     if let Some(r) = restart {
         spec.set("restart", r);
     }
-    if !files.is_empty() {
-        let mut secrets = Map::new();
-        for f in files {
-            let digest = Sha256::digest(&f.content);
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            secrets.insert(
-                f.target.clone(),
-                json!(format!(
-                    "sha256:{hex} mode {:o} uid {} gid {}",
-                    f.mode, f.uid, f.gid
-                )),
-            );
+    // Each under its own attribute, so a changed config is reported as one.
+    for (attr, files) in [(attr::SECRETS, secrets), (attr::CONFIGS, configs)] {
+        if !files.is_empty() {
+            spec.set(attr, Value::Object(file_hashes(files)));
         }
-        spec.set(attr::SECRETS, Value::Object(secrets));
     }
     Ok(spec)
+}
+
+/// Target path → the hash of the content, mode and owner: what the spec may know of
+/// files whose content can be secret.
+fn file_hashes(files: &[FileInContainer]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for f in files {
+        let digest = Sha256::digest(&f.content);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        out.insert(
+            f.target.clone(),
+            json!(format!(
+                "sha256:{hex} mode {:o} uid {} gid {}",
+                f.mode, f.uid, f.gid
+            )),
+        );
+    }
+    out
 }
 
 /// Reads the secrets or configs a service uses into files for its containers.
@@ -662,5 +665,38 @@ mod tests {
         let r2 = resolve(&project, &BTreeMap::new(), &other, None).unwrap();
         assert_ne!(r2.services["web"].hash, web.hash);
         assert_eq!(r2.services["db"].hash, db.hash);
+    }
+
+    #[test]
+    fn a_changed_config_is_reported_as_a_config_and_a_secret_as_a_secret() {
+        let project = |conf: &str, key: &str| -> Project {
+            serde_json::from_value(json!({
+                "name": "shop",
+                "services": {"web": {
+                    "image": "app:1",
+                    "configs": [{"source": "app", "target": "/etc/app.conf"}],
+                    "secrets": [{"source": "key"}]
+                }},
+                "configs": {"app": {"content": conf}},
+                "secrets": {"key": {"content": key}}
+            }))
+            .unwrap()
+        };
+        let spec = |p: &Project| {
+            resolve(p, &BTreeMap::new(), &BTreeMap::new(), None)
+                .unwrap()
+                .services["web"]
+                .spec
+                .clone()
+        };
+        let before = spec(&project("a", "k1"));
+        assert_eq!(
+            spec(&project("b", "k1")).changes_from(&before),
+            ["configs /etc/app.conf changed"]
+        );
+        assert_eq!(
+            spec(&project("a", "k2")).changes_from(&before),
+            ["secrets /run/secrets/key changed"]
+        );
     }
 }
