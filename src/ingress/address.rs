@@ -44,12 +44,20 @@ pub fn peer_address(machine: &Machine) -> Result<String> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    hostname_of(&String::from_utf8_lossy(&out.stdout)).with_context(|| {
+    let host = hostname_of(&String::from_utf8_lossy(&out.stdout)).with_context(|| {
         format!(
             "{}: ssh -G printed no hostname; set `address:` for it in the machines file",
             machine.name
         )
-    })
+    })?;
+    // It goes into the Caddyfile and haproxy.cfg like a machines file's `address:`.
+    crate::safe::network_address(&host).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the ssh config gives host name {e}; set `address:` for it in the machines file",
+            machine.name
+        )
+    })?;
+    Ok(host)
 }
 
 /// The `hostname` line of `ssh -G` output.
