@@ -123,6 +123,10 @@ mod tests {
             assert!(!e.is_empty(), "{text}");
         }
         assert!(parse("1e30").unwrap_err().contains("too long"));
-        assert!(parse("18446744073709551615").unwrap_err().contains("too long"));
+        assert!(
+            parse("18446744073709551615")
+                .unwrap_err()
+                .contains("too long")
+        );
     }
 }

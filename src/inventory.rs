@@ -233,7 +233,9 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
             local_machine = Some(name.clone());
         }
         if m.port == Some(0) {
-            bail!("{file}: machines.{name}.port: 0 is not a port; use 1 to 65535 (ssh's default is 22)");
+            bail!(
+                "{file}: machines.{name}.port: 0 is not a port; use 1 to 65535 (ssh's default is 22)"
+            );
         }
         if let Some(user) = &m.user {
             ssh_user(user).map_err(|why| anyhow::anyhow!("{file}: machines.{name}.user: {why}"))?;
@@ -309,10 +311,16 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
 fn ssh_destination(dest: &str) -> std::result::Result<(), String> {
     let shown = || format!("{:?}", dest.chars().take(80).collect::<String>());
     if dest.trim().is_empty() {
-        return Err("empty; give an ssh destination such as root@203.0.113.10 or an ~/.ssh/config alias".into());
+        return Err(
+            "empty; give an ssh destination such as root@203.0.113.10 or an ~/.ssh/config alias"
+                .into(),
+        );
     }
     if dest.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{} contains a space or a control character; give an ssh destination such as root@203.0.113.10", shown()));
+        return Err(format!(
+            "{} contains a space or a control character; give an ssh destination such as root@203.0.113.10",
+            shown()
+        ));
     }
     let rest = dest.strip_prefix("ssh://").unwrap_or(dest);
     let (user, host) = match rest.rsplit_once('@') {
@@ -334,7 +342,10 @@ fn ssh_destination(dest: &str) -> std::result::Result<(), String> {
         ));
     }
     if host.is_empty() || user.is_some_and(str::is_empty) {
-        return Err(format!("{} is not an ssh destination: the host or the user is empty", shown()));
+        return Err(format!(
+            "{} is not an ssh destination: the host or the user is empty",
+            shown()
+        ));
     }
     Ok(())
 }
@@ -344,7 +355,9 @@ fn ssh_user(user: &str) -> std::result::Result<(), String> {
     let ok = !user.is_empty()
         && !user.starts_with('-')
         && user.len() <= 64
-        && user.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -447,15 +460,42 @@ mod tests {
     #[test]
     fn values_that_reach_ssh_a_shell_or_a_config_are_checked() {
         let cases = [
-            ("m1: {ssh: a, docker_socket: \"/tmp/x'; touch /tmp/pwned; '\"}", "machines.m1.docker_socket: "),
-            ("m1: {ssh: a, docker_socket: ''}", "machines.m1.docker_socket: it is empty"),
-            ("m1: {ssh: a, docker_socket: docker.sock}", "machines.m1.docker_socket: \"docker.sock\" is relative"),
-            ("m1: {ssh: a, docker_socket: '/run/$(id).sock'}", "machines.m1.docker_socket: "),
-            ("m1: {local: true, docker_socket: '/a b'}", "machines.m1.docker_socket: "),
-            ("m1: {ssh: a, address: \"10.0.0.1:80 {\\n}\"}", "machines.m1.address: "),
-            ("m1: {ssh: a, address: '10.0.0.1 backup'}", "machines.m1.address: "),
-            ("m1: {ssh: a, address: \"x\\n    server evil 6.6.6.6:80\"}", "machines.m1.address: "),
-            ("m1: {ssh: 'ssh://u@-oProxyCommand=touch /tmp/p'}", "machines.m1.ssh: "),
+            (
+                "m1: {ssh: a, docker_socket: \"/tmp/x'; touch /tmp/pwned; '\"}",
+                "machines.m1.docker_socket: ",
+            ),
+            (
+                "m1: {ssh: a, docker_socket: ''}",
+                "machines.m1.docker_socket: it is empty",
+            ),
+            (
+                "m1: {ssh: a, docker_socket: docker.sock}",
+                "machines.m1.docker_socket: \"docker.sock\" is relative",
+            ),
+            (
+                "m1: {ssh: a, docker_socket: '/run/$(id).sock'}",
+                "machines.m1.docker_socket: ",
+            ),
+            (
+                "m1: {local: true, docker_socket: '/a b'}",
+                "machines.m1.docker_socket: ",
+            ),
+            (
+                "m1: {ssh: a, address: \"10.0.0.1:80 {\\n}\"}",
+                "machines.m1.address: ",
+            ),
+            (
+                "m1: {ssh: a, address: '10.0.0.1 backup'}",
+                "machines.m1.address: ",
+            ),
+            (
+                "m1: {ssh: a, address: \"x\\n    server evil 6.6.6.6:80\"}",
+                "machines.m1.address: ",
+            ),
+            (
+                "m1: {ssh: 'ssh://u@-oProxyCommand=touch /tmp/p'}",
+                "machines.m1.ssh: ",
+            ),
             ("m1: {ssh: 'ssh://u@-oProxyCommand=x'}", "starts with '-'"),
             ("m1: {ssh: 'u@-oProxyCommand=x'}", "starts with '-'"),
             ("m1: {ssh: '-oProxyCommand=x'}", "starts with '-'"),
@@ -468,11 +508,17 @@ mod tests {
             ("m1: {ssh: a, user: -oProxyCommand=x}", "machines.m1.user: "),
             ("m1: {ssh: a, user: 'a b'}", "machines.m1.user: "),
             ("m1: {ssh: a, port: 0}", "machines.m1.port: 0 is not a port"),
-            ("m1: {local: true}\n  m2: {local: true}", "machines.m2.local: m1 is already the local engine"),
+            (
+                "m1: {local: true}\n  m2: {local: true}",
+                "machines.m2.local: m1 is already the local engine",
+            ),
         ];
         for (machines, want) in cases {
             let e = parse_err(&format!("machines:\n  {machines}\n"));
-            assert!(e.starts_with("hoist.yaml: ") && e.contains(want), "{machines}: {e}");
+            assert!(
+                e.starts_with("hoist.yaml: ") && e.contains(want),
+                "{machines}: {e}"
+            );
         }
         let ok = parse_ok(
             "machines:\n  m1: {ssh: 'ssh://root@10.0.0.1:2222', docker_socket: /run/user/1000/docker.sock, address: 'fd00::1'}\n  m2: {ssh: deploy@web2.example.com, user: deploy, address: web2.internal}\n",
@@ -487,10 +533,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hoist-inv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("cfg"), "Host *\n  ProxyCommand touch /tmp/never\n").unwrap();
-        std::fs::write(dir.join("hoist.yaml"), "ssh_config: cfg\nmachines:\n  m1: {ssh: a}\n").unwrap();
+        std::fs::write(
+            dir.join("hoist.yaml"),
+            "ssh_config: cfg\nmachines:\n  m1: {ssh: a}\n",
+        )
+        .unwrap();
         let file = dir.join("hoist.yaml");
-        let e = format!("{:#}", load_found(Some((&file, Origin::Found))).unwrap_err());
-        assert!(e.contains("hoist.yaml: ssh_config: this machines file was found in the current folder"), "{e}");
+        let e = format!(
+            "{:#}",
+            load_found(Some((&file, Origin::Found))).unwrap_err()
+        );
+        assert!(
+            e.contains(
+                "hoist.yaml: ssh_config: this machines file was found in the current folder"
+            ),
+            "{e}"
+        );
         assert!(load_found(Some((&file, Origin::Named))).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -191,9 +191,20 @@ mod tests {
     fn shell_quoting_keeps_one_word() {
         assert_eq!(shell_quote("/run/docker.sock"), "'/run/docker.sock'");
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
-        assert_eq!(shell_quote("'; touch /tmp/x; '"), r"''\''; touch /tmp/x; '\'''");
+        assert_eq!(
+            shell_quote("'; touch /tmp/x; '"),
+            r"''\''; touch /tmp/x; '\'''"
+        );
         // The shell reads each back as the one word given.
-        for s in ["plain", "a'b", "$(id)", "`id`", "x\ny", "'; rm -rf / #", "\\'"] {
+        for s in [
+            "plain",
+            "a'b",
+            "$(id)",
+            "`id`",
+            "x\ny",
+            "'; rm -rf / #",
+            "\\'",
+        ] {
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(format!("printf %s {}", shell_quote(s)))
@@ -205,7 +216,13 @@ mod tests {
 
     #[test]
     fn host_names() {
-        for ok in ["a", "shop.example.com", "xn--bcher-kva.example", "a-b.c_d", "10.0.0.1"] {
+        for ok in [
+            "a",
+            "shop.example.com",
+            "xn--bcher-kva.example",
+            "a-b.c_d",
+            "10.0.0.1",
+        ] {
             assert!(host_name(ok, false).is_ok(), "{ok}");
         }
         assert!(host_name("*.example.com", true).is_ok());
@@ -238,14 +255,28 @@ mod tests {
         for ok in ["10.0.1.12", "::1", "[fd00::1]", "web2.internal", "fd00::1"] {
             assert!(network_address(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "10.0.0.1 backup", "a\nserver x 1.2.3.4:80", "[::1", "a;b", "x:80"] {
+        for bad in [
+            "",
+            "10.0.0.1 backup",
+            "a\nserver x 1.2.3.4:80",
+            "[::1",
+            "a;b",
+            "x:80",
+        ] {
             assert!(network_address(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn paths_and_mail() {
-        for ok in ["/", "/api", "/api/v2/", "/a%20b", "/~u/x.y", "/a:b@c+d,e=g!"] {
+        for ok in [
+            "/",
+            "/api",
+            "/api/v2/",
+            "/a%20b",
+            "/~u/x.y",
+            "/a:b@c+d,e=g!",
+        ] {
             assert!(url_path(ok, false).is_ok(), "{ok}");
         }
         assert!(url_path("/health?full=1&x=2", true).is_ok());
@@ -296,7 +327,9 @@ mod tests {
                 .unwrap(),
             "5"
         );
-        for bad in ["a b", "a\n}", "{", "}", "#", "\"", "'", "$X", "a\\b", "a;b", "\t"] {
+        for bad in [
+            "a b", "a\n}", "{", "}", "#", "\"", "'", "$X", "a\\b", "a;b", "\t",
+        ] {
             assert!(render(bad).is_err(), "{bad:?}");
         }
     }

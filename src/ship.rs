@@ -410,7 +410,8 @@ mod tests {
         unsafe { std::env::set_var("HOIST_CACHE", &base) };
         let open = cache_dir();
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
-        std::fs::set_permissions(base.join("images"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(base.join("images"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
         let private = cache_dir();
         unsafe { std::env::remove_var("HOIST_CACHE") };
         assert!(format!("{:#}", open.unwrap_err()).contains("only it can write to"));

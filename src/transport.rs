@@ -596,13 +596,28 @@ mod tests {
     fn only_our_masters_are_matched() {
         let dir = Path::new("/tmp/hoist-12-ab");
         let line = |args: &[&str]| args.join("\0").into_bytes();
-        assert!(is_our_master(&line(&["ssh", "-S", "/tmp/hoist-12-ab/x.sock", "-M", "h"]), dir));
-        assert!(is_our_master(&line(&["/usr/bin/ssh", "-oControlPath=/tmp/hoist-12-ab/c", "h"]), dir));
-        assert!(is_our_master(&line(&["ssh", "-E", "/tmp/hoist-12-ab/log", "h"]), dir));
+        assert!(is_our_master(
+            &line(&["ssh", "-S", "/tmp/hoist-12-ab/x.sock", "-M", "h"]),
+            dir
+        ));
+        assert!(is_our_master(
+            &line(&["/usr/bin/ssh", "-oControlPath=/tmp/hoist-12-ab/c", "h"]),
+            dir
+        ));
+        assert!(is_our_master(
+            &line(&["ssh", "-E", "/tmp/hoist-12-ab/log", "h"]),
+            dir
+        ));
         // A longer folder name that starts with ours, the folder itself, another program.
-        assert!(!is_our_master(&line(&["ssh", "-S", "/tmp/hoist-12-abc/x.sock"]), dir));
+        assert!(!is_our_master(
+            &line(&["ssh", "-S", "/tmp/hoist-12-abc/x.sock"]),
+            dir
+        ));
         assert!(!is_our_master(&line(&["ssh", "/tmp/hoist-12-ab"]), dir));
-        assert!(!is_our_master(&line(&["vim", "/tmp/hoist-12-ab/notes"]), dir));
+        assert!(!is_our_master(
+            &line(&["vim", "/tmp/hoist-12-ab/notes"]),
+            dir
+        ));
         assert!(!is_our_master(&line(&["/tmp/hoist-12-ab/ssh", "x"]), dir));
         assert!(!is_our_master(b"", dir));
     }
@@ -614,7 +629,10 @@ mod tests {
         unsafe { std::env::set_var("HOIST_SSH_PERSIST", "1e30") };
         let e = MasterCache::from_env().err().expect("an error");
         unsafe { std::env::remove_var("HOIST_SSH_PERSIST") };
-        assert!(e.starts_with("HOIST_SSH_PERSIST: \"1e30\" is too long"), "{e}");
+        assert!(
+            e.starts_with("HOIST_SSH_PERSIST: \"1e30\" is too long"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -27,7 +27,10 @@ pub fn parse(text: &str) -> Result<Vec<Node>, String> {
             }
             let (head, children) = stack.pop().expect("checked");
             let parent = &mut stack.last_mut().expect("root").1;
-            parent.push(Node { tokens: head, block: Some(children) });
+            parent.push(Node {
+                tokens: head,
+                block: Some(children),
+            });
             continue;
         }
         if tokens.iter().any(|t| t == "}") || tokens[..tokens.len() - 1].iter().any(|t| t == "{") {
@@ -36,7 +39,10 @@ pub fn parse(text: &str) -> Result<Vec<Node>, String> {
         if tokens.last().map(String::as_str) == Some("{") {
             stack.push((tokens[..tokens.len() - 1].to_vec(), Vec::new()));
         } else {
-            stack.last_mut().expect("root").1.push(Node { tokens, block: None });
+            stack.last_mut().expect("root").1.push(Node {
+                tokens,
+                block: None,
+            });
         }
     }
     if stack.len() != 1 {

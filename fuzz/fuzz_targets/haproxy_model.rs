@@ -13,7 +13,14 @@ pub struct Section {
 }
 
 const SECTION_KEYWORDS: [&str; 8] = [
-    "global", "defaults", "listen", "frontend", "backend", "resolvers", "peers", "userlist",
+    "global",
+    "defaults",
+    "listen",
+    "frontend",
+    "backend",
+    "resolvers",
+    "peers",
+    "userlist",
 ];
 
 pub fn parse(text: &str) -> Result<Vec<Section>, String> {
@@ -26,7 +33,10 @@ pub fn parse(text: &str) -> Result<Vec<Section>, String> {
         let words: Vec<String> = code.split_whitespace().map(str::to_string).collect();
         let Some(first) = words.first() else { continue };
         if SECTION_KEYWORDS.contains(&first.as_str()) {
-            sections.push(Section { head: words, lines: Vec::new() });
+            sections.push(Section {
+                head: words,
+                lines: Vec::new(),
+            });
         } else {
             match sections.last_mut() {
                 Some(s) => s.lines.push(words),

@@ -290,11 +290,17 @@ async fn take_over(machines: &[(String, Docker)], project: &str, dead_nonce: &st
             && v.labels.get(NONCE_LABEL).map(String::as_str) == Some(dead_nonce)
         {
             let _ = docker
-                .remove_volume(&name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .remove_volume(
+                    &name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
                 .await;
         }
         let _ = docker
-            .remove_volume(&guard, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .remove_volume(
+                &guard,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
             .await;
     }
 }
@@ -388,7 +394,10 @@ pub async fn clear(machines: &[(String, Docker)], project: &str) -> Result<usize
             .unwrap_or_default();
         for v in takeovers {
             let _ = docker
-                .remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .remove_volume(
+                    &v.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
                 .await;
         }
         if docker.inspect_volume(&vname).await.is_ok() {
@@ -436,17 +445,29 @@ mod tests {
         let absent = i32::MAX - 7;
         let mut other_ns = labels_of_self(absent, "1");
         other_ns.insert(PIDNS_LABEL.into(), "pid:[1]".into());
-        assert_eq!(Holder::from_labels("m1", &other_ns).liveness(), Liveness::Unknown);
+        assert_eq!(
+            Holder::from_labels("m1", &other_ns).liveness(),
+            Liveness::Unknown
+        );
         let mut other_boot = labels_of_self(absent, "1");
         other_boot.insert(BOOT_LABEL.into(), "another-boot".into());
-        assert_eq!(Holder::from_labels("m1", &other_boot).liveness(), Liveness::Unknown);
+        assert_eq!(
+            Holder::from_labels("m1", &other_boot).liveness(),
+            Liveness::Unknown
+        );
         // A lock written before these labels existed (host and pid only) waits for unlock.
         let mut old = labels_of_self(absent, "1");
         old.remove(PIDNS_LABEL);
         old.remove(BOOT_LABEL);
         old.remove(START_LABEL);
-        assert_eq!(Holder::from_labels("m1", &old).liveness(), Liveness::Unknown);
-        assert_eq!(Holder::from_labels("m1", &labels_of_self(absent, "1")).liveness(), Liveness::Dead);
+        assert_eq!(
+            Holder::from_labels("m1", &old).liveness(),
+            Liveness::Unknown
+        );
+        assert_eq!(
+            Holder::from_labels("m1", &labels_of_self(absent, "1")).liveness(),
+            Liveness::Dead
+        );
     }
 
     #[test]

@@ -329,11 +329,20 @@ mod tests {
                 vec![],
                 vec![":80".to_string()],
                 vec!["http://*.admin.example".to_string()],
-                vec!["http://a.example".to_string(), "http://b.example".to_string()],
+                vec![
+                    "http://a.example".to_string(),
+                    "http://b.example".to_string()
+                ],
             ],
             "{text}"
         );
-        let global: Vec<&str> = nodes[0].block.as_ref().unwrap().iter().map(|n| n.tokens[0].as_str()).collect();
+        let global: Vec<&str> = nodes[0]
+            .block
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.tokens[0].as_str())
+            .collect();
         assert_eq!(global, ["admin", "grace_period"]);
         let shop = nodes[3].block.as_ref().unwrap();
         let handles = shop.iter().filter(|n| n.tokens[0] == "handle").count();

@@ -365,20 +365,40 @@ services:
             )
         };
         let cases = [
-            (route(r#"{hosts: ["a.example {\n}\n{\n\tadmin 0.0.0.0:2019\n}\nb.example"]}"#), "services.web.x-hoist.ingress.hosts[0]: "),
+            (
+                route(r#"{hosts: ["a.example {\n}\n{\n\tadmin 0.0.0.0:2019\n}\nb.example"]}"#),
+                "services.web.x-hoist.ingress.hosts[0]: ",
+            ),
             (route(r#"{hosts: ["a.example\tb"]}"#), "hosts[0]: "),
             (route(r#"{hosts: [ok.example, "x#y"]}"#), "hosts[1]: "),
             (route(r#"{hosts: ["\"q\""]}"#), "hosts[0]: "),
             (route(r#"{hosts: ["{env.HOME}"]}"#), "hosts[0]: "),
-            (route(r#"{paths: ["/ {\n\t\tfile_server {\n\t\t\troot /\n\t\t}\n\t}\n\thandle /x"]}"#), "services.web.x-hoist.ingress.paths[0]: "),
+            (
+                route(
+                    r#"{paths: ["/ {\n\t\tfile_server {\n\t\t\troot /\n\t\t}\n\t}\n\thandle /x"]}"#,
+                ),
+                "services.web.x-hoist.ingress.paths[0]: ",
+            ),
             (route(r#"{paths: ["/a b"]}"#), "paths[0]: "),
             (route(r#"{paths: ["/{path}"]}"#), "paths[0]: "),
             (route(r#"{paths: ["/#"]}"#), "paths[0]: "),
-            (route(r#"{health: {path: "/ok\n\t\t}\n\t}\n}\n:9999 {\n\tfile_server"}}"#), "services.web.x-hoist.ingress.health.path: "),
+            (
+                route(r#"{health: {path: "/ok\n\t\t}\n\t}\n}\n:9999 {\n\tfile_server"}}"#),
+                "services.web.x-hoist.ingress.health.path: ",
+            ),
             (route(r#"{health: {path: "/ok\"x"}}"#), "health.path: "),
-            (route(r#"{health: {interval: "1e30"}}"#), "services.web.x-hoist.ingress.health.interval: \"1e30\" is too long"),
-            (route(r#"{health: {timeout: "18446744073709551615"}}"#), "health.timeout: "),
-            (top(r#"{email: "ops@example.com\n\tadmin 0.0.0.0:2019"}"#), "x-hoist.ingress.email: "),
+            (
+                route(r#"{health: {interval: "1e30"}}"#),
+                "services.web.x-hoist.ingress.health.interval: \"1e30\" is too long",
+            ),
+            (
+                route(r#"{health: {timeout: "18446744073709551615"}}"#),
+                "health.timeout: ",
+            ),
+            (
+                top(r#"{email: "ops@example.com\n\tadmin 0.0.0.0:2019"}"#),
+                "x-hoist.ingress.email: ",
+            ),
             (top(r#"{email: "ops"}"#), "x-hoist.ingress.email: "),
             (top(r#"{drain: "-1s"}"#), "x-hoist.ingress.drain: "),
         ];

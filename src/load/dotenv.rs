@@ -101,7 +101,9 @@ fn check_key(key: &str, line: usize) -> Result<(), String> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']');
     match key.find(|c: char| !allowed(c)) {
         None if !key.is_empty() => Ok(()),
-        None => Err(format!("line {line}: a line with no variable name; write NAME=value")),
+        None => Err(format!(
+            "line {line}: a line with no variable name; write NAME=value"
+        )),
         // Only the valid start of the name is shown: the rest of a malformed line is often
         // its value, a secret (issue 17, finding 13: `DB_PASSWORD hunter2`).
         Some(i) => Err(format!(
@@ -212,12 +214,23 @@ mod tests {
     /// Issue 17, finding 13: a malformed line's value never reaches the message.
     #[test]
     fn a_bad_line_does_not_echo_its_value() {
-        for line in ["DB_PASSWORD hunter2", "DB_PASSWORD hunter2=x", "DB PASSWORD=hunter2", "export DB_PASSWORD hunter2"] {
+        for line in [
+            "DB_PASSWORD hunter2",
+            "DB_PASSWORD hunter2=x",
+            "DB PASSWORD=hunter2",
+            "export DB_PASSWORD hunter2",
+        ] {
             let err = parse(&format!("A=1\n{line}\n"), &|_| None).unwrap_err();
-            assert!(err.starts_with("line 2: invalid variable name starting \"DB"), "{err}");
+            assert!(
+                err.starts_with("line 2: invalid variable name starting \"DB"),
+                "{err}"
+            );
             assert!(!err.contains("hunter2"), "{err}");
         }
         let err = parse("=x\n", &|_| None).unwrap_err();
-        assert!(err.contains("line 1: a line with no variable name"), "{err}");
+        assert!(
+            err.contains("line 1: a line with no variable name"),
+            "{err}"
+        );
     }
 }

@@ -196,9 +196,15 @@ listen api_9000
             "\"10.0.0.1\":80",
         ] {
             let ups = vec![up("m1", "1", &[(80, bad)])];
-            assert!(haproxy_cfg("p", "api", "m1", &[80], &ups).is_err(), "{bad:?}");
+            assert!(
+                haproxy_cfg("p", "api", "m1", &[80], &ups).is_err(),
+                "{bad:?}"
+            );
         }
-        let ups = vec![up("m1", "1", &[(80, "10.0.0.11:32768")]), up("m2", "2", &[(80, "[fd00::2]:32768")])];
+        let ups = vec![
+            up("m1", "1", &[(80, "10.0.0.11:32768")]),
+            up("m2", "2", &[(80, "[fd00::2]:32768")]),
+        ];
         let cfg = haproxy_cfg("p", "api", "m1", &[80], &ups).unwrap();
         let sections = haproxy_model::parse(&cfg).unwrap();
         let listens: Vec<_> = sections.iter().filter(|s| s.head[0] == "listen").collect();
