@@ -570,7 +570,19 @@ async fn resolve(target: &SshTarget, limit: Duration) -> Result<String, SshFailu
         Ok(Ok(out)) => out,
     };
     if !out.status.success() {
-        return Err(classify(&String::from_utf8_lossy(&out.stderr)));
+        let said = String::from_utf8_lossy(&out.stderr);
+        // A config error is told over several lines (`cfg line 2: Badly formatted port
+        // number.` then `terminating, 1 bad configuration options`): keep them all.
+        return Err(match classify(&said) {
+            SshFailure::Other(_) => SshFailure::Other(
+                said.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            known => known,
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
