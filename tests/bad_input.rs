@@ -275,6 +275,68 @@ fn cases() -> Vec<Case> {
         &["x-hoist.mesh", "colour"],
     ));
 
+    // Compose values that were accepted and should not be (issue 17's list).
+    let service = |body: &str| format!("services:\n  web:\n    image: app\n{body}");
+    for (what, body, key) in [
+        (
+            "healthcheck interval -5s",
+            "    healthcheck: {test: [CMD, x], interval: -5s}\n",
+            "services.web.healthcheck.interval",
+        ),
+        (
+            "healthcheck timeout -1s",
+            "    healthcheck: {test: [CMD, x], timeout: -1s}\n",
+            "services.web.healthcheck.timeout",
+        ),
+        (
+            "healthcheck start_period -1m",
+            "    healthcheck: {test: [CMD, x], start_period: -1m}\n",
+            "services.web.healthcheck.start_period",
+        ),
+        (
+            "stop_grace_period -5s",
+            "    stop_grace_period: -5s\n",
+            "services.web.stop_grace_period",
+        ),
+        (
+            "update_config delay -5s",
+            "    deploy: {update_config: {delay: -5s}}\n",
+            "services.web.deploy.update_config.delay",
+        ),
+        (
+            "restart_policy window -5s",
+            "    deploy: {restart_policy: {window: -5s}}\n",
+            "services.web.deploy.restart_policy.window",
+        ),
+        (
+            "port protocol xyz",
+            "    ports: [{target: 80, protocol: xyz}]\n",
+            "services.web.ports[0].protocol",
+        ),
+        (
+            "short port protocol xyz",
+            "    ports: ['80/xyz']\n",
+            "services.web.ports[0]",
+        ),
+        (
+            "restart sometimes",
+            "    restart: sometimes\n",
+            "services.web.restart",
+        ),
+        (
+            "restart on-failure:x",
+            "    restart: on-failure:x\n",
+            "services.web.restart",
+        ),
+        (
+            "tmpfs size -5",
+            "    volumes: [{type: tmpfs, target: /x, tmpfs: {size: -5}}]\n",
+            "services.web.volumes[0].tmpfs.size",
+        ),
+    ] {
+        out.push(compose_case(what, service(body), &[key]));
+    }
+
     // Machines file values (findings 1, 3, 12 and the list of accepted inputs).
     for (what, bad) in HOSTILE {
         out.push(machines_case(

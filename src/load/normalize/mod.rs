@@ -489,8 +489,27 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
                 }
                 json!(pp)
             }
-            "image" | "restart" | "user" | "working_dir" | "hostname" | "domainname"
-            | "stop_signal" | "pid" | "ipc" | "network_mode" | "platform" | "cpuset" | "cgroup"
+            "restart" => {
+                let r = string(&p, v)?;
+                let on_failure_count = r
+                    .strip_prefix("on-failure:")
+                    .is_some_and(|n| n.parse::<u32>().is_ok());
+                if !(matches!(
+                    r.as_str(),
+                    "no" | "always" | "on-failure" | "unless-stopped"
+                ) || on_failure_count)
+                {
+                    return fail(
+                        &p,
+                        format!(
+                            "{r:?} is not a restart policy: use no, always, on-failure[:N] or unless-stopped"
+                        ),
+                    );
+                }
+                json!(r)
+            }
+            "image" | "user" | "working_dir" | "hostname" | "domainname" | "stop_signal"
+            | "pid" | "ipc" | "network_mode" | "platform" | "cpuset" | "cgroup"
             | "cgroup_parent" | "runtime" | "userns_mode" | "uts" | "isolation" | "mac_address"
             | "volume_driver" => json!(string(&p, v)?),
             "cap_add"
