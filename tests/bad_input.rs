@@ -337,6 +337,17 @@ fn cases() -> Vec<Case> {
         out.push(compose_case(what, service(body), &[key]));
     }
 
+    out.push(compose_case(
+        "a file that includes itself",
+        "include: [compose.yaml]\nservices:\n  a: {image: x}\n".into(),
+        &["include: more than 16 nested includes"],
+    ));
+    out.push(compose_case(
+        "extends cycle",
+        "services:\n  a: {image: x, extends: b}\n  b: {image: x, extends: a}\n".into(),
+        &["services.", ".extends: circular reference"],
+    ));
+
     // Machines file values (findings 1, 3, 12 and the list of accepted inputs).
     for (what, bad) in HOSTILE {
         out.push(machines_case(
