@@ -142,12 +142,15 @@ pub fn socket_path(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// True when `s` can be written into a Caddyfile or haproxy.cfg as (part of) one token:
-/// nothing that separates tokens, quotes, escapes, opens or closes a block, starts a
-/// comment, or expands a placeholder or environment variable.
+/// True when `s` can be written into a Caddyfile or haproxy.cfg as one token: not empty
+/// (an empty host leaves a bare `{` that Caddy reads as a second global block; an empty
+/// address drops a word from a `server` line — both found by the fuzz targets), and nothing
+/// that separates tokens, quotes, escapes, opens or closes a block, starts a comment, or
+/// expands a placeholder or environment variable.
 pub fn is_config_token(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~/%!+,=:@&?*[]".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/%!+,=:@&?*[]".contains(&b))
 }
 
 /// A template environment for configuration files: every `{{ value }}` must be a number or
@@ -328,7 +331,7 @@ mod tests {
             "5"
         );
         for bad in [
-            "a b", "a\n}", "{", "}", "#", "\"", "'", "$X", "a\\b", "a;b", "\t",
+            "", "a b", "a\n}", "{", "}", "#", "\"", "'", "$X", "a\\b", "a;b", "\t",
         ] {
             assert!(render(bad).is_err(), "{bad:?}");
         }

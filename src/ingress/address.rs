@@ -15,7 +15,7 @@ pub const LOCAL_HOST: &str = "host.docker.internal";
 /// The address other machines (and this machine's own ingress) reach `machine` at.
 pub fn peer_address(machine: &Machine) -> Result<String> {
     if let Some(a) = &machine.peer_address {
-        return Ok(a.clone());
+        return Ok(bracketed(a));
     }
     let target = match &machine.address {
         Address::Local => return Ok(LOCAL_HOST.to_string()),
@@ -57,7 +57,15 @@ pub fn peer_address(machine: &Machine) -> Result<String> {
             machine.name
         )
     })?;
-    Ok(host)
+    Ok(bracketed(&host))
+}
+
+/// An IPv6 address in brackets, so that `ADDRESS:PORT` reads as one address and a port.
+fn bracketed(address: &str) -> String {
+    match address.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{address}]"),
+        Err(_) => address.to_string(),
+    }
 }
 
 /// The `hostname` line of `ssh -G` output.
@@ -77,5 +85,13 @@ mod tests {
         let out = "user root\nhostname 172.31.77.11\nport 22\n";
         assert_eq!(hostname_of(out).as_deref(), Some("172.31.77.11"));
         assert_eq!(hostname_of("user root\n"), None);
+    }
+
+    #[test]
+    fn ipv6_addresses_are_bracketed_for_address_port() {
+        assert_eq!(bracketed("fd00::1"), "[fd00::1]");
+        assert_eq!(bracketed("[fd00::1]"), "[fd00::1]");
+        assert_eq!(bracketed("10.0.0.1"), "10.0.0.1");
+        assert_eq!(bracketed("web2.internal"), "web2.internal");
     }
 }

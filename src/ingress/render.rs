@@ -273,6 +273,9 @@ mod tests {
     /// still cannot add a site, a block or a global option — rendering fails instead.
     #[test]
     fn values_that_would_change_the_structure_are_refused() {
+        // An empty host (found by the fuzz target): the site line would be a bare `{`.
+        let s = spec(Tls::Acme, vec![route("web", &[""], &[])]);
+        assert!(caddyfile("p", "m1", &s, &Upstreams::new()).is_err());
         let evil = [
             "a.example {\n}\n{\n\tadmin 0.0.0.0:2019\n}\nb.example",
             "/ {\n\t\tfile_server\n\t}\n\thandle /x",

@@ -189,6 +189,8 @@ listen api_9000
     #[test]
     fn addresses_cannot_add_servers() {
         for bad in [
+            // Found by the fuzz target: an empty address dropped a word from the server line.
+            "",
             "10.0.0.1:80\n    server evil 6.6.6.6:80",
             "10.0.0.1:80 backup",
             "10.0.0.1:80#",
