@@ -574,6 +574,50 @@ fn cases() -> Vec<Case> {
         out.push(c);
     }
 
+    // Standard Compose that `config` accepts (as docker compose does) and `plan` would refuse:
+    // refused by `plan` and `up` before they connect, naming the file.
+    for (what, deploy, key) in [
+        (
+            "constraint without ==",
+            "{placement: {constraints: ['node.foo = x']}}",
+            "services.web.deploy.placement.constraints[0]",
+        ),
+        (
+            "spread on nothing",
+            "{placement: {preferences: [{spread: node.nope}]}}",
+            "services.web.deploy.placement.preferences[0].spread",
+        ),
+        (
+            "update order sideways",
+            "{update_config: {order: sideways}}",
+            "services.web.deploy.update_config.order",
+        ),
+        (
+            "failure_action explode",
+            "{update_config: {failure_action: explode}}",
+            "services.web.deploy.update_config.failure_action",
+        ),
+        (
+            "mode everywhere",
+            "{mode: everywhere}",
+            "services.web.deploy.mode",
+        ),
+    ] {
+        let compose = format!("name: p\nservices:\n  web:\n    image: app\n    deploy: {deploy}\n");
+        for verb in [vec!["plan"], vec!["up", "--yes"]] {
+            let mut args = vec!["-m", "hoist.yaml", "-f", "compose.yaml"];
+            args.extend(verb.iter().copied());
+            let mut c = cli_case(
+                &format!("{} with {what}", verb[0]),
+                &args,
+                1,
+                &[key, "compose.yaml: "],
+            );
+            c.files[0].1 = compose.clone();
+            out.push(c);
+        }
+    }
+
     // A malformed `.env` line (finding 13): the file and line, never the value.
     for line in [
         "DB_PASSWORD hunter2",

@@ -163,6 +163,17 @@ pub fn check_project(
         .map_err(|e| anyhow::anyhow!("{}: {e:#}", compose_files_label(args)))
 }
 
+/// [`check_project`] and everything else `plan` would refuse in the compose file
+/// (`pipeline::check::deployable`), for `plan` and `up` before they contact a machine.
+pub fn check_deployable(
+    project: &crate::model::Project,
+    args: &project_args::ProjectArgs,
+    fleet_mesh: Option<&crate::inventory::FleetMesh>,
+) -> anyhow::Result<()> {
+    crate::pipeline::check::deployable(project, fleet_mesh)
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", compose_files_label(args)))
+}
+
 /// The compose files as the user named them (`-f`), else the one found in the folder.
 fn compose_files_label(args: &project_args::ProjectArgs) -> String {
     if !args.files.is_empty() {

@@ -43,7 +43,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: UpArgs) -> R
     // must fail here, not half way through a deploy.
     let project = super::load_project(project_args)?;
     let fleet = super::load_fleet(global)?;
-    super::check_project(&project, project_args, fleet.mesh.as_ref())?;
+    super::check_deployable(&project, project_args, fleet.mesh.as_ref())?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let result = deploy(&project, &fleet, &conns, &args).await;
     conns.close().await;
