@@ -667,6 +667,7 @@ fn run(case: &Case, dir: &Path) -> (Option<i32>, String) {
 fn malformed_inputs_fail_cleanly_and_say_where() {
     let cases = cases();
     assert!(cases.len() >= 150, "only {} cases", cases.len());
+    eprintln!("{} bad-input cases", cases.len());
     let root = std::env::temp_dir().join(format!("hoist-bad-input-{}", std::process::id()));
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
