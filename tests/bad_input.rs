@@ -527,6 +527,20 @@ fn cases() -> Vec<Case> {
             &["--lock-wait"],
         ));
     }
+    for bad in ["a b", "Shop", "-x", "a\nb", "x;y", ""] {
+        out.push(cli_case(
+            &format!("unlock -p {bad:?}"),
+            &[
+                "-m",
+                "hoist.yaml",
+                &format!("--project-name={bad}"),
+                "unlock",
+                "--yes",
+            ],
+            1,
+            &["-p ", "a project name is"],
+        ));
+    }
     for bad in ["1e30", "18446744073709551615", "-1s", "soon"] {
         let mut c = cli_case(
             &format!("HOIST_SSH_PERSIST={bad}"),

@@ -106,8 +106,20 @@ impl Holder {
         }
         match process_start(pid) {
             Some(start) if start == self.start => Liveness::Alive,
-            // A pid reused by a later process, or no process at all.
-            _ => Liveness::Dead,
+            // The pid now belongs to a process started later.
+            Some(_) => Liveness::Dead,
+            // No /proc entry to read. With /proc mounted `hidepid`, another user's process is
+            // hidden but still answers signal 0 (EPERM): then it is taken for alive.
+            None => {
+                // SAFETY: signal 0 only checks that the pid exists.
+                let exists = unsafe { libc::kill(pid, 0) } == 0
+                    || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+                if exists {
+                    Liveness::Alive
+                } else {
+                    Liveness::Dead
+                }
+            }
         }
     }
 

@@ -203,6 +203,12 @@ fn compose_files_label(args: &project_args::ProjectArgs) -> String {
 /// The project name a verb acts on: `-p`, else the compose file's.
 pub fn project_name(args: &project_args::ProjectArgs) -> anyhow::Result<String> {
     if let Some(p) = &args.project_name {
+        // It names lock volumes and filters labels on the machines, like a loaded name.
+        if !crate::load::discovery::is_valid_project_name(p) {
+            anyhow::bail!(
+                "-p {p:?}: a project name is lowercase letters, digits, '_' and '-', starting with a letter or digit"
+            );
+        }
         return Ok(p.clone());
     }
     Ok(load_project(args)?.name)
