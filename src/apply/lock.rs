@@ -216,6 +216,10 @@ pub async fn acquire(
     let mut ordered: Vec<(String, Docker)> = machines.to_vec();
     ordered.sort_by(|a, b| a.0.cmp(&b.0));
     let deadline = tokio::time::Instant::now() + wait;
+    // The dead holder whose lock this waiter already tried to take over: a second attempt
+    // waits like any other retry (another waiter may be mid-takeover, or a takeover volume
+    // left by an interrupted one blocks it until `hoist unlock`), never spins.
+    let mut tried: Option<String> = None;
     loop {
         let mut lock = Lock {
             project: project.to_string(),
@@ -236,12 +240,25 @@ pub async fn acquire(
             return Ok(lock);
         };
         lock.release().await;
-        if h.liveness() == Liveness::Dead {
-            eprintln!("hoist: taking over the lock left by {h}: that process is gone");
+        let dead = h.liveness() == Liveness::Dead;
+        if dead {
+            let first = tried.as_deref() != Some(h.nonce.as_str());
+            if first {
+                eprintln!("hoist: taking over the lock left by {h}: that process is gone");
+            }
             take_over(&ordered, project, &h.nonce, &nonce).await;
-            continue;
+            tried = Some(h.nonce.clone());
+            if first {
+                continue;
+            }
         }
         if tokio::time::Instant::now() >= deadline {
+            if dead {
+                bail!(
+                    "the lock of project {project} was left by {h}, which is gone, and another hoist is taking it over \
+                     (or was interrupted doing so).\nRetry (--lock-wait 30s), or clear the lock with `hoist unlock`."
+                );
+            }
             bail!(
                 "another deploy holds the lock of project {project}: {h}.\n\
                  Wait for it (--lock-wait 5m), or if that deploy is dead, clear the lock with `hoist unlock`."
