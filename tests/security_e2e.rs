@@ -504,34 +504,12 @@ fn caddy_reads_the_rendered_file_as_the_intended_sites() {
     ]
     .into();
     let text = hoist::ingress::render::caddyfile("sec", "m1", &spec, &upstreams).unwrap();
-    let b64 = {
-        let out = std::process::Command::new("base64")
-            .arg("-w0")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                c.stdin.take().unwrap().write_all(text.as_bytes())?;
-                c.wait_with_output()
-            })
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let script = format!(
-        "echo {b64} | base64 -d > /tmp/Caddyfile && caddy adapt --config /tmp/Caddyfile --adapter caddyfile"
-    );
-    let out = lab.docker_in(
-        "m1",
-        &[
-            "run",
-            "--rm",
-            "--entrypoint",
-            "/bin/sh",
-            "hoist-test/caddy:latest",
-            "-c",
-            &script,
-        ],
+    let out = run_with_file(
+        lab,
+        "hoist-test/caddy:latest",
+        "/tmp/Caddyfile",
+        &text,
+        "caddy adapt --config /tmp/Caddyfile --adapter caddyfile",
     );
     let json: serde_json::Value = serde_json::from_str(out.expect_success("caddy adapt"))
         .unwrap_or_else(|e| panic!("caddy adapt printed no JSON ({e}): {out}\n{text}"));
@@ -584,6 +562,77 @@ fn caddy_reads_the_rendered_file_as_the_intended_sites() {
             "a handler hoist did not write: {h}\n{json}"
         );
     }
+}
+
+/// `text` written into a container of `image` on m1 as `path`, then `command` run there.
+fn run_with_file(
+    lab: &Lab,
+    image: &str,
+    path: &str,
+    text: &str,
+    command: &str,
+) -> common::lab::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let b64 = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    let script = format!("echo {b64} | base64 -d > {path} && {command}");
+    lab.docker_in(
+        "m1",
+        &[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/bin/sh",
+            image,
+            "-c",
+            &script,
+        ],
+    )
+}
+
+/// Finding 3 with HAProxy's own parser: the configuration hoist renders for replicas on
+/// IPv4 and IPv6 addresses passes `haproxy -c` (the lab's mesh image on m1).
+#[test]
+fn haproxy_accepts_the_rendered_configuration() {
+    use hoist::mesh::render::{Upstream, haproxy_cfg};
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let up = |machine: &str, slot: &str, address: &str| Upstream {
+        machine: machine.into(),
+        slot: slot.into(),
+        ports: [(8080u16, address.to_string())].into(),
+    };
+    let cfg = haproxy_cfg(
+        "sec",
+        "api",
+        "m1",
+        &[8080],
+        &[
+            up("m1", "1", "172.31.77.11:32768"),
+            up("m2", "2", "[fd00::2]:32769"),
+            up("web.eu-1", "global", "localhost:32770"),
+        ],
+    )
+    .unwrap();
+    let out = run_with_file(
+        lab,
+        "hoist-test/haproxy:latest",
+        "/tmp/haproxy.cfg",
+        &cfg,
+        "haproxy -c -f /tmp/haproxy.cfg",
+    );
+    assert!(out.success(), "haproxy -c refused:\n{out}\n{cfg}");
 }
 
 /// Finding 9: a hoist.yaml merely found in the current folder cannot make a read-only verb
