@@ -335,7 +335,12 @@ fn ssh_destination(dest: &str) -> std::result::Result<(), String> {
         },
         false => host,
     };
-    if dest.starts_with('-') || host.starts_with('-') || user.is_some_and(|u| u.starts_with('-')) {
+    // `[-x]` too: ssh takes a bracketed host for an address (found by the machines fuzz target).
+    let host_start = host.trim_start_matches('[');
+    if dest.starts_with('-')
+        || host_start.starts_with('-')
+        || user.is_some_and(|u| u.starts_with('-'))
+    {
         return Err(format!(
             "{} is not an ssh destination: a part starts with '-', which ssh would read as an option",
             shown()
@@ -501,6 +506,8 @@ mod tests {
             ("m1: {ssh: '-oProxyCommand=x'}", "starts with '-'"),
             ("m1: {ssh: 'ssh://-u@host'}", "starts with '-'"),
             ("m1: {ssh: 'ssh://u@[-x]:22'}", "starts with '-'"),
+            ("m1: {ssh: 'root@[-61.0.0.1:2222'}", "starts with '-'"),
+            ("m1: {ssh: '[-oProxyCommand=x]'}", "starts with '-'"),
             ("m1: {ssh: 'a b'}", "machines.m1.ssh: "),
             ("m1: {ssh: ''}", "machines.m1.ssh: empty"),
             ("m1: {ssh: '@host'}", "the host or the user is empty"),

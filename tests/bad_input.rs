@@ -402,6 +402,7 @@ fn cases() -> Vec<Case> {
         ("leading dash", "-oProxyCommand=x"),
         ("url with a dash user", "ssh://-u@host"),
         ("url with a dash v6 host", "ssh://u@[-x]:22"),
+        ("bracketed dash host", "root@[-61.0.0.1:2222"),
         ("space", "root@a b"),
         ("newline", "root@a\\nb"),
         ("empty", ""),
