@@ -168,7 +168,9 @@ pub async fn connect_all(fleet: &Fleet, timeout: Duration) -> anyhow::Result<Con
     let workdir = Workdir::new()
         .map_err(|e| anyhow::anyhow!("cannot create a private folder for ssh sockets: {e}"))?;
     let wd = &workdir;
-    let masters = MasterCache::from_env().map(std::sync::Arc::new);
+    let masters = MasterCache::from_env()
+        .map_err(|e| anyhow::anyhow!(e))?
+        .map(std::sync::Arc::new);
     let kept = masters.as_ref();
     let mut results: Vec<(usize, Machine, Result<Engine, MachineError>)> =
         futures_util::stream::iter(fleet.machines.iter().cloned().enumerate())
@@ -341,10 +343,7 @@ async fn explain_engine_failure(
     err: &bollard::errors::Error,
 ) -> MachineError {
     let sock = &machine.docker_socket;
-    let probe = format!(
-        "if [ ! -e '{sock}' ]; then echo missing; elif [ ! -S '{sock}' ]; then echo notsocket; \
-         elif [ -r '{sock}' ] && [ -w '{sock}' ]; then echo ok; else echo denied; fi; id -un"
-    );
+    let probe = socket_probe(sock);
     let verdict = match tunnel {
         Some(t) => t.shell(&probe).await.ok().map(|(_, out, _)| out),
         None => None,
@@ -371,6 +370,17 @@ async fn explain_engine_failure(
         ),
         _ => format!("docker not running or not answering on {sock}: {err}"),
     })
+}
+
+/// The shell command that tells what is at `sock` on the machine. The path is one quoted
+/// word (the machines file's check refuses odd paths too): issue 17, finding 1 — it was pasted
+/// inside single quotes, so a quote in `docker_socket` ran commands on the machine.
+fn socket_probe(sock: &str) -> String {
+    format!(
+        "s={}; if [ ! -e \"$s\" ]; then echo missing; elif [ ! -S \"$s\" ]; then echo notsocket; \
+         elif [ -r \"$s\" ] && [ -w \"$s\" ]; then echo ok; else echo denied; fi; id -un",
+        crate::safe::shell_quote(sock)
+    )
 }
 
 fn local_socket_state(sock: &str) -> String {
@@ -400,5 +410,30 @@ mod tests {
             matches!(check_api("1.39"), Err(MachineError::Docker(m)) if m.contains("engine too old"))
         );
         assert!(check_api("x").is_err());
+    }
+
+    /// Issue 17, finding 1: whatever the socket path holds, the probe runs no other command.
+    #[test]
+    fn the_socket_probe_runs_nothing_from_the_path() {
+        let dir = std::env::temp_dir().join(format!("hoist-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = dir.join("pwned");
+        for path in [
+            format!("/nope'; touch {}; echo '", marker.display()),
+            format!("/nope\"; touch {}; echo \"", marker.display()),
+            format!("/nope$(touch {})", marker.display()),
+            format!("/nope`touch {}`", marker.display()),
+            format!("/nope\ntouch {}", marker.display()),
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(socket_probe(&path))
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(text.lines().next(), Some("missing"), "{path}: {text}");
+            assert!(!marker.exists(), "{path} ran a command");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

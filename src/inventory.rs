@@ -97,16 +97,71 @@ impl Fleet {
 /// Finds the machines file: `-m FILE`, then `$HOIST_MACHINES`, then `hoist.yaml` in
 /// `dir`. `None` means no inventory: deploy to the local engine.
 pub fn locate(explicit: Option<&Path>, dir: &Path) -> Option<PathBuf> {
+    locate_found(explicit, dir).map(|(path, _)| path)
+}
+
+/// How the machines file was chosen, which decides how far it is trusted (issue 17,
+/// finding 9): a file named by the user (`-m`, `$HOIST_MACHINES`) may name an ssh config;
+/// one merely found in the current folder may not, since an ssh config runs commands on
+/// this computer (`ProxyCommand`, `Match exec`, `LocalCommand`) and the folder may be an
+/// untrusted checkout where even a read-only `hoist plan` would run them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `-m FILE` or `$HOIST_MACHINES`.
+    Named,
+    /// `./hoist.yaml` (or `.yml`) found in the current folder.
+    Found,
+}
+
+/// [`locate`], also saying how the file was chosen.
+pub fn locate_found(explicit: Option<&Path>, dir: &Path) -> Option<(PathBuf, Origin)> {
     if let Some(p) = explicit {
-        return Some(p.to_path_buf());
+        return Some((p.to_path_buf(), Origin::Named));
     }
     if let Some(p) = std::env::var_os(MACHINES_ENV).filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(p));
+        return Some((PathBuf::from(p), Origin::Named));
     }
     DEFAULT_FILES
         .iter()
         .map(|f| dir.join(f))
         .find(|p| p.is_file())
+        .map(|p| (p, Origin::Found))
+}
+
+/// Reads the machines file [`locate_found`] chose (the local default when `None`), refusing
+/// an `ssh_config` in a file that was only found in the current folder.
+pub fn load_found(found: Option<(&Path, Origin)>) -> Result<Fleet> {
+    let Some((path, origin)) = found else {
+        return Ok(Fleet::local());
+    };
+    let fleet_text = read(path)?;
+    let file = path.display().to_string();
+    if origin == Origin::Found {
+        refuse_found_ssh_config(&fleet_text, &file)?;
+    }
+    parse(&fleet_text, &file, path.parent().unwrap_or(Path::new(".")))
+}
+
+fn refuse_found_ssh_config(text: &str, file: &str) -> Result<()> {
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    if doc.get("ssh_config").is_some_and(|v| !v.is_null()) {
+        bail!(
+            "{file}: ssh_config: this machines file was found in the current folder, not named with -m or ${MACHINES_ENV}, \
+             and an ssh config can run commands on this computer (ProxyCommand); if you trust this folder, \
+             name the file: `hoist -m {file} …` or `export {MACHINES_ENV}={file}`"
+        );
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the machines file {}: check the path given with -m or ${MACHINES_ENV}",
+            path.display()
+        )
+    })
 }
 
 /// Reads the machines file at `path`, or the embedded local default when `None`.
@@ -114,12 +169,7 @@ pub fn load(path: Option<&Path>) -> Result<Fleet> {
     let Some(path) = path else {
         return Ok(Fleet::local());
     };
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "cannot read the machines file {}: check the path given with -m or ${MACHINES_ENV}",
-            path.display()
-        )
-    })?;
+    let text = read(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&text, &path.display().to_string(), base)
 }
@@ -171,8 +221,34 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
         );
     }
     let mut machines = Vec::new();
+    let mut local_machine: Option<String> = None;
     for (name, m) in doc.machines {
         validate_name(&name).map_err(|why| anyhow::anyhow!("{file}: machines.{name}: {why}"))?;
+        if m.local {
+            if let Some(first) = &local_machine {
+                bail!(
+                    "{file}: machines.{name}.local: {first} is already the local engine; list this computer once"
+                );
+            }
+            local_machine = Some(name.clone());
+        }
+        if m.port == Some(0) {
+            bail!(
+                "{file}: machines.{name}.port: 0 is not a port; use 1 to 65535 (ssh's default is 22)"
+            );
+        }
+        if let Some(user) = &m.user {
+            ssh_user(user).map_err(|why| anyhow::anyhow!("{file}: machines.{name}.user: {why}"))?;
+        }
+        let docker_socket = m
+            .docker_socket
+            .unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string());
+        crate::safe::socket_path(&docker_socket)
+            .map_err(|why| anyhow::anyhow!("{file}: machines.{name}.docker_socket: {why}"))?;
+        if let Some(a) = &m.address {
+            crate::safe::network_address(a)
+                .map_err(|why| anyhow::anyhow!("{file}: machines.{name}.address: {why}"))?;
+        }
         let address = match (m.local, m.ssh) {
             (true, Some(_)) => bail!(
                 "{file}: machines.{name}: `local: true` and `ssh` exclude each other; keep one"
@@ -189,9 +265,8 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
                 "{file}: machines.{name}: missing `ssh` (an ssh destination such as root@203.0.113.10 or an ~/.ssh/config alias), or set `local: true`"
             ),
             (false, Some(dest)) => {
-                if dest.trim().is_empty() || dest.starts_with('-') {
-                    bail!("{file}: machines.{name}.ssh: {dest:?} is not an ssh destination");
-                }
+                ssh_destination(&dest)
+                    .map_err(|why| anyhow::anyhow!("{file}: machines.{name}.ssh: {why}"))?;
                 Address::Ssh(SshTarget {
                     destination: dest,
                     user: m.user,
@@ -217,9 +292,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
             name,
             address,
             labels,
-            docker_socket: m
-                .docker_socket
-                .unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string()),
+            docker_socket,
             peer_address: m.address,
         });
     }
@@ -228,6 +301,76 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
         machines,
         mesh: doc.mesh,
     })
+}
+
+/// An ssh destination (`host`, `user@host`, an alias, `ssh://user@host:port`) that reaches
+/// ssh's argv as a destination and nothing else: no whitespace or control characters, and no
+/// part ssh could read as an option. The openssh crate strips `ssh://` and `user@`, so a
+/// leading `-` is refused in the host and the user too, not just at the start (issue 17,
+/// finding 12: `ssh://u@-oProxyCommand=…`).
+fn ssh_destination(dest: &str) -> std::result::Result<(), String> {
+    let shown = || format!("{:?}", dest.chars().take(80).collect::<String>());
+    if dest.trim().is_empty() {
+        return Err(
+            "empty; give an ssh destination such as root@203.0.113.10 or an ~/.ssh/config alias"
+                .into(),
+        );
+    }
+    if dest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{} contains a space or a control character; give an ssh destination such as root@203.0.113.10",
+            shown()
+        ));
+    }
+    let rest = dest.strip_prefix("ssh://").unwrap_or(dest);
+    let (user, host) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let host = match dest.starts_with("ssh://") {
+        // ssh://host:port and ssh://[v6]:port
+        true => match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.split(':').next().unwrap_or(""),
+        },
+        false => host,
+    };
+    // `[-x]` too: ssh takes a bracketed host for an address (found by the machines fuzz target).
+    let host_start = host.trim_start_matches('[');
+    if dest.starts_with('-')
+        || host_start.starts_with('-')
+        || user.is_some_and(|u| u.starts_with('-'))
+    {
+        return Err(format!(
+            "{} is not an ssh destination: a part starts with '-', which ssh would read as an option",
+            shown()
+        ));
+    }
+    if host.is_empty() || user.is_some_and(str::is_empty) {
+        return Err(format!(
+            "{} is not an ssh destination: the host or the user is empty",
+            shown()
+        ));
+    }
+    Ok(())
+}
+
+/// A login name for ssh `-l`: letters, digits and `._-`, not starting with '-'.
+fn ssh_user(user: &str) -> std::result::Result<(), String> {
+    let ok = !user.is_empty()
+        && !user.starts_with('-')
+        && user.len() <= 64
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} is not a user name: use letters, digits, '.', '_' or '-', not starting with '-'",
+            user.chars().take(80).collect::<String>()
+        ))
+    }
 }
 
 /// Machine names end up in container names and labels, so they follow Docker's
@@ -315,6 +458,106 @@ mod tests {
                 .contains("ssh_config: /etc/hoist/nope does not exist")
         );
         assert!(parse_err("machines:\n  m1: {ssh: a}\n  m1: {ssh: b}\n").contains("duplicate"));
+    }
+
+    /// Issue 17, findings 1, 3 and 12, and values accepted that should not be: each refused
+    /// with the file, the machine and the key.
+    #[test]
+    fn values_that_reach_ssh_a_shell_or_a_config_are_checked() {
+        let cases = [
+            (
+                "m1: {ssh: a, docker_socket: \"/tmp/x'; touch /tmp/pwned; '\"}",
+                "machines.m1.docker_socket: ",
+            ),
+            (
+                "m1: {ssh: a, docker_socket: ''}",
+                "machines.m1.docker_socket: it is empty",
+            ),
+            (
+                "m1: {ssh: a, docker_socket: docker.sock}",
+                "machines.m1.docker_socket: \"docker.sock\" is relative",
+            ),
+            (
+                "m1: {ssh: a, docker_socket: '/run/$(id).sock'}",
+                "machines.m1.docker_socket: ",
+            ),
+            (
+                "m1: {local: true, docker_socket: '/a b'}",
+                "machines.m1.docker_socket: ",
+            ),
+            (
+                "m1: {ssh: a, address: \"10.0.0.1:80 {\\n}\"}",
+                "machines.m1.address: ",
+            ),
+            (
+                "m1: {ssh: a, address: '10.0.0.1 backup'}",
+                "machines.m1.address: ",
+            ),
+            (
+                "m1: {ssh: a, address: \"x\\n    server evil 6.6.6.6:80\"}",
+                "machines.m1.address: ",
+            ),
+            (
+                "m1: {ssh: 'ssh://u@-oProxyCommand=touch /tmp/p'}",
+                "machines.m1.ssh: ",
+            ),
+            ("m1: {ssh: 'ssh://u@-oProxyCommand=x'}", "starts with '-'"),
+            ("m1: {ssh: 'u@-oProxyCommand=x'}", "starts with '-'"),
+            ("m1: {ssh: '-oProxyCommand=x'}", "starts with '-'"),
+            ("m1: {ssh: 'ssh://-u@host'}", "starts with '-'"),
+            ("m1: {ssh: 'ssh://u@[-x]:22'}", "starts with '-'"),
+            ("m1: {ssh: 'root@[-61.0.0.1:2222'}", "starts with '-'"),
+            ("m1: {ssh: '[-oProxyCommand=x]'}", "starts with '-'"),
+            ("m1: {ssh: 'a b'}", "machines.m1.ssh: "),
+            ("m1: {ssh: ''}", "machines.m1.ssh: empty"),
+            ("m1: {ssh: '@host'}", "the host or the user is empty"),
+            ("m1: {ssh: 'root@'}", "the host or the user is empty"),
+            ("m1: {ssh: a, user: -oProxyCommand=x}", "machines.m1.user: "),
+            ("m1: {ssh: a, user: 'a b'}", "machines.m1.user: "),
+            ("m1: {ssh: a, port: 0}", "machines.m1.port: 0 is not a port"),
+            (
+                "m1: {local: true}\n  m2: {local: true}",
+                "machines.m2.local: m1 is already the local engine",
+            ),
+        ];
+        for (machines, want) in cases {
+            let e = parse_err(&format!("machines:\n  {machines}\n"));
+            assert!(
+                e.starts_with("hoist.yaml: ") && e.contains(want),
+                "{machines}: {e}"
+            );
+        }
+        let ok = parse_ok(
+            "machines:\n  m1: {ssh: 'ssh://root@10.0.0.1:2222', docker_socket: /run/user/1000/docker.sock, address: 'fd00::1'}\n  m2: {ssh: deploy@web2.example.com, user: deploy, address: web2.internal}\n",
+        );
+        assert_eq!(ok.machines[0].docker_socket, "/run/user/1000/docker.sock");
+    }
+
+    /// Issue 17, finding 9: a hoist.yaml merely found in the current folder may not name an
+    /// ssh config; the same file named with -m may.
+    #[test]
+    fn a_found_machines_file_may_not_name_an_ssh_config() {
+        let dir = std::env::temp_dir().join(format!("hoist-inv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cfg"), "Host *\n  ProxyCommand touch /tmp/never\n").unwrap();
+        std::fs::write(
+            dir.join("hoist.yaml"),
+            "ssh_config: cfg\nmachines:\n  m1: {ssh: a}\n",
+        )
+        .unwrap();
+        let file = dir.join("hoist.yaml");
+        let e = format!(
+            "{:#}",
+            load_found(Some((&file, Origin::Found))).unwrap_err()
+        );
+        assert!(
+            e.contains(
+                "hoist.yaml: ssh_config: this machines file was found in the current folder"
+            ),
+            "{e}"
+        );
+        assert!(load_found(Some((&file, Origin::Named))).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,13 +97,43 @@ pub struct Shipped {
     pub already_present: bool,
 }
 
-fn cache_dir() -> PathBuf {
-    std::env::var_os("HOIST_CACHE")
+/// The image cache: `$HOIST_CACHE`, `$XDG_CACHE_HOME/hoist`, `~/.cache/hoist`, else
+/// `/tmp/hoist-cache-<uid>`; always its `images` folder, mode 0700 and owned by this user
+/// (issue 17, finding 15: a shared `/tmp/hoist-cache` let another user plant archives or
+/// symlinks hoist would write through).
+fn cache_dir() -> Result<PathBuf> {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let base = std::env::var_os("HOIST_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("hoist")))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hoist")))
-        .unwrap_or_else(|| PathBuf::from("/tmp/hoist-cache"))
-        .join("images")
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/hoist-cache-{uid}")));
+    let dir = base.join("images");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating the image cache {}", dir.display()))?;
+    for d in [&base, &dir] {
+        let meta = std::fs::symlink_metadata(d)
+            .with_context(|| format!("reading the image cache {}", d.display()))?;
+        if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+            bail!(
+                "the image cache {} is not a folder owned by this user that only it can write to; \
+                 remove it, or set HOIST_CACHE to a private folder",
+                d.display()
+            );
+        }
+    }
+    Ok(dir)
+}
+
+/// Is `path` an archive this user wrote (a plain file it owns, not a symlink)?
+fn own_file(path: &Path) -> bool {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.uid() == uid)
 }
 
 /// Exports `reference` from the local engine and indexes its layers, both once
@@ -115,28 +146,52 @@ pub async fn export(local: &Docker, reference: &str) -> Result<Exported> {
         .id
         .clone()
         .context("the local engine gave no image ID")?;
-    let dir = cache_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let stem = image_id.trim_start_matches("sha256:").to_string();
-    let archive = dir.join(format!("{stem}.tar"));
-    let index = dir.join(format!("{stem}.index.json"));
-    if archive.is_file()
+    let dir = cache_dir()?;
+    let id_hex = image_id.trim_start_matches("sha256:");
+    if id_hex.is_empty() || !id_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("the local engine gave an odd image ID {image_id:?} for {reference}");
+    }
+    let archive = dir.join(format!("{id_hex}.tar"));
+    let index = dir.join(format!("{id_hex}.index.json"));
+    if own_file(&archive)
+        && own_file(&index)
         && let Ok(text) = std::fs::read(&index)
         && let Ok(mut cached) = serde_json::from_slice::<Exported>(&text)
     {
         cached.reference = reference.to_string();
         return Ok(cached);
     }
-    if !archive.is_file() {
-        let partial = archive.with_extension("partial");
-        let mut file = std::fs::File::create(&partial)
-            .with_context(|| format!("creating {}", partial.display()))?;
-        let mut stream = local.export_image(reference);
-        while let Some(chunk) = stream.next().await {
-            file.write_all(&chunk.with_context(|| format!("exporting {reference}"))?)?;
+    if !own_file(&archive) {
+        // A fresh name, created exclusively and never through a symlink.
+        let partial = dir.join(format!(
+            "{id_hex}.{}-{:x}.partial",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let written = async {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&partial)
+                .with_context(|| format!("creating {}", partial.display()))?;
+            let mut stream = local.export_image(reference);
+            while let Some(chunk) = stream.next().await {
+                file.write_all(&chunk.with_context(|| format!("exporting {reference}"))?)?;
+            }
+            file.sync_all()?;
+            std::fs::rename(&partial, &archive)?;
+            anyhow::Ok(())
         }
-        file.sync_all()?;
-        std::fs::rename(&partial, &archive)?;
+        .await;
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written?;
     }
     let path = archive.clone();
     let indexed = tokio::task::spawn_blocking(move || index_archive(&path))
@@ -650,5 +705,28 @@ mod tests {
             json!("application/vnd.oci.image.layer.v1.tar")
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue 17, finding 15: a cache folder others can write to is refused, and archives are
+    /// never written through a planted symlink.
+    #[test]
+    fn the_cache_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("hoist-cache-test-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("images")).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // The only test touching this variable.
+        unsafe { std::env::set_var("HOIST_CACHE", &base) };
+        let open = cache_dir();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(base.join("images"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        let private = cache_dir();
+        unsafe { std::env::remove_var("HOIST_CACHE") };
+        assert!(format!("{:#}", open.unwrap_err()).contains("only it can write to"));
+        let dir = private.unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("abc.tar")).unwrap();
+        assert!(!own_file(&dir.join("abc.tar")));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -182,16 +182,32 @@ fn sweep_stale(base: &Path) {
             continue;
         }
         let path = entry.path();
+        // Only our own folders: in a shared /tmp another user can make a `hoist-<pid>-x`.
+        if !owned_private_dir(&path) {
+            continue;
+        }
         kill_processes_mentioning(&path);
         let _ = std::fs::remove_dir_all(&path);
     }
 }
 
-/// Kills every process whose command line mentions `dir` — the ssh masters we
-/// started, should one outlive a timeout or a panic. Our own pid is spared.
+/// A real directory (not a symlink) owned by this user that nobody else can enter.
+fn owned_private_dir(path: &Path) -> bool {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0)
+}
+
+/// Kills the ssh masters we started under `dir`, should one outlive a timeout or a panic:
+/// processes of this user, running `ssh`, with an argument that is a path inside `dir`
+/// (not merely starting with its name: `/tmp/hoist-1-a` is no part of `/tmp/hoist-1-ab`).
+/// Our own pid is spared. Issue 17, finding 10: a prefix match over every process let
+/// another local user steer hoist's SIGTERMs.
 fn kill_processes_mentioning(dir: &Path) {
-    let needle = dir.as_os_str().as_encoded_bytes();
     let me = std::process::id().to_string();
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    let uid = unsafe { libc::geteuid() };
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };
@@ -203,13 +219,13 @@ fn kill_processes_mentioning(dir: &Path) {
         else {
             continue;
         };
-        if pid == me {
+        if pid == me || !std::fs::metadata(entry.path()).is_ok_and(|m| m.uid() == uid) {
             continue;
         }
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        if cmdline.windows(needle.len()).any(|w| w == needle)
+        if is_our_master(&cmdline, dir)
             && let Ok(pid) = pid.parse::<i32>()
         {
             // SAFETY: kill(2) on a pid we just read; the worst case is a
@@ -219,6 +235,25 @@ fn kill_processes_mentioning(dir: &Path) {
             }
         }
     }
+}
+
+/// True when a NUL-separated command line runs `ssh` with an argument naming a path inside
+/// `dir` (as `-S PATH`, `-oControlPath=PATH`, `-E PATH` …).
+fn is_our_master(cmdline: &[u8], dir: &Path) -> bool {
+    let mut args = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty());
+    let is_ssh = args
+        .next()
+        .is_some_and(|argv0| argv0.rsplit(|b| *b == b'/').next() == Some(b"ssh".as_slice()));
+    let mut inside = dir.as_os_str().as_encoded_bytes().to_vec();
+    inside.push(b'/');
+    is_ssh
+        && args.any(|a| {
+            let value = match a.iter().position(|b| *b == b'=') {
+                Some(i) if a.starts_with(b"-o") => &a[i + 1..],
+                _ => a,
+            };
+            value.starts_with(&inside)
+        })
 }
 
 /// SSH masters kept between hoist commands: one per machine, each exiting on its own after
@@ -233,13 +268,21 @@ pub struct MasterCache {
 }
 
 impl MasterCache {
-    /// From `HOIST_SSH_PERSIST` (a duration such as `60s` or `5m`; `0` turns it off; default 60s).
-    pub fn from_env() -> Option<MasterCache> {
+    /// From `HOIST_SSH_PERSIST` (a duration such as `60s` or `5m`; `0` turns it off; default
+    /// 60s). A value that is no duration is an error (issue 17, finding 6: `1e30` panicked);
+    /// a folder hoist cannot trust means no cache.
+    pub fn from_env() -> Result<Option<MasterCache>, String> {
         let idle = match std::env::var("HOIST_SSH_PERSIST") {
             Err(_) => Duration::from_secs(60),
-            Ok(v) if matches!(v.trim(), "" | "0" | "off" | "no" | "false") => return None,
-            Ok(v) => crate::cli::parse_duration(v.trim()).ok()?,
+            Ok(v) if matches!(v.trim(), "" | "0" | "off" | "no" | "false") => return Ok(None),
+            Ok(v) => crate::duration::parse(v.trim()).map_err(|e| {
+                format!("HOIST_SSH_PERSIST: {e}; give how long ssh masters stay idle, e.g. 60s or 5m, or 0 to keep none")
+            })?,
         };
+        Ok(Self::in_private_dir(idle))
+    }
+
+    fn in_private_dir(idle: Duration) -> Option<MasterCache> {
         let idle = std::num::NonZeroUsize::new(usize::try_from(idle.as_secs()).ok()?)?;
         // SAFETY: geteuid(2) cannot fail and has no preconditions.
         let uid = unsafe { libc::geteuid() };
@@ -258,9 +301,13 @@ impl MasterCache {
         Some(MasterCache { dir, idle })
     }
 
-    fn record(&self, target: &SshTarget) -> PathBuf {
+    /// The record of the master for `target` as ssh resolves it now (`resolved`: `ssh -G`
+    /// output), so a master is not reused after the ssh config sends the same destination
+    /// elsewhere (issue 17, finding 11).
+    fn record(&self, target: &SshTarget, resolved: &str) -> PathBuf {
         let mut h = Sha256::new();
         h.update(format!("{target:?}").as_bytes());
+        h.update(resolved.as_bytes());
         let hex: String = h.finalize()[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -269,8 +316,8 @@ impl MasterCache {
     }
 
     /// The master left by an earlier command, if it still answers.
-    async fn resume(&self, target: &SshTarget) -> Option<Session> {
-        let record = self.record(target);
+    async fn resume(&self, target: &SshTarget, resolved: &str) -> Option<Session> {
+        let record = self.record(target, resolved);
         let ctl = PathBuf::from(std::fs::read_to_string(&record).ok()?.trim());
         if ctl.parent().and_then(Path::parent) != Some(self.dir.as_path()) {
             let _ = std::fs::remove_file(&record);
@@ -280,20 +327,20 @@ impl MasterCache {
         if session.check().await.is_ok() {
             return Some(session);
         }
-        self.forget(target, &ctl);
+        self.forget(target, resolved, &ctl);
         None
     }
 
-    fn keep(&self, target: &SshTarget, ctl: &Path) {
-        let record = self.record(target);
+    fn keep(&self, target: &SshTarget, resolved: &str, ctl: &Path) {
+        let record = self.record(target, resolved);
         let tmp = record.with_extension(format!("tmp{}", std::process::id()));
         if std::fs::write(&tmp, ctl.as_os_str().as_encoded_bytes()).is_ok() {
             let _ = std::fs::rename(&tmp, &record);
         }
     }
 
-    fn forget(&self, target: &SshTarget, ctl: &Path) {
-        let record = self.record(target);
+    fn forget(&self, target: &SshTarget, resolved: &str, ctl: &Path) {
+        let record = self.record(target, resolved);
         if std::fs::read_to_string(&record).is_ok_and(|r| Path::new(r.trim()) == ctl) {
             let _ = std::fs::remove_file(&record);
         }
@@ -312,8 +359,9 @@ pub struct Tunnel {
     session: Session,
     local_socket: PathBuf,
     remote_socket: PathBuf,
-    /// Where the master is kept after this command, when it is (see [`MasterCache`]).
-    kept: Option<(std::sync::Arc<MasterCache>, SshTarget)>,
+    /// Where the master is kept after this command, when it is (see [`MasterCache`]), with
+    /// the target and its `ssh -G` resolution that key it.
+    kept: Option<(std::sync::Arc<MasterCache>, SshTarget, String)>,
     /// The master was left by an earlier command (not yet proven to reach the machine).
     resumed: bool,
 }
@@ -329,8 +377,12 @@ impl Tunnel {
         connect_timeout: Duration,
         cache: Option<&std::sync::Arc<MasterCache>>,
     ) -> Result<Tunnel, SshFailure> {
+        // ssh's own reading of the target first: its errors (a bad port, an invalid host
+        // name, a broken config) come out in its words, not as a missing log file
+        // (issue 17, finding 14), and it keys the kept master.
+        let resolved = resolve(target, connect_timeout).await?;
         let resumed = match cache {
-            Some(c) => c.resume(target).await,
+            Some(c) => c.resume(target, &resolved).await,
             None => None,
         };
         let (session, resumed) = match resumed {
@@ -364,7 +416,7 @@ impl Tunnel {
             session,
             local_socket,
             remote_socket,
-            kept: cache.map(|c| (std::sync::Arc::clone(c), target.clone())),
+            kept: cache.map(|c| (std::sync::Arc::clone(c), target.clone(), resolved)),
             resumed,
         })
     }
@@ -451,7 +503,7 @@ impl Tunnel {
             ..
         } = self;
         match kept {
-            Some((cache, target)) => {
+            Some((cache, target, resolved)) => {
                 let _ = session
                     .close_port_forward(
                         ForwardType::Local,
@@ -464,7 +516,7 @@ impl Tunnel {
                     )
                     .await;
                 let (ctl, _log) = session.detach();
-                cache.keep(&target, &ctl);
+                cache.keep(&target, &resolved, &ctl);
             }
             None => {
                 let _ = session.close().await;
@@ -484,11 +536,55 @@ impl Tunnel {
         let (ctl, _log) = session.detach();
         let session = Session::resume_mux(ctl.clone(), None);
         let _ = session.close().await;
-        if let Some((cache, target)) = kept {
-            cache.forget(&target, &ctl);
+        if let Some((cache, target, resolved)) = kept {
+            cache.forget(&target, &resolved, &ctl);
         }
         let _ = std::fs::remove_file(&local_socket);
     }
+}
+
+/// `ssh -G` for `target`: the configuration ssh would connect with (host, port, user,
+/// proxies …), or ssh's own complaint about the target.
+async fn resolve(target: &SshTarget, limit: Duration) -> Result<String, SshFailure> {
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.arg("-G");
+    if let Some(f) = &target.config_file {
+        cmd.arg("-F").arg(f);
+    }
+    if let Some(p) = target.port {
+        cmd.arg("-p").arg(p.to_string());
+    }
+    if let Some(u) = &target.user {
+        cmd.arg("-l").arg(u);
+    }
+    if let Some(i) = &target.identity {
+        cmd.arg("-i").arg(i);
+    }
+    cmd.arg("--")
+        .arg(&target.destination)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = match tokio::time::timeout(limit, cmd.output()).await {
+        Err(_) => return Err(SshFailure::Timeout),
+        Ok(Err(e)) => return Err(SshFailure::Other(format!("cannot run ssh: {e}"))),
+        Ok(Ok(out)) => out,
+    };
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        // A config error is told over several lines (`cfg line 2: Badly formatted port
+        // number.` then `terminating, 1 bad configuration options`): keep them all.
+        return Err(match classify(&said) {
+            SshFailure::Other(_) => SshFailure::Other(
+                said.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            known => known,
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The whole chain of an openssh error, which is where ssh's own words are.
@@ -506,6 +602,50 @@ fn error_text(e: &openssh::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 17, finding 10: only ssh processes with an argument inside the folder match.
+    #[test]
+    fn only_our_masters_are_matched() {
+        let dir = Path::new("/tmp/hoist-12-ab");
+        let line = |args: &[&str]| args.join("\0").into_bytes();
+        assert!(is_our_master(
+            &line(&["ssh", "-S", "/tmp/hoist-12-ab/x.sock", "-M", "h"]),
+            dir
+        ));
+        assert!(is_our_master(
+            &line(&["/usr/bin/ssh", "-oControlPath=/tmp/hoist-12-ab/c", "h"]),
+            dir
+        ));
+        assert!(is_our_master(
+            &line(&["ssh", "-E", "/tmp/hoist-12-ab/log", "h"]),
+            dir
+        ));
+        // A longer folder name that starts with ours, the folder itself, another program.
+        assert!(!is_our_master(
+            &line(&["ssh", "-S", "/tmp/hoist-12-abc/x.sock"]),
+            dir
+        ));
+        assert!(!is_our_master(&line(&["ssh", "/tmp/hoist-12-ab"]), dir));
+        assert!(!is_our_master(
+            &line(&["vim", "/tmp/hoist-12-ab/notes"]),
+            dir
+        ));
+        assert!(!is_our_master(&line(&["/tmp/hoist-12-ab/ssh", "x"]), dir));
+        assert!(!is_our_master(b"", dir));
+    }
+
+    /// Issue 17, finding 6: a huge HOIST_SSH_PERSIST is an error, not a panic.
+    #[test]
+    fn a_bad_persist_value_is_an_error() {
+        // The only test touching this variable (tests in this binary run in threads).
+        unsafe { std::env::set_var("HOIST_SSH_PERSIST", "1e30") };
+        let e = MasterCache::from_env().err().expect("an error");
+        unsafe { std::env::remove_var("HOIST_SSH_PERSIST") };
+        assert!(
+            e.starts_with("HOIST_SSH_PERSIST: \"1e30\" is too long"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn classifies_what_ssh_says() {

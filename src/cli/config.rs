@@ -64,6 +64,7 @@ fn render(args: &ConfigArgs) -> anyhow::Result<String> {
         eprintln!("hoist: warning: {w}");
     }
     let project = &loaded.project;
+    super::check_project(project, &args.project, None)?;
     if args.quiet {
         return Ok(String::new());
     }

@@ -188,8 +188,8 @@ async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) -> i32 {
 /// Loads the fleet the global options point at.
 pub fn load_fleet(global: &Global) -> anyhow::Result<crate::inventory::Fleet> {
     let cwd = std::env::current_dir()?;
-    let path = crate::inventory::locate(global.machines.as_deref(), &cwd);
-    crate::inventory::load(path.as_deref())
+    let found = crate::inventory::locate_found(global.machines.as_deref(), &cwd);
+    crate::inventory::load_found(found.as_ref().map(|(p, o)| (p.as_path(), *o)))
 }
 
 /// Loads the compose project the options point at, printing the loader's warnings.
@@ -199,12 +199,67 @@ pub fn load_project(args: &project_args::ProjectArgs) -> anyhow::Result<crate::m
     for w in &loaded.warnings {
         tell!("hoist: warning: {w}");
     }
+    check_project(&loaded.project, args, None)?;
     Ok(loaded.project)
+}
+
+/// The `x-hoist` checks `plan` and `up` make later (`pipeline::check`), now, with the
+/// compose file named in the error; `fleet_mesh` is the machines file's `mesh:`.
+pub fn check_project(
+    project: &crate::model::Project,
+    args: &project_args::ProjectArgs,
+    fleet_mesh: Option<&crate::inventory::FleetMesh>,
+) -> anyhow::Result<()> {
+    crate::pipeline::check::project(project, fleet_mesh)
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", compose_files_label(args)))
+}
+
+/// [`check_project`] and everything else `plan` would refuse in the compose file
+/// (`pipeline::check::deployable`), for `plan` and `up` before they contact a machine.
+pub fn check_deployable(
+    project: &crate::model::Project,
+    args: &project_args::ProjectArgs,
+    fleet_mesh: Option<&crate::inventory::FleetMesh>,
+) -> anyhow::Result<()> {
+    crate::pipeline::check::deployable(project, fleet_mesh)
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", compose_files_label(args)))
+}
+
+/// The compose files as the user named them (`-f`), else the one found in the folder.
+fn compose_files_label(args: &project_args::ProjectArgs) -> String {
+    if !args.files.is_empty() {
+        return args
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let start = args
+        .project_directory
+        .as_ref()
+        .map(|d| cwd.join(d))
+        .unwrap_or(cwd.clone());
+    crate::load::discovery::find_default(&start)
+        .and_then(|files| files.into_iter().next())
+        .map(|f| {
+            f.strip_prefix(&cwd)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| f.display().to_string())
+        })
+        .unwrap_or_else(|| "compose.yaml".to_string())
 }
 
 /// The project name a verb acts on: `-p`, else the compose file's.
 pub fn project_name(args: &project_args::ProjectArgs) -> anyhow::Result<String> {
     if let Some(p) = &args.project_name {
+        // It names lock volumes and filters labels on the machines, like a loaded name.
+        if !crate::load::discovery::is_valid_project_name(p) {
+            anyhow::bail!(
+                "-p {p:?}: a project name is lowercase letters, digits, '_' and '-', starting with a letter or digit"
+            );
+        }
         return Ok(p.clone());
     }
     Ok(load_project(args)?.name)
@@ -224,58 +279,6 @@ pub fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-/// Durations as Compose writes them: `90s`, `1m30s`, `1h`, `500ms`, or bare seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs >= 0.0 && secs.is_finite() {
-            return Ok(Duration::from_secs_f64(secs));
-        }
-        return Err(format!("{s:?} is not a duration"));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{s:?}: missing unit (use ms, s, m or h)"))?;
-        let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration"))?;
-        let secs = match unit {
-            "ns" => n / 1e9,
-            "us" | "µs" => n / 1e6,
-            "ms" => n / 1e3,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-        };
-        total += Duration::from_secs_f64(secs);
-        rest = tail;
-    }
-    Ok(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("3x").is_err());
-        assert!(parse_duration("").is_err());
-    }
-}
+/// Durations as Compose writes them: `90s`, `1m30s`, `1h`, `500ms`, or bare seconds
+/// (checked, at most a year: see `crate::duration`).
+pub use crate::duration::parse as parse_duration;

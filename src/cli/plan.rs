@@ -27,6 +27,7 @@ pub struct PlanArgs {
 pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) -> Result<ExitCode> {
     let project = super::load_project(project_args)?;
     let fleet = super::load_fleet(global)?;
+    super::check_deployable(&project, project_args, fleet.mesh.as_ref())?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let local = pipeline::local::engine().await;
     let planned = match pipeline::local::local_images(local.as_ref(), &project).await {

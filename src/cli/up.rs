@@ -40,8 +40,11 @@ pub struct UpArgs {
 }
 
 pub async fn run(global: &Global, project_args: &ProjectArgs, args: UpArgs) -> Result<ExitCode> {
+    // Everything is checked before a machine is contacted or the lock taken: a bad value
+    // must fail here, not half way through a deploy.
     let project = super::load_project(project_args)?;
     let fleet = super::load_fleet(global)?;
+    super::check_deployable(&project, project_args, fleet.mesh.as_ref())?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let result = deploy(&project, &fleet, &conns, &args).await;
     conns.close().await;

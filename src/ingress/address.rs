@@ -15,7 +15,7 @@ pub const LOCAL_HOST: &str = "host.docker.internal";
 /// The address other machines (and this machine's own ingress) reach `machine` at.
 pub fn peer_address(machine: &Machine) -> Result<String> {
     if let Some(a) = &machine.peer_address {
-        return Ok(a.clone());
+        return Ok(bracketed(a));
     }
     let target = match &machine.address {
         Address::Local => return Ok(LOCAL_HOST.to_string()),
@@ -44,12 +44,28 @@ pub fn peer_address(machine: &Machine) -> Result<String> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    hostname_of(&String::from_utf8_lossy(&out.stdout)).with_context(|| {
+    let host = hostname_of(&String::from_utf8_lossy(&out.stdout)).with_context(|| {
         format!(
             "{}: ssh -G printed no hostname; set `address:` for it in the machines file",
             machine.name
         )
-    })
+    })?;
+    // It goes into the Caddyfile and haproxy.cfg like a machines file's `address:`.
+    crate::safe::network_address(&host).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the ssh config gives host name {e}; set `address:` for it in the machines file",
+            machine.name
+        )
+    })?;
+    Ok(bracketed(&host))
+}
+
+/// An IPv6 address in brackets, so that `ADDRESS:PORT` reads as one address and a port.
+fn bracketed(address: &str) -> String {
+    match address.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{address}]"),
+        Err(_) => address.to_string(),
+    }
 }
 
 /// The `hostname` line of `ssh -G` output.
@@ -69,5 +85,13 @@ mod tests {
         let out = "user root\nhostname 172.31.77.11\nport 22\n";
         assert_eq!(hostname_of(out).as_deref(), Some("172.31.77.11"));
         assert_eq!(hostname_of("user root\n"), None);
+    }
+
+    #[test]
+    fn ipv6_addresses_are_bracketed_for_address_port() {
+        assert_eq!(bracketed("fd00::1"), "[fd00::1]");
+        assert_eq!(bracketed("[fd00::1]"), "[fd00::1]");
+        assert_eq!(bracketed("10.0.0.1"), "10.0.0.1");
+        assert_eq!(bracketed("web2.internal"), "web2.internal");
     }
 }

@@ -531,7 +531,10 @@ impl Ingress {
             let (want_spec, hash, name) = (&want_spec, &hash, &name);
             async move {
                 let Ok(c) = d
-                    .inspect_container(name, None::<bollard::query_parameters::InspectContainerOptions>)
+                    .inspect_container(
+                        name,
+                        None::<bollard::query_parameters::InspectContainerOptions>,
+                    )
                     .await
                 else {
                     return Some(format!(
@@ -584,7 +587,9 @@ fn describe_spec_change(have: &str, want: &IngressSpec) -> String {
     for r in &want.routes {
         match have.routes.iter().find(|h| route_key(h) == route_key(r)) {
             None => what.push(format!("route {} → {} added", route_text(r), r.service)),
-            Some(h) if h != r => what.push(format!("route {} → {} changed", route_text(r), r.service)),
+            Some(h) if h != r => {
+                what.push(format!("route {} → {} changed", route_text(r), r.service))
+            }
             Some(_) => {}
         }
     }
@@ -641,7 +646,9 @@ pub async fn removal_lines(engines: &[(String, Docker)], project: &str) -> Vec<S
             .await
             && !list.is_empty()
         {
-            out.push(format!("- ingress@{m}: remove (the file no longer asks for one)"));
+            out.push(format!(
+                "- ingress@{m}: remove (the file no longer asks for one)"
+            ));
         }
     }
     out

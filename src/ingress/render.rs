@@ -15,7 +15,8 @@ const TEMPLATE: &str = include_str!("../../templates/Caddyfile.j2");
 pub type Upstreams = BTreeMap<String, Vec<String>>;
 
 struct Site {
-    address: String,
+    /// Each a token of the site's address line (`shop.example`, `http://shop.example`, `:80`).
+    addresses: Vec<String>,
     routes: Vec<RouteView>,
 }
 
@@ -52,12 +53,14 @@ pub fn caddyfile(
                 std::cmp::Reverse(r.paths.iter().map(String::len).max().unwrap_or(0))
             });
             Site {
-                address: site_address(&hosts, spec.tls),
+                addresses: site_addresses(&hosts, spec.tls),
                 routes: routes.into_iter().map(|r| view(r, upstreams)).collect(),
             }
         })
         .collect();
-    let mut env = minijinja::Environment::new();
+    // Every value goes through the configuration-token guard: whatever a route holds, it
+    // cannot end a block or add a site or an option (issue 17, finding 2).
+    let mut env = crate::safe::template_env();
     env.add_template("Caddyfile", TEMPLATE)
         .context("templates/Caddyfile.j2")?;
     let text = env
@@ -78,7 +81,7 @@ impl Site {
     fn value(&self) -> Value {
         let routes: Vec<Value> = self.routes.iter().map(RouteView::value).collect();
         Value::from(BTreeMap::from([
-            ("address", Value::from(self.address.clone())),
+            ("addresses", Value::from(self.addresses.clone())),
             ("routes", Value::from(routes)),
         ]))
     }
@@ -97,16 +100,12 @@ impl RouteView {
     }
 }
 
-fn site_address(hosts: &[String], tls: Tls) -> String {
+fn site_addresses(hosts: &[String], tls: Tls) -> Vec<String> {
     if hosts.is_empty() {
-        return ":80".to_string();
+        return vec![":80".to_string()];
     }
     let scheme = if tls == Tls::Off { "http://" } else { "" };
-    hosts
-        .iter()
-        .map(|h| format!("{scheme}{h}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    hosts.iter().map(|h| format!("{scheme}{h}")).collect()
 }
 
 fn view(r: &Route, upstreams: &Upstreams) -> RouteView {
@@ -142,6 +141,11 @@ fn view(r: &Route, upstreams: &Upstreams) -> RouteView {
 fn go_duration(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
+
+/// The structure reader the fuzz target uses: tests check rendered files with it.
+#[cfg(test)]
+#[path = "../../fuzz/fuzz_targets/caddyfile_model.rs"]
+mod caddyfile_model;
 
 #[cfg(test)]
 mod tests {
@@ -261,6 +265,91 @@ mod tests {
                 assert!(!text.contains(n), "{case}: unexpected {n:?} in\n{text}");
             }
         }
+    }
+
+    use super::caddyfile_model;
+
+    /// Issue 17, finding 2, at the renderer: values no loader checked (a route built in code)
+    /// still cannot add a site, a block or a global option — rendering fails instead.
+    #[test]
+    fn values_that_would_change_the_structure_are_refused() {
+        // An empty host (found by the fuzz target): the site line would be a bare `{`.
+        let s = spec(Tls::Acme, vec![route("web", &[""], &[])]);
+        assert!(caddyfile("p", "m1", &s, &Upstreams::new()).is_err());
+        let evil = [
+            "a.example {\n}\n{\n\tadmin 0.0.0.0:2019\n}\nb.example",
+            "/ {\n\t\tfile_server\n\t}\n\thandle /x",
+            "x#y",
+            "x y",
+            "\"x",
+            "{env.SECRET}",
+            "a\\b",
+        ];
+        for bad in evil {
+            let mut host = route("web", &[bad], &[]);
+            host.health.path = "/".into();
+            let mut path = route("web", &[], &[&format!("/{bad}")]);
+            path.health.path = "/".into();
+            let mut health = route("web", &[], &[]);
+            health.health.path = format!("/{bad}");
+            for (what, r) in [("host", host), ("path", path), ("health", health)] {
+                let s = spec(Tls::Acme, vec![r]);
+                assert!(
+                    caddyfile("p", "m1", &s, &ups(&[("web", &["a:1"])])).is_err(),
+                    "{what} {bad:?} rendered"
+                );
+            }
+            let s = spec(Tls::Acme, vec![route("web", &[], &[])]);
+            let upstream = format!("10.0.0.1:80 {bad}");
+            assert!(caddyfile("p", "m1", &s, &ups(&[("web", &[upstream.as_str()])])).is_err());
+            let mut s = spec(Tls::Acme, vec![route("web", &[], &[])]);
+            s.email = Some(format!("a@b.c {bad}"));
+            assert!(caddyfile("p", "m1", &s, &Upstreams::new()).is_err());
+        }
+    }
+
+    /// The rendered file reads back (as Caddy's lexer splits it) as exactly the intended sites.
+    #[test]
+    fn renders_exactly_the_intended_sites() {
+        let s = spec(
+            Tls::Off,
+            vec![
+                route("web", &["b.example", "a.example"], &["/"]),
+                route("api", &["b.example", "a.example"], &["/api"]),
+                route("admin", &["*.admin.example"], &[]),
+                route("any", &[], &[]),
+            ],
+        );
+        let text = caddyfile("p", "m1", &s, &ups(&[("web", &["10.0.0.1:3000"])])).unwrap();
+        let nodes = caddyfile_model::parse(&text).unwrap();
+        let heads: Vec<Vec<String>> = nodes
+            .iter()
+            .map(|n| caddyfile_model::addresses(&n.tokens))
+            .collect();
+        assert_eq!(
+            heads,
+            vec![
+                vec![],
+                vec![":80".to_string()],
+                vec!["http://*.admin.example".to_string()],
+                vec![
+                    "http://a.example".to_string(),
+                    "http://b.example".to_string()
+                ],
+            ],
+            "{text}"
+        );
+        let global: Vec<&str> = nodes[0]
+            .block
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.tokens[0].as_str())
+            .collect();
+        assert_eq!(global, ["admin", "grace_period"]);
+        let shop = nodes[3].block.as_ref().unwrap();
+        let handles = shop.iter().filter(|n| n.tokens[0] == "handle").count();
+        assert_eq!(handles, 2, "{text}");
     }
 
     #[test]

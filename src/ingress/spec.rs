@@ -174,6 +174,9 @@ pub fn from_project(project: &Project) -> Result<Option<IngressSpec>> {
             ),
         }
     }
+    if let Some(email) = &top.email {
+        crate::safe::email(email).map_err(|e| anyhow::anyhow!("x-hoist.ingress.email: {e}"))?;
+    }
     let tls = match top.tls.as_deref() {
         None | Some("acme") => Tls::Acme,
         Some("internal") => Tls::Internal,
@@ -193,20 +196,16 @@ pub fn from_project(project: &Project) -> Result<Option<IngressSpec>> {
 
 fn route(service: &str, doc: RouteDoc, port: u32) -> Result<Route> {
     let at = format!("services.{service}.x-hoist.ingress");
-    for p in &doc.paths {
-        if !p.starts_with('/') {
-            bail!("{at}.paths: {p:?} must start with /");
-        }
+    // Each of these is written into the Caddyfile: only plain host names and paths pass
+    // (issue 17, finding 2), and the renderer checks again.
+    for (i, p) in doc.paths.iter().enumerate() {
+        crate::safe::url_path(p, false).map_err(|e| anyhow::anyhow!("{at}.paths[{i}]: {e}"))?;
     }
-    for h in &doc.hosts {
-        if h.is_empty() || h.contains(['/', ' ', ':']) {
-            bail!("{at}.hosts: {h:?} is not a host name");
-        }
+    for (i, h) in doc.hosts.iter().enumerate() {
+        crate::safe::host_name(h, true).map_err(|e| anyhow::anyhow!("{at}.hosts[{i}]: {e}"))?;
     }
     let path = doc.health.path.unwrap_or_else(|| "/".to_string());
-    if !path.starts_with('/') {
-        bail!("{at}.health.path: {path:?} must start with /");
-    }
+    crate::safe::url_path(&path, true).map_err(|e| anyhow::anyhow!("{at}.health.path: {e}"))?;
     Ok(Route {
         service: service.to_string(),
         hosts: doc.hosts,
@@ -230,7 +229,7 @@ fn route(service: &str, doc: RouteDoc, port: u32) -> Result<Route> {
 
 fn duration(at: &str, value: Option<&str>, default: &str) -> Result<Duration> {
     let text = value.unwrap_or(default);
-    crate::cli::parse_duration(text).map_err(|e| anyhow::anyhow!("{at}: {e}"))
+    crate::duration::parse(text).map_err(|e| anyhow::anyhow!("{at}: {e}"))
 }
 
 #[cfg(test)]
@@ -334,7 +333,7 @@ services:
             ),
             (
                 "name: p\nservices:\n  web: {image: x, ports: [{target: 80}], x-hoist: {ingress: {paths: [api]}}}\n",
-                "services.web.x-hoist.ingress.paths: \"api\" must start with /",
+                "services.web.x-hoist.ingress.paths[0]: \"api\" must start with /",
             ),
             (
                 "name: p\nx-hoist: {ingress: {tls: maybe}}\nservices:\n  web: {image: x, ports: [{target: 80}]}\n",
@@ -347,6 +346,64 @@ services:
         ];
         for (yaml, want) in cases {
             let e = format!("{:#}", from_project(&project(yaml)).unwrap_err());
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
+    }
+
+    /// Issue 17, finding 2: values that would add a global option, a site or a file server to
+    /// the Caddyfile are refused, naming the key.
+    #[test]
+    fn caddyfile_syntax_in_routes_is_refused() {
+        let route = |ingress: &str| {
+            format!(
+                "name: p\nservices:\n  web: {{image: x, ports: [{{target: 80}}], x-hoist: {{ingress: {ingress}}}}}\n"
+            )
+        };
+        let top = |ingress: &str| {
+            format!(
+                "name: p\nx-hoist: {{ingress: {ingress}}}\nservices:\n  web: {{image: x, ports: [{{target: 80}}]}}\n"
+            )
+        };
+        let cases = [
+            (
+                route(r#"{hosts: ["a.example {\n}\n{\n\tadmin 0.0.0.0:2019\n}\nb.example"]}"#),
+                "services.web.x-hoist.ingress.hosts[0]: ",
+            ),
+            (route(r#"{hosts: ["a.example\tb"]}"#), "hosts[0]: "),
+            (route(r#"{hosts: [ok.example, "x#y"]}"#), "hosts[1]: "),
+            (route(r#"{hosts: ["\"q\""]}"#), "hosts[0]: "),
+            (route(r#"{hosts: ["{env.HOME}"]}"#), "hosts[0]: "),
+            (
+                route(
+                    r#"{paths: ["/ {\n\t\tfile_server {\n\t\t\troot /\n\t\t}\n\t}\n\thandle /x"]}"#,
+                ),
+                "services.web.x-hoist.ingress.paths[0]: ",
+            ),
+            (route(r#"{paths: ["/a b"]}"#), "paths[0]: "),
+            (route(r#"{paths: ["/{path}"]}"#), "paths[0]: "),
+            (route(r#"{paths: ["/#"]}"#), "paths[0]: "),
+            (
+                route(r#"{health: {path: "/ok\n\t\t}\n\t}\n}\n:9999 {\n\tfile_server"}}"#),
+                "services.web.x-hoist.ingress.health.path: ",
+            ),
+            (route(r#"{health: {path: "/ok\"x"}}"#), "health.path: "),
+            (
+                route(r#"{health: {interval: "1e30"}}"#),
+                "services.web.x-hoist.ingress.health.interval: \"1e30\" is too long",
+            ),
+            (
+                route(r#"{health: {timeout: "18446744073709551615"}}"#),
+                "health.timeout: ",
+            ),
+            (
+                top(r#"{email: "ops@example.com\n\tadmin 0.0.0.0:2019"}"#),
+                "x-hoist.ingress.email: ",
+            ),
+            (top(r#"{email: "ops"}"#), "x-hoist.ingress.email: "),
+            (top(r#"{drain: "-1s"}"#), "x-hoist.ingress.drain: "),
+        ];
+        for (yaml, want) in cases {
+            let e = format!("{:#}", from_project(&project(&yaml)).unwrap_err());
             assert!(e.contains(want), "{yaml}: {e}");
         }
     }

@@ -138,14 +138,20 @@ fn split_line(s: &str) -> (&str, &str) {
 }
 
 fn check_key(key: &str, line: usize) -> Result<(), String> {
-    let ok = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("line {line}: invalid variable name {key:?}"))
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']');
+    match key.find(|c: char| !allowed(c)) {
+        None if !key.is_empty() => Ok(()),
+        None => Err(format!(
+            "line {line}: a line with no variable name; write NAME=value"
+        )),
+        // Only the valid start of the name is shown: the rest of a malformed line is often
+        // its value, a secret (issue 17, finding 13: `DB_PASSWORD hunter2`).
+        Some(i) => Err(format!(
+            "line {line}: invalid variable name starting {:?} (character {} is not a letter, digit or _.-[]; \
+             the rest of the line is not shown, it may hold a secret); write NAME=value",
+            &key[..i],
+            key[..i].chars().count() + 1
+        )),
     }
 }
 
@@ -270,6 +276,29 @@ mod tests {
         assert_eq!(
             parse_raw("=2", &lookup).unwrap_err(),
             "no variable name on line '=2'"
+        );
+    }
+
+    /// Issue 17, finding 13: a malformed line's value never reaches the message.
+    #[test]
+    fn a_bad_line_does_not_echo_its_value() {
+        for line in [
+            "DB_PASSWORD hunter2",
+            "DB_PASSWORD hunter2=x",
+            "DB PASSWORD=hunter2",
+            "export DB_PASSWORD hunter2",
+        ] {
+            let err = parse(&format!("A=1\n{line}\n"), &|_| None).unwrap_err();
+            assert!(
+                err.starts_with("line 2: invalid variable name starting \"DB"),
+                "{err}"
+            );
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let err = parse("=x\n", &|_| None).unwrap_err();
+        assert!(
+            err.contains("line 1: a line with no variable name"),
+            "{err}"
         );
     }
 }

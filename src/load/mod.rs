@@ -338,8 +338,10 @@ fn read_documents(
     if depth > MAX_INCLUDE_DEPTH {
         return Err(LoadError::new(
             src.name.clone(),
-            "",
-            "too many nested includes or extends",
+            "include",
+            format!(
+                "more than {MAX_INCLUDE_DEPTH} nested includes or extends: does a file include itself, directly or through others?"
+            ),
         ));
     }
     let docs = yaml::parse(&src.text).map_err(|e| LoadError::new(src.name.clone(), "", e))?;

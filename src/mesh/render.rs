@@ -53,7 +53,9 @@ pub fn haproxy_cfg(
             ]))
         })
         .collect();
-    let mut env = minijinja::Environment::new();
+    // Every value goes through the configuration-token guard: an address from the machines
+    // file or `ssh -G` cannot add a server or an option (issue 17, finding 3).
+    let mut env = crate::safe::template_env();
     env.add_template("haproxy.cfg", TEMPLATE)
         .context("templates/haproxy.cfg.j2")?;
     env.get_template("haproxy.cfg")?
@@ -74,6 +76,11 @@ fn server_name(service: &str, slot: &str, machine: &str) -> String {
         })
         .collect()
 }
+
+/// The structure reader the fuzz target uses: tests check rendered files with it.
+#[cfg(test)]
+#[path = "../../fuzz/fuzz_targets/haproxy_model.rs"]
+mod haproxy_model;
 
 #[cfg(test)]
 mod tests {
@@ -172,6 +179,53 @@ listen api_9000
         assert_eq!(
             server_name("api", "global", "web 1@eu"),
             "api.global.web_1_eu"
+        );
+    }
+
+    use super::haproxy_model;
+
+    /// Issue 17, finding 3, at the renderer: an address that would add a server or an option
+    /// fails the rendering; a good one reads back as exactly the intended servers.
+    #[test]
+    fn addresses_cannot_add_servers() {
+        for bad in [
+            // Found by the fuzz target: an empty address dropped a word from the server line.
+            "",
+            "10.0.0.1:80\n    server evil 6.6.6.6:80",
+            "10.0.0.1:80 backup",
+            "10.0.0.1:80#",
+            "${HOME}:80",
+            "\"10.0.0.1\":80",
+        ] {
+            let ups = vec![up("m1", "1", &[(80, bad)])];
+            assert!(
+                haproxy_cfg("p", "api", "m1", &[80], &ups).is_err(),
+                "{bad:?}"
+            );
+        }
+        let ups = vec![
+            up("m1", "1", &[(80, "10.0.0.11:32768")]),
+            up("m2", "2", &[(80, "[fd00::2]:32768")]),
+        ];
+        let cfg = haproxy_cfg("p", "api", "m1", &[80], &ups).unwrap();
+        let sections = haproxy_model::parse(&cfg).unwrap();
+        let listens: Vec<_> = sections.iter().filter(|s| s.head[0] == "listen").collect();
+        assert_eq!(listens.len(), 1);
+        let servers: Vec<Vec<String>> = listens[0]
+            .lines
+            .iter()
+            .filter(|l| l[0] == "server")
+            .cloned()
+            .collect();
+        assert_eq!(
+            servers,
+            vec![
+                vec!["server", "api.1.m1", "10.0.0.11:32768", "check"],
+                vec!["server", "api.2.m2", "[fd00::2]:32768", "check"],
+            ]
+            .into_iter()
+            .map(|l| l.into_iter().map(String::from).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
         );
     }
 

@@ -3,6 +3,7 @@
 //! result (see `rollout`), so what the plan says is what happens.
 
 pub mod apply;
+pub mod check;
 pub mod local;
 pub mod pin;
 pub mod resolve;

@@ -201,7 +201,7 @@ fn resolve_service(
         &project.secrets,
         "secrets",
         "/run/secrets",
-)?;
+    )?;
     let configs = files_for(name, &svc.configs, &project.configs, "configs", "/")?;
     // Replicas must come back after a reboot with no hoist running (docs/rollouts.md): with no
     // restart policy in the file, a long-running service gets `unless-stopped` — it survives

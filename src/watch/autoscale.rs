@@ -104,10 +104,13 @@ fn parse(v: &Value, global: bool) -> Result<Policy> {
     let cooldown = match map.get("cooldown") {
         None => DEFAULT_COOLDOWN,
         Some(Value::String(s)) => {
-            crate::cli::parse_duration(s).map_err(|e| anyhow::anyhow!("cooldown: {e}"))?
+            crate::duration::parse(s).map_err(|e| anyhow::anyhow!("cooldown: {e}"))?
         }
         Some(v) => match v.as_f64() {
-            Some(s) if s >= 0.0 => Duration::from_secs_f64(s),
+            Some(s) if s >= 0.0 => Duration::try_from_secs_f64(s)
+                .ok()
+                .filter(|d| *d <= crate::duration::MAX)
+                .ok_or_else(|| anyhow::anyhow!("cooldown: {v} seconds is too long"))?,
             _ => bail!("cooldown: {v} is not a duration"),
         },
     };

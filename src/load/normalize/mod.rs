@@ -521,10 +521,30 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
                 one_of(&p, &c, &["host", "private"])?;
                 json!(c)
             }
-            "image" | "restart" | "user" | "working_dir" | "hostname" | "domainname"
-            | "stop_signal" | "pid" | "ipc" | "network_mode" | "platform" | "cpuset"
-            | "cgroup_parent" | "runtime" | "userns_mode" | "uts" | "isolation" | "mac_address"
-            | "volume_driver" => json!(string(&p, v)?),
+            "restart" => {
+                let r = string(&p, v)?;
+                let on_failure_count = r
+                    .strip_prefix("on-failure:")
+                    .is_some_and(|n| n.parse::<u32>().is_ok());
+                if !(matches!(
+                    r.as_str(),
+                    "no" | "always" | "on-failure" | "unless-stopped"
+                ) || on_failure_count)
+                {
+                    return fail(
+                        &p,
+                        format!(
+                            "{r:?} is not a restart policy: use no, always, on-failure[:N] or unless-stopped"
+                        ),
+                    );
+                }
+                json!(r)
+            }
+            "image" | "user" | "working_dir" | "hostname" | "domainname" | "stop_signal"
+            | "pid" | "ipc" | "network_mode" | "platform" | "cpuset" | "cgroup_parent"
+            | "runtime" | "userns_mode" | "uts" | "isolation" | "mac_address" | "volume_driver" => {
+                json!(string(&p, v)?)
+            }
             "cap_add"
             | "cap_drop"
             | "security_opt"

@@ -183,7 +183,11 @@ pub(super) fn long_volume(ctx: &Ctx, path: &str, m: &Map<String, Value>) -> R<Va
             "tmpfs" => {
                 let mut o = object(&p, v)?.clone();
                 if let Some(s) = o.get("size") {
-                    let s = bytes(&join(&p, "size"), s)?;
+                    let at = join(&p, "size");
+                    let s = bytes(&at, s)?;
+                    if s.as_str().is_some_and(|n| n.starts_with('-')) {
+                        return fail(&at, "a tmpfs size must not be negative");
+                    }
                     o.insert("size".into(), s);
                 }
                 if let Some(mode) = o.get("mode") {

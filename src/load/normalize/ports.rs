@@ -36,6 +36,7 @@ pub fn short_port(path: &str, spec: &str) -> R<Vec<Value>> {
         Some((r, p)) => (r, p.to_string()),
         None => (spec, "tcp".to_string()),
     };
+    protocol(path, &proto)?;
     // IPv6 host addresses are bracketed: [::1]:80:80
     let (host_ip, rest) = if let Some(r) = rest.strip_prefix('[') {
         match r.split_once("]:") {
@@ -96,6 +97,17 @@ pub fn short_port(path: &str, spec: &str) -> R<Vec<Value>> {
     Ok(out)
 }
 
+/// The protocols a port can be published for (the engine refuses others).
+fn protocol(path: &str, proto: &str) -> R<()> {
+    match proto {
+        "tcp" | "udp" | "sctp" => Ok(()),
+        other => fail(
+            path,
+            format!("{other:?} is not a port protocol: use tcp, udp or sctp"),
+        ),
+    }
+}
+
 pub(super) fn ports(path: &str, v: &Value) -> R<Value> {
     let mut out = Vec::new();
     for (i, item) in list(path, v)?.iter().enumerate() {
@@ -126,6 +138,9 @@ pub(super) fn ports(path: &str, v: &Value) -> R<Value> {
                 }
                 e.entry("mode").or_insert(json!("ingress"));
                 e.entry("protocol").or_insert(json!("tcp"));
+                if let Some(proto) = e["protocol"].as_str() {
+                    protocol(&join(&p, "protocol"), proto)?;
+                }
                 if !e.contains_key("target") {
                     return fail(&p, "missing target port");
                 }

@@ -138,6 +138,11 @@ pub(super) fn string_or_list(path: &str, v: &Value) -> R<Value> {
 pub(super) fn duration(path: &str, v: &Value) -> R<Value> {
     let s = string(path, v)?;
     match GoDuration::parse(&s) {
+        // Every Compose duration is an interval, a timeout or a wait: none can be negative.
+        Some(d) if d.0 < 0 => fail(
+            path,
+            format!("invalid duration {s:?}: it must not be negative"),
+        ),
         Some(d) => Ok(Value::String(d.to_string())),
         None => fail(path, format!("invalid duration {s:?}")),
     }
