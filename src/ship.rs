@@ -244,8 +244,10 @@ pub async fn ship_to(
         .with_context(|| format!("{machine}: {} missing after load", image.reference))?;
     if loaded.id.as_deref() != Some(image.image_id.as_str()) {
         bail!(
-            "{machine}: loaded image has ID {:?}, expected {}",
-            loaded.id,
+            "{machine}: the image loaded as {} has ID {}, not the {} that was sent; run `hoist up` \
+             again to ship it anew, and check the machine's disk and engine log if it repeats",
+            image.reference,
+            loaded.id.as_deref().unwrap_or("(none)"),
             image.image_id
         );
     }

@@ -88,10 +88,14 @@ pub fn observed(
                 .iter()
                 .find(|x| x.service == c.service && x.slot == c.slot);
             // A stopped container whose slot is filled by another spec is that slot's
-            // previous release: kept for rollback, invisible to the plan.
+            // previous release: kept for rollback, invisible to the plan. The holder may be
+            // stopped too (by hand, `docker stop`): it is still the newer release, to be
+            // started, and this one stays its previous.
             let superseded = !is_current
                 && c.state != "running"
-                && holder.is_some_and(|h| h.spec_hash != c.spec_hash && h.state == "running");
+                && holder.is_some_and(|h| {
+                    h.spec_hash != c.spec_hash && (h.state == "running" || h.created > c.created)
+                });
             if superseded {
                 previous.push((machine.clone(), c.clone()));
                 continue;
