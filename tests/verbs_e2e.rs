@@ -189,6 +189,9 @@ fn exec_returns_the_exit_code_as_soon_as_the_command_exits() {
         out.stderr.contains("no service named `nosuch`") && out.stderr.contains("api"),
         "{out}"
     );
+    let out = p.hoist(&["ps", "nosuch"]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("no service named `nosuch`"), "{out}");
     let out = p.hoist(&["exec", "--machine", "m9", "api", "true"]);
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(
