@@ -283,7 +283,8 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
                 serde_yaml_ng::Value::Number(n) => n.to_string(),
                 serde_yaml_ng::Value::Bool(b) => b.to_string(),
                 other => bail!(
-                    "{file}: machines.{name}.labels.{k}: expected a string, number or boolean, got {other:?}"
+                    "{file}: machines.{name}.labels.{k}: expected a string, number or boolean, got {}; write it as one value, e.g. `{k}: eu-1`",
+                    yaml_kind(&other)
                 ),
             };
             labels.insert(k, v);
@@ -389,6 +390,19 @@ fn validate_name(name: &str) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A YAML value's kind in words, for errors.
+fn yaml_kind(v: &serde_yaml_ng::Value) -> &'static str {
+    match v {
+        serde_yaml_ng::Value::Null => "nothing (null)",
+        serde_yaml_ng::Value::Bool(_) => "a boolean",
+        serde_yaml_ng::Value::Number(_) => "a number",
+        serde_yaml_ng::Value::String(_) => "a string",
+        serde_yaml_ng::Value::Sequence(_) => "a list",
+        serde_yaml_ng::Value::Mapping(_) => "a mapping",
+        serde_yaml_ng::Value::Tagged(_) => "a tagged value",
+    }
 }
 
 #[cfg(test)]

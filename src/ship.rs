@@ -485,8 +485,10 @@ pub async fn ship_to(
     })?;
     if loaded.id.as_deref() != Some(id) {
         bail!(
-            "{machine}: loaded image has ID {:?}, expected {id}",
-            loaded.id
+            "{machine}: the image loaded as {} has ID {}, not the {id} that was sent; run `hoist up` \
+             again to ship it anew, and check the machine's disk and engine log if it repeats",
+            image.reference,
+            loaded.id.as_deref().unwrap_or("(none)"),
         );
     }
     tag(docker, image, id).await?;

@@ -189,6 +189,9 @@ fn exec_returns_the_exit_code_as_soon_as_the_command_exits() {
         out.stderr.contains("no service named `nosuch`") && out.stderr.contains("api"),
         "{out}"
     );
+    let out = p.hoist(&["ps", "nosuch"]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("no service named `nosuch`"), "{out}");
     let out = p.hoist(&["exec", "--machine", "m9", "api", "true"]);
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(
@@ -632,4 +635,99 @@ fn up_json_has_one_stable_shape_for_a_rollout_a_no_op_and_a_rollback() {
         "{api}"
     );
     assert!(!bad.to_string().contains("RolledBack("), "{bad}");
+}
+
+#[test]
+fn replicas_stopped_or_paused_by_hand_are_brought_back_and_rollback_names_what_it_cannot() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(lab, "byhand", WORKERS);
+    p.hoist(&["up", "--yes"]).expect_success("up v1");
+    let v2 = WORKERS.replace(
+        "replicas: 2",
+        "replicas: 2\n    environment: {ROUND: \"2\"}",
+    );
+    std::fs::write(p.dir.join("compose.yaml"), &v2).unwrap();
+    p.hoist(&["up", "--yes"]).expect_success("up v2");
+    let current = |slot: &str| {
+        replicas(&p, false)
+            .into_iter()
+            .find(|r| r["slot"] == slot)
+            .unwrap()
+    };
+    let (one, two) = (current("1"), current("2"));
+    let at = |r: &serde_json::Value| {
+        (
+            r["machine"].as_str().unwrap().to_string(),
+            r["name"].as_str().unwrap().to_string(),
+        )
+    };
+    let ((m1, n1), (m2, n2)) = (at(&one), at(&two));
+    lab.docker_in(&m1, &["pause", &n1]).expect_success("pause");
+    lab.docker_in(&m2, &["stop", "-t", "1", &n2])
+        .expect_success("stop");
+
+    let plan = p.hoist(&["plan"]);
+    let text = plan.expect_success("plan");
+    assert!(
+        text.contains("^ start api.1\n        paused, spec unchanged: unpause it"),
+        "{plan}"
+    );
+    assert!(
+        text.contains("^ start api.2\n        exited, spec unchanged"),
+        "{plan}"
+    );
+    assert!(
+        !text.contains("remove") || text.contains("0 to remove"),
+        "{plan}"
+    );
+    assert!(!text.contains("duplicate"), "{plan}");
+
+    p.hoist(&["up", "--yes"])
+        .expect_success("up brings them back");
+    let all = replicas(&p, true);
+    for slot in ["1", "2"] {
+        let of_slot: Vec<_> = all.iter().filter(|r| r["slot"] == slot).collect();
+        assert_eq!(
+            of_slot.len(),
+            2,
+            "slot {slot} keeps its previous release: {all:?}"
+        );
+        assert!(
+            of_slot
+                .iter()
+                .any(|r| r["current"] == true && r["state"] == "running"),
+            "{all:?}"
+        );
+    }
+    let back = p.hoist(&["rollback", "api"]);
+    back.expect_success("rollback");
+    assert!(back.stderr.contains("rolled back 2 slots"), "{back}");
+
+    // Slot 2's previous release removed by hand: rollback does slot 1 and names slot 2.
+    let gone = replicas(&p, true)
+        .into_iter()
+        .find(|r| r["slot"] == "2" && r["current"] == false)
+        .unwrap();
+    lab.docker_in(
+        gone["machine"].as_str().unwrap(),
+        &["rm", "-f", gone["name"].as_str().unwrap()],
+    )
+    .expect_success("docker rm");
+    let partial = p.hoist(&["rollback", "api"]);
+    assert_eq!(partial.code(), Some(1), "{partial}");
+    assert!(partial.stderr.contains("rolled back 1 slots"), "{partial}");
+    assert!(
+        partial.stderr.contains(&format!(
+            "could not roll back api.2@{m2}: no previous release"
+        )),
+        "{partial}"
+    );
+
+    let unknown = p.hoist(&["rollback", "nosuch"]);
+    assert_eq!(unknown.code(), Some(1), "{unknown}");
+    assert!(
+        unknown.stderr.contains("no service named `nosuch`"),
+        "{unknown}"
+    );
 }

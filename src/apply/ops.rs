@@ -241,10 +241,16 @@ pub fn port_clash(e: &anyhow::Error) -> bool {
     text.contains("port is already allocated") || text.contains("address already in use")
 }
 
+/// Starts a container, or unpauses it when it was paused (by hand: hoist never pauses).
 pub async fn start(docker: &Docker, id: &str) -> Result<()> {
     match docker.start_container(id, None).await {
         Ok(()) => Ok(()),
         Err(e) if status_code(&e) == Some(304) => Ok(()),
+        // The engine refuses to start a paused container ("try unpause instead").
+        Err(e) if e.to_string().contains("paused") => docker
+            .unpause_container(id)
+            .await
+            .with_context(|| format!("unpausing container {}", short(id))),
         Err(e) => Err(e).with_context(|| format!("starting container {}", short(id))),
     }
 }

@@ -33,6 +33,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
     let seen = observe::observe(&conns, project).await;
     let scale = crate::watch::record::read(&conns, project).await;
     conns.close().await;
+    super::services::check_known(project_args, project, &seen, &args.services)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -20,7 +20,7 @@ use std::time::Duration;
 /// Return services to their previous release, slot by slot, health-gated.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  hoist rollback           # every service that has a previous release\n  hoist rollback web api   # only these\n\nExit codes: 0 rolled back, 1 error or a previous release that would not turn healthy (that slot stays on its current release)."
+    after_help = "Examples:\n  hoist rollback           # every service that has a previous release\n  hoist rollback web api   # only these\n\nExit codes: 0 rolled back, 1 error, a previous release that would not turn healthy, or a slot with no previous release while others of its service (or a service named) go back (those slots stay on their current release, and are named)."
 )]
 pub struct RollbackArgs {
     /// Only these services.
@@ -51,13 +51,14 @@ pub async fn run(
     let project = super::project_name(project_args)?;
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
-    let result = rollback(&conns, &project, &args).await;
+    let result = rollback(&conns, project_args, &project, &args).await;
     conns.close().await;
     result
 }
 
 async fn rollback(
     conns: &engine::Connections,
+    project_args: &ProjectArgs,
     project: &str,
     args: &RollbackArgs,
 ) -> Result<ExitCode> {
@@ -80,7 +81,13 @@ async fn rollback(
     )
     .await?;
     let seen = observe::observe(conns, project).await;
+    if let Err(e) = super::services::check_known(project_args, project, &seen, &args.services) {
+        held.release().await;
+        return Err(e);
+    }
     let mut swaps = Vec::new();
+    // Slots with no previous release: service → `service.slot@machine`.
+    let mut without: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (machine, state) in &seen.machines {
         let Ok(state) = state else { continue };
         for current in observe::current(&state.containers) {
@@ -101,12 +108,43 @@ async fn rollback(
                     current: current.clone(),
                     previous: previous.clone(),
                 });
+            } else {
+                let slot = current
+                    .slot
+                    .as_ref()
+                    .map(|s| s.label_value())
+                    .unwrap_or_default();
+                without
+                    .entry(current.service.clone())
+                    .or_default()
+                    .push(format!("{}.{slot}@{machine}", current.service));
             }
         }
     }
+    // A slot left behind while others of its service go back (or of a service named on
+    // the command line) is a rollback that did not happen: say which. A service never
+    // updated, not named, simply has nothing to roll back.
+    let mut left: Vec<String> = without
+        .into_iter()
+        .filter(|(service, _)| {
+            args.services.contains(service) || swaps.iter().any(|s| &s.current.service == service)
+        })
+        .flat_map(|(_, slots)| slots)
+        .collect();
+    left.sort();
+    let left_note = (!left.is_empty()).then(|| {
+        format!(
+            "hoist: could not roll back {}: no previous release is kept there (never replaced, \
+             or its previous release was removed); they stay on their current release",
+            left.join(", ")
+        )
+    });
     if swaps.is_empty() {
         held.release().await;
-        tell!("hoist: no previous release to roll back to");
+        match left_note {
+            Some(note) => tell!("{note}"),
+            None => tell!("hoist: no previous release to roll back to"),
+        }
         return Ok(ExitCode::from(1));
     }
     // The ingress and the mesh (if any) follow the swaps: a replica leaves them before it
@@ -140,10 +178,17 @@ async fn rollback(
             "hoist: {failed} of {} slots could not be rolled back; they stay on their current release",
             swaps.len()
         );
-        return Ok(ExitCode::from(1));
+    } else {
+        tell!("rolled back {} slots", swaps.len());
     }
-    tell!("rolled back {} slots", swaps.len());
-    Ok(ExitCode::SUCCESS)
+    if let Some(note) = &left_note {
+        tell!("{note}");
+    }
+    Ok(if failed > 0 || left_note.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Starts the previous container, waits until it is ready, then stops the

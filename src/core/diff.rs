@@ -359,9 +359,16 @@ fn compare(w: &Workload, p: &Placement, c: &ObservedContainer) -> (Action, Vec<S
                 vec!["container is unhealthy, spec unchanged".to_string()],
             )
         }
-        ContainerState::Running | ContainerState::Restarting | ContainerState::Paused => {
+        ContainerState::Running | ContainerState::Restarting => {
             (Action::Unchanged { container }, Vec::new())
         }
+        // Stopped or paused by hand (`docker stop`, `docker pause`): the slot's replica is
+        // brought back as it is, like any stopped one; replacing it would lose the slot's
+        // previous release.
+        ContainerState::Paused => (
+            Action::Start { container },
+            vec!["paused, spec unchanged: unpause it".to_string()],
+        ),
         ContainerState::Created | ContainerState::Exited => (
             Action::Start { container },
             vec![format!("{}, spec unchanged", c.state.as_str())],

@@ -55,7 +55,7 @@ pub async fn probe(docker: &Docker, container: &str, address: &str, health: &Hea
         return Probe {
             healthy: false,
             check,
-            detail: format!("no answer within {:?}", health.timeout),
+            detail: format!("no answer within {} ms", health.timeout.as_millis()),
         };
     };
     match asked {

@@ -89,10 +89,14 @@ pub fn observed(
                 .iter()
                 .find(|x| x.service == c.service && x.slot == c.slot);
             // A stopped container whose slot is filled by another spec is that slot's
-            // previous release: kept for rollback, invisible to the plan.
+            // previous release: kept for rollback, invisible to the plan. The holder may be
+            // stopped too (by hand, `docker stop`): it is still the newer release, to be
+            // started, and this one stays its previous.
             let superseded = !is_current
                 && c.state != "running"
-                && holder.is_some_and(|h| h.spec_hash != c.spec_hash && h.state == "running");
+                && holder.is_some_and(|h| {
+                    h.spec_hash != c.spec_hash && (h.state == "running" || h.created > c.created)
+                });
             if superseded {
                 previous.push((machine.clone(), c.clone()));
                 continue;
@@ -218,4 +222,78 @@ pub fn plan_observed(
         previous,
         warnings: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::MachineState;
+
+    /// A container of `api` in `slot`, with a spec hash, a state and a creation time.
+    fn seen(id: &str, slot: &str, hash: &str, state: &str, created: i64) -> SeenContainer {
+        SeenContainer {
+            id: id.into(),
+            name: format!("p-api-{slot}-{hash}"),
+            service: "api".into(),
+            slot: crate::core::observed::Slot::from_label(slot),
+            spec_hash: hash.into(),
+            release: String::new(),
+            state: state.into(),
+            health: None,
+            image: "app".into(),
+            image_id: String::new(),
+            created,
+            status: String::new(),
+            ports: Vec::new(),
+            labels: Default::default(),
+        }
+    }
+
+    /// Which containers the plan sees and which are kept as previous releases.
+    fn split(containers: Vec<SeenContainer>) -> (Vec<String>, Vec<String>) {
+        let observation = Observation {
+            machines: vec![(
+                "m1".into(),
+                Ok(MachineState {
+                    containers,
+                    ..Default::default()
+                }),
+            )],
+        };
+        let (observed, previous) = observed(&observation, &BTreeSet::new());
+        (
+            observed.containers.iter().map(|c| c.id.clone()).collect(),
+            previous.iter().map(|(_, c)| c.id.clone()).collect(),
+        )
+    }
+
+    #[test]
+    fn the_previous_release_stays_previous_whatever_the_current_ones_state() {
+        let cases = [
+            // (current's state, seen by the plan, kept as previous)
+            ("running", vec!["new"], vec!["old"]),
+            ("exited", vec!["new"], vec!["old"]),
+            ("paused", vec!["new"], vec!["old"]),
+        ];
+        for (state, plan, kept) in cases {
+            let (p, k) = split(vec![
+                seen("old", "2", "aaa", "exited", 100),
+                seen("new", "2", "bbb", state, 200),
+            ]);
+            assert_eq!(
+                (p, k),
+                (
+                    plan.iter().map(|s| s.to_string()).collect(),
+                    kept.iter().map(|s| s.to_string()).collect()
+                ),
+                "current {state}"
+            );
+        }
+        // After a rollback the older release runs again and the newer one is its previous.
+        let (p, k) = split(vec![
+            seen("old", "2", "aaa", "running", 100),
+            seen("new", "2", "bbb", "exited", 200),
+        ]);
+        assert_eq!((p, k), (vec!["old".to_string()], vec!["new".to_string()]));
+    }
 }

@@ -442,7 +442,7 @@ web
 ",
         },
         Case {
-            name: "paused and restarting containers are left to their owner and the engine",
+            name: "a paused container is unpaused; a restarting one is left to the engine",
             machines: machines(&["m1", "m2"]),
             workloads: vec![web()],
             observed: fleet(&["m1", "m2"])
@@ -450,8 +450,12 @@ web
                 .with_state(&web(), 2, "m2", "restarting")
                 .0,
             want: "
-No changes.
-0 to create, 0 to replace, 0 to remove, 2 unchanged, across 2 machines
+web
+  m1
+    ^ start web.1
+        paused, spec unchanged: unpause it
+
+0 to create, 1 to start, 0 to replace, 0 to remove, 1 unchanged, across 2 machines
 ",
         },
     ]);
