@@ -207,7 +207,7 @@ fn resolve_service(
     // restart policy in the file, a long-running service gets `unless-stopped` — it survives
     // engine restarts, and the previous releases hoist stopped stay stopped. A one-shot service
     // (others wait for it to complete) keeps Compose's "no", or it would run again and again.
-    if svc.restart.is_none()
+    if svc.restart.as_deref().is_none_or(str::is_empty)
         && deploy.restart_policy.is_none()
         && !completes(project, name)
         && let Some(obj) = json.as_object_mut()

@@ -526,9 +526,10 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
                 let on_failure_count = r
                     .strip_prefix("on-failure:")
                     .is_some_and(|n| n.parse::<u32>().is_ok());
+                // Empty (`restart: ${POLICY:-}`) means unset, as in the reference.
                 if !(matches!(
                     r.as_str(),
-                    "no" | "always" | "on-failure" | "unless-stopped"
+                    "" | "no" | "always" | "on-failure" | "unless-stopped"
                 ) || on_failure_count)
                 {
                     return fail(
