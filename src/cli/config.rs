@@ -35,6 +35,14 @@ pub struct ConfigArgs {
     /// Only validate; print nothing
     #[arg(short, long)]
     pub quiet: bool,
+    /// Not supported: refused with the reason (docs/compose.md), so a script written for
+    /// `docker compose config` fails loudly instead of printing something else
+    #[arg(long)]
+    pub no_interpolate: bool,
+    /// Not supported by `config`, which reads files only: `hoist plan` shows the digest
+    /// every registry tag is pinned to (docs/compose.md)
+    #[arg(long)]
+    pub resolve_image_digests: bool,
     /// Only these services and their dependencies (enabled whatever their profiles)
     #[arg(value_name = "SERVICE")]
     pub service_names: Vec<String>,
@@ -54,6 +62,20 @@ pub fn run(args: &ConfigArgs) -> ExitCode {
 }
 
 fn render(args: &ConfigArgs) -> anyhow::Result<String> {
+    if args.no_interpolate {
+        anyhow::bail!(
+            "--no-interpolate is not supported: docker compose prints a different, partially \
+             resolved model with it, which hoist does not build (docs/compose.md); \
+             `hoist config` shows the project with variables resolved"
+        );
+    }
+    if args.resolve_image_digests {
+        anyhow::bail!(
+            "--resolve-image-digests is not supported: `config` reads files only, without an \
+             engine or a registry; `hoist plan` resolves every registry tag to the digest the \
+             machines will run and shows it (docs/compose.md)"
+        );
+    }
     let mut opts = args.project.load_options()?;
     // Like the reference, `--services`/`--volumes` list the whole project.
     if !(args.services || args.volumes) {
