@@ -274,8 +274,11 @@ fn loader_matches_reference_compose() {
     );
 }
 
+/// One line of a `runs` file: the line itself, its environment and its arguments.
+type CorpusRun = (String, Vec<(String, String)>, Vec<String>);
+
 /// The runs of one corpus project, from its `runs` file.
-fn corpus_runs(project: &Path) -> Vec<(String, Vec<(String, String)>, Vec<String>)> {
+fn corpus_runs(project: &Path) -> Vec<CorpusRun> {
     let text = read_opt(project, "runs").unwrap_or_else(|| {
         panic!(
             "{}: a corpus project needs a `runs` file",

@@ -12,7 +12,7 @@ fn err<T>(path: impl Into<String>, msg: impl Into<String>) -> Result<T, Fail> {
     Err((path.into(), msg.into()))
 }
 
-fn str_of<'a>(v: Option<&'a Value>) -> &'a str {
+fn str_of(v: Option<&Value>) -> &str {
     v.and_then(Value::as_str).unwrap_or_default()
 }
 
