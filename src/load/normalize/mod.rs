@@ -206,6 +206,43 @@ fn env_files(ctx: &Ctx, path: &str, v: &Value) -> R<Map<String, Value>> {
     Ok(out)
 }
 
+/// `labels`, on top of the `label_file`s (dotenv syntax, read in order, later files win;
+/// `${x}` in a file refers to labels read before it, not to the environment).
+fn labels(ctx: &Ctx, path: &str, svc: &Map<String, Value>) -> R<Value> {
+    let mut out = Map::new();
+    if let Some(v) = svc.get("label_file") {
+        let p = join(path, "label_file");
+        let files = match v {
+            Value::String(s) => vec![s.clone()],
+            other => {
+                let mut files = Vec::new();
+                for (i, f) in list(&p, other)?.iter().enumerate() {
+                    files.push(string(&format!("{p}[{i}]"), f)?);
+                }
+                files
+            }
+        };
+        for file in files.iter().filter(|_| ctx.read_env_files) {
+            let full = abs_path(ctx.dir, file);
+            let text = std::fs::read_to_string(&full)
+                .map_err(|e| (p.clone(), format!("label file {full} not found: {e}")))?;
+            let known = out.clone();
+            let lookup = |k: &str| known.get(k).and_then(Value::as_str).map(str::to_string);
+            let vars = super::dotenv::parse(&text, &lookup)
+                .map_err(|e| (p.clone(), format!("{full}: {e}")))?;
+            for (k, val) in vars {
+                out.insert(k, Value::String(val));
+            }
+        }
+    }
+    if let Some(v) = svc.get("labels") {
+        for (k, val) in key_values(&join(path, "labels"), v, true)? {
+            out.insert(k, val);
+        }
+    }
+    Ok(Value::Object(out))
+}
+
 fn environment(ctx: &Ctx, path: &str, svc: &Map<String, Value>) -> R<Option<Value>> {
     let mut env = match svc.get("env_file") {
         Some(v) => env_files(ctx, &join(path, "env_file"), v)?,
@@ -439,10 +476,11 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
     for (k, v) in svc {
         let p = join(path, k);
         let nv = match k.as_str() {
-            "environment" | "env_file" | "extends" => continue,
+            "environment" | "env_file" | "extends" | "label_file" => continue,
             "build" => build(ctx, &p, v)?,
             "command" | "entrypoint" => command(&p, v)?,
-            "labels" | "annotations" | "sysctls" => string_map(&p, v)?,
+            "labels" => labels(ctx, path, svc)?,
+            "annotations" | "sysctls" => string_map(&p, v)?,
             "ports" => ports(&p, v)?,
             "expose" => {
                 let mut e = Vec::new();
@@ -546,6 +584,12 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
     }
     if let Some(env) = environment(ctx, path, svc)? {
         out.insert("environment".into(), env);
+    }
+    if svc.contains_key("label_file") && !svc.contains_key("labels") {
+        let l = labels(ctx, path, svc)?;
+        if l.as_object().is_some_and(|m| !m.is_empty()) {
+            out.insert("labels".into(), l);
+        }
     }
     implicit_dependencies(&mut out);
     legacy_consistency(path, &out)?;
