@@ -17,6 +17,30 @@ use ports::*;
 use values::*;
 
 pub use mounts::split_volume_spec;
+
+/// A host path resolved as compose-go does (see `values::abs_path`).
+pub fn host_path(dir: &Path, p: &str) -> String {
+    abs_path(dir, p)
+}
+
+/// A build context: remote ones (`https://`, `git@`, `docker-image://`, ...) as written.
+pub fn context_path(dir: &Path, c: &str) -> String {
+    if is_remote_context(c) || c.starts_with("service:") {
+        c.to_string()
+    } else {
+        abs_path(dir, c)
+    }
+}
+
+/// A short-syntax volume as a mount object (compose-go's `ParseVolume`).
+pub fn short_volume_spec(ctx: &Ctx, path: &str, spec: &str) -> Result<Value, Fail> {
+    short_volume(ctx, path, spec)
+}
+
+/// Adds the `depends_on` entries `links`, `service:` namespaces and `volumes_from` imply.
+pub fn add_implicit_dependencies(svc: &mut Map<String, Value>) {
+    implicit_dependencies(svc)
+}
 pub use ports::short_port;
 pub use values::{clean, string};
 
