@@ -589,3 +589,40 @@ fn resolve_unset(v: &mut Value, lookup: &dyn Fn(&str) -> Option<String>, keep: b
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_nulls_only_lists_the_reference_leaves_nil() {
+        let model = json!({
+            "services": {"web": {
+                "entrypoint": [], "cap_add": [], "security_opt": [], "ports": [],
+                "environment": [], "x-ext": [], "command": ["a"]
+            }},
+            "x-top": []
+        });
+        assert_eq!(
+            json_view(model),
+            json!({
+                "services": {"web": {
+                    "entrypoint": null, "cap_add": [], "security_opt": null, "ports": [],
+                    "environment": null, "x-ext": null, "command": ["a"]
+                }},
+                "x-top": null
+            })
+        );
+    }
+
+    #[test]
+    fn unset_values_stay_or_go() {
+        let lookup = |k: &str| (k == "SET").then(|| "v".to_string());
+        let mut env = json!({"SET": null, "UNSET": null, "GIVEN": "x"});
+        resolve_unset(&mut env, &lookup, true);
+        assert_eq!(env, json!({"SET": "v", "UNSET": null, "GIVEN": "x"}));
+        let mut args = json!(["SET", "UNSET", "A=1"]);
+        resolve_unset(&mut args, &lookup, false);
+        assert_eq!(args, json!(["SET=v", "A=1"]));
+    }
+}
