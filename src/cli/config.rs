@@ -18,7 +18,7 @@ pub enum Format {
 #[derive(Args, Debug)]
 #[command(
     about = "Parse, resolve and print the compose project (like `docker compose config`)",
-    after_help = "Examples:\n  hoist config                      # normalized YAML of ./compose.yaml (+ override)\n  hoist config -f a.yaml -f b.yaml --format json\n  hoist config -q && echo valid     # exit code 0 = valid, 1 = error\n  hoist config --services --profile debug"
+    after_help = "Examples:\n  hoist config                      # normalized YAML of ./compose.yaml (+ override)\n  hoist config -f a.yaml -f b.yaml --format json\n  hoist config -q && echo valid     # exit code 0 = valid, 1 = error\n  hoist config --services --profile debug\n  hoist config --no-interpolate     # the merged files with ${VAR} left as written"
 )]
 pub struct ConfigArgs {
     #[command(flatten)]
@@ -35,6 +35,14 @@ pub struct ConfigArgs {
     /// Only validate; print nothing
     #[arg(short, long)]
     pub quiet: bool,
+    /// Don't interpolate variables: print the merged files with `${VAR}` as written, in
+    /// the reference's partially resolved form (docs/compose.md)
+    #[arg(long)]
+    pub no_interpolate: bool,
+    /// Not supported by `config`, which reads files only: `hoist plan` shows the digest
+    /// every registry tag is pinned to (docs/compose.md)
+    #[arg(long)]
+    pub resolve_image_digests: bool,
     /// Only these services and their dependencies (enabled whatever their profiles)
     #[arg(value_name = "SERVICE")]
     pub service_names: Vec<String>,
@@ -54,6 +62,16 @@ pub fn run(args: &ConfigArgs) -> ExitCode {
 }
 
 fn render(args: &ConfigArgs) -> anyhow::Result<String> {
+    if args.no_interpolate {
+        return render_raw(args);
+    }
+    if args.resolve_image_digests {
+        anyhow::bail!(
+            "--resolve-image-digests is not supported: `config` reads files only, without an \
+             engine or a registry; `hoist plan` resolves every registry tag to the digest the \
+             machines will run and shows it (docs/compose.md)"
+        );
+    }
     let mut opts = args.project.load_options()?;
     // Like the reference, `--services`/`--volumes` list the whole project.
     if !(args.services || args.volumes) {
@@ -94,6 +112,46 @@ fn render(args: &ConfigArgs) -> anyhow::Result<String> {
     };
     // The printed project must load again with the same values: escape `$` as compose does.
     Ok(text.replace('$', "$$"))
+}
+
+/// `--no-interpolate`: the raw model (`load::raw`), printed without `$` escaping (its
+/// variables are meant to stay variables), as the reference does.
+fn render_raw(args: &ConfigArgs) -> anyhow::Result<String> {
+    let opts = args.project.load_options()?;
+    if !args.service_names.is_empty() {
+        eprintln!(
+            "hoist: warning: service filtering is not applied when --no-interpolate is set, the full model will be rendered"
+        );
+    }
+    let model = load::raw::load(&opts)?;
+    if args.quiet {
+        return Ok(String::new());
+    }
+    let keys = |section: &str| -> String {
+        model
+            .get(section)
+            .and_then(serde_json::Value::as_object)
+            .map(|m| m.keys().map(|k| format!("{k}\n")).collect())
+            .unwrap_or_default()
+    };
+    if args.services || args.volumes {
+        let mut out = String::new();
+        if args.services {
+            out.push_str(&keys("services"));
+        }
+        if args.volumes {
+            out.push_str(&keys("volumes"));
+        }
+        return Ok(out);
+    }
+    Ok(match args.format {
+        Format::Yaml => {
+            let mut out = String::new();
+            emit_yaml(&model, 0, &mut out);
+            out
+        }
+        Format::Json => serde_json::to_string_pretty(&load::raw::json_view(model))? + "\n",
+    })
 }
 
 /// The reference's YAML leaves out a few empty values its JSON prints (`command: null`,

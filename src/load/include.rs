@@ -67,6 +67,17 @@ pub fn load(
             }
             _ => return Err(err(p, "expected a string or mapping")),
         };
+        // docker compose can fetch includes from git or OCI; hoist reads local files only,
+        // so `config` and `plan` never depend on the network (docs/compose.md says why).
+        if let Some(remote) = paths.iter().find(|f| is_remote(f)) {
+            return Err(LoadError::new(
+                file,
+                p,
+                format!(
+                    "remote include {remote:?} is not supported: vendor the file (a git submodule or a copy) and include it by its path"
+                ),
+            ));
+        }
         let files: Vec<PathBuf> = paths
             .iter()
             .map(|f| PathBuf::from(normalize::clean(&file_dir.join(f))))
@@ -103,4 +114,44 @@ pub fn load(
         out.push(load_tree(&sources, &dir, &env, warned, depth + 1)?);
     }
     Ok(out)
+}
+
+/// Sources docker compose would fetch: OCI artifacts and git repositories.
+fn is_remote(path: &str) -> bool {
+    [
+        "oci://",
+        "git@",
+        "git://",
+        "ssh://",
+        "http://",
+        "https://",
+        "github.com/",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_remote;
+
+    #[test]
+    fn remote_sources_are_recognised() {
+        for r in [
+            "oci://docker.io/acme/stack:1",
+            "git@github.com:acme/stack.git",
+            "https://github.com/acme/stack.git#main:compose.yaml",
+            "github.com/acme/stack",
+        ] {
+            assert!(is_remote(r), "{r}");
+        }
+        for local in [
+            "./base.yaml",
+            "../shared/compose.yaml",
+            "/srv/compose.yaml",
+            "oci.yaml",
+        ] {
+            assert!(!is_remote(local), "{local}");
+        }
+    }
 }

@@ -173,10 +173,13 @@ fn scalar(v: Option<&Value>) -> String {
 }
 
 /// `{K: v}` / `[K=v]` → `[K=v]` so both spellings merge by key.
+/// A map form becomes `k=v` entries sorted as the reference sorts them (the list form
+/// keeps its order).
 fn to_sequence(v: Value) -> Value {
     match v {
-        Value::Object(m) => Value::Array(
-            m.into_iter()
+        Value::Object(m) => {
+            let mut entries: Vec<Value> = m
+                .into_iter()
                 .map(|(k, v)| match v {
                     Value::Null => Value::String(k),
                     Value::String(s) => Value::String(format!("{k}={s}")),
@@ -190,8 +193,10 @@ fn to_sequence(v: Value) -> Value {
                     )),
                     other => Value::String(format!("{k}={other}")),
                 })
-                .collect(),
-        ),
+                .collect();
+            entries.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            Value::Array(entries)
+        }
         Value::String(s) => Value::Array(vec![Value::String(s)]),
         other => other,
     }

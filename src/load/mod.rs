@@ -16,6 +16,7 @@ pub mod interpolate;
 pub mod merge;
 pub mod normalize;
 pub mod project;
+pub mod raw;
 pub mod validate;
 pub mod x_hoist;
 pub mod yaml;
@@ -334,6 +335,7 @@ fn read_documents(
     env: &HashMap<String, String>,
     warned: &mut BTreeSet<String>,
     depth: usize,
+    interpolate: bool,
 ) -> Result<Vec<Value>, LoadError> {
     if depth > MAX_INCLUDE_DEPTH {
         return Err(LoadError::new(
@@ -348,10 +350,12 @@ fn read_documents(
     let lookup = |k: &str| env.get(k).cloned();
     let mut out = Vec::with_capacity(docs.len());
     for mut doc in docs {
-        interpolate::interpolate_tree(&mut doc, &lookup, &mut |v| {
-            warned.insert(v.to_string());
-        })
-        .map_err(|(p, m)| LoadError::new(src.name.clone(), p, m))?;
+        if interpolate {
+            interpolate::interpolate_tree(&mut doc, &lookup, &mut |v| {
+                warned.insert(v.to_string());
+            })
+            .map_err(|(p, m)| LoadError::new(src.name.clone(), p, m))?;
+        }
         let plain = merge::strip_tags(doc.clone());
         validate::keys(&plain).map_err(|(p, m)| LoadError::new(src.name.clone(), p, m))?;
         if extends::any(&doc) {
@@ -369,7 +373,7 @@ fn read_documents(
                     })?,
                 };
                 let mut inner = BTreeSet::new();
-                let docs = read_documents(&other, env, &mut inner, depth + 1)?;
+                let docs = read_documents(&other, env, &mut inner, depth + 1, interpolate)?;
                 Ok(docs.into_iter().fold(Value::Null, |acc, d| {
                     if acc.is_null() {
                         merge::strip_tags(d)
@@ -397,7 +401,7 @@ pub(super) fn load_tree(
     let mut merged: Option<Value> = None;
     let mut included: Vec<(String, Map<String, Value>)> = Vec::new();
     for src in sources {
-        for mut doc in read_documents(src, env, warned, depth)? {
+        for mut doc in read_documents(src, env, warned, depth, true)? {
             if let Some(inc) = doc.as_object_mut().and_then(|m| m.remove("include")) {
                 let file_dir = src.path.parent().unwrap_or(dir);
                 for tree in include::load(&src.name, file_dir, &inc, env, warned, depth)? {

@@ -17,6 +17,30 @@ use ports::*;
 use values::*;
 
 pub use mounts::split_volume_spec;
+
+/// A host path resolved as compose-go does (see `values::abs_path`).
+pub fn host_path(dir: &Path, p: &str) -> String {
+    abs_path(dir, p)
+}
+
+/// A build context: remote ones (`https://`, `git@`, `docker-image://`, ...) as written.
+pub fn context_path(dir: &Path, c: &str) -> String {
+    if is_remote_context(c) || c.starts_with("service:") {
+        c.to_string()
+    } else {
+        abs_path(dir, c)
+    }
+}
+
+/// A short-syntax volume as a mount object (compose-go's `ParseVolume`).
+pub fn short_volume_spec(ctx: &Ctx, path: &str, spec: &str) -> Result<Value, Fail> {
+    short_volume(ctx, path, spec)
+}
+
+/// Adds the `depends_on` entries `links`, `service:` namespaces and `volumes_from` imply.
+pub fn add_implicit_dependencies(svc: &mut Map<String, Value>) {
+    implicit_dependencies(svc)
+}
 pub use ports::short_port;
 pub use values::{clean, string};
 
@@ -204,6 +228,43 @@ fn env_files(ctx: &Ctx, path: &str, v: &Value) -> R<Map<String, Value>> {
         }
     }
     Ok(out)
+}
+
+/// `labels`, on top of the `label_file`s (dotenv syntax, read in order, later files win;
+/// `${x}` in a file refers to labels read before it, not to the environment).
+fn labels(ctx: &Ctx, path: &str, svc: &Map<String, Value>) -> R<Value> {
+    let mut out = Map::new();
+    if let Some(v) = svc.get("label_file") {
+        let p = join(path, "label_file");
+        let files = match v {
+            Value::String(s) => vec![s.clone()],
+            other => {
+                let mut files = Vec::new();
+                for (i, f) in list(&p, other)?.iter().enumerate() {
+                    files.push(string(&format!("{p}[{i}]"), f)?);
+                }
+                files
+            }
+        };
+        for file in files.iter().filter(|_| ctx.read_env_files) {
+            let full = abs_path(ctx.dir, file);
+            let text = std::fs::read_to_string(&full)
+                .map_err(|e| (p.clone(), format!("label file {full} not found: {e}")))?;
+            let known = out.clone();
+            let lookup = |k: &str| known.get(k).and_then(Value::as_str).map(str::to_string);
+            let vars = super::dotenv::parse(&text, &lookup)
+                .map_err(|e| (p.clone(), format!("{full}: {e}")))?;
+            for (k, val) in vars {
+                out.insert(k, Value::String(val));
+            }
+        }
+    }
+    if let Some(v) = svc.get("labels") {
+        for (k, val) in key_values(&join(path, "labels"), v, true)? {
+            out.insert(k, val);
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 fn environment(ctx: &Ctx, path: &str, svc: &Map<String, Value>) -> R<Option<Value>> {
@@ -439,10 +500,11 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
     for (k, v) in svc {
         let p = join(path, k);
         let nv = match k.as_str() {
-            "environment" | "env_file" | "extends" => continue,
+            "environment" | "env_file" | "extends" | "label_file" => continue,
             "build" => build(ctx, &p, v)?,
             "command" | "entrypoint" => command(&p, v)?,
-            "labels" | "annotations" | "sysctls" => string_map(&p, v)?,
+            "labels" => labels(ctx, path, svc)?,
+            "annotations" | "sysctls" => string_map(&p, v)?,
             "ports" => ports(&p, v)?,
             "expose" => {
                 let mut e = Vec::new();
@@ -567,6 +629,12 @@ pub fn service(ctx: &Ctx, path: &str, v: &Value) -> R<Value> {
     }
     if let Some(env) = environment(ctx, path, svc)? {
         out.insert("environment".into(), env);
+    }
+    if svc.contains_key("label_file") && !svc.contains_key("labels") {
+        let l = labels(ctx, path, svc)?;
+        if l.as_object().is_some_and(|m| !m.is_empty()) {
+            out.insert("labels".into(), l);
+        }
     }
     implicit_dependencies(&mut out);
     legacy_consistency(path, &out)?;

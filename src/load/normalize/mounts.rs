@@ -240,3 +240,45 @@ pub(super) fn devices(path: &str, v: &Value) -> R<Value> {
     }
     Ok(Value::Array(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn splitting_keeps_drives_and_variables_whole() {
+        assert_eq!(split_volume_spec("./a:/b:ro"), ["./a", "/b", "ro"]);
+        assert_eq!(split_volume_spec("c:/data:/data"), ["c:/data", "/data"]);
+        // One letter before `:` is a drive, slash or not (compose-go's rule).
+        assert_eq!(split_volume_spec("a:/g"), ["a:/g"]);
+        assert_eq!(
+            split_volume_spec("${DATA:-./data}:/data"),
+            ["${DATA:-./data}", "/data"]
+        );
+    }
+
+    #[test]
+    fn short_volumes_follow_parse_volume() {
+        let lookup = |_: &str| None;
+        let ctx = Ctx {
+            dir: Path::new("/p"),
+            lookup: &lookup,
+            read_env_files: false,
+        };
+        let v = |s: &str| short_volume(&ctx, "v", s).unwrap();
+        assert_eq!(
+            v("data:/var/lib/data/:Z"),
+            json!({"type": "volume", "source": "data", "target": "/var/lib/data",
+                   "bind": {"selinux": "Z"}, "volume": {}})
+        );
+        assert_eq!(
+            v("/srv//www/:/www:ro,rw,nocopy"),
+            json!({"type": "bind", "source": "/srv//www/", "target": "/www",
+                   "bind": {"create_host_path": true}, "volume": {"nocopy": true}})
+        );
+        assert_eq!(v("ab"), json!({"type": "volume", "target": "ab"}));
+        assert!(short_volume(&ctx, "v", "ab::c").is_err());
+        assert!(short_volume(&ctx, "v", "./a:/b:ro:x").is_err());
+    }
+}
