@@ -28,7 +28,8 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(
     name = "hoist",
-    version,
+    // The package version and the git commit it was built from (build.rs).
+    version = env!("HOIST_VERSION"),
     about = "Compose across machines: deploy a compose.yaml to the machines you can SSH into",
     after_help = "Machines come from -m FILE, $HOIST_MACHINES, or ./hoist.yaml; with none, the local Docker engine is the only machine.\nExit codes: 0 success, 1 error (see each verb's --help for more)."
 )]
