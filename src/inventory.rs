@@ -328,14 +328,28 @@ fn ssh_destination(dest: &str) -> std::result::Result<(), String> {
         Some((u, h)) => (Some(u), h),
         None => (None, rest),
     };
-    let host = match dest.starts_with("ssh://") {
+    let (host, port) = match dest.starts_with("ssh://") {
         // ssh://host:port and ssh://[v6]:port
         true => match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => host.split(':').next().unwrap_or(""),
+            Some(v6) => {
+                let (h, rest) = v6.split_once(']').unwrap_or((v6, ""));
+                (h, rest.strip_prefix(':'))
+            }
+            None => match host.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (host, None),
+            },
         },
-        false => host,
+        false => (host, None),
     };
+    if let Some(p) = port
+        && !p.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return Err(format!(
+            "{} is not an ssh destination: the port {p:?} is not a number from 1 to 65535",
+            shown()
+        ));
+    }
     // `[-x]` too: ssh takes a bracketed host for an address (found by the machines fuzz target).
     let host_start = host.trim_start_matches('[');
     if dest.starts_with('-')
@@ -521,6 +535,14 @@ mod tests {
             ("m1: {ssh: 'ssh://-u@host'}", "starts with '-'"),
             ("m1: {ssh: 'ssh://u@[-x]:22'}", "starts with '-'"),
             ("m1: {ssh: 'root@[-61.0.0.1:2222'}", "starts with '-'"),
+            (
+                "m1: {ssh: 'ssh://root@host:0'}",
+                "the port \"0\" is not a number",
+            ),
+            (
+                "m1: {ssh: 'ssh://root@[fd00::1]:x'}",
+                "the port \"x\" is not a number",
+            ),
             ("m1: {ssh: '[-oProxyCommand=x]'}", "starts with '-'"),
             ("m1: {ssh: 'a b'}", "machines.m1.ssh: "),
             ("m1: {ssh: ''}", "machines.m1.ssh: empty"),

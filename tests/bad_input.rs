@@ -403,6 +403,8 @@ fn cases() -> Vec<Case> {
         ("url with a dash user", "ssh://-u@host"),
         ("url with a dash v6 host", "ssh://u@[-x]:22"),
         ("bracketed dash host", "root@[-61.0.0.1:2222"),
+        ("url with port 0", "ssh://root@host:0"),
+        ("url with port 70000", "ssh://root@host:70000"),
         ("space", "root@a b"),
         ("newline", "root@a\\nb"),
         ("empty", ""),

@@ -55,7 +55,10 @@ fn routes(text: &str) -> (Option<String>, Vec<Route>, Upstreams) {
             paths: list(1),
             port: 80,
             health: HealthCheck {
-                path: f.get(2).map(|s| s.to_string()).unwrap_or_else(|| "/".into()),
+                path: f
+                    .get(2)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "/".into()),
                 interval: Duration::from_secs(2),
                 timeout: Duration::from_secs(1),
             },
@@ -105,8 +108,13 @@ fn check(text: &str, email: &Option<String>, routes: &[Route], tls: Tls) {
     let nodes = caddyfile_model::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let (global, sites) = nodes.split_first().expect("a global block");
     assert!(global.tokens.is_empty(), "{text}");
-    let options: Vec<Vec<String>> =
-        global.block.as_ref().expect("global options").iter().map(|n| n.tokens.clone()).collect();
+    let options: Vec<Vec<String>> = global
+        .block
+        .as_ref()
+        .expect("global options")
+        .iter()
+        .map(|n| n.tokens.clone())
+        .collect();
     let mut want_options = vec![vec!["admin".to_string(), "localhost:2019".to_string()]];
     if tls == Tls::Internal {
         want_options.push(vec!["local_certs".into()]);
@@ -115,23 +123,35 @@ fn check(text: &str, email: &Option<String>, routes: &[Route], tls: Tls) {
         want_options.push(vec!["email".into(), e.clone()]);
     }
     assert_eq!(options[..options.len() - 1], want_options[..], "{text}");
-    assert_eq!(options.last().map(|o| o[0].as_str()), Some("grace_period"), "{text}");
+    assert_eq!(
+        options.last().map(|o| o[0].as_str()),
+        Some("grace_period"),
+        "{text}"
+    );
     let got: Vec<(Vec<String>, usize)> = sites
         .iter()
         .map(|s| {
-            let block = s.block.as_ref().unwrap_or_else(|| panic!("site without a block\n{text}"));
+            let block = s
+                .block
+                .as_ref()
+                .unwrap_or_else(|| panic!("site without a block\n{text}"));
             let handles = block.iter().filter(|n| n.tokens[0] == "handle").count();
             // Nothing else at a site's top level but matchers and handle blocks.
             for n in block {
                 assert!(
                     n.tokens[0] == "handle" && n.block.is_some()
-                        || n.tokens[0].starts_with("@route") && n.tokens.get(1).map(String::as_str) == Some("path") && n.block.is_none(),
+                        || n.tokens[0].starts_with("@route")
+                            && n.tokens.get(1).map(String::as_str) == Some("path")
+                            && n.block.is_none(),
                     "unexpected {:?}\n{text}",
                     n.tokens
                 );
                 if let Some(b) = &n.block {
                     for d in b {
-                        assert!(["reverse_proxy", "respond"].contains(&d.tokens[0].as_str()), "{text}");
+                        assert!(
+                            ["reverse_proxy", "respond"].contains(&d.tokens[0].as_str()),
+                            "{text}"
+                        );
                     }
                 }
             }
@@ -142,7 +162,9 @@ fn check(text: &str, email: &Option<String>, routes: &[Route], tls: Tls) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let (email, routes, upstreams) = routes(text);
     if routes.is_empty() {
         return;

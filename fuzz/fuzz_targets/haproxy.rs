@@ -34,7 +34,9 @@ fn upstreams(text: &str) -> Vec<Upstream> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let ups = upstreams(text);
     let cfg = match haproxy_cfg("p", "api", "m1", &[8080], &ups) {
         Ok(c) => c,

@@ -16,7 +16,9 @@ mod inventory;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let fleet = match inventory::parse(text, "hoist.yaml", std::path::Path::new("/nonexistent")) {
         Ok(f) => f,
         Err(e) => {
@@ -26,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut locals = 0;
     for m in &fleet.machines {
-        assert!(safe::socket_path(&m.docker_socket).is_ok(), "{:?}", m.docker_socket);
+        assert!(
+            safe::socket_path(&m.docker_socket).is_ok(),
+            "{:?}",
+            m.docker_socket
+        );
         assert!(safe::is_config_token(&m.docker_socket));
         if let Some(a) = &m.peer_address {
             assert!(safe::network_address(a).is_ok(), "{a:?}");
@@ -37,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
             inventory::Address::Ssh(t) => {
                 let d = &t.destination;
                 assert!(!d.is_empty() && !d.starts_with('-'), "{d:?}");
-                assert!(!d.chars().any(|c| c.is_whitespace() || c.is_control()), "{d:?}");
+                assert!(
+                    !d.chars().any(|c| c.is_whitespace() || c.is_control()),
+                    "{d:?}"
+                );
                 let rest = d.strip_prefix("ssh://").unwrap_or(d);
                 let host = rest.rsplit('@').next().unwrap_or(rest);
                 assert!(!host.starts_with('-') && !host.starts_with("[-"), "{d:?}");
@@ -45,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!user.starts_with('-'), "{d:?}");
                 }
                 if let Some(u) = &t.user {
-                    assert!(!u.starts_with('-') && !u.contains(char::is_whitespace), "{u:?}");
+                    assert!(
+                        !u.starts_with('-') && !u.contains(char::is_whitespace),
+                        "{u:?}"
+                    );
                 }
                 assert_ne!(t.port, Some(0));
             }

@@ -216,10 +216,11 @@ pub async fn acquire(
     let mut ordered: Vec<(String, Docker)> = machines.to_vec();
     ordered.sort_by(|a, b| a.0.cmp(&b.0));
     let deadline = tokio::time::Instant::now() + wait;
-    // The dead holder whose lock this waiter already tried to take over: a second attempt
-    // waits like any other retry (another waiter may be mid-takeover, or a takeover volume
-    // left by an interrupted one blocks it until `hoist unlock`), never spins.
-    let mut tried: Option<String> = None;
+    // The dead holder whose lock this waiter already tried to take over, and when: another
+    // waiter may be mid-takeover (it takes milliseconds), so further attempts retry for up to
+    // TAKEOVER_GRACE whatever `wait` says; a takeover volume left by a killed waiter blocks
+    // them until `hoist unlock`, and then the wait ends with that said. Never a spin.
+    let mut tried: Option<(String, tokio::time::Instant)> = None;
     loop {
         let mut lock = Lock {
             project: project.to_string(),
@@ -242,14 +243,25 @@ pub async fn acquire(
         lock.release().await;
         let dead = h.liveness() == Liveness::Dead;
         if dead {
-            let first = tried.as_deref() != Some(h.nonce.as_str());
-            if first {
+            let now = tokio::time::Instant::now();
+            let since = match &tried {
+                Some((n, at)) if *n == h.nonce => Some(*at),
+                _ => None,
+            };
+            if since.is_none() {
                 tell!("hoist: taking over the lock left by {h}: that process is gone");
             }
             take_over(&ordered, project, &h.nonce, &nonce).await;
-            tried = Some(h.nonce.clone());
-            if first {
-                continue;
+            match since {
+                None => {
+                    tried = Some((h.nonce.clone(), now));
+                    continue;
+                }
+                Some(at) if now < at + TAKEOVER_GRACE => {
+                    tokio::time::sleep(retry_delay()).await;
+                    continue;
+                }
+                Some(_) => {}
             }
         }
         if tokio::time::Instant::now() >= deadline {
@@ -268,6 +280,10 @@ pub async fn acquire(
         tokio::time::sleep(retry_delay()).await;
     }
 }
+
+/// How long a waiter keeps retrying the takeover of a dead holder's lock that another waiter
+/// is taking over, even past `--lock-wait`.
+const TAKEOVER_GRACE: Duration = Duration::from_secs(10);
 
 /// 250–750 ms, drawn from the process's random hasher keys (no extra dependency).
 fn retry_delay() -> Duration {
