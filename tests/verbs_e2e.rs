@@ -179,7 +179,7 @@ fn exec_returns_the_exit_code_as_soon_as_the_command_exits() {
         .status()
         .unwrap();
     let (status, _) = wait_ending(child, "exec after SIGTERM");
-    assert_eq!(status.code(), Some(130), "exec after SIGTERM");
+    assert_eq!(status.code(), Some(143), "exec after SIGTERM (128 + 15)");
     drop(held);
 
     // Names that match nothing are errors that say so.
