@@ -255,6 +255,9 @@ services:
       replicas: 2
   crashy:
     image: hoist-test/app:v1
+    # Without it the engine restarts it (hoist's default restart policy, unless-stopped):
+    # watch's own healing and back-off are what this test is about.
+    restart: 'no'
     environment:
       CRASH_AFTER: '4'
 ";
