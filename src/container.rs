@@ -735,7 +735,7 @@ fn number(v: &Value) -> Result<f64> {
 pub fn duration_ns(v: &Value) -> Result<i64> {
     match v {
         Value::Number(n) => n.as_i64().context("duration out of range"),
-        Value::String(s) => crate::cli::parse_duration(s)
+        Value::String(s) => crate::duration::parse(s)
             .map(|d| d.as_nanos() as i64)
             .map_err(|e| anyhow::anyhow!(e)),
         other => bail!("{other} is not a duration"),
