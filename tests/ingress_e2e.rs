@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::lab::{Fault, Lab, Output, http_get, run};
+use common::lab::{Fault, Lab, Output, hey_counts, http_get, run};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
@@ -141,32 +141,6 @@ fn load_until(url: &str, min: usize, done: impl Fn() -> bool) -> (usize, usize, 
         }
     }
     (total, bad, report)
-}
-
-/// (200 answers, all requests) from hey's report; errors count as requests.
-fn hey_counts(report: &str) -> (usize, usize) {
-    let mut ok = 0;
-    let mut all = 0;
-    let mut in_errors = false;
-    for line in report.lines() {
-        let l = line.trim();
-        if l.starts_with("Error distribution") {
-            in_errors = true;
-        }
-        if let Some(rest) = l.strip_prefix('[') {
-            let (code, count) = rest.split_once(']').unwrap_or(("", ""));
-            let count: usize = count
-                .split_whitespace()
-                .next()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            all += count;
-            if code == "200" && !in_errors {
-                ok += count;
-            }
-        }
-    }
-    (ok, all)
 }
 
 #[test]

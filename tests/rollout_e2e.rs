@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::lab::{Lab, Output, http_get, run};
+use common::lab::{Lab, Output, hey_counts, http_get, run};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -423,30 +423,6 @@ fn load(url: &str, min: usize, fresh: bool, done: &AtomicBool) -> (usize, usize,
         }
     }
     (total, bad, report)
-}
-
-/// (200 answers, all requests) from hey's report; errors count as requests.
-fn hey_counts(report: &str) -> (usize, usize) {
-    let (mut ok, mut all, mut in_errors) = (0, 0, false);
-    for line in report.lines() {
-        let l = line.trim();
-        if l.starts_with("Error distribution") {
-            in_errors = true;
-        }
-        if let Some(rest) = l.strip_prefix('[') {
-            let (code, count) = rest.split_once(']').unwrap_or(("", ""));
-            let count: usize = count
-                .split_whitespace()
-                .next()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            all += count;
-            if code == "200" && !in_errors {
-                ok += count;
-            }
-        }
-    }
-    (ok, all)
 }
 
 /// Runs `change` while two kinds of clients load the ingress on m1; asserts no request failed.

@@ -314,8 +314,8 @@ pub async fn prepare(
                                 &key,
                                 &format!(
                                     "shipping {img}: {} ({}/s)",
-                                    crate::cli::table::bytes(sent),
-                                    crate::cli::table::bytes(rate as u64)
+                                    crate::output::bytes(sent),
+                                    crate::output::bytes(rate as u64)
                                 ),
                             );
                         }
@@ -329,7 +329,7 @@ pub async fn prepare(
                     &key,
                     &format!(
                         "{img}: sent {} ({} layers sent, {} already there)",
-                        crate::cli::table::bytes(s.bytes_sent),
+                        crate::output::bytes(s.bytes_sent),
                         s.layers_sent,
                         s.layers_skipped
                     ),

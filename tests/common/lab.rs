@@ -489,3 +489,27 @@ impl Drop for FaultGuard<'_> {
         }
     }
 }
+
+/// (200 answers, all requests) from hey's report; errors count as requests.
+pub fn hey_counts(report: &str) -> (usize, usize) {
+    let (mut ok, mut all, mut in_errors) = (0, 0, false);
+    for line in report.lines() {
+        let l = line.trim();
+        if l.starts_with("Error distribution") {
+            in_errors = true;
+        }
+        if let Some(rest) = l.strip_prefix('[') {
+            let (code, count) = rest.split_once(']').unwrap_or(("", ""));
+            let count: usize = count
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            all += count;
+            if code == "200" && !in_errors {
+                ok += count;
+            }
+        }
+    }
+    (ok, all)
+}
