@@ -232,6 +232,67 @@ fn health_from_status(status: &str) -> Option<String> {
     }
 }
 
+/// A replica as the balancers (ingress and mesh) see it: what they put in their pools.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    pub id: String,
+    pub service: String,
+    pub slot: String,
+    /// Running and healthy (or running without a healthcheck).
+    pub ready: bool,
+    /// (container port, host port) of its published TCP ports.
+    pub ports: Vec<(u32, u16)>,
+}
+
+/// The project's running replicas on one machine (hoist's own containers, which fill no
+/// slot, excluded).
+pub async fn list_replicas(docker: &Docker, project: &str) -> anyhow::Result<Vec<Replica>> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={project}", labels::PROJECT)],
+    )]);
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            all: false,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            let l = c.labels.unwrap_or_default();
+            let service = l.get(labels::SERVICE)?.clone();
+            let slot = l.get(labels::SLOT)?.clone();
+            let status = c.status.unwrap_or_default();
+            let running = c.state.map(|s| s.to_string()).as_deref() == Some("running");
+            let ready = running && is_ready(health_from_status(&status).as_deref());
+            let mut ports: Vec<(u32, u16)> = c
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.typ.map(|t| t.to_string()).as_deref() != Some("udp"))
+                .filter_map(|p| Some((u32::from(p.private_port), p.public_port?)))
+                .collect();
+            ports.sort();
+            ports.dedup();
+            Some(Replica {
+                id: c.id.unwrap_or_default(),
+                service,
+                slot,
+                ready,
+                ports,
+            })
+        })
+        .collect())
+}
+
+/// The one readiness rule: running and healthy, or running without a healthcheck (the
+/// engine reports no health then).
+pub fn is_ready(health: Option<&str>) -> bool {
+    matches!(health, None | Some("healthy"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@
 // The CLI wires the core next; until then most of its public items have no caller.
 #![allow(dead_code)]
 
+pub mod autoscale;
 pub mod constraint;
 pub mod diff;
 pub mod fleet_view;

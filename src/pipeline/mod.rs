@@ -163,13 +163,13 @@ pub async fn plan(
 ) -> Result<Planned> {
     // What `up` would refuse in the file's x-hoist settings, `plan` refuses first.
     crate::ingress::spec::from_project(project)?;
-    crate::watch::autoscale::policies(project)?;
+    crate::core::autoscale::policies(project)?;
     let observation = observe::observe(conns, &project.name).await;
     let running = pin::from_observation(project, &observation);
     let resolution = pin::resolve(project, conns, local, &running).await?;
-    let records = crate::watch::record::read(conns, &project.name).await;
+    let records = crate::apply::scale_record::read(conns, &project.name).await;
     let inputs = Inputs {
-        replicas: crate::watch::autoscale::recorded_replicas(project, &records),
+        replicas: crate::core::autoscale::recorded_replicas(project, &records),
         lost: BTreeSet::new(),
     };
     let mut planned = plan_observed(
