@@ -187,7 +187,7 @@ fn rolling_update_under_load_drops_nothing() {
     let (total, bad, report, back) = std::thread::scope(|s| {
         let back = s.spawn(|| {
             std::thread::sleep(Duration::from_millis(500));
-            let out = p.hoist(&[], &["rollback"]);
+            let out = p.hoist(&[], &["rollback", "--yes"]);
             done.store(true, std::sync::atomic::Ordering::SeqCst);
             out
         });

@@ -700,7 +700,21 @@ fn replicas_stopped_or_paused_by_hand_are_brought_back_and_rollback_names_what_i
             "{all:?}"
         );
     }
-    let back = p.hoist(&["rollback", "api"]);
+    // Looking changes nothing and says what would go back; without a terminal and without
+    // --yes nothing is done either (the same contract as `up`).
+    let look = p.hoist(&["rollback", "--dry-run", "--detailed-exitcode", "api"]);
+    assert_eq!(look.code(), Some(2), "{look}");
+    assert!(look.stderr.contains("« rollback api.1"), "{look}");
+    assert!(look.stderr.contains("« rollback api.2"), "{look}");
+    let asked = p.hoist(&["rollback", "api"]);
+    assert_eq!(asked.code(), Some(1), "{asked}");
+    assert!(asked.stderr.contains("pass --yes"), "{asked}");
+    let still = p.hoist(&["rollback", "--dry-run", "--json", "api"]);
+    still.expect_success("rollback --dry-run --json");
+    let json: serde_json::Value = serde_json::from_str(&still.stdout).expect("JSON");
+    assert_eq!(json["rollback"]["swaps"].as_array().map(Vec::len), Some(2), "{still}");
+
+    let back = p.hoist(&["rollback", "--yes", "api"]);
     back.expect_success("rollback");
     assert!(back.stderr.contains("rolled back 2 slots"), "{back}");
 
@@ -714,7 +728,7 @@ fn replicas_stopped_or_paused_by_hand_are_brought_back_and_rollback_names_what_i
         &["rm", "-f", gone["name"].as_str().unwrap()],
     )
     .expect_success("docker rm");
-    let partial = p.hoist(&["rollback", "api"]);
+    let partial = p.hoist(&["rollback", "--yes", "api"]);
     assert_eq!(partial.code(), Some(1), "{partial}");
     assert!(partial.stderr.contains("rolled back 1 slots"), "{partial}");
     assert!(
@@ -724,7 +738,7 @@ fn replicas_stopped_or_paused_by_hand_are_brought_back_and_rollback_names_what_i
         "{partial}"
     );
 
-    let unknown = p.hoist(&["rollback", "nosuch"]);
+    let unknown = p.hoist(&["rollback", "--yes", "nosuch"]);
     assert_eq!(unknown.code(), Some(1), "{unknown}");
     assert!(
         unknown.stderr.contains("no service named `nosuch`"),

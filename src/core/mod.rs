@@ -28,6 +28,7 @@ pub mod fleet_view;
 pub mod observed;
 pub mod plan;
 mod refusal;
+pub mod rollback;
 pub mod schedule;
 pub mod spec;
 pub mod workload;
