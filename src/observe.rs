@@ -6,6 +6,7 @@
 //! never listed, so they are never touched.
 
 use crate::core::observed::Slot;
+use crate::core::ports::{Held, HostPort};
 use crate::engine::Connections;
 use crate::labels;
 use bollard::Docker;
@@ -74,6 +75,9 @@ pub struct MachineState {
     pub all_networks: Vec<String>,
     /// Image ID → its tags, for every image on the machine.
     pub images: BTreeMap<String, Vec<String>>,
+    /// Host ports published by running containers that are not the project's (another
+    /// project's, or no one's): a plan that needs one of them is refused.
+    pub held_ports: Vec<Held>,
 }
 
 /// What every machine runs, or why it could not be read.
@@ -134,8 +138,10 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
     let networks = docker.list_networks(None::<ListNetworksOptions>);
     let volumes = docker.list_volumes(None::<ListVolumesOptions>);
     let images = docker.list_images(Some(ListImagesOptions::default()));
-    let (containers, networks, volumes, images) =
-        tokio::join!(containers, networks, volumes, images);
+    let running = docker.list_containers(None::<ListContainersOptions>);
+    let (containers, networks, volumes, images, running) =
+        tokio::join!(containers, networks, volumes, images, running);
+    let running = running.map_err(|e| format!("listing containers: {e}"))?;
     let containers = containers.map_err(|e| format!("listing containers: {e}"))?;
     let networks = networks.map_err(|e| format!("listing networks: {e}"))?;
     let volumes = volumes.map_err(|e| format!("listing volumes: {e}"))?;
@@ -209,12 +215,48 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
             (i.id, tags)
         })
         .collect();
+    let held_ports = running
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(labels::PROJECT))
+                .is_none_or(|p| p != project)
+        })
+        .flat_map(|c| {
+            let holder = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            let of = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::PROJECT))
+                .cloned();
+            c.ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |p| {
+                    Some(Held {
+                        port: HostPort {
+                            port: p.public_port?,
+                            proto: p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into()),
+                        },
+                        holder: holder.clone(),
+                        project: of.clone(),
+                    })
+                })
+        })
+        .collect();
     Ok(MachineState {
         containers: seen,
         volumes: volume_names,
         networks: network_names,
         all_networks,
         images,
+        held_ports,
     })
 }
 

@@ -27,6 +27,7 @@ pub mod diff;
 pub mod fleet_view;
 pub mod observed;
 pub mod plan;
+pub mod ports;
 mod refusal;
 pub mod rollback;
 pub mod schedule;
