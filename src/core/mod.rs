@@ -28,6 +28,7 @@ pub mod observed;
 pub mod plan;
 mod refusal;
 pub mod schedule;
+pub mod seal;
 pub mod spec;
 pub mod workload;
 
