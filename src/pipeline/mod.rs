@@ -34,6 +34,8 @@ pub struct Planned {
     /// Said to the user before the plan: registries that could not be reached, and the
     /// digests kept instead (`pin::resolve`).
     pub warnings: Vec<String>,
+    /// The key the specs are sealed with, and the machines `up` must write it to.
+    pub sealing: crate::seal::Sealing,
 }
 
 /// What the scheduler may know of each machine, from its engine.
@@ -164,7 +166,10 @@ pub async fn plan(
     // What `up` would refuse in the file's x-hoist settings, `plan` refuses first.
     crate::ingress::spec::from_project(project)?;
     crate::watch::autoscale::policies(project)?;
-    let observation = observe::observe(conns, &project.name).await;
+    let (observation, keys) = tokio::join!(
+        observe::observe(conns, &project.name),
+        crate::seal::read_all(conns, &project.name)
+    );
     let running = pin::from_observation(project, &observation);
     let resolution = pin::resolve(project, conns, local, &running).await?;
     let records = crate::watch::record::read(conns, &project.name).await;
@@ -179,13 +184,16 @@ pub async fn plan(
         images,
         &resolution.pins,
         &observation,
+        &keys,
         &inputs,
     )?;
     planned.warnings = resolution.warnings;
     Ok(planned)
 }
 
-/// The plan from an observation already made, with watch's `inputs`.
+/// The plan from an observation already made (and the sealing keys read beside it), with
+/// watch's `inputs`.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_observed(
     project: &Project,
     fleet: &Fleet,
@@ -193,11 +201,14 @@ pub fn plan_observed(
     images: &local::LocalImages,
     pins: &pin::Pins,
     observation: &Observation,
+    keys: &crate::seal::Found,
     inputs: &Inputs,
 ) -> Result<Planned> {
     let mut images = images.clone();
     local::keep_running_ids(project, observation, &mut images);
+    let sealing = crate::seal::choose(keys, observation)?;
     let mut resolved = resolve::resolve(project, &images, pins, fleet.mesh.as_ref())?;
+    resolved.seal(&sealing.key);
     for w in &mut resolved.workloads {
         if let (Mode::Replicated(_), Some(n)) = (w.mode, inputs.replicas.get(&w.service)) {
             w.mode = Mode::Replicated(*n);
@@ -221,6 +232,7 @@ pub fn plan_observed(
         plan,
         previous,
         warnings: Vec::new(),
+        sealing,
     })
 }
 

@@ -186,17 +186,28 @@ pub async fn run(
                 "resolving the image tags of new services took over 60s (a registry that does not answer?)"
             )),
         };
-        let planned = match pins {
-            Ok(pins) => pipeline::plan_observed(
+        // The sealing key, read each round like everything else (a machine may have joined,
+        // or lost it): bounded like the observation.
+        let keys = tokio::time::timeout(opts.probe, crate::seal::read_all(conns, &project.name))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "reading the sealing key took over {:.1}s",
+                    opts.probe.as_secs_f64()
+                )
+            });
+        let planned = match (pins, keys) {
+            (Ok(pins), Ok(keys)) => pipeline::plan_observed(
                 project,
                 fleet,
                 conns,
                 &built,
                 &pins.pins,
                 &observation,
+                &keys,
                 &inputs,
             ),
-            Err(e) => Err(e),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         };
         match planned {
             Err(e) => {
