@@ -232,6 +232,12 @@ pub async fn store(docker: &Docker, project: &str, key: &SealKey) -> Result<()> 
     let mut builder = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
     h.set_mode(0o400);
+    h.set_mtime(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    );
     h.set_uid(0);
     h.set_gid(0);
     h.set_size(content.len() as u64);
@@ -300,8 +306,9 @@ impl Sealing {
             } else {
                 format!(" (no machine holds a readable key: {})", lost.join("; "))
             };
+            // Its ID is not shown: `up` makes its own new key.
             return vec![format!(
-                "+ sealing key {id}: create on {}{note}",
+                "+ sealing key: create a new one on {}{note}",
                 self.to_store().join(", ")
             )];
         }
@@ -537,9 +544,10 @@ mod tests {
         let lines = s.lines();
         assert_eq!(lines.len(), 1);
         assert!(
-            lines[0].starts_with(&format!("+ sealing key {}: create on m1, m2", s.key.id())),
+            lines[0].starts_with("+ sealing key: create a new one on m1, m2 (no machine holds"),
             "{lines:?}"
         );
+        assert!(!lines[0].contains(&s.key.id()), "{lines:?}");
         assert!(lines[0].contains("m1: not a sealing key"), "{lines:?}");
         // Two new keys differ: randomness, not a constant.
         assert_ne!(choose(&f, &obs).unwrap().key, s.key);

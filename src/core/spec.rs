@@ -230,11 +230,10 @@ impl ContainerSpec {
                     (None, _) => "spec recorded in the clear by an older hoist: replaced once to \
                                   seal its values (docs/security.md)"
                         .to_string(),
-                    (Some(b), Some(a)) => format!(
-                        "spec sealed with another key ({} → {}: the machines' sealing key was \
-                         lost or differs): replaced to reseal it",
-                        shown(b),
-                        shown(a)
+                    (Some(b), Some(_)) => format!(
+                        "spec sealed with key {}, which is not the machines' key now (it was \
+                         lost, or they held different keys): replaced to reseal it",
+                        shown(b)
                     ),
                     (Some(_), None) => "spec no longer sealed".to_string(),
                 }),
@@ -566,10 +565,9 @@ mod tests {
             [
                 "user added",
                 &format!(
-                    "spec sealed with another key ({} → {}: the machines' sealing key was lost \
-                     or differs): replaced to reseal it",
-                    key(1).id(),
-                    key(2).id()
+                    "spec sealed with key {}, which is not the machines' key now (it was lost, \
+                     or they held different keys): replaced to reseal it",
+                    key(1).id()
                 ),
             ]
         );

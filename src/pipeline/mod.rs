@@ -188,7 +188,34 @@ pub async fn plan(
         &inputs,
     )?;
     planned.warnings = resolution.warnings;
+    planned.warnings.extend(clear_previous(&planned.previous));
     Ok(planned)
+}
+
+/// A warning naming the previous releases whose labels still record their spec in the clear
+/// (made by a hoist from before sealing): they are kept for rollback, so their labels keep the
+/// values until their slot is next replaced.
+fn clear_previous(previous: &[(String, SeenContainer)]) -> Option<String> {
+    let clear: Vec<String> = previous
+        .iter()
+        .filter(|(_, c)| {
+            c.labels
+                .get(labels::SPEC)
+                .and_then(|s| ContainerSpec::from_json(s).ok())
+                .is_some_and(|s| s.get(crate::core::spec::attr::SEAL).is_none())
+        })
+        .map(|(m, c)| format!("{}@{m}", c.name))
+        .collect();
+    (!clear.is_empty()).then(|| {
+        format!(
+            "{} previous release(s) kept for rollback were made by a hoist from before sealing and \
+             record their environment values in the clear in their labels: {}. They are removed \
+             when their slot is next replaced; to remove them now (and lose that rollback), \
+             `docker rm` them on their machines",
+            clear.len(),
+            clear.join(", ")
+        )
+    })
 }
 
 /// The plan from an observation already made (and the sealing keys read beside it), with
