@@ -70,6 +70,25 @@ pub async fn read_all(conns: &Connections, project: &str) -> Found {
     }
 }
 
+/// [`read_all`], each machine bounded by `within` (`hoist watch`): one that does not answer
+/// in time comes back with an error saying so, and the others are read all the same.
+pub async fn read_all_within(
+    conns: &Connections,
+    project: &str,
+    within: std::time::Duration,
+) -> Found {
+    let reads = conns.engines().into_iter().map(|(m, d)| async move {
+        let r = match tokio::time::timeout(within, read(&d, project)).await {
+            Ok(r) => r.map_err(|e| format!("{e:#}")),
+            Err(_) => Err(format!("no answer within {:.1}s", within.as_secs_f64())),
+        };
+        (m, r)
+    });
+    Found {
+        machines: futures_util::future::join_all(reads).await,
+    }
+}
+
 /// What `docker` holds of `project`'s key. A holder container lost to `docker container prune`
 /// is made again from the volume (the volume is the key; the holder only reads it).
 pub async fn read(docker: &Docker, project: &str) -> Result<Held> {

@@ -187,17 +187,11 @@ pub async fn run(
             )),
         };
         // The sealing key, read each round like everything else (a machine may have joined,
-        // or lost it): bounded like the observation.
-        let keys = tokio::time::timeout(opts.probe, crate::seal::read_all(conns, &project.name))
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "reading the sealing key took over {:.1}s",
-                    opts.probe.as_secs_f64()
-                )
-            });
-        let planned = match (pins, keys) {
-            (Ok(pins), Ok(keys)) => pipeline::plan_observed(
+        // or lost it), each machine bounded like the observation. Only machines that answered
+        // this round count (`seal::choose` skips the others).
+        let keys = crate::seal::read_all_within(conns, &project.name, opts.probe).await;
+        let planned = match pins {
+            Ok(pins) => pipeline::plan_observed(
                 project,
                 fleet,
                 conns,
@@ -207,7 +201,7 @@ pub async fn run(
                 &keys,
                 &inputs,
             ),
-            (Err(e), _) | (_, Err(e)) => Err(e),
+            Err(e) => Err(e),
         };
         match planned {
             Err(e) => {
