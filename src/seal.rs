@@ -9,7 +9,9 @@
 //! root (mode 0400), like the engine's own data under /var/lib/docker. The engine's API reads
 //! a volume only through a container, so a container `hoist-key-<project>` that mounts it is
 //! created from a one-directory image hoist imports (`hoist-keyholder:1`) and is never
-//! started: the key is read and written with the archive API (`docker cp`). Nothing runs.
+//! started: the key is read and written with the archive API (`docker cp`). Nothing runs. The
+//! container is labelled `io.hoist.sealing-key`, not `io.hoist.project`: it is no replica, and
+//! what lists a project's containers never meets it.
 //! Everything goes through the engine, so a machine reached as a non-root user in the
 //! `docker` group, or the local engine, works the same.
 //!
@@ -136,7 +138,7 @@ async fn holder_exists(docker: &Docker, project: &str) -> Result<bool> {
         Ok(c) => {
             let l = c.config.and_then(|c| c.labels).unwrap_or_default();
             if l.get(labels::ROLE).map(String::as_str) != Some(ROLE)
-                || l.get(labels::PROJECT).map(String::as_str) != Some(project)
+                || l.get(labels::SEALING_KEY).map(String::as_str) != Some(project)
             {
                 bail!(
                     "a container named {name} exists that hoist did not create for project \
@@ -151,6 +153,15 @@ async fn holder_exists(docker: &Docker, project: &str) -> Result<bool> {
     }
 }
 
+/// Removes the holder container of `project`'s key (not the key: its volume), so that
+/// `down --volumes` can remove the volume. Nothing to remove is fine.
+pub async fn remove_holder(docker: &Docker, project: &str) -> Result<()> {
+    if holder_exists(docker, project).await? {
+        crate::apply::ops::remove(docker, &holder_name(project)).await?;
+    }
+    Ok(())
+}
+
 /// Creates the holder container (and its image) for the existing or new key volume.
 async fn ensure_holder(docker: &Docker, project: &str) -> Result<()> {
     if docker.inspect_image(HOLDER_IMAGE).await.is_err() {
@@ -162,7 +173,7 @@ async fn ensure_holder(docker: &Docker, project: &str) -> Result<()> {
         // Never started: the image has no program, and none is needed.
         cmd: Some(vec!["hoist-keyholder".to_string()]),
         labels: Some(HashMap::from([
-            (labels::PROJECT.to_string(), project.to_string()),
+            (labels::SEALING_KEY.to_string(), project.to_string()),
             (labels::ROLE.to_string(), ROLE.to_string()),
         ])),
         network_disabled: Some(true),
