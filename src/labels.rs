@@ -26,3 +26,7 @@ pub const IMAGE: &str = "io.hoist.image";
 pub const ROLE: &str = "io.hoist.role";
 /// The service a mesh proxy answers for (`io.hoist.role=mesh`).
 pub const MESH_SERVICE: &str = "io.hoist.mesh-service";
+/// On the container that holds a project's sealing key (src/seal.rs): the project. It carries no
+/// `io.hoist.project`, so what observes a project's containers never meets it; its volume does,
+/// so `down --volumes` removes the key with the project's other volumes.
+pub const SEALING_KEY: &str = "io.hoist.sealing-key";

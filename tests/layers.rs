@@ -21,6 +21,8 @@ const LAYERS: &[&[&str]] = &[
     &["engine"],
     // What runs (observe), images to machines (ship), carrying steps out (apply).
     &["observe", "ship", "apply"],
+    // The sealing key kept on the machines (read beside the observation).
+    &["seal"],
     // The balancers: the ingress, then the mesh (which reuses the ingress's addressing).
     &["ingress"],
     &["mesh"],

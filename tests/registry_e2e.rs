@@ -246,3 +246,83 @@ fn a_tag_is_pinned_to_one_digest_on_every_machine() {
     app.assert_all_on(lab, &pinned(&second), &image);
     registry.resume();
 }
+
+/// `config --resolve-image-digests` (issue 19): every service's image pinned to the digest its
+/// registry gives, asked through this computer's engine as `docker compose` does, and printed
+/// exactly as the reference prints it (differential); an image already pinned stays; a tag the
+/// registry lacks is an error naming the service and the image.
+#[test]
+fn config_resolves_image_digests_as_the_reference_does() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    // Trusted by this computer's engine only: config asks no machine.
+    let registry = Registry::start_for("cfgdigest", &[]);
+    let tagged = registry.push("hoist-test/app:v1", "app:1");
+    let untagged = registry.push("hoist-test/app:v2", "other");
+    let creds = registry.config();
+    let dir = std::env::temp_dir().join(format!("hoist-reg-cfg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let host = &registry.host;
+    let fixed = format!("{host}/app@{tagged}");
+    let compose = |web: &str| {
+        format!(
+            "name: cfgdigest\nservices:\n  web:\n    image: {web}\n  api:\n    image: {host}/other\n  \
+             again:\n    image: {host}/app:1\n  fixed:\n    image: {fixed}\n"
+        )
+    };
+    std::fs::write(dir.join("compose.yaml"), compose(&format!("{host}/app:1"))).unwrap();
+    let images = |text: &str| -> std::collections::BTreeMap<String, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        v["services"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, s)| (k.clone(), s["image"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let args = ["config", "--resolve-image-digests", "--format", "json"];
+    let mut cmd = common::lab::hoist_command();
+    cmd.current_dir(&dir)
+        .env("DOCKER_CONFIG", &creds)
+        .args(args);
+    let ours = run(&mut cmd);
+    let ours = images(ours.expect_success("hoist config --resolve-image-digests"));
+    assert_eq!(ours["web"], format!("{host}/app:1@{tagged}"));
+    assert_eq!(ours["again"], ours["web"]);
+    assert_eq!(ours["api"], format!("{host}/other:latest@{untagged}"));
+    assert_eq!(ours["fixed"], fixed);
+    let mut cmd = std::process::Command::new(common::reference::path());
+    cmd.current_dir(&dir)
+        .env("DOCKER_CONFIG", &creds)
+        .env_remove("DOCKER_HOST")
+        .args(args);
+    let theirs = run(&mut cmd);
+    assert_eq!(
+        ours,
+        images(theirs.expect_success("reference config --resolve-image-digests")),
+        "hoist and the reference pin differently"
+    );
+
+    // A tag the registry does not have: the service and the image are named; nothing printed.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        compose(&format!("{host}/app:nope")),
+    )
+    .unwrap();
+    let mut cmd = common::lab::hoist_command();
+    cmd.current_dir(&dir)
+        .env("DOCKER_CONFIG", &creds)
+        .args(args);
+    let out = run(&mut cmd);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "services.web.image: {host}/app:nope: registry {host} has no image"
+        )),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -704,3 +704,235 @@ fn machines_files_cannot_run_local_commands() {
     assert!(out.stderr.contains("Bad port"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every label on machine `m` (containers, running or not, of every project; volumes;
+/// networks) as the engine's API lists them, one JSON object a line.
+fn all_labels(lab: &Lab, m: &str) -> String {
+    let ids = lab.docker_in(m, &["ps", "-aq", "--no-trunc"]);
+    let ids: Vec<&str> = ids
+        .expect_success("listing containers")
+        .split_whitespace()
+        .collect();
+    let mut out = String::new();
+    if !ids.is_empty() {
+        let mut args = vec!["inspect", "--format", "{{json .Config.Labels}}"];
+        args.extend(ids);
+        out.push_str(lab.docker_in(m, &args).expect_success("container labels"));
+    }
+    for kind in ["volume", "network"] {
+        let listed = lab.docker_in(m, &[kind, "ls", "--format", "{{json .Labels}}"]);
+        out.push_str(listed.expect_success("labels"));
+    }
+    out
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the replicas of `project`'s api read on machine `m`: `$DB_PASSWORD` and the secret.
+fn values_in_replicas(lab: &Lab, m: &str, project: &str) -> Vec<String> {
+    let ids = lab.docker_in(
+        m,
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=io.hoist.project={project}"),
+            "--filter",
+            "label=io.hoist.service=api",
+        ],
+    );
+    ids.expect_success("listing replicas")
+        .split_whitespace()
+        .map(|id| {
+            lab.docker_in(
+                m,
+                &[
+                    "exec",
+                    id,
+                    "sh",
+                    "-c",
+                    "echo \"$DB_PASSWORD\" $(cat /run/secrets/api_key)",
+                ],
+            )
+            .expect_success("reading a replica's values")
+            .trim()
+            .to_string()
+        })
+        .collect()
+}
+
+/// Finding 8: environment values and secrets are recorded in labels only as HMACs under a
+/// per-project key kept on the machines. On the lab: no label anywhere holds a value, its
+/// plain SHA-256, or the key; a changed secret is still named in the plan; rollback restores
+/// the old values (the engine keeps them in the stopped container, not in a label); a key lost
+/// on one machine is copied back without replacing anything, and one lost everywhere makes a
+/// new key and one rolling reseal, each said by `plan` and `machines` first.
+#[test]
+fn labels_hold_no_secret_value_nor_its_plain_hash() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let project = format!("sec-seal{}", std::process::id());
+    let dir = scratch("seal");
+    let m = lab.machines_file();
+    let m = m.to_str().unwrap();
+    // Values no label may show, made fresh per run.
+    let nonce = format!("{:x}", std::process::id() as u64 * 7919 + 17);
+    let password = format!("pw-{nonce}-correct-horse");
+    let secret_v1 = format!("api-key-{nonce}-v1");
+    let secret_v2 = format!("api-key-{nonce}-v2");
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            "services:\n  api:\n    image: hoist-test/app:v1\n    environment:\n      \
+             DB_PASSWORD: {password}\n      PORT: \"8080\"\n    secrets: [api_key]\n    \
+             deploy:\n      replicas: 3\nsecrets:\n  api_key:\n    file: ./api_key.txt\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("api_key.txt"), &secret_v1).unwrap();
+    let hoist_here = |args: &[&str]| {
+        let mut all = vec!["-m", m, "-p", project.as_str()];
+        all.extend_from_slice(args);
+        common::lab::hoist_in(&dir, all)
+    };
+    let key_path = format!("/var/lib/docker/volumes/hoist-key-{project}/_data/key");
+    // The labels of every machine must show none of these.
+    let check_labels = |when: &str, extra: &[String]| {
+        let mut forbidden = vec![
+            password.clone(),
+            secret_v1.clone(),
+            secret_v2.clone(),
+            sha256_hex(password.as_bytes()),
+            sha256_hex(secret_v1.as_bytes()),
+            sha256_hex(secret_v2.as_bytes()),
+            sha256_hex(format!("DB_PASSWORD={password}").as_bytes()),
+        ];
+        forbidden.extend_from_slice(extra);
+        let mut sealed = 0;
+        for name in lab.machine_names() {
+            let labels = all_labels(lab, name);
+            for f in &forbidden {
+                assert!(
+                    !labels.contains(f.as_str()),
+                    "{when}: {f} in a label on {name}:\n{labels}"
+                );
+            }
+            sealed += labels.matches("\\\"DB_PASSWORD\\\":\\\"hmac:").count();
+        }
+        assert!(
+            sealed >= 3,
+            "{when}: the sealed specs were not found in the labels"
+        );
+    };
+    let keys = || -> Vec<String> {
+        lab.machine_names()
+            .iter()
+            .map(|n| lab.ssh(n, &["cat", &key_path]).stdout.trim().to_string())
+            .collect()
+    };
+
+    let out = hoist_here(&["plan"]);
+    assert!(
+        out.stdout
+            .contains("+ sealing key: create a new one on m1, m2, m3"),
+        "{out}"
+    );
+    hoist_here(&["up", "--yes"]).expect_success("first up");
+    let key = keys();
+    assert_eq!(key.len(), 3);
+    assert!(
+        key[0].len() == 64 && key.iter().all(|k| *k == key[0]),
+        "{key:?}"
+    );
+    check_labels("after the first up", &key);
+    let mut running = Vec::new();
+    for name in lab.machine_names() {
+        running.extend(values_in_replicas(lab, name, &project));
+        // The key file is root's alone.
+        let mode = lab.ssh(name, &["stat", "-c", "%a:%U", &key_path]);
+        assert_eq!(mode.stdout.trim(), "400:root", "{name}: {mode}");
+    }
+    assert_eq!(running, vec![format!("{password} {secret_v1}"); 3]);
+    let out = hoist_here(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code(), Some(0), "a second plan is empty: {out}");
+
+    // Only the secret changes: named, its value not shown, and nothing else.
+    std::fs::write(dir.join("api_key.txt"), &secret_v2).unwrap();
+    let out = hoist_here(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert_eq!(
+        out.stdout
+            .matches("secrets /run/secrets/api_key changed")
+            .count(),
+        3,
+        "{out}"
+    );
+    assert!(!out.stdout.contains("environment"), "{out}");
+    assert!(
+        !out.stdout.contains(&secret_v2) && !out.stdout.contains(&secret_v1),
+        "{out}"
+    );
+    hoist_here(&["up", "--yes"]).expect_success("up with the new secret");
+    check_labels("after the secret changed", &key);
+
+    // Rollback without the compose file: the old secret is back, from the engine's container.
+    let elsewhere = scratch("seal-rollback");
+    let out = common::lab::hoist_in(&elsewhere, ["-m", m, "-p", &project, "rollback"]);
+    out.expect_success("rollback");
+    let mut running = Vec::new();
+    for name in lab.machine_names() {
+        running.extend(values_in_replicas(lab, name, &project));
+    }
+    assert_eq!(running, vec![format!("{password} {secret_v1}"); 3]);
+    hoist_here(&["up", "--yes"]).expect_success("up again after the rollback");
+
+    // The key lost on m2 (its volume removed by hand): said by `machines` and `plan`, copied
+    // back by `up` with no replica replaced.
+    lab.docker_in("m2", &["rm", &format!("hoist-key-{project}")])
+        .expect_success("removing m2's key holder");
+    lab.docker_in("m2", &["volume", "rm", &format!("hoist-key-{project}")])
+        .expect_success("removing m2's key");
+    let out = hoist_here(&["machines"]);
+    assert!(out.stderr.contains("do not all hold project"), "{out}");
+    let out = hoist_here(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stdout.contains("0 to create, 0 to replace"), "{out}");
+    assert!(out.stdout.contains("+ sealing key@m2: copy key"), "{out}");
+    hoist_here(&["up", "--yes"]).expect_success("up copying the key");
+    assert_eq!(keys(), key);
+    assert_eq!(hoist_here(&["plan", "--detailed-exitcode"]).code(), Some(0));
+
+    // Lost everywhere: a new key, and every replica resealed, said in the plan.
+    for name in lab.machine_names() {
+        lab.docker_in(name, &["rm", &format!("hoist-key-{project}")])
+            .expect_success("removing a key holder");
+        lab.docker_in(name, &["volume", "rm", &format!("hoist-key-{project}")])
+            .expect_success("removing a key");
+    }
+    let out = hoist_here(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert_eq!(
+        out.stdout
+            .matches("which is not the machines' key now")
+            .count(),
+        3,
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("+ sealing key: create a new one"),
+        "{out}"
+    );
+    hoist_here(&["up", "--yes"]).expect_success("up with a new key");
+    let new_key = keys();
+    assert!(new_key.iter().all(|k| *k == new_key[0]) && new_key[0] != key[0]);
+    assert_eq!(hoist_here(&["plan", "--detailed-exitcode"]).code(), Some(0));
+    check_labels("after a new key", &[key.clone(), new_key].concat());
+
+    hoist_here(&["down", "--volumes", "--yes"]).expect_success("down");
+}

@@ -20,7 +20,8 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-fn status_code(e: &DockerError) -> Option<u16> {
+/// The HTTP status of an engine's error answer (404 no such object, 409 conflict, …).
+pub fn status_code(e: &DockerError) -> Option<u16> {
     match e {
         DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,

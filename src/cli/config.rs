@@ -39,8 +39,8 @@ pub struct ConfigArgs {
     /// the reference's partially resolved form (docs/compose.md)
     #[arg(long)]
     pub no_interpolate: bool,
-    /// Not supported by `config`, which reads files only: `hoist plan` shows the digest
-    /// every registry tag is pinned to (docs/compose.md)
+    /// Pin every service's image to its manifest digest (`name:tag@sha256:…`), asked of the
+    /// registry through this computer's Docker engine, as `docker compose` does (docs/compose.md)
     #[arg(long)]
     pub resolve_image_digests: bool,
     /// Only these services and their dependencies (enabled whatever their profiles)
@@ -48,8 +48,8 @@ pub struct ConfigArgs {
     pub service_names: Vec<String>,
 }
 
-pub fn run(args: &ConfigArgs) -> ExitCode {
-    match render(args) {
+pub async fn run(args: &ConfigArgs) -> ExitCode {
+    match render(args).await {
         Ok(out) => {
             print!("{out}");
             ExitCode::SUCCESS
@@ -61,28 +61,30 @@ pub fn run(args: &ConfigArgs) -> ExitCode {
     }
 }
 
-fn render(args: &ConfigArgs) -> anyhow::Result<String> {
+async fn render(args: &ConfigArgs) -> anyhow::Result<String> {
+    if args.no_interpolate && args.resolve_image_digests {
+        anyhow::bail!(
+            "--resolve-image-digests needs the interpolated project (image names may hold \
+             variables): leave out --no-interpolate"
+        );
+    }
     if args.no_interpolate {
         return render_raw(args);
-    }
-    if args.resolve_image_digests {
-        anyhow::bail!(
-            "--resolve-image-digests is not supported: `config` reads files only, without an \
-             engine or a registry; `hoist plan` resolves every registry tag to the digest the \
-             machines will run and shows it (docs/compose.md)"
-        );
     }
     let mut opts = args.project.load_options()?;
     // Like the reference, `--services`/`--volumes` list the whole project.
     if !(args.services || args.volumes) {
         opts.services = args.service_names.clone();
     }
-    let loaded = load::load(&opts)?;
+    let mut loaded = load::load(&opts)?;
     for w in &loaded.warnings {
         eprintln!("hoist: warning: {w}");
     }
+    super::check_project(&loaded.project, &args.project, None)?;
+    if args.resolve_image_digests {
+        resolve_digests(&mut loaded.project).await?;
+    }
     let project = &loaded.project;
-    super::check_project(project, &args.project, None)?;
     if args.quiet {
         return Ok(String::new());
     }
@@ -112,6 +114,30 @@ fn render(args: &ConfigArgs) -> anyhow::Result<String> {
     };
     // The printed project must load again with the same values: escape `$` as compose does.
     Ok(text.replace('$', "$$"))
+}
+
+/// `--resolve-image-digests`: each service's image pinned to the digest the registry gives
+/// for it, asked through this computer's engine as the reference asks through its own
+/// (`pipeline::pin::digests_for_config`). The digest comes from the registry, never from what
+/// an engine has stored: with no engine here, or no registry reachable from here, it fails,
+/// naming the service and the image.
+async fn resolve_digests(project: &mut crate::model::Project) -> anyhow::Result<()> {
+    let Some(local) = crate::pipeline::local::engine().await else {
+        anyhow::bail!(
+            "--resolve-image-digests asks each image's registry for its digest through this \
+             computer's Docker engine (as docker compose does), and none answers here \
+             (DOCKER_HOST or /var/run/docker.sock); start one, or drop the option: `hoist plan` \
+             shows the digest the machines will run"
+        );
+    };
+    let pinned =
+        crate::pipeline::pin::digests_for_config(project, &local, "this computer's engine").await?;
+    for (service, image) in pinned {
+        if let Some(svc) = project.services.get_mut(&service) {
+            svc.image = Some(image);
+        }
+    }
+    Ok(())
 }
 
 /// `--no-interpolate`: the raw model (`load::raw`), printed without `$` escaping (its

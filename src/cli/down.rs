@@ -92,6 +92,10 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: DownArgs) ->
             }
             let mut vols = 0;
             if args.volumes {
+                // The sealing key's holder mounts the key's volume (src/seal.rs).
+                crate::seal::remove_holder(&docker, project)
+                    .await
+                    .map_err(|e| format!("{machine}: {e:#}"))?;
                 vols = remove_project_volumes(&docker, project)
                     .await
                     .map_err(|e| format!("{machine}: {e:#}"))?;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 /// Show every machine of the inventory: reachable or why not, engine, OS/arch,
-/// CPUs, memory, labels, and hoist's containers there.
+/// CPUs, memory, hoist's containers there, the project's sealing key (its ID), and labels.
 #[derive(Args)]
 #[command(
     after_help = "Examples:\n  hoist machines\n  hoist -m prod.yaml machines --json\n\nExit codes: 0 all machines reachable, 1 any machine unreachable (all are still reported)."
@@ -31,6 +31,26 @@ pub async fn run(
     let project = super::project_name(project_args).ok();
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
+    // The project's sealing key on each machine (docs/security.md): its ID, never the key.
+    let keys = match &project {
+        Some(p) => Some(crate::seal::read_all(&conns, p).await),
+        None => None,
+    };
+    let key_of = |machine: &str| -> (String, serde_json::Value) {
+        use crate::seal::Held;
+        let Some(found) = &keys else {
+            return ("-".into(), serde_json::Value::Null);
+        };
+        match found.machines.iter().find(|(m, _)| m == machine) {
+            Some((_, Ok(Held::Key(k)))) => (k.id(), json!(k.id())),
+            Some((_, Ok(Held::Nothing))) => ("none".into(), json!("none")),
+            Some((_, Ok(Held::Unreadable(why)))) => {
+                ("unreadable".into(), json!({ "unreadable": why }))
+            }
+            Some((_, Err(e))) => ("?".into(), json!({ "error": e })),
+            None => ("-".into(), serde_json::Value::Null),
+        }
+    };
     let mut rows = Vec::new();
     let mut records = Vec::new();
     let mut failures = Vec::new();
@@ -54,6 +74,7 @@ pub async fn run(
                     (Err(e), _) => ("?".to_string(), json!({ "error": e })),
                 };
                 let f = &engine.facts;
+                let (key_text, key_json) = key_of(&machine.name);
                 rows.push(vec![
                     machine.name.clone(),
                     "ok".into(),
@@ -63,6 +84,7 @@ pub async fn run(
                     f.cpus.to_string(),
                     table::bytes(f.memory_bytes),
                     count_text,
+                    key_text,
                     labels_text,
                 ]);
                 records.push(json!({
@@ -71,13 +93,14 @@ pub async fn run(
                     "os": f.os, "arch": f.arch, "operating_system": f.operating_system,
                     "cpus": f.cpus, "memory_bytes": f.memory_bytes, "hostname": f.hostname,
                     "storage_driver": f.storage_driver, "containerd_image_store": f.containerd_image_store,
-                    "labels": machine.labels, "containers": counts,
+                    "labels": machine.labels, "containers": counts, "sealing_key": key_json,
                 }));
             }
             Err(e) => {
                 rows.push(vec![
                     machine.name.clone(),
                     "UNREACHABLE".into(),
+                    "-".into(),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -116,6 +139,7 @@ pub async fn run(
                     "CPUS",
                     "MEMORY",
                     "CONTAINERS",
+                    "KEY",
                     "LABELS"
                 ],
                 &rows
@@ -123,6 +147,29 @@ pub async fn run(
         );
         for f in &failures {
             eprintln!("hoist: {f}");
+        }
+        if let (Some(p), Some(found)) = (&project, &keys) {
+            let mut ids: Vec<String> = found
+                .machines
+                .iter()
+                .filter_map(|(_, r)| match r {
+                    Ok(crate::seal::Held::Key(k)) => Some(k.id()),
+                    _ => None,
+                })
+                .collect();
+            ids.sort();
+            ids.dedup();
+            let lacking = found
+                .machines
+                .iter()
+                .any(|(_, r)| !matches!(r, Ok(crate::seal::Held::Key(_))));
+            if ids.len() > 1 || (lacking && !ids.is_empty()) {
+                eprintln!(
+                    "hoist: the machines do not all hold project {p}'s sealing key (KEY column); \
+                     `hoist plan` says which key is kept and which replicas are resealed, \
+                     `hoist up` repairs it"
+                );
+            }
         }
     }
     Ok(if unreachable == 0 {

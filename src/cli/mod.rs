@@ -127,7 +127,7 @@ pub fn main() -> ExitCode {
                 if args.project.is_empty() {
                     args.project = cli.project.clone();
                 }
-                Ok(config::run(&args))
+                Ok(config::run(&args).await)
             }
             Command::Build(args) => build::run(&cli.global, &cli.project, args).await,
             Command::Ps(args) => ps::run(&cli.global, &cli.project, args).await,

@@ -46,8 +46,9 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
         }
         Err(_) => Ok(Vec::new()),
     };
-    // Beside the replicas: the ingress's own changes and previous releases to prune — `up`
-    // does them even when no replica changes, so they are changes too.
+    // Beside the replicas: the ingress's own changes, previous releases to prune and the
+    // sealing key to write — `up` does them even when no replica changes, so they are changes
+    // too.
     let side_lines = match &planned {
         Ok(p) => {
             let engines = conns.engines();
@@ -57,6 +58,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
                 Ok(b) => {
                     let mut lines = b.ingress_lines(&engines, &p.resolved.project).await;
                     lines.extend(pipeline::apply::prune_lines(&p.observed, &p.previous));
+                    lines.extend(p.sealing.lines());
                     Ok(lines)
                 }
                 Err(e) => Err(e),
@@ -106,10 +108,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
             );
         }
         if !side_lines.is_empty() {
-            println!(
-                "\ningress and previous releases:\n  {}",
-                side_lines.join("\n  ")
-            );
+            println!("\nbeside the replicas:\n  {}", side_lines.join("\n  "));
         }
     }
     let unreachable = planned

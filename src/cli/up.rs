@@ -127,11 +127,9 @@ async fn plan_and_apply(
         &planned.observed,
         &planned.previous,
     ));
+    side_lines.extend(planned.sealing.lines());
     if !args.json && !side_lines.is_empty() {
-        tell!(
-            "ingress and previous releases:\n  {}\n",
-            side_lines.join("\n  ")
-        );
+        tell!("beside the replicas:\n  {}\n", side_lines.join("\n  "));
     }
     if !planned.plan.has_changes() {
         if !side_lines.is_empty() && !args.yes && !super::confirm("Apply this plan?")? {
@@ -144,6 +142,7 @@ async fn plan_and_apply(
         balancers.add_images(&mut prep);
         let by_name: std::collections::HashMap<String, Docker> = engines.iter().cloned().collect();
         let name = &planned.resolved.project;
+        crate::seal::store_where_needed(engines, name, &planned.sealing).await?;
         let containerd = pipeline::apply::containerd_machines(conns);
         pipeline::apply::prepare(
             &prep,

@@ -31,6 +31,7 @@ pub mod ports;
 mod refusal;
 pub mod rollback;
 pub mod schedule;
+pub mod seal;
 pub mod spec;
 pub mod workload;
 

@@ -46,6 +46,9 @@ pub mod attr {
     pub const USER: &str = "user";
     /// Array of the ports the mesh forwards to (src/mesh); absent when the service is not meshed.
     pub const MESH: &str = "mesh";
+    /// The ID of the key the spec's secret-bearing values were sealed with
+    /// (`core::seal`); absent in a spec recorded in the clear by an older hoist.
+    pub const SEAL: &str = "seal";
 }
 
 /// How the plan may talk about an attribute's values.
@@ -62,6 +65,17 @@ pub enum Disclosure {
 
 /// The attributes whose values must never be printed, only the names of their keys.
 pub const SENSITIVE: &[&str] = &[attr::ENVIRONMENT, attr::SECRETS];
+
+use super::seal::SealKey;
+
+/// The attributes whose values are sealed. Their key names stay readable (the plan names
+/// them), their values never.
+pub const SEALED: &[&str] = &[
+    attr::ENVIRONMENT,
+    attr::SECRETS,
+    attr::CONFIGS,
+    attr::HEALTHCHECK,
+];
 
 /// Attributes whose values are safe and short enough to print, in the order reasons are listed.
 /// Attributes not in this table or [`KEYED`] are reported by name only, after them, sorted.
@@ -81,6 +95,7 @@ const RANKED: &[(&str, Disclosure)] = &[
     (attr::LABELS, Disclosure::KeysOnly),
     (attr::RESOURCES, Disclosure::NameOnly),
     (attr::USER, Disclosure::Values),
+    (attr::SEAL, Disclosure::Values),
 ];
 
 /// Further attributes whose values are printed (short, never secret).
@@ -165,7 +180,33 @@ impl ContainerSpec {
         serde_json::from_str(text)
     }
 
-    /// Lowercase hex SHA-256 of [`ContainerSpec::canonical_json`].
+    /// The spec as it may be recorded and hashed: every value of the [`SEALED`] attributes
+    /// (each value of an object, or the value itself) replaced by its seal under `key`, and
+    /// the key's ID in [`attr::SEAL`]. Equal specs sealed with one key are equal; the result
+    /// holds nothing from which a sealed value could be found or confirmed without the key.
+    pub fn sealed(&self, key: &SealKey) -> ContainerSpec {
+        let mut out = self.clone();
+        for name in SEALED {
+            let Some(value) = out.0.get_mut(*name) else {
+                continue;
+            };
+            *value = match &*value {
+                Value::Object(map) => Value::Object(
+                    map.iter()
+                        .map(|(k, v)| (k.clone(), Value::String(key.seal(name, k, v))))
+                        .collect(),
+                ),
+                other => Value::String(key.seal(name, "", other)),
+            };
+        }
+        out.set(attr::SEAL, key.id());
+        out
+    }
+
+    /// Lowercase hex SHA-256 of [`ContainerSpec::canonical_json`]. Of a [sealed] spec it is
+    /// a function of the recorded label text alone, so it tells nothing the label does not.
+    ///
+    /// [sealed]: ContainerSpec::sealed
     pub fn hash(&self) -> String {
         let digest = Sha256::digest(self.canonical_json().as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -185,12 +226,26 @@ impl ContainerSpec {
         names.dedup();
         let mut reasons = Vec::new();
         let digests = (old.get(attr::IMAGE_DIGEST), self.get(attr::IMAGE_DIGEST));
+        // Seals made with different keys (or none) cannot be compared: say why the spec reads
+        // as changed once, instead of every sealed value.
+        let resealed = old.get(attr::SEAL) != self.get(attr::SEAL);
         for name in names {
             let (before, after) = (old.get(name), self.get(name));
-            if before == after {
+            if before == after || (resealed && SEALED.contains(&name)) {
                 continue;
             }
             match name {
+                attr::SEAL => reasons.push(match (before, after) {
+                    (None, _) => "spec recorded in the clear by an older hoist: replaced once to \
+                                  seal its values (docs/security.md)"
+                        .to_string(),
+                    (Some(b), Some(_)) => format!(
+                        "spec sealed with key {}, which is not the machines' key now (it was \
+                         lost, or they held different keys): replaced to reseal it",
+                        shown(b)
+                    ),
+                    (Some(_), None) => "spec no longer sealed".to_string(),
+                }),
                 // A pinned image is one thing: its tag and the digest it was resolved to.
                 attr::IMAGE if digests.0.is_some() || digests.1.is_some() => reasons.push(format!(
                     "image {} → {}",
@@ -458,6 +513,81 @@ mod tests {
             new.changes_from(&old),
             ["image app:latest rebuilt: sha256:aaaaaaaaaaaa → sha256:bbbbbbbbbbbb"]
         );
+    }
+
+    fn key(b: u8) -> SealKey {
+        SealKey::from_bytes([b; crate::core::seal::KEY_LEN])
+    }
+
+    /// A spec with a password in its environment, a secret and a healthcheck.
+    fn with_secrets(password: &str, secret_hash: &str) -> ContainerSpec {
+        ContainerSpec::new()
+            .with("image", "app:1")
+            .with("command", json!(["serve"]))
+            .with(
+                "environment",
+                json!({"DB_PASSWORD": password, "MODE": "prod", "EMPTY": null}),
+            )
+            .with(
+                "secrets",
+                json!({"/run/secrets/api_key": format!("sha256:{secret_hash} mode 444 uid 0 gid 0")}),
+            )
+            .with("healthcheck", json!({"test": ["CMD", "curl", "-u", format!("admin:{password}"), "http://localhost/"]}))
+    }
+
+    #[test]
+    fn a_sealed_spec_holds_no_sensitive_value_and_compares_by_key_name() {
+        let secret = "0123456789abcdef".repeat(4);
+        let old = with_secrets("hunter2", &secret).sealed(&key(1));
+        let text = old.canonical_json();
+        for leaked in ["hunter2", "prod", secret.as_str(), "curl", "admin"] {
+            assert!(!text.contains(leaked), "{leaked} in {text}");
+        }
+        // What is not secret-bearing stays readable: the plan and other verbs use it.
+        assert_eq!(old.get("image"), Some(&json!("app:1")));
+        assert_eq!(old.get("command"), Some(&json!(["serve"])));
+        assert_eq!(old.get(attr::SEAL), Some(&json!(key(1).id())));
+        // Sealing is deterministic: an unchanged spec keeps its hash.
+        assert_eq!(
+            old.hash(),
+            with_secrets("hunter2", &secret).sealed(&key(1)).hash()
+        );
+        let new = with_secrets("swordfish", &"f".repeat(64)).sealed(&key(1));
+        assert_eq!(
+            new.changes_from(&old),
+            [
+                "environment DB_PASSWORD changed",
+                "secrets /run/secrets/api_key changed",
+                "healthcheck changed",
+            ]
+        );
+        assert_ne!(new.hash(), old.hash());
+    }
+
+    #[test]
+    fn another_key_or_a_clear_spec_is_one_reason_not_every_value() {
+        let spec = with_secrets("hunter2", &"a".repeat(64));
+        let one = spec.sealed(&key(1));
+        let two = spec.clone().with("user", "1000").sealed(&key(2));
+        assert_eq!(
+            two.changes_from(&one),
+            [
+                "user added",
+                &format!(
+                    "spec sealed with key {}, which is not the machines' key now (it was lost, \
+                     or they held different keys): replaced to reseal it",
+                    key(1).id()
+                ),
+            ]
+        );
+        assert_eq!(
+            one.changes_from(&spec),
+            [
+                "spec recorded in the clear by an older hoist: replaced once to seal its values \
+              (docs/security.md)"
+            ]
+        );
+        assert_ne!(one.hash(), two.sealed(&key(1)).hash());
     }
 
     #[test]

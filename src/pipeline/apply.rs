@@ -177,6 +177,8 @@ pub async fn apply_plan(
     let engines = conns.engines();
     let release = release_id();
     let (mut prep, services) = super::rollout::build(planned, &release, balancers.mesh.as_ref())?;
+    // Before any replica is created with a spec sealed with it.
+    crate::seal::store_where_needed(&engines, &planned.resolved.project, &planned.sealing).await?;
     balancers.add_images(&mut prep);
     let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
     let containerd = containerd_machines(conns);

@@ -34,6 +34,8 @@ pub struct Planned {
     /// Said to the user before the plan: registries that could not be reached, and the
     /// digests kept instead (`pin::resolve`).
     pub warnings: Vec<String>,
+    /// The key the specs are sealed with, and the machines `up` must write it to.
+    pub sealing: crate::seal::Sealing,
 }
 
 /// What the scheduler may know of each machine, from its engine.
@@ -164,7 +166,10 @@ pub async fn plan(
     // What `up` would refuse in the file's x-hoist settings, `plan` refuses first.
     crate::ingress::spec::from_project(project)?;
     crate::core::autoscale::policies(project)?;
-    let observation = observe::observe(conns, &project.name).await;
+    let (observation, keys) = tokio::join!(
+        observe::observe(conns, &project.name),
+        crate::seal::read_all(conns, &project.name)
+    );
     let running = pin::from_observation(project, &observation);
     let resolution = pin::resolve(project, conns, local, &running).await?;
     let records = crate::apply::scale_record::read(conns, &project.name).await;
@@ -179,13 +184,43 @@ pub async fn plan(
         images,
         &resolution.pins,
         &observation,
+        &keys,
         &inputs,
     )?;
     planned.warnings = resolution.warnings;
+    planned.warnings.extend(clear_previous(&planned.previous));
     Ok(planned)
 }
 
-/// The plan from an observation already made, with watch's `inputs`.
+/// A warning naming the previous releases whose labels still record their spec in the clear
+/// (made by a hoist from before sealing): they are kept for rollback, so their labels keep the
+/// values until their slot is next replaced.
+fn clear_previous(previous: &[(String, SeenContainer)]) -> Option<String> {
+    let clear: Vec<String> = previous
+        .iter()
+        .filter(|(_, c)| {
+            c.labels
+                .get(labels::SPEC)
+                .and_then(|s| ContainerSpec::from_json(s).ok())
+                .is_some_and(|s| s.get(crate::core::spec::attr::SEAL).is_none())
+        })
+        .map(|(m, c)| format!("{}@{m}", c.name))
+        .collect();
+    (!clear.is_empty()).then(|| {
+        format!(
+            "{} previous release(s) kept for rollback were made by a hoist from before sealing and \
+             record their environment values in the clear in their labels: {}. They are removed \
+             when their slot is next replaced; to remove them now (and lose that rollback), \
+             `docker rm` them on their machines",
+            clear.len(),
+            clear.join(", ")
+        )
+    })
+}
+
+/// The plan from an observation already made (and the sealing keys read beside it), with
+/// watch's `inputs`.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_observed(
     project: &Project,
     fleet: &Fleet,
@@ -193,11 +228,14 @@ pub fn plan_observed(
     images: &local::LocalImages,
     pins: &pin::Pins,
     observation: &Observation,
+    keys: &crate::seal::Found,
     inputs: &Inputs,
 ) -> Result<Planned> {
     let mut images = images.clone();
     local::keep_running_ids(project, observation, &mut images);
+    let sealing = crate::seal::choose(keys, observation)?;
     let mut resolved = resolve::resolve(project, &images, pins, fleet.mesh.as_ref())?;
+    resolved.seal(&sealing.key);
     for w in &mut resolved.workloads {
         if let (Mode::Replicated(_), Some(n)) = (w.mode, inputs.replicas.get(&w.service)) {
             w.mode = Mode::Replicated(*n);
@@ -222,6 +260,7 @@ pub fn plan_observed(
         plan,
         previous,
         warnings: Vec::new(),
+        sealing,
     })
 }
 

@@ -204,6 +204,71 @@ pub async fn resolve_on(
     Ok(Resolution { pins, warnings })
 }
 
+/// What `docker compose config --resolve-image-digests` prints for each service's image, as
+/// the reference does it: every service with an `image:` not already pinned by digest (and not
+/// `pull_policy: build`) gets `name:tag@sha256:…`, the name fully qualified and `latest` when
+/// untagged, with the manifest digest `engine`'s distribution endpoint gets from the registry
+/// — the road the reference takes through its engine (`engine`: this computer's). Returns
+/// service → image; an image that cannot be resolved is an error naming its services.
+pub async fn digests_for_config(
+    project: &Project,
+    engine: &Docker,
+    engine_name: &str,
+) -> Result<BTreeMap<String, String>> {
+    let mut images: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, svc) in &project.services {
+        let Some(img) = svc.image.as_deref().filter(|i| !i.is_empty()) else {
+            continue;
+        };
+        if svc.pull_policy.as_deref() == Some("build") || img.contains('@') {
+            continue;
+        }
+        images.entry(img).or_default().push(name);
+    }
+    let machines = [(engine_name, engine)];
+    let lookups = images.iter().map(|(img, services)| {
+        let machines = &machines;
+        async move { (img, services, resolve_one(img, machines).await) }
+    });
+    let mut out = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (img, services, r) in futures_util::future::join_all(lookups).await {
+        let named: Vec<String> = services
+            .iter()
+            .map(|s| format!("services.{s}.image"))
+            .collect();
+        match r {
+            Ok(digest) => {
+                let (repo, tag) = image::split_tag(img);
+                let pinned = format!("{}:{tag}@{digest}", qualified(repo));
+                for s in services {
+                    out.insert(s.to_string(), pinned.clone());
+                }
+            }
+            Err(u) => problems.push(format!("{}: {img}: {}", named.join(", "), u.advice)),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(out)
+}
+
+/// A repository name in full, as the reference prints it: `nginx` → `docker.io/library/nginx`,
+/// `acme/app` → `docker.io/acme/app`; a name with a registry host stays as it is.
+fn qualified(repo: &str) -> String {
+    let first = repo.split('/').next().unwrap_or_default();
+    let has_host =
+        repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_host {
+        repo.to_string()
+    } else if repo.contains('/') {
+        format!("docker.io/{repo}")
+    } else {
+        format!("docker.io/library/{repo}")
+    }
+}
+
 /// Why a tag has no digest: what kind of failure, and the message for the user.
 struct Unresolved {
     kind: Failure,
@@ -537,6 +602,19 @@ mod tests {
         let known = from_observation(&p, &observation);
         assert!(known.pins.is_empty());
         assert_eq!(known.unpinned, BTreeSet::from(["api".to_string()]));
+    }
+
+    #[test]
+    fn qualified_names_as_the_reference_prints_them() {
+        assert_eq!(qualified("nginx"), "docker.io/library/nginx");
+        assert_eq!(qualified("acme/app"), "docker.io/acme/app");
+        assert_eq!(
+            qualified("docker.io/library/nginx"),
+            "docker.io/library/nginx"
+        );
+        assert_eq!(qualified("ghcr.io/acme/app"), "ghcr.io/acme/app");
+        assert_eq!(qualified("172.31.77.1:5443/app"), "172.31.77.1:5443/app");
+        assert_eq!(qualified("localhost/app"), "localhost/app");
     }
 
     #[test]

@@ -61,6 +61,21 @@ pub struct Resolved {
     pub volume_specs: BTreeMap<String, Value>,
 }
 
+impl Resolved {
+    /// Seals every service's spec with `key` (`core::seal`) and hashes it again: the specs
+    /// are then what is recorded on the machines and compared with what they record.
+    /// [`resolve`] leaves them in the clear, for checks that record nothing.
+    pub fn seal(&mut self, key: &crate::core::seal::SealKey) {
+        for w in &mut self.workloads {
+            w.spec = w.spec.sealed(key);
+        }
+        for s in self.services.values_mut() {
+            s.spec = s.spec.sealed(key);
+            s.hash = s.spec.hash();
+        }
+    }
+}
+
 /// Resolves every service of `project`; all refusals are reported together.
 /// `local` gives the local image ID of each service built here (`build:`) or whose image
 /// exists only locally, and the digest of each build's context; both enter its spec: a

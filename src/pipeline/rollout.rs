@@ -10,7 +10,7 @@ use crate::container::{self, Placement};
 use crate::core::observed::Slot;
 use crate::core::plan::Action;
 use crate::core::workload::UpdateOrder;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -104,6 +104,10 @@ pub fn build(
                 .get(&service)
                 .with_context(|| format!("service {service} not resolved"))?;
             let slot_label = slot.label_value();
+            // What is recorded in labels must be sealed (`Resolved::seal`): never a value.
+            if svc.spec.get(crate::core::spec::attr::SEAL).is_none() {
+                bail!("internal: the spec of service {service} was not sealed; nothing recorded");
+            }
             let spec_json = svc.spec.canonical_json();
             let at = Placement {
                 project: &r.project,

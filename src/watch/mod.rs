@@ -186,6 +186,10 @@ pub async fn run(
                 "resolving the image tags of new services took over 60s (a registry that does not answer?)"
             )),
         };
+        // The sealing key, read each round like everything else (a machine may have joined,
+        // or lost it), each machine bounded like the observation. Only machines that answered
+        // this round count (`seal::choose` skips the others).
+        let keys = crate::seal::read_all_within(conns, &project.name, opts.probe).await;
         let planned = match pins {
             Ok(pins) => pipeline::plan_observed(
                 project,
@@ -194,6 +198,7 @@ pub async fn run(
                 &built,
                 &pins.pins,
                 &observation,
+                &keys,
                 &inputs,
             ),
             Err(e) => Err(e),

@@ -1,4 +1,5 @@
 //! Support shared by the integration tests; each `tests/*.rs` file includes it with `mod common;`.
 
 pub mod lab;
+pub mod reference;
 pub mod registry;
