@@ -29,6 +29,11 @@ readonly LABEL=io.hoist.lab
 # is; `lab.sh containerd` starts it beside them, at an address no mN uses (m99 is .109).
 readonly CTD=ctd
 readonly CTD_IP=$NET_PREFIX.200
+# The opt-in bare machine: sshd and no engine, a fresh server for `hoist machines init`
+# (Debian 12, the machine image with the engine purged at first boot). `lab.sh bare` makes a new
+# one every time, since init changes it.
+readonly BARE=bare
+readonly BARE_IP=$NET_PREFIX.201
 
 log() { printf '%s lab: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -44,19 +49,26 @@ machine_index() { # m7 -> 7; anything else is an error
     echo "${BASH_REMATCH[1]}"
 }
 machine_ip() {
-    [[ $1 == "$CTD" ]] && { echo "$CTD_IP"; return; }
-    echo "$NET_PREFIX.$((10 + $(machine_index "$1")))"
+    case $1 in
+        "$CTD") echo "$CTD_IP" ;;
+        "$BARE") echo "$BARE_IP" ;;
+        *) echo "$NET_PREFIX.$((10 + $(machine_index "$1")))" ;;
+    esac
 }
 machine_suite() {
-    [[ $1 == "$CTD" ]] && { echo trixie; return; }
-    (($(machine_index "$1") % 2)) && echo bookworm || echo trixie
+    case $1 in
+        "$CTD") echo trixie ;;
+        "$BARE") echo bookworm ;;
+        *) (($(machine_index "$1") % 2)) && echo bookworm || echo trixie ;;
+    esac
 }
+is_opt_in() { [[ $1 == "$CTD" || $1 == "$BARE" ]]; }
 machine_volume() { echo "hoist-lab-$1-docker"; }
 
 # How many machines (m1..mN) the last `up` started.
 lab_size() { cat "$STATE/size" 2>/dev/null || echo 0; }
 require_machine() { # a fault command must name a machine of the running lab
-    [[ $1 == "$CTD" ]] || machine_index "$1" >/dev/null
+    is_opt_in "$1" || machine_index "$1" >/dev/null
     docker container inspect -f "{{index .Config.Labels \"$LABEL.machine\"}}" "$1" 2>/dev/null |
         grep -qx "$1" || die "$1 is not a machine of the lab (run: $0 up)"
 }
@@ -177,8 +189,8 @@ clear_leftovers() {
     fi
 }
 
-create_machine() { # NAME [RECIPE DAEMON_JSON] — the last two for a machine kind beside m1..mN
-    local name=$1 recipe=${2:-$(lab_recipe)} daemon_json=${3:-} ip suite
+create_machine() { # NAME [RECIPE DAEMON_JSON BOOT] — the last three for a machine kind beside m1..mN
+    local name=$1 recipe=${2:-$(lab_recipe)} daemon_json=${3:-} boot=${4:-} ip suite
     ip=$(machine_ip "$name")
     suite=$(machine_suite "$name")
     docker volume create --label "$LABEL=1" "$(machine_volume "$name")" >/dev/null
@@ -196,6 +208,8 @@ create_machine() { # NAME [RECIPE DAEMON_JSON] — the last two for a machine ki
     # The engine reads daemon.json when it starts, at boot: written before the first start, it
     # configures this machine alone, and the machine image (its recipe) stays the same.
     [[ -z $daemon_json ]] || docker cp "$daemon_json" "$name:/etc/docker/daemon.json"
+    # Likewise another PID 1 for a kind that boots differently (the bare machine).
+    [[ -z $boot ]] || docker cp "$boot" "$name:/usr/local/sbin/hoist-lab-boot"
     # authorized_keys as on a real server: root-owned, mode 600, in a 700 directory. A tar stream
     # sets owner and modes whether or not the image already has /root/.ssh (trixie's has).
     local tmp
@@ -226,10 +240,12 @@ ssh_machine() { # NAME CMD... — exactly as a user (or hoist) reaches the machi
     ssh -F "$STATE/ssh_config" "$@"
 }
 
-# Ready = sshd accepts our key and host key, and the machine's own engine answers.
+# Ready = sshd accepts our key and host key, and the machine's own engine answers (a bare
+# machine has none: sshd alone).
 machine_ready() { # NAME
-    ssh_machine "$1" true >/dev/null 2>&1 &&
-        docker exec "$1" docker info >/dev/null 2>&1
+    ssh_machine "$1" true >/dev/null 2>&1 || return 1
+    [[ $1 == "$BARE" ]] && return 0
+    docker exec "$1" docker info >/dev/null 2>&1
 }
 
 wait_ready() { # NAME...  — in parallel; names every machine that is not ready in time
@@ -340,6 +356,7 @@ cmd_containerd() {
     log "images ready after $((SECONDS - start))s; starting $CTD"
     create_machine "$CTD" "$want" "$(containerd_daemon_json)"
     add_client_entry "$CTD"
+    write_containerd_machines "$CTD"
     wait_ready "$CTD"
     log "$CTD answers after $((SECONDS - start))s; loading the test images into it"
     docker exec "$CTD" docker info --format '{{.DriverStatus}}' | grep -q io.containerd.snapshotter ||
@@ -348,7 +365,7 @@ cmd_containerd() {
     echo "$CTD up in $((SECONDS - start))s ($CTD_IP, engine $(docker exec "$CTD" docker version --format '{{.Server.Version}}'), containerd image store); machines file: $STATE/machines-containerd.yaml"
 }
 
-add_client_entry() { # NAME — its host key and ssh alias beside those of m1..mN, and its machines file
+add_client_entry() { # NAME — its host key and ssh alias beside those of m1..mN
     local name=$1 ip
     ip=$(machine_ip "$name")
     { grep -v "^$ip " "$STATE/known_hosts" || true
@@ -367,6 +384,10 @@ Host $name
     BatchMode yes
     ConnectTimeout 5
 EOF
+}
+
+write_containerd_machines() { # NAME
+    local name=$1
     cat >"$STATE/machines-containerd.yaml" <<EOF
 # hoist machines file written by tests/lab/lab.sh containerd: engine 20.10, engine 26 on the
 # classic image store, engine 26 on containerd's image store
@@ -382,6 +403,38 @@ machines:
     ssh: $name
     labels: {zone: c, os: trixie, store: containerd}
 EOF
+}
+
+# A fresh bare machine `bare` (sshd, no engine) beside a running lab, replacing the last one:
+# `hoist machines init` changes a machine, so every run starts from a new server. Adds it to
+# ssh_config and known_hosts and writes machines-bare.yaml (bare alone). `up` and `down` remove
+# it with the others.
+cmd_bare() {
+    ensure_root
+    lock_lab
+    local base start=$SECONDS
+    base=$(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" m1 2>/dev/null) ||
+        die "bare: the lab is not up (run: $0 up); $BARE joins m1..mN"
+    ensure_machine_images
+    docker rm -f "$BARE" >/dev/null 2>&1 || true
+    docker volume rm "$(machine_volume "$BARE")" >/dev/null 2>&1 || true
+    [[ -f $STATE/hostkeys/$BARE ]] ||
+        ssh-keygen -q -t ed25519 -N '' -C "$BARE" -f "$STATE/hostkeys/$BARE"
+    create_machine "$BARE" "$base-bare-$(recipe_hash <"$HERE/bare/boot.sh")" "" "$HERE/bare/boot.sh"
+    add_client_entry "$BARE"
+    cat >"$STATE/machines-bare.yaml" <<EOF
+# hoist machines file written by tests/lab/lab.sh bare: a Debian 12 machine with sshd and no
+# container engine, for \`hoist machines init\`
+ssh_config: ssh_config        # relative to this file; passed to ssh -F
+machines:
+  $BARE:
+    ssh: $BARE
+    labels: {zone: a, os: bookworm}
+EOF
+    wait_ready "$BARE"
+    docker exec "$BARE" sh -c '! command -v dockerd && ! command -v docker' >/dev/null ||
+        die "$BARE: an engine is still installed (see /var/log/hoist-lab-bare.log in $BARE)"
+    echo "$BARE up in $((SECONDS - start))s ($BARE_IP, Debian 12, sshd and no engine); machines file: $STATE/machines-bare.yaml"
 }
 
 # For test runs (tests/common/lab.rs): at least N healthy machines, leaving a healthy lab alone.
@@ -534,6 +587,8 @@ usage: $0 COMMAND [ARGS]
   env                 shell exports for the lab: eval "\$($0 env)"
   containerd          also start machine $CTD ($CTD_IP): engine 26 with containerd's image store,
                       beside m1..mN (which stay as they are); writes machines-containerd.yaml
+  bare                a new machine $BARE ($BARE_IP): Debian 12 with sshd and no engine, for
+                      \`hoist machines init\`; replaces the last one; writes machines-bare.yaml
 
 faults (on one machine NAME, e.g. m2), each with its inverse:
   kill NAME           the machine dies (docker kill)      start NAME      boot it again
@@ -556,6 +611,7 @@ main() {
         ensure) cmd_ensure "$@" ;;
         env) cmd_env ;;
         containerd) cmd_containerd ;;
+        bare) cmd_bare ;;
         kill | start | pause | unpause | cut | heal | stop-docker | start-docker | rekey)
             (($# >= 1)) || die "$cmd: which machine? (e.g. $0 $cmd m2)"
             "cmd_${cmd//-/_}" "$@"
