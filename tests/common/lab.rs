@@ -278,6 +278,14 @@ impl Lab {
         self.state_dir.join("machines-containerd.yaml")
     }
 
+    /// Starts a new bare machine `bare` (Debian 12, sshd, no engine; replacing the last one:
+    /// `hoist machines init` changes it) beside m1..m3 and returns a machines file of it alone.
+    /// Take a lease first: an `up` removes it.
+    pub fn bare(&self) -> PathBuf {
+        self.lab_sh_ok(&["bare"]);
+        self.state_dir.join("machines-bare.yaml")
+    }
+
     /// For a test that deploys but injects no faults: other such tests may run at the same time;
     /// tests that take [`Lab::exclusive`] wait until this lease is dropped.
     pub fn shared(&self) -> Lease {

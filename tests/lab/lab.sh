@@ -34,6 +34,12 @@ readonly CTD_IP=$NET_PREFIX.200
 # one every time, since init changes it.
 readonly BARE=bare
 readonly BARE_IP=$NET_PREFIX.201
+# The opt-in Podman machine: Debian 13 with Podman from Debian's packages serving the Docker API
+# on /run/podman/podman.sock, for mixed Docker + Podman fleets. Its image is the trixie machine
+# image with Docker purged and Podman installed (built once, cached by recipe).
+readonly POD=pod
+readonly POD_IP=$NET_PREFIX.202
+readonly POD_PACKAGES="podman aardvark-dns nftables catatonit ca-certificates"
 
 log() { printf '%s lab: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -52,6 +58,7 @@ machine_ip() {
     case $1 in
         "$CTD") echo "$CTD_IP" ;;
         "$BARE") echo "$BARE_IP" ;;
+        "$POD") echo "$POD_IP" ;;
         *) echo "$NET_PREFIX.$((10 + $(machine_index "$1")))" ;;
     esac
 }
@@ -59,10 +66,11 @@ machine_suite() {
     case $1 in
         "$CTD") echo trixie ;;
         "$BARE") echo bookworm ;;
+        "$POD") echo trixie ;;
         *) (($(machine_index "$1") % 2)) && echo bookworm || echo trixie ;;
     esac
 }
-is_opt_in() { [[ $1 == "$CTD" || $1 == "$BARE" ]]; }
+is_opt_in() { [[ $1 == "$CTD" || $1 == "$BARE" || $1 == "$POD" ]]; }
 machine_volume() { echo "hoist-lab-$1-docker"; }
 
 # How many machines (m1..mN) the last `up` started.
@@ -189,8 +197,8 @@ clear_leftovers() {
     fi
 }
 
-create_machine() { # NAME [RECIPE DAEMON_JSON BOOT] — the last three for a machine kind beside m1..mN
-    local name=$1 recipe=${2:-$(lab_recipe)} daemon_json=${3:-} boot=${4:-} ip suite
+create_machine() { # NAME [RECIPE DAEMON_JSON BOOT IMAGE] — the last four for a kind beside m1..mN
+    local name=$1 recipe=${2:-$(lab_recipe)} daemon_json=${3:-} boot=${4:-} image=${5:-} ip suite
     ip=$(machine_ip "$name")
     suite=$(machine_suite "$name")
     docker volume create --label "$LABEL=1" "$(machine_volume "$name")" >/dev/null
@@ -200,10 +208,10 @@ create_machine() { # NAME [RECIPE DAEMON_JSON BOOT] — the last three for a mac
         --cap-add ALL --cap-drop SYS_RESOURCE \
         --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
         -v /sys/fs/cgroup:/sys/fs/cgroup --tmpfs /run \
-        -v "$(machine_volume "$name"):/var/lib/docker" \
+        -v "$(machine_volume "$name"):$(engine_dir "$name")" \
         -e DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 \
         --network "$NET" --ip "$ip" \
-        "$(machine_image "$suite")" /usr/local/sbin/hoist-lab-boot >/dev/null
+        "${image:-$(machine_image "$suite")}" /usr/local/sbin/hoist-lab-boot >/dev/null
     install_host_key "$name" "$STATE/hostkeys/$name"
     # The engine reads daemon.json when it starts, at boot: written before the first start, it
     # configures this machine alone, and the machine image (its recipe) stays the same.
@@ -220,6 +228,9 @@ create_machine() { # NAME [RECIPE DAEMON_JSON BOOT] — the last three for a mac
     rm -rf "$tmp"
     docker start "$name" >/dev/null
 }
+
+# Where the machine's engine keeps its data: on a volume, so that it can use overlay storage.
+engine_dir() { [[ $1 == "$POD" ]] && echo /var/lib/containers || echo /var/lib/docker; }
 
 install_host_key() { # NAME KEYFILE — copies a private key and its .pub in as the machine's host key
     local tmp
@@ -245,6 +256,11 @@ ssh_machine() { # NAME CMD... — exactly as a user (or hoist) reaches the machi
 machine_ready() { # NAME
     ssh_machine "$1" true >/dev/null 2>&1 || return 1
     [[ $1 == "$BARE" ]] && return 0
+    if [[ $1 == "$POD" ]]; then
+        docker exec -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$1" \
+            podman --url unix:///run/podman/podman.sock version >/dev/null 2>&1
+        return
+    fi
     docker exec "$1" docker info >/dev/null 2>&1
 }
 
@@ -437,6 +453,90 @@ EOF
     echo "$BARE up in $((SECONDS - start))s ($BARE_IP, Debian 12, sshd and no engine); machines file: $STATE/machines-bare.yaml"
 }
 
+# The Podman machine image: the trixie machine image with Docker purged and Podman installed from
+# Debian's mirror (LAB.md: lab machines reach it), committed and cached by its recipe's hash.
+podman_image() {
+    echo "hoist-lab/podman:$( {
+        machine_image trixie
+        echo "$POD_PACKAGES"
+        declare -f build_podman_image
+        cat "$HERE/podman/boot.sh"
+    } | recipe_hash)"
+}
+
+build_podman_image() { # TAG
+    local builder=hoist-lab-podman-build
+    docker rm -f "$builder" >/dev/null 2>&1 || true
+    # shellcheck disable=SC2016 # expanded inside the builder
+    docker run --name "$builder" --label "$LABEL=1" -e POD_PACKAGES="$POD_PACKAGES" \
+        "$(machine_image trixie)" sh -c '
+        set -e
+        export DEBIAN_FRONTEND=noninteractive
+        dpkg --purge docker.io docker-cli containerd runc tini
+        rm -rf /etc/docker /usr/local/sbin/hoist-lab-dockerd
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends $POD_PACKAGES
+        rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb' >"$CACHE/build-podman.log" 2>&1 ||
+        { tail -n 20 "$CACHE/build-podman.log" >&2; docker rm -f "$builder" >/dev/null; die "building the Podman machine image failed (log: $CACHE/build-podman.log)"; }
+    docker cp "$HERE/podman/boot.sh" "$builder:/usr/local/sbin/hoist-lab-boot"
+    docker commit --change 'CMD ["/usr/local/sbin/hoist-lab-boot"]' \
+        --change "LABEL $LABEL.recipe=${1##*:}" "$builder" "$1" >/dev/null
+    docker rm -f "$builder" >/dev/null
+}
+
+# Starts the Podman machine `pod` beside a running lab (m1..mN untouched), unless it already runs
+# this recipe and answers; loads the test images into its Podman. Adds it to ssh_config and
+# known_hosts and writes machines-podman.yaml (m1: engine 20.10, m2: engine 26, pod: Podman).
+# `up` and `down` remove it with the others.
+cmd_podman() {
+    ensure_root
+    lock_lab
+    local base want image start=$SECONDS
+    base=$(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" m1 2>/dev/null) ||
+        die "podman: the lab is not up (run: $0 up); $POD joins m1..mN"
+    ensure_machine_images
+    image=$(podman_image)
+    want="$base-pod-${image##*:}"
+    if [[ $(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$POD" 2>/dev/null) == "$want" ]] &&
+        grep -q "^Host $POD\$" "$STATE/ssh_config" 2>/dev/null && machine_ready "$POD"; then
+        echo "$POD ready ($POD_IP, Podman); machines file: $STATE/machines-podman.yaml"
+        return
+    fi
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+        log "building $image (Podman from Debian's packages; log: $CACHE/build-podman.log)"
+        mkdir -p "$CACHE"
+        build_podman_image "$image"
+    fi
+    local tarball
+    tarball=$(ensure_test_images)
+    docker rm -f "$POD" >/dev/null 2>&1 || true
+    docker volume rm "$(machine_volume "$POD")" >/dev/null 2>&1 || true
+    [[ -f $STATE/hostkeys/$POD ]] ||
+        ssh-keygen -q -t ed25519 -N '' -C "$POD" -f "$STATE/hostkeys/$POD"
+    create_machine "$POD" "$want" "" "" "$image"
+    add_client_entry "$POD"
+    cat >"$STATE/machines-podman.yaml" <<EOF
+# hoist machines file written by tests/lab/lab.sh podman: engine 20.10, engine 26 and Podman
+ssh_config: ssh_config        # relative to this file; passed to ssh -F
+machines:
+  m1:
+    ssh: m1
+    labels: {zone: a, os: bookworm, engine: docker}
+  m2:
+    ssh: m2
+    labels: {zone: b, os: trixie, engine: docker}
+  $POD:
+    ssh: $POD
+    engine: podman
+    labels: {zone: c, os: trixie, engine: podman}
+EOF
+    wait_ready "$POD"
+    log "$POD answers after $((SECONDS - start))s; loading the test images into its Podman"
+    docker exec -i -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$POD" podman load -q <"$tarball" >/dev/null ||
+        die "loading the test images into $POD failed"
+    echo "$POD up in $((SECONDS - start))s ($POD_IP, Podman $(docker exec -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$POD" podman version --format '{{.Server.Version}}' 2>/dev/null)); machines file: $STATE/machines-podman.yaml"
+}
+
 # For test runs (tests/common/lab.rs): at least N healthy machines, leaving a healthy lab alone.
 # Tests hold .use.lock while they use the lab (shared; exclusive while they inject a fault), so
 # an `up` first waits until no test does, then looks again: a machine may be down only for the
@@ -589,6 +689,8 @@ usage: $0 COMMAND [ARGS]
                       beside m1..mN (which stay as they are); writes machines-containerd.yaml
   bare                a new machine $BARE ($BARE_IP): Debian 12 with sshd and no engine, for
                       \`hoist machines init\`; replaces the last one; writes machines-bare.yaml
+  podman              also start machine $POD ($POD_IP): Debian 13 with Podman serving the Docker
+                      API on /run/podman/podman.sock; writes machines-podman.yaml (m1, m2, $POD)
 
 faults (on one machine NAME, e.g. m2), each with its inverse:
   kill NAME           the machine dies (docker kill)      start NAME      boot it again
@@ -612,6 +714,7 @@ main() {
         env) cmd_env ;;
         containerd) cmd_containerd ;;
         bare) cmd_bare ;;
+        podman) cmd_podman ;;
         kill | start | pause | unpause | cut | heal | stop-docker | start-docker | rekey)
             (($# >= 1)) || die "$cmd: which machine? (e.g. $0 $cmd m2)"
             "cmd_${cmd//-/_}" "$@"
