@@ -286,7 +286,8 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
             Some(other) => bail!(
                 "{file}: machines.{name}.engine: {} is not an engine hoist knows; write `engine: docker` (the default) or `engine: podman`",
                 match other {
-                    serde_yaml_ng::Value::String(s) => format!("{:?}", s.chars().take(40).collect::<String>()),
+                    serde_yaml_ng::Value::String(s) =>
+                        format!("{:?}", s.chars().take(40).collect::<String>()),
                     v => yaml_kind(v).to_string(),
                 }
             ),
@@ -607,7 +608,10 @@ mod tests {
                 "m1: {ssh: a, engine: containerd}",
                 "machines.m1.engine: \"containerd\" is not an engine hoist knows; write `engine: docker` (the default) or `engine: podman`",
             ),
-            ("m1: {ssh: a, engine: [podman]}", "machines.m1.engine: a list is not"),
+            (
+                "m1: {ssh: a, engine: [podman]}",
+                "machines.m1.engine: a list is not",
+            ),
             (
                 "m1: {local: true}\n  m2: {local: true}",
                 "machines.m2.local: m1 is already the local engine",

@@ -49,14 +49,17 @@ fn init_turns_a_bare_machine_into_a_fleet_member() {
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(
         out.stderr.contains("no container engine is installed here")
-            && out.stderr.contains("`hoist machines init bare` installs one"),
+            && out
+                .stderr
+                .contains("`hoist machines init bare` installs one"),
         "{out}"
     );
 
     // An OS init does not know is refused, naming the machine and the OS; nothing is run.
+    // (ssh hands the remote shell one command line.)
     let fake = lab.ssh(
         "bare",
-        &["sh", "-c", "mv /etc/os-release /etc/os-release.e2e && printf 'NAME=\"Alpine Linux\"\\nID=alpine\\nVERSION_ID=3.20.3\\nPRETTY_NAME=\"Alpine Linux v3.20\"\\n' >/etc/os-release"],
+        &["mv /etc/os-release /etc/os-release.e2e && printf 'NAME=\"Alpine Linux\"\\nID=alpine\\nVERSION_ID=3.20.3\\nPRETTY_NAME=\"Alpine Linux v3.20\"\\n' >/etc/os-release"],
     );
     fake.expect_success("faking /etc/os-release");
     let out = hoist_m(&machines, &dir, &["machines", "init", "--yes"]);
@@ -82,8 +85,12 @@ fn init_turns_a_bare_machine_into_a_fleet_member() {
     ] {
         assert!(out.stdout.contains(want), "missing {want:?}:\n{out}");
     }
-    let installed = lab.ssh("bare", &["sh", "-c", "[ -e /usr/sbin/dockerd ] && echo yes || echo no"]);
-    assert_eq!(installed.stdout.trim(), "no", "dry run installed docker: {installed}");
+    let installed = lab.ssh("bare", &["[ -e /usr/sbin/dockerd ] && echo yes || echo no"]);
+    assert_eq!(
+        installed.stdout.trim(),
+        "no",
+        "dry run installed docker: {installed}"
+    );
 
     // Without a terminal and without --yes: a clear refusal, nothing changed.
     let out = hoist_m(&machines, &dir, &["machines", "init"]);

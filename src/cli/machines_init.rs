@@ -17,8 +17,8 @@ use std::process::ExitCode;
 )]
 pub struct InitArgs {
     /// Machines of the inventory to prepare (default: all of them).
-    #[arg(value_name = "MACHINE")]
-    machines: Vec<String>,
+    #[arg(value_name = "MACHINE", id = "names")]
+    names: Vec<String>,
     /// Print the exact commands each machine would run, and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -28,7 +28,7 @@ pub struct InitArgs {
 }
 
 pub async fn run(global: &Global, args: InitArgs) -> Result<ExitCode> {
-    let fleet = chosen(super::load_fleet(global)?, &args.machines)?;
+    let fleet = chosen(super::load_fleet(global)?, &args.names)?;
     let survey = provision::survey(&fleet, global.timeout).await?;
     let mut failed = 0;
     let mut to_do = Vec::new();
@@ -36,7 +36,8 @@ pub async fn run(global: &Global, args: InitArgs) -> Result<ExitCode> {
         let name = &m.machine.name;
         match &m.state {
             State::Running(facts) => {
-                let mismatch = (facts.podman != (m.machine.engine == crate::inventory::EngineKind::Podman))
+                let mismatch = (facts.podman
+                    != (m.machine.engine == crate::inventory::EngineKind::Podman))
                     .then(|| format!(" (the machines file says engine: {})", m.machine.engine))
                     .unwrap_or_default();
                 say!(

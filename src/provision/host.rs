@@ -165,7 +165,10 @@ mod tests {
     fn reads_an_ubuntu_machine_with_docker_and_a_sudo_user() {
         let out = "--- os-release\nNAME='Ubuntu'\nVERSION_ID='24.04'\nID=ubuntu\nID_LIKE=debian\n--- facts\nuid=1000\nuser=deploy\ngroups=deploy sudo docker\ninit=systemd\napt=yes\nsudo=yes\napparmor=yes\npkg.docker.io=installed 24.0.7-0ubuntu4\nbin.dockerd=yes\n";
         let host = parse(out).unwrap();
-        assert_eq!((host.os_id.as_str(), host.os_version.as_str()), ("ubuntu", "24.04"));
+        assert_eq!(
+            (host.os_id.as_str(), host.os_version.as_str()),
+            ("ubuntu", "24.04")
+        );
         assert_eq!(host.os(), "ubuntu 24.04");
         assert_eq!(host.uid, 1000);
         assert_eq!(host.groups, ["deploy", "sudo", "docker"]);
@@ -183,7 +186,11 @@ mod tests {
 
     #[test]
     fn an_answer_that_is_not_the_probes_is_an_error() {
-        assert!(parse("Welcome to BusyBox\n").unwrap_err().contains("not what it prints"));
+        assert!(
+            parse("Welcome to BusyBox\n")
+                .unwrap_err()
+                .contains("not what it prints")
+        );
         assert!(
             parse("--- os-release\n--- facts\nuser=x\n")
                 .unwrap_err()

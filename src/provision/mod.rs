@@ -99,10 +99,7 @@ async fn look(machine: &Machine, workdir: &Workdir, timeout: Duration) -> State 
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return State::Refused(e.to_string()),
         Err(_) => {
-            return State::Refused(format!(
-                "no answer over ssh within {}s",
-                timeout.as_secs()
-            ));
+            return State::Refused(format!("no answer over ssh within {}s", timeout.as_secs()));
         }
     };
     let host = match shell.run(host::PROBE).await {

@@ -82,7 +82,10 @@ pub fn recipe(host: &Host, engine: EngineKind, socket: &str) -> Result<Recipe, S
                 || host.packages.contains_key("docker-ce")
                 || host.has_dockerd,
         ),
-        EngineKind::Podman => ("podman", host.packages.contains_key("podman") || host.has_podman),
+        EngineKind::Podman => (
+            "podman",
+            host.packages.contains_key("podman") || host.has_podman,
+        ),
     };
     if !installed {
         steps.push(Step {
@@ -105,7 +108,13 @@ pub fn recipe(host: &Host, engine: EngineKind, socket: &str) -> Result<Recipe, S
                 // What podman and netavark only recommend but a deploy needs: names on
                 // networks (aardvark-dns), published ports (netavark's nftables driver) and an
                 // init process for `init: true` (catatonit).
-                argv.extend(["podman", "aardvark-dns", "nftables", "catatonit", "ca-certificates"]);
+                argv.extend([
+                    "podman",
+                    "aardvark-dns",
+                    "nftables",
+                    "catatonit",
+                    "ca-certificates",
+                ]);
             }
         }
         steps.push(Step {
@@ -219,8 +228,16 @@ fn supported(host: &Host) -> Result<(), String> {
     Err(format!(
         "{} ({} {}) is not supported by `hoist machines init`, which installs engines from the packages of {list}; install Docker or Podman by hand, then `hoist machines` checks it",
         host.os(),
-        if host.os_id.is_empty() { "no ID" } else { &host.os_id },
-        if host.os_version.is_empty() { "no VERSION_ID" } else { &host.os_version },
+        if host.os_id.is_empty() {
+            "no ID"
+        } else {
+            &host.os_id
+        },
+        if host.os_version.is_empty() {
+            "no VERSION_ID"
+        } else {
+            &host.os_version
+        },
     ))
 }
 
@@ -257,8 +274,7 @@ fn check_user(user: &str) -> Result<(), String> {
 /// One shell word: as it is when it is plain, else quoted.
 fn shell_word(w: &str) -> String {
     let plain = !w.is_empty()
-        && w
-            .bytes()
+        && w.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_./:=@%+,-".contains(&b));
     if plain { w.to_string() } else { shell_quote(w) }
 }
@@ -325,10 +341,24 @@ sh -c 'i=0; while [ ! -S /var/run/docker.sock ] && [ $i -lt 60 ]; do sleep 0.5; 
         };
         let r = recipe(&host, EngineKind::Docker, DEFAULT_DOCKER_SOCKET).unwrap();
         let text = lines(&r);
-        assert!(text.contains("sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install"), "{text}");
-        assert!(text.contains("docker.io ca-certificates apparmor\n"), "{text}");
-        assert!(text.contains("\nsudo -n systemctl enable --now docker.service\n"), "{text}");
-        assert!(text.ends_with("# let deploy use docker (the docker group)\nsudo -n usermod -aG docker deploy\n"), "{text}");
+        assert!(
+            text.contains("sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install"),
+            "{text}"
+        );
+        assert!(
+            text.contains("docker.io ca-certificates apparmor\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nsudo -n systemctl enable --now docker.service\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "# let deploy use docker (the docker group)\nsudo -n usermod -aG docker deploy\n"
+            ),
+            "{text}"
+        );
         assert!(r.adds_group);
     }
 
@@ -357,7 +387,9 @@ sh -c 'i=0; while [ ! -S /var/run/docker.sock ] && [ $i -lt 60 ]; do sleep 0.5; 
         let r = recipe(&host, EngineKind::Podman, DEFAULT_PODMAN_SOCKET).unwrap();
         let text = lines(&r);
         assert!(
-            text.contains("--force-confold podman aardvark-dns nftables catatonit ca-certificates\n"),
+            text.contains(
+                "--force-confold podman aardvark-dns nftables catatonit ca-certificates\n"
+            ),
             "{text}"
         );
         assert!(
@@ -407,7 +439,10 @@ sh -c 'i=0; while [ ! -S /var/run/docker.sock ] && [ $i -lt 60 ]; do sleep 0.5; 
 
     #[test]
     fn words_are_quoted_only_when_needed() {
-        assert_eq!(shell_word("Dpkg::Options::=--force-confold"), "Dpkg::Options::=--force-confold");
+        assert_eq!(
+            shell_word("Dpkg::Options::=--force-confold"),
+            "Dpkg::Options::=--force-confold"
+        );
         assert_eq!(shell_word("a b"), "'a b'");
         assert_eq!(shell_word("$(x)"), "'$(x)'");
         assert_eq!(shell_word(""), "''");
