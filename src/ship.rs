@@ -36,11 +36,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Where a machine's engine keeps images (`engine::Facts::containerd_image_store`).
+/// Where a machine's engine keeps images (`engine::Facts::containerd_image_store`,
+/// `engine::Facts::podman`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
     Classic,
     Containerd,
+    /// Podman's containers/storage. Its load refuses a `docker save` archive that lacks a
+    /// layer file, even one it has; it takes an OCI layout and reuses the layers it holds
+    /// without reading their blobs. It names the image by its config digest, as the classic
+    /// store does.
+    Podman,
+}
+
+impl Store {
+    pub fn of(facts: &crate::engine::Facts) -> Store {
+        if facts.podman {
+            Store::Podman
+        } else if facts.containerd_image_store {
+            Store::Containerd
+        } else {
+            Store::Classic
+        }
+    }
 }
 
 /// An image exported from the local engine into a cached archive.
@@ -80,7 +98,7 @@ impl Exported {
     /// The ID an engine with `store` gives this image once loaded.
     pub fn id_in(&self, store: Store) -> &str {
         match store {
-            Store::Classic => &self.config_id,
+            Store::Classic | Store::Podman => &self.config_id,
             Store::Containerd => &self.manifest_digest,
         }
     }
@@ -445,7 +463,7 @@ pub async fn ship_to(
             };
             match store {
                 Store::Classic => write_thin(&image.archive, &skip, sink),
-                Store::Containerd => write_oci(&image, &skip, sink),
+                Store::Containerd | Store::Podman => write_oci(&image, &skip, sink),
             }
         })
     };
@@ -480,6 +498,7 @@ pub async fn ship_to(
             match store {
                 Store::Classic => "classic",
                 Store::Containerd => "containerd",
+                Store::Podman => "Podman",
             }
         )
     })?;

@@ -144,13 +144,13 @@ async fn plan_and_apply(
         balancers.add_images(&mut prep);
         let by_name: std::collections::HashMap<String, Docker> = engines.iter().cloned().collect();
         let name = &planned.resolved.project;
-        let containerd = pipeline::apply::containerd_machines(conns);
+        let stores = pipeline::apply::image_stores(conns);
         pipeline::apply::prepare(
             &prep,
             &by_name,
             name,
             local.as_ref(),
-            &containerd,
+            &stores,
             &progress,
         )
         .await?;

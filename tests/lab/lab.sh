@@ -454,13 +454,13 @@ EOF
 }
 
 # The Podman machine image: the trixie machine image with Docker purged and Podman installed from
-# Debian's mirror (LAB.md: lab machines reach it), committed and cached by its recipe's hash.
+# Debian's mirror (LAB.md: lab machines reach it), committed and cached by its recipe's hash. Its
+# PID 1 (podman/boot.sh) is copied in at each start, so changing it rebuilds nothing.
 podman_image() {
     echo "hoist-lab/podman:$( {
         machine_image trixie
         echo "$POD_PACKAGES"
         declare -f build_podman_image
-        cat "$HERE/podman/boot.sh"
     } | recipe_hash)"
 }
 
@@ -478,7 +478,6 @@ build_podman_image() { # TAG
         apt-get install -y -q --no-install-recommends $POD_PACKAGES
         rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb' >"$CACHE/build-podman.log" 2>&1 ||
         { tail -n 20 "$CACHE/build-podman.log" >&2; docker rm -f "$builder" >/dev/null; die "building the Podman machine image failed (log: $CACHE/build-podman.log)"; }
-    docker cp "$HERE/podman/boot.sh" "$builder:/usr/local/sbin/hoist-lab-boot"
     docker commit --change 'CMD ["/usr/local/sbin/hoist-lab-boot"]' \
         --change "LABEL $LABEL.recipe=${1##*:}" "$builder" "$1" >/dev/null
     docker rm -f "$builder" >/dev/null
@@ -496,7 +495,7 @@ cmd_podman() {
         die "podman: the lab is not up (run: $0 up); $POD joins m1..mN"
     ensure_machine_images
     image=$(podman_image)
-    want="$base-pod-${image##*:}"
+    want="$base-pod-${image##*:}-$(recipe_hash <"$HERE/podman/boot.sh")"
     if [[ $(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$POD" 2>/dev/null) == "$want" ]] &&
         grep -q "^Host $POD\$" "$STATE/ssh_config" 2>/dev/null && machine_ready "$POD"; then
         echo "$POD ready ($POD_IP, Podman); machines file: $STATE/machines-podman.yaml"
@@ -513,7 +512,7 @@ cmd_podman() {
     docker volume rm "$(machine_volume "$POD")" >/dev/null 2>&1 || true
     [[ -f $STATE/hostkeys/$POD ]] ||
         ssh-keygen -q -t ed25519 -N '' -C "$POD" -f "$STATE/hostkeys/$POD"
-    create_machine "$POD" "$want" "" "" "$image"
+    create_machine "$POD" "$want" "" "$HERE/podman/boot.sh" "$image"
     add_client_entry "$POD"
     cat >"$STATE/machines-podman.yaml" <<EOF
 # hoist machines file written by tests/lab/lab.sh podman: engine 20.10, engine 26 and Podman

@@ -15,4 +15,16 @@ mkdir -p /run/sshd /run/podman
 export PODMAN_IGNORE_CGROUPSV1_WARNING=1
 setsid podman system service --time=0 unix:///run/podman/podman.sock \
     >>/var/log/podman-service.log 2>&1 </dev/null &
+# Podman runs each container's health check from a systemd timer (a transient unit per
+# container); with no systemd none ever runs and every health status stays "starting". This
+# stands in for those timers, as the lab's sysvinit stand-in does for the bare machine: each
+# second, every container with a health check gets one run (`podman healthcheck run`, which
+# records the result as the timer would). The lab's images check every second anyway.
+setsid sh -c 'while :; do
+    for id in $(podman ps -q --filter health=starting) $(podman ps -q --filter health=healthy) \
+        $(podman ps -q --filter health=unhealthy); do
+        podman healthcheck run "$id" >/dev/null 2>&1 &
+    done
+    sleep 1
+done' >/dev/null 2>&1 </dev/null &
 exec /usr/sbin/sshd -D -e
