@@ -286,6 +286,15 @@ impl Lab {
         self.state_dir.join("machines-bare.yaml")
     }
 
+    /// Starts the opt-in machine `pod` (Debian 13 with Podman serving the Docker API on
+    /// /run/podman/podman.sock) beside m1..m3, unless it runs, and returns a machines file of m1
+    /// (engine 20.10), m2 (engine 26) and pod (`engine: podman`). Take a lease first: an `up`
+    /// removes it.
+    pub fn podman(&self) -> PathBuf {
+        self.lab_sh_ok(&["podman"]);
+        self.state_dir.join("machines-podman.yaml")
+    }
+
     /// For a test that deploys but injects no faults: other such tests may run at the same time;
     /// tests that take [`Lab::exclusive`] wait until this lease is dropped.
     pub fn shared(&self) -> Lease {
