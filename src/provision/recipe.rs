@@ -155,7 +155,14 @@ pub fn recipe(host: &Host, engine: EngineKind, socket: &str) -> Result<Recipe, S
                 what: "enable Podman's API socket at boot and start it (systemd)".into(),
                 command: root(&["systemctl", "enable", "--now", "podman.socket"]),
             });
-            "Podman's API socket started and enabled at boot with systemd (podman.socket)"
+            // Podman has no daemon to restart containers after a reboot: this unit starts
+            // those with a restart policy (hoist's replicas have one) at boot.
+            steps.push(Step {
+                what: "start containers with a restart policy at boot (podman-restart.service)"
+                    .into(),
+                command: root(&["systemctl", "enable", "podman-restart.service"]),
+            });
+            "Podman's API socket started and enabled at boot with systemd (podman.socket, podman-restart.service)"
                 .to_string()
         }
         (EngineKind::Podman, false) => {

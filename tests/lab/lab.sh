@@ -505,6 +505,10 @@ cmd_podman() {
         log "building $image (Podman from Debian's packages; log: $CACHE/build-podman.log)"
         mkdir -p "$CACHE"
         build_podman_image "$image"
+        local old
+        for old in $(docker images --format '{{.Repository}}:{{.Tag}}' hoist-lab/podman); do
+            [[ $old == "$image" ]] || docker rmi "$old" >/dev/null 2>&1 || true
+        done
     fi
     local tarball
     tarball=$(ensure_test_images)
