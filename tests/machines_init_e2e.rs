@@ -138,5 +138,65 @@ fn init_turns_a_bare_machine_into_a_fleet_member() {
     let body = http_get_until(BARE_IP, PORT, "/", 200, Duration::from_secs(30));
     assert!(body.contains("version=v1 machine=bare"), "{body}");
     hoist_m(&machines, &dir, &["-p", &project, "down", "--yes"]).expect_success("down");
+
+    non_root_user_through_sudo(lab, &dir);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh bare machine reached as `deploy`, a user with passwordless sudo: init runs every
+/// command through `sudo -n`, puts deploy in the docker group, and hoist then reaches the engine
+/// as deploy — with ssh masters kept between commands, as users have them, so the login kept from
+/// before init (without the group) must not be reused.
+fn non_root_user_through_sudo(lab: &Lab, dir: &Path) {
+    lab.bare();
+    // useradd leaves the password locked ("!"), which sshd refuses without PAM: "*" is none.
+    lab.ssh(
+        "bare",
+        &["apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sudo >/dev/null \
+           && useradd -m -s /bin/sh deploy && usermod -p '*' deploy \
+           && echo 'deploy ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/deploy \
+           && install -d -o deploy -m 700 /home/deploy/.ssh \
+           && install -o deploy -m 600 /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys"],
+    )
+    .expect_success("making a sudo user on bare");
+    let machines = dir.join("machines-deploy.yaml");
+    std::fs::write(
+        &machines,
+        format!(
+            "ssh_config: {}\nmachines:\n  bare: {{ssh: bare, user: deploy}}\n",
+            lab.ssh_config().display()
+        ),
+    )
+    .unwrap();
+    let out = hoist_m(&machines, dir, &["machines", "init", "--dry-run"]);
+    out.expect_success("dry run as deploy");
+    for want in [
+        "bare: Debian GNU/Linux 12 (bookworm), ssh user deploy (through sudo -n); would run:",
+        "  sudo -n apt-get update -q\n",
+        "  sudo -n /etc/init.d/docker start\n",
+        "  # let deploy use docker (the docker group)\n  sudo -n usermod -aG docker deploy\n",
+    ] {
+        assert!(out.stdout.contains(want), "missing {want:?}:\n{out}");
+    }
+    let kept = |args: &[&str]| {
+        run(common::lab::hoist_command()
+            .env_remove("HOIST_SSH_PERSIST")
+            .current_dir(dir)
+            .args(["-m", machines.to_str().unwrap()])
+            .args(args))
+    };
+    let out = kept(&["machines", "init", "--yes"]);
+    out.expect_success("machines init as deploy");
+    assert!(
+        out.stdout.contains("bare: let deploy use docker (the docker group)")
+            && out.stdout.contains("installed and running"),
+        "{out}"
+    );
+    let groups = lab.ssh("bare", &["id -Gn deploy"]);
+    assert!(groups.stdout.split_whitespace().any(|g| g == "docker"), "{groups}");
+    let out = kept(&["machines", "--json"]);
+    out.expect_success("machines as deploy after init");
+    assert!(out.stdout.contains("\"reachable\": true"), "{out}");
+    let out = kept(&["machines", "init", "--yes"]);
+    assert!(out.stdout.contains("already installed and running — nothing to do"), "{out}");
 }

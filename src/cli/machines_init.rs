@@ -36,10 +36,12 @@ pub async fn run(global: &Global, args: InitArgs) -> Result<ExitCode> {
         let name = &m.machine.name;
         match &m.state {
             State::Running(facts) => {
-                let mismatch = (facts.podman
-                    != (m.machine.engine == crate::inventory::EngineKind::Podman))
-                    .then(|| format!(" (the machines file says engine: {})", m.machine.engine))
-                    .unwrap_or_default();
+                let asked_podman = m.machine.engine == crate::inventory::EngineKind::Podman;
+                let mismatch = if facts.podman == asked_podman {
+                    String::new()
+                } else {
+                    format!(" (the machines file says engine: {})", m.machine.engine)
+                };
                 say!(
                     "{name}: {} already installed and running — nothing to do{mismatch}",
                     provision::engine_words(facts)
