@@ -39,6 +39,9 @@ pub struct Facts {
     pub containerd_image_store: bool,
     /// The engine is Podman answering the Docker API (its version names a "Podman Engine").
     pub podman: bool,
+    /// The engine runs rootless (a user's own, through rootlesskit): it cannot publish ports
+    /// below the machine's `net.ipv4.ip_unprivileged_port_start` (1024 by default).
+    pub rootless: bool,
 }
 
 /// Why a machine's engine could not be used.
@@ -305,6 +308,11 @@ async fn read_facts(docker: &Docker) -> Result<Facts, bollard::errors::Error> {
         .iter()
         .flatten()
         .any(|c| c.name.contains("Podman"));
+    let rootless = info
+        .security_options
+        .iter()
+        .flatten()
+        .any(|o| o.split(',').any(|kv| kv == "name=rootless"));
     let containerd_image_store = info
         .driver_status
         .iter()
@@ -322,6 +330,7 @@ async fn read_facts(docker: &Docker) -> Result<Facts, bollard::errors::Error> {
         storage_driver: info.driver.unwrap_or_default(),
         containerd_image_store,
         podman,
+        rootless,
     })
 }
 

@@ -83,7 +83,7 @@ pub async fn run(
                     "os": f.os, "arch": f.arch, "operating_system": f.operating_system,
                     "cpus": f.cpus, "memory_bytes": f.memory_bytes, "hostname": f.hostname,
                     "storage_driver": f.storage_driver, "containerd_image_store": f.containerd_image_store,
-                    "podman": f.podman,
+                    "podman": f.podman, "rootless": f.rootless,
                     "labels": machine.labels, "containers": counts,
                 }));
             }

@@ -295,6 +295,14 @@ impl Lab {
         self.state_dir.join("machines-podman.yaml")
     }
 
+    /// Starts the opt-in machine `rl` (Debian 13; user alice runs her own rootless Docker,
+    /// socket /run/user/1000/docker.sock) beside m1..m3, unless it runs, and returns a machines
+    /// file of rl reached as alice. Take a lease first: an `up` removes it.
+    pub fn rootless(&self) -> PathBuf {
+        self.lab_sh_ok(&["rootless"]);
+        self.state_dir.join("machines-rootless.yaml")
+    }
+
     /// For a test that deploys but injects no faults: other such tests may run at the same time;
     /// tests that take [`Lab::exclusive`] wait until this lease is dropped.
     pub fn shared(&self) -> Lease {

@@ -40,6 +40,11 @@ readonly BARE_IP=$NET_PREFIX.201
 readonly POD=pod
 readonly POD_IP=$NET_PREFIX.202
 readonly POD_PACKAGES="podman aardvark-dns nftables catatonit ca-certificates"
+# The opt-in rootless-Docker machine: Debian 13 whose engine is user alice's own (uid 1000,
+# dockerd-rootless.sh from docker.io, socket /run/user/1000/docker.sock); no engine runs as root.
+readonly RL=rl
+readonly RL_IP=$NET_PREFIX.203
+readonly RL_PACKAGES="rootlesskit uidmap slirp4netns"
 
 log() { printf '%s lab: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -59,6 +64,7 @@ machine_ip() {
         "$CTD") echo "$CTD_IP" ;;
         "$BARE") echo "$BARE_IP" ;;
         "$POD") echo "$POD_IP" ;;
+        "$RL") echo "$RL_IP" ;;
         *) echo "$NET_PREFIX.$((10 + $(machine_index "$1")))" ;;
     esac
 }
@@ -66,11 +72,11 @@ machine_suite() {
     case $1 in
         "$CTD") echo trixie ;;
         "$BARE") echo bookworm ;;
-        "$POD") echo trixie ;;
+        "$POD" | "$RL") echo trixie ;;
         *) (($(machine_index "$1") % 2)) && echo bookworm || echo trixie ;;
     esac
 }
-is_opt_in() { [[ $1 == "$CTD" || $1 == "$BARE" || $1 == "$POD" ]]; }
+is_opt_in() { [[ $1 == "$CTD" || $1 == "$BARE" || $1 == "$POD" || $1 == "$RL" ]]; }
 machine_volume() { echo "hoist-lab-$1-docker"; }
 
 # How many machines (m1..mN) the last `up` started.
@@ -197,8 +203,10 @@ clear_leftovers() {
     fi
 }
 
-create_machine() { # NAME [RECIPE DAEMON_JSON BOOT IMAGE] — the last four for a kind beside m1..mN
+create_machine() { # NAME [RECIPE DAEMON_JSON BOOT IMAGE FLAG] — the last five for a kind beside m1..mN
     local name=$1 recipe=${2:-$(lab_recipe)} daemon_json=${3:-} boot=${4:-} image=${5:-} ip suite
+    local extra=()
+    [[ -z ${6:-} ]] || extra=("$6")
     ip=$(machine_ip "$name")
     suite=$(machine_suite "$name")
     docker volume create --label "$LABEL=1" "$(machine_volume "$name")" >/dev/null
@@ -209,7 +217,7 @@ create_machine() { # NAME [RECIPE DAEMON_JSON BOOT IMAGE] — the last four for 
         --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
         -v /sys/fs/cgroup:/sys/fs/cgroup --tmpfs /run \
         -v "$(machine_volume "$name"):$(engine_dir "$name")" \
-        -e DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 \
+        -e DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 "${extra[@]}" \
         --network "$NET" --ip "$ip" \
         "${image:-$(machine_image "$suite")}" /usr/local/sbin/hoist-lab-boot >/dev/null
     install_host_key "$name" "$STATE/hostkeys/$name"
@@ -230,7 +238,13 @@ create_machine() { # NAME [RECIPE DAEMON_JSON BOOT IMAGE] — the last four for 
 }
 
 # Where the machine's engine keeps its data: on a volume, so that it can use overlay storage.
-engine_dir() { [[ $1 == "$POD" ]] && echo /var/lib/containers || echo /var/lib/docker; }
+engine_dir() {
+    case $1 in
+        "$POD") echo /var/lib/containers ;;
+        "$RL") echo /home/alice/.local/share/docker ;;
+        *) echo /var/lib/docker ;;
+    esac
+}
 
 install_host_key() { # NAME KEYFILE — copies a private key and its .pub in as the machine's host key
     local tmp
@@ -256,6 +270,10 @@ ssh_machine() { # NAME CMD... — exactly as a user (or hoist) reaches the machi
 machine_ready() { # NAME
     ssh_machine "$1" true >/dev/null 2>&1 || return 1
     [[ $1 == "$BARE" ]] && return 0
+    if [[ $1 == "$RL" ]]; then
+        docker exec "$1" su alice -c 'DOCKER_HOST=unix:///run/user/1000/docker.sock docker info' >/dev/null 2>&1
+        return
+    fi
     if [[ $1 == "$POD" ]]; then
         docker exec -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$1" \
             podman --url unix:///run/podman/podman.sock version >/dev/null 2>&1
@@ -540,6 +558,96 @@ EOF
     echo "$POD up in $((SECONDS - start))s ($POD_IP, Podman $(docker exec -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$POD" podman version --format '{{.Server.Version}}' 2>/dev/null)); machines file: $STATE/machines-podman.yaml"
 }
 
+# The rootless-Docker machine image: the trixie machine image plus rootlesskit, uidmap and
+# slirp4netns from Debian's mirror, and the user alice (uid 1000, subordinate ids 100000-165535,
+# no password: ssh keys only). Committed once, cached by its recipe's hash.
+rootless_image() {
+    echo "hoist-lab/rootless:$( {
+        machine_image trixie
+        echo "$RL_PACKAGES"
+        declare -f build_rootless_image
+    } | recipe_hash)"
+}
+
+build_rootless_image() { # TAG
+    local builder=hoist-lab-rootless-build
+    docker rm -f "$builder" >/dev/null 2>&1 || true
+    # shellcheck disable=SC2016 # expanded inside the builder
+    docker run --name "$builder" --label "$LABEL=1" -e RL_PACKAGES="$RL_PACKAGES" \
+        "$(machine_image trixie)" sh -c '
+        set -e
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends $RL_PACKAGES
+        rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+        useradd -m -u 1000 -s /bin/sh alice
+        usermod -p "*" alice
+        install -d -o alice -g alice -m 700 /home/alice/.ssh /home/alice/.local /home/alice/.local/share /home/alice/.local/share/docker' \
+        >"$CACHE/build-rootless.log" 2>&1 ||
+        { tail -n 20 "$CACHE/build-rootless.log" >&2; docker rm -f "$builder" >/dev/null; die "building the rootless machine image failed (log: $CACHE/build-rootless.log)"; }
+    docker commit --change 'CMD ["/usr/local/sbin/hoist-lab-boot"]' \
+        --change "LABEL $LABEL.recipe=${1##*:}" "$builder" "$1" >/dev/null
+    docker rm -f "$builder" >/dev/null
+}
+
+# Starts the rootless-Docker machine `rl` beside a running lab (m1..mN untouched), unless it
+# already runs this recipe and answers; loads the test images into alice's engine. Writes
+# machines-rootless.yaml (rl as alice, docker_socket /run/user/1000/docker.sock). It runs with
+# `--security-opt systempaths=unconfined`: a rootless engine mounts a fresh /proc for each
+# container, which the kernel refuses while parts of the machine's /proc are masked.
+cmd_rootless() {
+    ensure_root
+    lock_lab
+    local base want image start=$SECONDS
+    base=$(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" m1 2>/dev/null) ||
+        die "rootless: the lab is not up (run: $0 up); $RL joins m1..mN"
+    ensure_machine_images
+    image=$(rootless_image)
+    want="$base-rl-${image##*:}-$(recipe_hash <"$HERE/rootless/boot.sh")"
+    if [[ $(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$RL" 2>/dev/null) == "$want" ]] &&
+        grep -q "^Host $RL\$" "$STATE/ssh_config" 2>/dev/null && machine_ready "$RL"; then
+        echo "$RL ready ($RL_IP, rootless Docker of alice); machines file: $STATE/machines-rootless.yaml"
+        return
+    fi
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+        log "building $image (rootlesskit from Debian's packages; log: $CACHE/build-rootless.log)"
+        mkdir -p "$CACHE"
+        build_rootless_image "$image"
+        local old
+        for old in $(docker images --format '{{.Repository}}:{{.Tag}}' hoist-lab/rootless); do
+            [[ $old == "$image" ]] || docker rmi "$old" >/dev/null 2>&1 || true
+        done
+    fi
+    local tarball
+    tarball=$(ensure_test_images)
+    docker rm -f "$RL" >/dev/null 2>&1 || true
+    docker volume rm "$(machine_volume "$RL")" >/dev/null 2>&1 || true
+    [[ -f $STATE/hostkeys/$RL ]] ||
+        ssh-keygen -q -t ed25519 -N '' -C "$RL" -f "$STATE/hostkeys/$RL"
+    create_machine "$RL" "$want" "" "$HERE/rootless/boot.sh" "$image" "--security-opt=systempaths=unconfined"
+    local tmp
+    tmp=$(mktemp -d)
+    install -m 600 "$STATE/id_ed25519.pub" "$tmp/authorized_keys"
+    tar -C "$tmp" --numeric-owner --owner=1000 --group=1000 -c authorized_keys | docker cp - "$RL:/home/alice/.ssh"
+    rm -rf "$tmp"
+    add_client_entry "$RL"
+    cat >"$STATE/machines-rootless.yaml" <<EOF
+# hoist machines file written by tests/lab/lab.sh rootless: user alice's own (rootless) engine
+ssh_config: ssh_config        # relative to this file; passed to ssh -F
+machines:
+  $RL:
+    ssh: $RL
+    user: alice
+    docker_socket: /run/user/1000/docker.sock
+    labels: {zone: a, os: trixie, engine: rootless}
+EOF
+    wait_ready "$RL"
+    log "$RL answers after $((SECONDS - start))s; loading the test images into alice's engine"
+    docker exec -i "$RL" su alice -c 'DOCKER_HOST=unix:///run/user/1000/docker.sock docker load -q' <"$tarball" >/dev/null ||
+        die "loading the test images into $RL failed"
+    echo "$RL up in $((SECONDS - start))s ($RL_IP, rootless Docker of alice); machines file: $STATE/machines-rootless.yaml"
+}
+
 # For test runs (tests/common/lab.rs): at least N healthy machines, leaving a healthy lab alone.
 # Tests hold .use.lock while they use the lab (shared; exclusive while they inject a fault), so
 # an `up` first waits until no test does, then looks again: a machine may be down only for the
@@ -694,6 +802,8 @@ usage: $0 COMMAND [ARGS]
                       \`hoist machines init\`; replaces the last one; writes machines-bare.yaml
   podman              also start machine $POD ($POD_IP): Debian 13 with Podman serving the Docker
                       API on /run/podman/podman.sock; writes machines-podman.yaml (m1, m2, $POD)
+  rootless            also start machine $RL ($RL_IP): Debian 13 where user alice runs her own
+                      rootless Docker; writes machines-rootless.yaml ($RL as alice)
 
 faults (on one machine NAME, e.g. m2), each with its inverse:
   kill NAME           the machine dies (docker kill)      start NAME      boot it again
@@ -718,6 +828,7 @@ main() {
         containerd) cmd_containerd ;;
         bare) cmd_bare ;;
         podman) cmd_podman ;;
+        rootless) cmd_rootless ;;
         kill | start | pause | unpause | cut | heal | stop-docker | start-docker | rekey)
             (($# >= 1)) || die "$cmd: which machine? (e.g. $0 $cmd m2)"
             "cmd_${cmd//-/_}" "$@"
