@@ -188,15 +188,23 @@ fn non_root_user_through_sudo(lab: &Lab, dir: &Path) {
     let out = kept(&["machines", "init", "--yes"]);
     out.expect_success("machines init as deploy");
     assert!(
-        out.stdout.contains("bare: let deploy use docker (the docker group)")
+        out.stdout
+            .contains("bare: let deploy use docker (the docker group)")
             && out.stdout.contains("installed and running"),
         "{out}"
     );
     let groups = lab.ssh("bare", &["id -Gn deploy"]);
-    assert!(groups.stdout.split_whitespace().any(|g| g == "docker"), "{groups}");
+    assert!(
+        groups.stdout.split_whitespace().any(|g| g == "docker"),
+        "{groups}"
+    );
     let out = kept(&["machines", "--json"]);
     out.expect_success("machines as deploy after init");
     assert!(out.stdout.contains("\"reachable\": true"), "{out}");
     let out = kept(&["machines", "init", "--yes"]);
-    assert!(out.stdout.contains("already installed and running — nothing to do"), "{out}");
+    assert!(
+        out.stdout
+            .contains("already installed and running — nothing to do"),
+        "{out}"
+    );
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 const POD_IP: &str = "172.31.77.202";
 /// This test's own ingress ports.
-const HTTP: u16 = 18681;
-const HTTPS: u16 = 18644;
+const HTTP: u16 = 19461;
+const HTTPS: u16 = 19462;
 
 struct Project {
     dir: PathBuf,
