@@ -8,7 +8,7 @@
 
 use super::host::Host;
 use crate::inventory::EngineKind;
-use crate::safe::shell_quote;
+use crate::safe::shell_word;
 
 /// The releases `init` installs on: their own packages of docker.io and podman are recent
 /// enough for hoist (API 1.40+). Others get an error naming the machine and its OS.
@@ -278,14 +278,6 @@ fn check_user(user: &str) -> Result<(), String> {
     }
 }
 
-/// One shell word: as it is when it is plain, else quoted.
-fn shell_word(w: &str) -> String {
-    let plain = !w.is_empty()
-        && w.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_./:=@%+,-".contains(&b));
-    if plain { w.to_string() } else { shell_quote(w) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,16 +434,5 @@ sh -c 'i=0; while [ ! -S /var/run/docker.sock ] && [ $i -lt 60 ]; do sleep 0.5; 
                 .unwrap_err()
                 .contains("not a plain login name")
         );
-    }
-
-    #[test]
-    fn words_are_quoted_only_when_needed() {
-        assert_eq!(
-            shell_word("Dpkg::Options::=--force-confold"),
-            "Dpkg::Options::=--force-confold"
-        );
-        assert_eq!(shell_word("a b"), "'a b'");
-        assert_eq!(shell_word("$(x)"), "'$(x)'");
-        assert_eq!(shell_word(""), "''");
     }
 }
