@@ -6,6 +6,7 @@
 //! never listed, so they are never touched.
 
 use crate::core::observed::Slot;
+use crate::core::ports::{Held, HostPort};
 use crate::engine::Connections;
 use crate::labels;
 use bollard::Docker;
@@ -74,6 +75,9 @@ pub struct MachineState {
     pub all_networks: Vec<String>,
     /// Image ID → its tags, for every image on the machine.
     pub images: BTreeMap<String, Vec<String>>,
+    /// Host ports published by running containers that are not the project's (another
+    /// project's, or no one's): a plan that needs one of them is refused.
+    pub held_ports: Vec<Held>,
 }
 
 /// What every machine runs, or why it could not be read.
@@ -169,8 +173,10 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
     let networks = docker.list_networks(None::<ListNetworksOptions>);
     let volumes = docker.list_volumes(None::<ListVolumesOptions>);
     let images = docker.list_images(Some(ListImagesOptions::default()));
-    let (containers, networks, volumes, images) =
-        tokio::join!(containers, networks, volumes, images);
+    let running = docker.list_containers(None::<ListContainersOptions>);
+    let (containers, networks, volumes, images, running) =
+        tokio::join!(containers, networks, volumes, images, running);
+    let running = running.map_err(|e| format!("listing containers: {e}"))?;
     let containers = containers.map_err(|e| format!("listing containers: {e}"))?;
     let networks = networks.map_err(|e| format!("listing networks: {e}"))?;
     let volumes = volumes.map_err(|e| format!("listing volumes: {e}"))?;
@@ -244,12 +250,48 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
             (i.id, tags)
         })
         .collect();
+    let held_ports = running
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get(labels::PROJECT))
+                .is_none_or(|p| p != project)
+        })
+        .flat_map(|c| {
+            let holder = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            let of = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::PROJECT))
+                .cloned();
+            c.ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |p| {
+                    Some(Held {
+                        port: HostPort {
+                            port: p.public_port?,
+                            proto: p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into()),
+                        },
+                        holder: holder.clone(),
+                        project: of.clone(),
+                    })
+                })
+        })
+        .collect();
     Ok(MachineState {
         containers: seen,
         volumes: volume_names,
         networks: network_names,
         all_networks,
         images,
+        held_ports,
     })
 }
 
@@ -265,6 +307,67 @@ fn health_from_status(status: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// A replica as the balancers (ingress and mesh) see it: what they put in their pools.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    pub id: String,
+    pub service: String,
+    pub slot: String,
+    /// Running and healthy (or running without a healthcheck).
+    pub ready: bool,
+    /// (container port, host port) of its published TCP ports.
+    pub ports: Vec<(u32, u16)>,
+}
+
+/// The project's running replicas on one machine (hoist's own containers, which fill no
+/// slot, excluded).
+pub async fn list_replicas(docker: &Docker, project: &str) -> anyhow::Result<Vec<Replica>> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={project}", labels::PROJECT)],
+    )]);
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            all: false,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            let l = c.labels.unwrap_or_default();
+            let service = l.get(labels::SERVICE)?.clone();
+            let slot = l.get(labels::SLOT)?.clone();
+            let status = c.status.unwrap_or_default();
+            let running = c.state.map(|s| s.to_string()).as_deref() == Some("running");
+            let ready = running && is_ready(health_from_status(&status).as_deref());
+            let mut ports: Vec<(u32, u16)> = c
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.typ.map(|t| t.to_string()).as_deref() != Some("udp"))
+                .filter_map(|p| Some((u32::from(p.private_port), p.public_port?)))
+                .collect();
+            ports.sort();
+            ports.dedup();
+            Some(Replica {
+                id: c.id.unwrap_or_default(),
+                service,
+                slot,
+                ready,
+                ports,
+            })
+        })
+        .collect())
+}
+
+/// The one readiness rule: running and healthy, or running without a healthcheck (the
+/// engine reports no health then).
+pub fn is_ready(health: Option<&str>) -> bool {
+    matches!(health, None | Some("healthy"))
 }
 
 #[cfg(test)]

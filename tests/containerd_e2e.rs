@@ -259,7 +259,7 @@ fn a_built_image_ships_deploys_rolls_out_and_back_on_both_image_stores() {
     );
 
     // Rollback: the previous release runs again everywhere, without the change.
-    let back = app.hoist(&["rollback"]);
+    let back = app.hoist(&["rollback", "--yes"]);
     assert!(back.success(), "{back}");
     assert_eq!(app.current_releases(), release, "back to the first release");
     for (machine, ip) in fleet(lab) {
@@ -361,7 +361,7 @@ fn a_registry_tag_is_pinned_to_one_digest_on_both_image_stores() {
 
     // Rollback needs neither the registry's old tag nor the file: each machine still has the
     // previous digest's container and image.
-    let back = app.hoist(&["rollback"]);
+    let back = app.hoist(&["rollback", "--yes"]);
     assert!(back.success(), "{back}");
     assert_all_on(&first);
     for (machine, ip) in fleet(lab) {

@@ -292,7 +292,7 @@ fn shop_lifecycle() {
     assert_one_running_per_slot(&shop, lab);
 
     // `rollback` after a good deploy: back to v1 without the old file.
-    shop.hoist(&[], &["rollback", "web"])
+    shop.hoist(&[], &["rollback", "--yes", "web"])
         .expect_success("rollback");
     assert!(
         shop.web_answers(lab)

@@ -700,7 +700,25 @@ fn replicas_stopped_or_paused_by_hand_are_brought_back_and_rollback_names_what_i
             "{all:?}"
         );
     }
-    let back = p.hoist(&["rollback", "api"]);
+    // Looking changes nothing and says what would go back; without a terminal and without
+    // --yes nothing is done either (the same contract as `up`).
+    let look = p.hoist(&["rollback", "--dry-run", "--detailed-exitcode", "api"]);
+    assert_eq!(look.code(), Some(2), "{look}");
+    assert!(look.stderr.contains("« rollback api.1"), "{look}");
+    assert!(look.stderr.contains("« rollback api.2"), "{look}");
+    let asked = p.hoist(&["rollback", "api"]);
+    assert_eq!(asked.code(), Some(1), "{asked}");
+    assert!(asked.stderr.contains("pass --yes"), "{asked}");
+    let still = p.hoist(&["rollback", "--dry-run", "--json", "api"]);
+    still.expect_success("rollback --dry-run --json");
+    let json: serde_json::Value = serde_json::from_str(&still.stdout).expect("JSON");
+    assert_eq!(
+        json["rollback"]["swaps"].as_array().map(Vec::len),
+        Some(2),
+        "{still}"
+    );
+
+    let back = p.hoist(&["rollback", "--yes", "api"]);
     back.expect_success("rollback");
     assert!(back.stderr.contains("rolled back 2 slots"), "{back}");
 
@@ -714,7 +732,7 @@ fn replicas_stopped_or_paused_by_hand_are_brought_back_and_rollback_names_what_i
         &["rm", "-f", gone["name"].as_str().unwrap()],
     )
     .expect_success("docker rm");
-    let partial = p.hoist(&["rollback", "api"]);
+    let partial = p.hoist(&["rollback", "--yes", "api"]);
     assert_eq!(partial.code(), Some(1), "{partial}");
     assert!(partial.stderr.contains("rolled back 1 slots"), "{partial}");
     assert!(
@@ -724,10 +742,85 @@ fn replicas_stopped_or_paused_by_hand_are_brought_back_and_rollback_names_what_i
         "{partial}"
     );
 
-    let unknown = p.hoist(&["rollback", "nosuch"]);
+    let unknown = p.hoist(&["rollback", "--yes", "nosuch"]);
     assert_eq!(unknown.code(), Some(1), "{unknown}");
     assert!(
         unknown.stderr.contains("no service named `nosuch`"),
         "{unknown}"
     );
+}
+
+#[test]
+fn a_host_port_another_project_holds_is_a_plan_error_naming_the_holder() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let port = 18720;
+    // Project a: an ingress on port..port+1 of every machine, and `pub` publishing port+2.
+    let compose = |route_port: u16| {
+        format!(
+            r#"
+x-hoist:
+  ingress:
+    image: hoist-test/caddy:latest
+    http_port: {route_port}
+    https_port: {https}
+    tls: internal
+services:
+  web:
+    image: hoist-test/app:v1
+    ports: ["80"]
+    x-hoist:
+      ingress:
+        health: {{path: /, interval: 1s, timeout: 500ms}}
+  pub:
+    image: hoist-test/app:v1
+    ports: ["{fixed}:80"]
+"#,
+            https = route_port + 1,
+            fixed = port + 2
+        )
+    };
+    let a = Project::new(lab, "portsa", &compose(port));
+    a.hoist(&["up", "--yes"]).expect_success("up a");
+
+    // Project b wants the same ingress ports and the same fixed port: plan says so, and
+    // names a's containers; up refuses before touching anything.
+    let b = Project::new(lab, "portsb", &compose(port));
+    let plan = b.hoist(&["plan"]);
+    assert_eq!(plan.code(), Some(1), "{plan}");
+    assert!(plan.stderr.contains("host ports already taken"), "{plan}");
+    let ingress_line = format!("ingress: host port {port}/tcp on m1 is held by container");
+    assert!(plan.stderr.contains(&ingress_line), "{plan}");
+    assert!(
+        plan.stderr
+            .contains(&format!("of hoist project {}", a.name)),
+        "{plan}"
+    );
+    assert!(
+        plan.stderr
+            .contains(&format!("pub: host port {}/tcp on", port + 2)),
+        "{plan}"
+    );
+    let up = b.hoist(&["up", "--yes"]);
+    assert_eq!(up.code(), Some(1), "{up}");
+    let ps = b.hoist(&["ps", "--json"]);
+    ps.expect_success("ps b");
+    let listed: serde_json::Value = serde_json::from_str(&ps.stdout).unwrap();
+    assert_eq!(
+        listed["replicas"].as_array().map(Vec::len),
+        Some(0),
+        "b deployed nothing: {ps}"
+    );
+
+    // With its own ports b plans cleanly beside a.
+    std::fs::write(
+        b.dir.join("compose.yaml"),
+        compose(port + 10).replace(
+            &format!("\"{}:80\"", port + 2),
+            &format!("\"{}:80\"", port + 12),
+        ),
+    )
+    .unwrap();
+    b.hoist(&["plan"])
+        .expect_success("plan b with its own ports");
 }

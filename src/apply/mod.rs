@@ -5,4 +5,5 @@ pub mod lock;
 pub mod ops;
 pub mod progress;
 pub mod rollout;
+pub mod scale_record;
 pub mod time;

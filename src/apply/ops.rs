@@ -7,6 +7,7 @@ use crate::labels;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
 };
@@ -518,6 +519,44 @@ pub async fn copy_files(docker: &Docker, id: &str, files: &[FileInContainer]) ->
         )
         .await
         .with_context(|| format!("placing secrets and configs in container {}", short(id)))
+}
+
+/// Runs `cmd` in a container; returns its exit code and its output (both streams).
+pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<(i64, String)> {
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("exec in {container}"))?;
+    let started = docker
+        .start_exec(
+            &created.id,
+            Some(StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: None,
+            }),
+        )
+        .await?;
+    let mut text = String::new();
+    if let StartExecResults::Attached { mut output, .. } = started {
+        while let Some(Ok(chunk)) = output.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+    }
+    let code = docker
+        .inspect_exec(&created.id)
+        .await?
+        .exit_code
+        .unwrap_or(1);
+    Ok((code, text))
 }
 
 #[cfg(test)]

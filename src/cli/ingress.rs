@@ -38,7 +38,7 @@ pub async fn run(
         let (Ok(e), Ok(addr)) = (r, address::peer_address(m)) else {
             continue;
         };
-        for rep in live::list_replicas(&e.docker, &project)
+        for rep in crate::observe::list_replicas(&e.docker, &project)
             .await
             .unwrap_or_default()
         {
@@ -56,7 +56,7 @@ pub async fn run(
         let (Ok(e), Ok(addr)) = (r, address::peer_address(m)) else {
             continue;
         };
-        for rep in live::list_replicas(&e.docker, &project)
+        for rep in crate::observe::list_replicas(&e.docker, &project)
             .await
             .unwrap_or_default()
         {
@@ -228,7 +228,7 @@ async fn read(docker: &bollard::Docker, name: &str) -> Result<(String, Vec<Strin
         .collect();
     ports.sort();
     let url = "http://localhost:2019/reverse_proxy/upstreams";
-    let (code, out) = live::exec(docker, name, &["wget", "-q", "-O-", url]).await?;
+    let (code, out) = crate::apply::ops::exec(docker, name, &["wget", "-q", "-O-", url]).await?;
     if code != 0 {
         anyhow::bail!("reading {url} in {name}: {}", out.trim());
     }

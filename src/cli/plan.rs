@@ -37,7 +37,8 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
     // The mesh's own changes: proxies to start or remove, and who follows what.
     let mesh_lines = match &planned {
         Ok(p) => {
-            match crate::mesh::live::for_project(&project, &p.resolved, &fleet, &conns.engines()) {
+            match pipeline::apply::mesh_for_project(&project, &p.resolved, &fleet, &conns.engines())
+            {
                 Ok(Some(mesh)) => Ok(mesh.plan_changes(&p.plan).await),
                 Ok(None) => Ok(Vec::new()),
                 Err(e) => Err(e),

@@ -31,7 +31,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let seen = observe::observe(&conns, project).await;
-    let scale = crate::watch::record::read(&conns, project).await;
+    let scale = crate::apply::scale_record::read(&conns, project).await;
     conns.close().await;
     super::services::check_known(project_args, project, &seen, &args.services)?;
     let now = std::time::SystemTime::now()

@@ -8,9 +8,11 @@ use crate::apply::lock;
 use crate::apply::ops::{self, HealthGate};
 use crate::apply::progress::Progress;
 use crate::apply::rollout::{Hook, ReplicaRef};
+use crate::core::rollback::{self, Release, RollbackPlan};
+use crate::core::spec::ContainerSpec;
 use crate::engine;
 use crate::observe::{self, SeenContainer};
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use bollard::Docker;
 use clap::Args;
 use std::collections::HashMap;
@@ -20,11 +22,23 @@ use std::time::Duration;
 /// Return services to their previous release, slot by slot, health-gated.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  hoist rollback           # every service that has a previous release\n  hoist rollback web api   # only these\n\nExit codes: 0 rolled back, 1 error, a previous release that would not turn healthy, or a slot with no previous release while others of its service (or a service named) go back (those slots stay on their current release, and are named)."
+    after_help = "Examples:\n  hoist rollback           # every service that has a previous release\n  hoist rollback web api   # only these\n  hoist rollback --dry-run # what would go back, and nothing done\n  hoist rollback --yes     # CI: no question asked\n\nExit codes: 0 rolled back (with --dry-run: nothing to roll back, or with --detailed-exitcode no changes), 1 error, a previous release that would not turn healthy, or a slot with no previous release while others of its service (or a service named) go back (those slots stay on their current release, and are named), 2 with --dry-run --detailed-exitcode: something would go back."
 )]
 pub struct RollbackArgs {
     /// Only these services.
     services: Vec<String>,
+    /// Do not ask for confirmation (needed without a terminal).
+    #[arg(short, long)]
+    yes: bool,
+    /// Print what would go back and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: exit 2 when something would go back, 0 when nothing would.
+    #[arg(long, requires = "dry_run")]
+    detailed_exitcode: bool,
+    /// Print the rollback plan and the result as JSON on stdout; progress stays on stderr.
+    #[arg(long)]
+    json: bool,
     /// Slots switched at once.
     #[arg(long, default_value_t = 1)]
     parallelism: usize,
@@ -34,13 +48,6 @@ pub struct RollbackArgs {
     /// Wait this long for another deploy's lock.
     #[arg(long, value_parser = super::parse_duration, default_value = "0s", value_name = "DURATION")]
     lock_wait: Duration,
-}
-
-/// One slot to switch back.
-struct Swap {
-    machine: String,
-    current: SeenContainer,
-    previous: SeenContainer,
 }
 
 pub async fn run(
@@ -73,6 +80,15 @@ async fn rollback(
             m.name
         );
     }
+    if args.dry_run {
+        let plan = choose(conns, project_args, project, args).await?;
+        show(&plan, args);
+        return Ok(if args.detailed_exitcode && plan.has_changes() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     let held = lock::acquire(
         &engines,
         project,
@@ -80,75 +96,100 @@ async fn rollback(
         args.lock_wait,
     )
     .await?;
+    let outcome = match choose(conns, project_args, project, args).await {
+        Ok(plan) => carry_out(conns, project, args, &plan).await,
+        Err(e) => Err(e),
+    };
+    held.release().await;
+    outcome
+}
+
+/// What goes back: the core's rollback plan over what the machines run now.
+async fn choose(
+    conns: &engine::Connections,
+    project_args: &ProjectArgs,
+    project: &str,
+    args: &RollbackArgs,
+) -> Result<RollbackPlan> {
     let seen = observe::observe(conns, project).await;
-    if let Err(e) = super::services::check_known(project_args, project, &seen, &args.services) {
-        held.release().await;
-        return Err(e);
-    }
-    let mut swaps = Vec::new();
-    // Slots with no previous release: service → `service.slot@machine`.
-    let mut without: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for (machine, state) in &seen.machines {
-        let Ok(state) = state else { continue };
-        for current in observe::current(&state.containers) {
-            if !args.services.is_empty() && !args.services.contains(&current.service) {
-                continue;
-            }
-            let previous = state
-                .containers
-                .iter()
-                .filter(|c| {
-                    c.service == current.service && c.slot == current.slot && c.id != current.id
-                })
-                .filter(|c| c.spec_hash != current.spec_hash && c.state != "running")
-                .max_by_key(|c| c.created);
-            if let Some(previous) = previous {
-                swaps.push(Swap {
-                    machine: machine.clone(),
-                    current: current.clone(),
-                    previous: previous.clone(),
-                });
-            } else {
-                let slot = current
-                    .slot
-                    .as_ref()
-                    .map(|s| s.label_value())
-                    .unwrap_or_default();
-                without
-                    .entry(current.service.clone())
-                    .or_default()
-                    .push(format!("{}.{slot}@{machine}", current.service));
-            }
-        }
-    }
-    // A slot left behind while others of its service go back (or of a service named on
-    // the command line) is a rollback that did not happen: say which. A service never
-    // updated, not named, simply has nothing to roll back.
-    let mut left: Vec<String> = without
-        .into_iter()
-        .filter(|(service, _)| {
-            args.services.contains(service) || swaps.iter().any(|s| &s.current.service == service)
-        })
-        .flat_map(|(_, slots)| slots)
+    super::services::check_known(project_args, project, &seen, &args.services)?;
+    // Which stopped container is a slot's previous release: the rule `up` uses.
+    let (observed, previous) = crate::pipeline::observed(&seen, &Default::default());
+    let by_id: HashMap<&str, &SeenContainer> = seen
+        .machines
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok())
+        .flat_map(|s| s.containers.iter())
+        .map(|c| (c.id.as_str(), c))
         .collect();
-    left.sort();
-    let left_note = (!left.is_empty()).then(|| {
-        format!(
-            "hoist: could not roll back {}: no previous release is kept there (never replaced, \
-             or its previous release was removed); they stay on their current release",
-            left.join(", ")
-        )
-    });
-    if swaps.is_empty() {
-        held.release().await;
-        match left_note {
-            Some(note) => tell!("{note}"),
-            None => tell!("hoist: no previous release to roll back to"),
+    let current: Vec<Release> = observed
+        .containers
+        .iter()
+        .filter_map(|c| release(&c.machine, by_id.get(c.id.as_str())?))
+        .collect();
+    let kept: Vec<Release> = previous.iter().filter_map(|(m, c)| release(m, c)).collect();
+    Ok(rollback::plan(&current, &kept, &args.services))
+}
+
+/// A container as the rollback plan sees it; None when it fills no slot.
+fn release(machine: &str, c: &SeenContainer) -> Option<Release> {
+    let spec = c
+        .labels
+        .get(crate::labels::SPEC)
+        .and_then(|s| ContainerSpec::from_json(s).ok());
+    // A host port written in the file (`8080:80`) cannot be held by two containers; the
+    // ports hoist chose itself differ per container. Without a readable spec, any
+    // published port counts.
+    let fixed_ports = match spec.as_ref().and_then(|s| s.get("ports")) {
+        Some(ports) => ports.as_array().into_iter().flatten().any(|p| {
+            let parts: Vec<&str> = p.as_str().unwrap_or("").split(':').collect();
+            parts.len() >= 2 && !parts[parts.len() - 2].is_empty()
+        }),
+        None => !c.ports.is_empty(),
+    };
+    Some(Release {
+        machine: machine.to_string(),
+        id: c.id.clone(),
+        name: c.name.clone(),
+        service: c.service.clone(),
+        slot: c.slot.clone()?,
+        release: c.release.clone(),
+        created: c.created,
+        fixed_ports,
+    })
+}
+
+fn show(plan: &RollbackPlan, args: &RollbackArgs) {
+    if args.json {
+        say!("{}", serde_json::json!({"rollback": plan}));
+    } else {
+        tell_raw!("{}", plan.render_text());
+    }
+}
+
+/// Switches every slot of the plan back, `parallelism` at a time.
+async fn carry_out(
+    conns: &engine::Connections,
+    project: &str,
+    args: &RollbackArgs,
+    plan: &RollbackPlan,
+) -> Result<ExitCode> {
+    if !args.json {
+        show(plan, args);
+    }
+    if !plan.has_changes() {
+        if args.json {
+            show(plan, args);
         }
+        return Ok(ExitCode::from(1));
+    }
+    if !args.yes && !super::confirm("Roll back?")? {
+        tell!("hoist: nothing changed");
         return Ok(ExitCode::from(1));
     }
     // The ingress and the mesh (if any) follow the swaps: a replica leaves them before it
     // stops, and joins once ready.
+    let engines = conns.engines();
     let machines: Vec<_> = conns.results.iter().map(|(m, _)| m.clone()).collect();
     let balancers = crate::pipeline::apply::Balancers {
         ingress: crate::ingress::live::from_machines(project, &machines, &engines).await,
@@ -162,29 +203,49 @@ async fn rollback(
         monitor: Duration::from_secs(5),
         deadline: args.ready_timeout,
     };
-    let mut failed = 0;
-    for chunk in swaps.chunks(args.parallelism.max(1)) {
-        let results = futures_util::future::join_all(
+    let mut results = Vec::new();
+    for chunk in plan.swaps.chunks(args.parallelism.max(1)) {
+        let done = futures_util::future::join_all(
             chunk
                 .iter()
                 .map(|s| swap(s, &by_name, gate, &progress, hook)),
         )
         .await;
-        failed += results.iter().filter(|ok| !**ok).count();
+        results.extend(chunk.iter().zip(done));
     }
-    held.release().await;
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if args.json {
+        let outcomes: Vec<_> = results
+            .iter()
+            .map(|(s, r)| {
+                serde_json::json!({
+                    "slot": s.key(),
+                    "ok": r.is_ok(),
+                    "message": r.as_ref().err().map(|e| format!("{e:#}")),
+                })
+            })
+            .collect();
+        say!(
+            "{}",
+            serde_json::json!({"rollback": plan, "results": outcomes})
+        );
+    }
     if failed > 0 {
         tell!(
             "hoist: {failed} of {} slots could not be rolled back; they stay on their current release",
-            swaps.len()
+            plan.swaps.len()
         );
     } else {
-        tell!("rolled back {} slots", swaps.len());
+        tell!("rolled back {} slots", plan.swaps.len());
     }
-    if let Some(note) = &left_note {
-        tell!("{note}");
+    if !plan.left.is_empty() {
+        tell!(
+            "hoist: could not roll back {}: no previous release is kept there (never replaced, \
+             or its previous release was removed); they stay on their current release",
+            plan.left.join(", ")
+        );
     }
-    Ok(if failed > 0 || left_note.is_some() {
+    Ok(if failed > 0 || !plan.left.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -192,26 +253,20 @@ async fn rollback(
 }
 
 /// Starts the previous container, waits until it is ready, then stops the
-/// current one (which becomes the previous release). Returns success.
+/// current one (which becomes the previous release); stop-first when the current one holds a
+/// fixed host port. A failure puts the current one back.
 async fn swap(
-    s: &Swap,
+    s: &rollback::Swap,
     engines: &HashMap<String, Docker>,
     gate: HealthGate,
     progress: &Progress,
     hook: &dyn Hook,
-) -> bool {
-    let slot = s
-        .current
-        .slot
-        .as_ref()
-        .map(|x| x.label_value())
-        .unwrap_or_default();
-    let key = format!("{}.{slot}@{}", s.current.service, s.machine);
-    let Some(docker) = engines.get(&s.machine) else {
-        return false;
+) -> Result<()> {
+    let key = s.key();
+    let Some(docker) = engines.get(&s.current.machine) else {
+        return Err(anyhow!("{}: no connection", s.current.machine));
     };
-    // A fixed host port cannot be held twice: stop first when the replica publishes one.
-    let stop_first = !s.current.ports.is_empty();
+    let stop_first = s.stop_first();
     progress.step(&key, &format!("back to release {}", s.previous.release));
     let r: Result<()> = async {
         if stop_first {
@@ -234,7 +289,7 @@ async fn swap(
                 &key,
                 &format!("rolled back to release {}", s.previous.release),
             );
-            true
+            Ok(())
         }
         Err(e) => {
             let _ = ops::stop(docker, &s.previous.id, None).await;
@@ -245,17 +300,17 @@ async fn swap(
                 &key,
                 &format!("FAILED: {e:#}; kept release {}", s.current.release),
             );
-            false
+            Err(e)
         }
     }
 }
 
 /// A container of a swap as the ingress hook sees it.
-fn replica<'a>(s: &'a Swap, c: &'a SeenContainer) -> ReplicaRef<'a> {
+fn replica<'a>(s: &'a rollback::Swap, c: &'a Release) -> ReplicaRef<'a> {
     ReplicaRef {
         service: &s.current.service,
         slot: 0,
-        machine: &s.machine,
+        machine: &s.current.machine,
         id: &c.id,
     }
 }

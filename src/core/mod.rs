@@ -21,12 +21,15 @@
 // The CLI wires the core next; until then most of its public items have no caller.
 #![allow(dead_code)]
 
+pub mod autoscale;
 pub mod constraint;
 pub mod diff;
 pub mod fleet_view;
 pub mod observed;
 pub mod plan;
+pub mod ports;
 mod refusal;
+pub mod rollback;
 pub mod schedule;
 pub mod spec;
 pub mod workload;

@@ -8,7 +8,6 @@
 //! `hoist ingress` shows the answer per upstream; `hoist up` warns when a route has
 //! no healthy upstream on a machine (every request to it would get a 503).
 
-use super::live;
 use super::render::Upstreams;
 use super::spec::{HealthCheck, Route};
 use bollard::Docker;
@@ -50,7 +49,8 @@ pub async fn probe(docker: &Docker, container: &str, address: &str, health: &Hea
     // here instead: the route's timeout, plus the exec's own round trip to the engine.
     let cmd = ["wget", "-q", "-O", "/dev/null", url.as_str()];
     let within = health.timeout + EXEC_ALLOWANCE;
-    let asked = tokio::time::timeout(within, live::exec(docker, container, &cmd)).await;
+    let asked =
+        tokio::time::timeout(within, crate::apply::ops::exec(docker, container, &cmd)).await;
     let Ok(asked) = asked else {
         return Probe {
             healthy: false,

@@ -10,15 +10,14 @@
 
 use super::render::{self, Upstreams};
 use super::spec::IngressSpec;
-use crate::apply::ops::{self, FileInContainer};
+use crate::apply::ops::{self, FileInContainer, exec};
 use crate::apply::rollout::{Hook, ReplicaRef};
 use crate::inventory::{Fleet, Machine};
 use crate::labels;
+use crate::observe::list_replicas;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::ListContainersOptions;
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -336,62 +335,6 @@ impl Hook for Ingress {
     }
 }
 
-/// A replica as the ingress sees it.
-#[derive(Debug, Clone)]
-pub struct Replica {
-    pub id: String,
-    pub service: String,
-    pub slot: String,
-    /// Running and healthy (or running without a healthcheck).
-    pub ready: bool,
-    /// (container port, host port) of its published TCP ports.
-    pub ports: Vec<(u32, u16)>,
-}
-
-/// The project's replicas on one machine (the ingress itself excluded).
-pub async fn list_replicas(docker: &Docker, project: &str) -> Result<Vec<Replica>> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{}={project}", labels::PROJECT)],
-    )]);
-    let list = docker
-        .list_containers(Some(ListContainersOptions {
-            all: false,
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await?;
-    Ok(list
-        .into_iter()
-        .filter_map(|c| {
-            let l = c.labels.unwrap_or_default();
-            let service = l.get(labels::SERVICE)?.clone();
-            let slot = l.get(labels::SLOT)?.clone();
-            let status = c.status.unwrap_or_default();
-            let running = c.state.map(|s| s.to_string()).as_deref() == Some("running");
-            let ready = running
-                && !status.contains("(health: starting)")
-                && !status.contains("(unhealthy)");
-            let mut ports: Vec<(u32, u16)> = c
-                .ports
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|p| p.typ.map(|t| t.to_string()).as_deref() != Some("udp"))
-                .filter_map(|p| Some((u32::from(p.private_port), p.public_port?)))
-                .collect();
-            ports.sort();
-            ports.dedup();
-            Some(Replica {
-                id: c.id.unwrap_or_default(),
-                service,
-                slot,
-                ready,
-                ports,
-            })
-        })
-        .collect())
-}
-
 /// Writes the configuration into the ingress container and reloads Caddy. A
 /// fresh container's admin endpoint may take a moment to answer: retried briefly.
 async fn apply_config(docker: &Docker, container: &str, text: &str, spec: &str) -> Result<()> {
@@ -429,44 +372,6 @@ async fn apply_config(docker: &Docker, container: &str, text: &str, spec: &str) 
     }
 }
 
-/// Runs `cmd` in a container; returns its exit code and its output (both streams).
-pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<(i64, String)> {
-    let created = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .with_context(|| format!("exec in {container}"))?;
-    let started = docker
-        .start_exec(
-            &created.id,
-            Some(StartExecOptions {
-                detach: false,
-                tty: false,
-                output_capacity: None,
-            }),
-        )
-        .await?;
-    let mut text = String::new();
-    if let StartExecResults::Attached { mut output, .. } = started {
-        while let Some(Ok(chunk)) = output.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-        }
-    }
-    let code = docker
-        .inspect_exec(&created.id)
-        .await?
-        .exit_code
-        .unwrap_or(1);
-    Ok((code, text))
-}
-
 /// What `hoist up` calls: the ingress of `project` (labelled with `name`), when
 /// the file asks for one.
 pub fn for_project(
@@ -499,16 +404,13 @@ pub async fn from_machines(
 }
 
 impl Ingress {
-    /// The ingress image on every machine, shipped or pulled with the project's images.
-    pub fn add_images(&self, prep: &mut crate::pipeline::rollout::Preparation) {
-        for (m, _) in &self.engines {
-            prep.images.insert((
-                m.clone(),
-                self.spec.image.clone(),
-                crate::pipeline::rollout::PullPolicyKey::Missing,
-                None,
-            ));
-        }
+    /// The ingress image on every machine (machine, image), shipped or pulled with the
+    /// project's images when missing.
+    pub fn images(&self) -> Vec<(String, String)> {
+        self.engines
+            .iter()
+            .map(|(m, _)| (m.clone(), self.spec.image.clone()))
+            .collect()
     }
 
     /// The ingress containers run, and route to what runs now.

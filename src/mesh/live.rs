@@ -290,7 +290,7 @@ impl Mesh {
                 let text = self.render(m, service, &upstreams)?;
                 jobs.push(async move {
                     let name = container_name(&self.project, service);
-                    let have = crate::ingress::live::exec(d, &name, &["cat", CONFIG_PATH]).await;
+                    let have = crate::apply::ops::exec(d, &name, &["cat", CONFIG_PATH]).await;
                     match have {
                         Ok((0, have)) if have == text => Ok(false),
                         // Not there (yet): `up` or the next deploy starts it.
@@ -324,7 +324,7 @@ impl Mesh {
         let reads = self.engines.iter().map(|(m, d)| async move {
             (
                 m,
-                crate::ingress::live::list_replicas(d, &self.project)
+                crate::observe::list_replicas(d, &self.project)
                     .await
                     .unwrap_or_default(),
             )
@@ -371,16 +371,13 @@ impl Mesh {
         self.sync().await
     }
 
-    /// The proxy image on every machine, shipped or pulled with the project's images.
-    pub fn add_images(&self, prep: &mut crate::pipeline::rollout::Preparation) {
-        for (m, _) in &self.engines {
-            prep.images.insert((
-                m.clone(),
-                self.spec.image.clone(),
-                crate::pipeline::rollout::PullPolicyKey::Missing,
-                None,
-            ));
-        }
+    /// The proxy image on every machine (machine, image), shipped or pulled with the
+    /// project's images when missing.
+    pub fn images(&self) -> Vec<(String, String)> {
+        self.engines
+            .iter()
+            .map(|(m, _)| (m.clone(), self.spec.image.clone()))
+            .collect()
     }
 
     /// What `hoist plan` says about the mesh: one line per machine whose proxies change —
@@ -625,7 +622,7 @@ async fn apply_config(docker: &Docker, container: &str, text: &str) -> Result<()
 /// Whether PID 1 of `container` has a handler for SIGUSR2 (bit 12 of `SigCgt` in /proc/1/status).
 /// None when that cannot be read (the container is not running).
 async fn catches_usr2(docker: &Docker, container: &str) -> Option<bool> {
-    match crate::ingress::live::exec(docker, container, &["cat", "/proc/1/status"]).await {
+    match crate::apply::ops::exec(docker, container, &["cat", "/proc/1/status"]).await {
         Ok((0, status)) => Some(sig_caught(&status, 12)),
         _ => None,
     }
@@ -726,26 +723,6 @@ pub async fn from_machines(
         }
     }
     None
-}
-
-/// What `hoist up` calls: the mesh of `project` as `resolved` names it, when the file asks
-/// for one.
-pub fn for_project(
-    project: &crate::model::Project,
-    resolved: &crate::pipeline::resolve::Resolved,
-    fleet: &crate::inventory::Fleet,
-    engines: &[(String, Docker)],
-) -> Result<Option<Mesh>> {
-    match super::spec::from_project(project, &resolved.network_names, fleet.mesh.as_ref())? {
-        Some(spec) => Ok(Some(Mesh::new(
-            &resolved.project,
-            spec,
-            resolved.network_specs.clone(),
-            &fleet.machines,
-            engines,
-        )?)),
-        None => Ok(None),
-    }
 }
 
 #[cfg(test)]

@@ -35,17 +35,17 @@ impl Balancers {
         let name = &resolved.project;
         Ok(Balancers {
             ingress: crate::ingress::live::for_project(project, name, fleet, engines)?,
-            mesh: crate::mesh::live::for_project(project, resolved, fleet, engines)?,
+            mesh: mesh_for_project(project, resolved, fleet, engines)?,
         })
     }
 
     /// Their images, shipped or pulled with the project's.
     pub fn add_images(&self, prep: &mut super::rollout::Preparation) {
-        if let Some(i) = &self.ingress {
-            i.add_images(prep);
-        }
-        if let Some(m) = &self.mesh {
-            m.add_images(prep);
+        let ingress = self.ingress.iter().flat_map(|i| i.images());
+        let mesh = self.mesh.iter().flat_map(|m| m.images());
+        for (machine, image) in ingress.chain(mesh) {
+            let pull = super::rollout::PullPolicyKey::Missing;
+            prep.images.insert((machine, image, pull, None));
         }
     }
 
@@ -462,4 +462,23 @@ pub fn release_id() -> String {
         .replace('T', "-")
         .trim_end_matches('Z')
         .to_string()
+}
+/// What `hoist up` calls: the mesh of `project` as `resolved` names it, when the file asks
+/// for one.
+pub fn mesh_for_project(
+    project: &crate::model::Project,
+    resolved: &super::resolve::Resolved,
+    fleet: &crate::inventory::Fleet,
+    engines: &[(String, Docker)],
+) -> Result<Option<crate::mesh::live::Mesh>> {
+    match crate::mesh::spec::from_project(project, &resolved.network_names, fleet.mesh.as_ref())? {
+        Some(spec) => Ok(Some(crate::mesh::live::Mesh::new(
+            &resolved.project,
+            spec,
+            resolved.network_specs.clone(),
+            &fleet.machines,
+            engines,
+        )?)),
+        None => Ok(None),
+    }
 }

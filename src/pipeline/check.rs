@@ -22,7 +22,7 @@ pub fn project(project: &Project, fleet_mesh: Option<&crate::inventory::FleetMes
         .collect();
     networks.insert("default".into(), "default".into());
     crate::mesh::spec::from_project(project, &networks, fleet_mesh)?;
-    crate::watch::autoscale::policies(project)?;
+    crate::core::autoscale::policies(project)?;
     Ok(())
 }
 

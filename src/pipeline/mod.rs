@@ -163,13 +163,13 @@ pub async fn plan(
 ) -> Result<Planned> {
     // What `up` would refuse in the file's x-hoist settings, `plan` refuses first.
     crate::ingress::spec::from_project(project)?;
-    crate::watch::autoscale::policies(project)?;
+    crate::core::autoscale::policies(project)?;
     let observation = observe::observe(conns, &project.name).await;
     let running = pin::from_observation(project, &observation);
     let resolution = pin::resolve(project, conns, local, &running).await?;
-    let records = crate::watch::record::read(conns, &project.name).await;
+    let records = crate::apply::scale_record::read(conns, &project.name).await;
     let inputs = Inputs {
-        replicas: crate::watch::autoscale::recorded_replicas(project, &records),
+        replicas: crate::core::autoscale::recorded_replicas(project, &records),
         lost: BTreeSet::new(),
     };
     let mut planned = plan_observed(
@@ -215,6 +215,7 @@ pub fn plan_observed(
         crate::core::schedule::schedule_with(&resolved.workloads, &views, &observed, &inputs.lost)
             .map_err(|e| anyhow::anyhow!("cannot place the project on the machines:\n{e}"))?;
     let plan = crate::core::diff::diff(&desired, &observed, &resolved.workloads);
+    host_ports_free(project, &resolved, &plan, observation)?;
     Ok(Planned {
         resolved,
         observed,
@@ -222,6 +223,52 @@ pub fn plan_observed(
         previous,
         warnings: Vec::new(),
     })
+}
+
+/// Refuses a plan that needs a host port something else on the machine holds (another
+/// project's replica or ingress, a container started by hand): the engine would refuse it in
+/// the middle of `up`.
+fn host_ports_free(
+    project: &Project,
+    resolved: &Resolved,
+    plan: &crate::core::plan::Plan,
+    observation: &Observation,
+) -> Result<()> {
+    use crate::core::ports::{self, HostPort};
+    let wanted: BTreeMap<String, Vec<HostPort>> = resolved
+        .services
+        .iter()
+        .map(|(name, s)| {
+            let written: Vec<String> = s
+                .spec
+                .get(crate::core::spec::attr::PORTS)
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect();
+            (name.clone(), ports::fixed(&written))
+        })
+        .collect();
+    let tcp = |port| HostPort {
+        port,
+        proto: "tcp".into(),
+    };
+    let ingress = match crate::ingress::spec::from_project(project)? {
+        Some(i) => vec![tcp(i.http_port), tcp(i.https_port)],
+        None => Vec::new(),
+    };
+    let held: BTreeMap<String, Vec<ports::Held>> = observation
+        .machines
+        .iter()
+        .filter_map(|(m, s)| Some((m.clone(), s.as_ref().ok()?.held_ports.clone())))
+        .collect();
+    let machines: Vec<String> = held.keys().cloned().collect();
+    let clashes = ports::clashes(plan, &wanted, &ingress, &machines, &held);
+    if !clashes.is_empty() {
+        anyhow::bail!("host ports already taken:\n  {}", clashes.join("\n  "));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,11 +12,11 @@
 
 pub mod autoscale;
 pub mod heal;
-pub mod record;
 
-use crate::apply::lock;
 use crate::apply::progress::Progress;
 use crate::apply::rollout::Verdict;
+use crate::apply::{lock, scale_record};
+use crate::core::autoscale as policy;
 use crate::core::plan::Action;
 use crate::engine::{Connections, MachineError};
 use crate::inventory::Fleet;
@@ -61,7 +61,7 @@ pub async fn run(
     conns: &mut Connections,
     opts: &Options,
 ) -> Result<()> {
-    let policies = autoscale::policies(project)?;
+    let policies = policy::policies(project)?;
     let local = pipeline::local::engine().await;
     // What the local engine says of the images, as at the start; where it cannot say (no
     // local copy, no build context here), what runs is kept (see local::keep_running_ids).
@@ -80,13 +80,13 @@ pub async fn run(
         Duration::from_secs(60),
         Duration::from_secs(60),
     );
-    let records = record::read(conns, &project.name).await;
-    let mut scale: BTreeMap<String, autoscale::State> = BTreeMap::new();
+    let records = scale_record::read(conns, &project.name).await;
+    let mut scale: BTreeMap<String, policy::State> = BTreeMap::new();
     for (service, p) in &policies {
         let n = records
             .get(service)
             .map(|r| r.replicas)
-            .unwrap_or_else(|| autoscale::declared(project, service))
+            .unwrap_or_else(|| policy::declared(project, service))
             .clamp(p.min, p.max);
         log(&format!(
             "{service}: autoscale {}…{} replicas at {:.0}% cpu, cooldown {}s; now {n}{}",
@@ -99,10 +99,10 @@ pub async fn run(
                 .map(|r| format!(" (recorded {}: {})", r.at, r.reason))
                 .unwrap_or_default()
         ));
-        scale.insert(service.clone(), autoscale::State::new(n));
+        scale.insert(service.clone(), policy::State::new(n));
     }
     // Scale decisions not yet recorded on the machines, with the count before them.
-    let mut pending: BTreeMap<String, (u32, record::Record)> = BTreeMap::new();
+    let mut pending: BTreeMap<String, (u32, policy::Record)> = BTreeMap::new();
     let mut sampler = autoscale::Sampler::default();
     log(&format!(
         "watching project {} on {} machines: every {:.1}s, lost after {:.1}s without an answer, trusted again after {} rounds",
@@ -147,7 +147,7 @@ pub async fn run(
                 let state = scale.get_mut(service).expect("one state per policy");
                 let before = state.replicas;
                 let values = cpu.get(service).map(Vec::as_slice).unwrap_or(&[]);
-                if let Some(d) = autoscale::decide(p, state, values, Instant::now()) {
+                if let Some(d) = policy::decide(p, state, values, Instant::now()) {
                     log(&format!(
                         "{service}: scale {before} → {} replicas: {}",
                         d.replicas, d.reason
@@ -313,7 +313,8 @@ async fn refresh_mesh(
     round: u64,
 ) {
     let engines = conns.engines();
-    let mesh = match crate::mesh::live::for_project(project, &planned.resolved, fleet, &engines) {
+    let mesh = match pipeline::apply::mesh_for_project(project, &planned.resolved, fleet, &engines)
+    {
         Ok(Some(m)) => m,
         Ok(None) => return,
         Err(e) => {
@@ -349,11 +350,11 @@ fn slot_key(service: &str, slot: &crate::core::observed::Slot, machine: &str) ->
     }
 }
 
-fn new_record(service: &str, d: &autoscale::Decision) -> record::Record {
+fn new_record(service: &str, d: &policy::Decision) -> policy::Record {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    record::Record {
+    policy::Record {
         service: service.to_string(),
         replicas: d.replicas,
         reason: d.reason.clone(),
@@ -410,7 +411,7 @@ async fn sample_cpu(
     sampler: &mut autoscale::Sampler,
     conns: &Connections,
     observation: &Observation,
-    policies: &BTreeMap<String, autoscale::Policy>,
+    policies: &BTreeMap<String, policy::Policy>,
     within: Duration,
 ) -> BTreeMap<String, Vec<f64>> {
     let mut targets = Vec::new();
@@ -450,7 +451,7 @@ async fn apply(
     fleet: &Fleet,
     conns: &Connections,
     planned: &pipeline::Planned,
-    pending: &mut BTreeMap<String, (u32, record::Record)>,
+    pending: &mut BTreeMap<String, (u32, policy::Record)>,
     backoff: &mut heal::Backoff,
     local: Option<&bollard::Docker>,
     round: u64,
@@ -471,7 +472,7 @@ async fn apply(
         }
     };
     for (_, r) in pending.values() {
-        for (m, e) in record::write(&engines, &project.name, r).await {
+        for (m, e) in scale_record::write(&engines, &project.name, r).await {
             log(&format!(
                 "{}: cannot record the scale on {m}: {e}",
                 r.service

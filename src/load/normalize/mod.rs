@@ -51,6 +51,10 @@ use std::path::Path;
 pub type Fail = (String, String);
 type R<T> = Result<T, Fail>;
 
+fn fail<T>(path: &str, msg: impl Into<String>) -> R<T> {
+    Err((path.to_string(), msg.into()))
+}
+
 /// What normalizing needs besides the tree.
 pub struct Ctx<'a> {
     pub dir: &'a Path,

@@ -4,7 +4,7 @@
 //! letter) and resolves bind sources against the project directory.
 
 use super::values::*;
-use super::{Ctx, R};
+use super::{Ctx, R, fail};
 use serde_json::{Map, Value, json};
 
 /// compose-go's `isFilePath`: a short-syntax source starting with `.`, `/`, `~`, `\\` (a

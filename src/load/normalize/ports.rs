@@ -3,8 +3,8 @@
 //! Ranges are expanded the way compose-go does, so the published ports hoist schedules are
 //! exactly the ones `docker compose` would bind.
 
-use super::R;
 use super::values::*;
+use super::{R, fail};
 use serde_json::{Map, Value, json};
 
 pub(super) fn port_number(path: &str, s: &str) -> R<u32> {

@@ -11,7 +11,7 @@
 //! - an unquoted `(` not preceded by `$` is an error, as are unterminated quotes.
 
 use super::R;
-use super::values::fail;
+use super::fail;
 
 pub(super) fn split(path: &str, line: &str) -> R<Vec<String>> {
     let mut words = Vec::new();

@@ -3,14 +3,10 @@
 //! Shared by the normalizers so type errors read the same everywhere
 //! (`expected an integer, got "three"`), plus path helpers.
 
-use super::R;
+use super::{R, fail};
 use crate::model::{Bytes, GoDuration};
 use serde_json::{Map, Value, json};
 use std::path::Path;
-
-pub(super) fn fail<T>(path: &str, msg: impl Into<String>) -> R<T> {
-    Err((path.to_string(), msg.into()))
-}
 
 pub(super) fn kind(v: &Value) -> &'static str {
     match v {

@@ -1,4 +1,4 @@
-//! Scale records: the replica count the autoscaler chose for a service, and why, kept on
+//! Scale records on the machines: the replica count the autoscaler chose for a service, and why, kept on
 //! the machines like every other piece of hoist's state.
 //!
 //! A record is a small labelled volume `hoist-scale-<project>-<service>` on every reachable
@@ -7,6 +7,7 @@
 //! does not win. `plan`, `up` and `ps` read them, so a deploy keeps the scale watch chose and
 //! `ps` shows it; `down --volumes` removes them with the project's other volumes.
 
+use crate::core::autoscale::Record;
 use crate::engine::Connections;
 use crate::labels;
 use bollard::Docker;
@@ -22,17 +23,6 @@ const REASON: &str = "io.hoist.scale.reason";
 const AT: &str = "io.hoist.scale.at";
 /// Milliseconds since the epoch, to find the newest record.
 const SEQ: &str = "io.hoist.scale.seq";
-
-/// One scaling decision as recorded.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Record {
-    pub service: String,
-    pub replicas: u32,
-    pub reason: String,
-    pub at: String,
-    #[serde(skip)]
-    pub seq: u64,
-}
 
 pub fn volume_name(project: &str, service: &str) -> String {
     format!("hoist-scale-{project}-{service}")
