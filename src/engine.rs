@@ -37,6 +37,11 @@ pub struct Facts {
     /// True when images live in containerd's store (Docker 29's default):
     /// image shipping must then load whole archives.
     pub containerd_image_store: bool,
+    /// The engine is Podman answering the Docker API (its version names a "Podman Engine").
+    pub podman: bool,
+    /// The engine runs rootless (a user's own, through rootlesskit): it cannot publish ports
+    /// below the machine's `net.ipv4.ip_unprivileged_port_start` (1024 by default).
+    pub rootless: bool,
 }
 
 /// Why a machine's engine could not be used.
@@ -298,6 +303,16 @@ async fn engine_at(
 async fn read_facts(docker: &Docker) -> Result<Facts, bollard::errors::Error> {
     let version = docker.version().await?;
     let info = docker.info().await?;
+    let podman = version
+        .components
+        .iter()
+        .flatten()
+        .any(|c| c.name.contains("Podman"));
+    let rootless = info
+        .security_options
+        .iter()
+        .flatten()
+        .any(|o| o.split(',').any(|kv| kv == "name=rootless"));
     let containerd_image_store = info
         .driver_status
         .iter()
@@ -314,6 +329,8 @@ async fn read_facts(docker: &Docker) -> Result<Facts, bollard::errors::Error> {
         hostname: info.name.unwrap_or_default(),
         storage_driver: info.driver.unwrap_or_default(),
         containerd_image_store,
+        podman,
+        rootless,
     })
 }
 
@@ -336,7 +353,7 @@ fn check_api(v: &str) -> Result<(), MachineError> {
 }
 
 /// SSH works but the engine did not answer: look at the socket on the machine to
-/// tell "docker not running" from "permission denied".
+/// tell "docker not running" from "permission denied" and from "no engine installed".
 async fn explain_engine_failure(
     machine: &Machine,
     tunnel: Option<&Tunnel>,
@@ -348,19 +365,25 @@ async fn explain_engine_failure(
         Some(t) => t.shell(&probe).await.ok().map(|(_, out, _)| out),
         None => None,
     };
-    let (state, user) = match &verdict {
+    let (state, user, engine) = match &verdict {
         Some(out) => {
             let mut lines = out.lines();
             (
                 lines.next().unwrap_or("").to_string(),
                 lines.next().unwrap_or("").to_string(),
+                lines.next().unwrap_or("").to_string(),
             )
         }
-        None => (local_socket_state(sock), String::new()),
+        None => (local_socket_state(sock), String::new(), String::new()),
     };
     MachineError::Docker(match state.as_str() {
+        "missing" if engine == "none" => format!(
+            "no container engine is installed here (no dockerd, no podman) and nothing answers on {sock}; `hoist machines init {}` installs one",
+            machine.name
+        ),
         "missing" => format!(
-            "docker not running: no socket at {sock} (start it, e.g. `systemctl start docker`)"
+            "docker not running: no socket at {sock} (start it, e.g. `systemctl start docker`, or let `hoist machines init {}` start it)",
+            machine.name
         ),
         "notsocket" => {
             format!("docker: {sock} is not a unix socket; set docker_socket for this machine")
@@ -378,7 +401,9 @@ async fn explain_engine_failure(
 fn socket_probe(sock: &str) -> String {
     format!(
         "s={}; if [ ! -e \"$s\" ]; then echo missing; elif [ ! -S \"$s\" ]; then echo notsocket; \
-         elif [ -r \"$s\" ] && [ -w \"$s\" ]; then echo ok; else echo denied; fi; id -un",
+         elif [ -r \"$s\" ] && [ -w \"$s\" ]; then echo ok; else echo denied; fi; id -un; \
+         if command -v dockerd >/dev/null 2>&1 || command -v podman >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/podman ]; \
+         then echo engine; else echo none; fi",
         crate::safe::shell_quote(sock)
     )
 }

@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 /// The docker socket a machine's engine listens on unless the inventory says otherwise.
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
+/// Where rootful Podman serves its Docker-compatible API (`podman.socket`, or
+/// `podman system service` as `hoist machines init` starts it without systemd).
+pub const DEFAULT_PODMAN_SOCKET: &str = "/run/podman/podman.sock";
+
 /// Environment variable naming the machines file when `-m` is not given.
 pub const MACHINES_ENV: &str = "HOIST_MACHINES";
 
@@ -46,9 +50,42 @@ pub struct Machine {
     pub labels: BTreeMap<String, String>,
     /// Path of the engine's unix socket on that machine.
     pub docker_socket: String,
+    /// Which engine the machine runs (`engine:`), for `hoist machines init` to install and
+    /// for the default socket; hoist speaks the Docker Engine API to both.
+    pub engine: EngineKind,
     /// Where the other machines reach this one (the ingress proxies to replicas at
     /// ADDRESS:HOSTPORT); None: the host name the ssh destination resolves to.
     pub peer_address: Option<String>,
+}
+
+/// The container engine a machine runs (the machines file's `engine:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Docker Engine (the default).
+    #[default]
+    Docker,
+    /// Podman, through its Docker-compatible API socket.
+    Podman,
+}
+
+impl EngineKind {
+    /// The socket its engine serves the API on when the machines file names none.
+    pub fn default_socket(self) -> &'static str {
+        match self {
+            EngineKind::Docker => DEFAULT_DOCKER_SOCKET,
+            EngineKind::Podman => DEFAULT_PODMAN_SOCKET,
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        })
+    }
 }
 
 /// How hoist reaches a machine's engine.
@@ -87,6 +124,7 @@ impl Fleet {
                 address: Address::Local,
                 labels: BTreeMap::new(),
                 docker_socket: socket,
+                engine: EngineKind::Docker,
                 peer_address: None,
             }],
             mesh: None,
@@ -196,6 +234,7 @@ struct MachineDoc {
     labels: BTreeMap<String, serde_yaml_ng::Value>,
     docker_socket: Option<String>,
     address: Option<String>,
+    engine: Option<serde_yaml_ng::Value>,
 }
 
 /// Parses a machines file's text. `file` names it in errors; relative paths
@@ -240,9 +279,22 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
         if let Some(user) = &m.user {
             ssh_user(user).map_err(|why| anyhow::anyhow!("{file}: machines.{name}.user: {why}"))?;
         }
+        let engine = match &m.engine {
+            None => EngineKind::Docker,
+            Some(serde_yaml_ng::Value::String(s)) if s == "docker" => EngineKind::Docker,
+            Some(serde_yaml_ng::Value::String(s)) if s == "podman" => EngineKind::Podman,
+            Some(other) => bail!(
+                "{file}: machines.{name}.engine: {} is not an engine hoist knows; write `engine: docker` (the default) or `engine: podman`",
+                match other {
+                    serde_yaml_ng::Value::String(s) =>
+                        format!("{:?}", s.chars().take(40).collect::<String>()),
+                    v => yaml_kind(v).to_string(),
+                }
+            ),
+        };
         let docker_socket = m
             .docker_socket
-            .unwrap_or_else(|| DEFAULT_DOCKER_SOCKET.to_string());
+            .unwrap_or_else(|| engine.default_socket().to_string());
         crate::safe::socket_path(&docker_socket)
             .map_err(|why| anyhow::anyhow!("{file}: machines.{name}.docker_socket: {why}"))?;
         if let Some(a) = &m.address {
@@ -294,6 +346,7 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Fleet> {
             address,
             labels,
             docker_socket,
+            engine,
             peer_address: m.address,
         });
     }
@@ -552,6 +605,14 @@ mod tests {
             ("m1: {ssh: a, user: 'a b'}", "machines.m1.user: "),
             ("m1: {ssh: a, port: 0}", "machines.m1.port: 0 is not a port"),
             (
+                "m1: {ssh: a, engine: containerd}",
+                "machines.m1.engine: \"containerd\" is not an engine hoist knows; write `engine: docker` (the default) or `engine: podman`",
+            ),
+            (
+                "m1: {ssh: a, engine: [podman]}",
+                "machines.m1.engine: a list is not",
+            ),
+            (
                 "m1: {local: true}\n  m2: {local: true}",
                 "machines.m2.local: m1 is already the local engine",
             ),
@@ -567,6 +628,28 @@ mod tests {
             "machines:\n  m1: {ssh: 'ssh://root@10.0.0.1:2222', docker_socket: /run/user/1000/docker.sock, address: 'fd00::1'}\n  m2: {ssh: deploy@web2.example.com, user: deploy, address: web2.internal}\n",
         );
         assert_eq!(ok.machines[0].docker_socket, "/run/user/1000/docker.sock");
+    }
+
+    /// `engine: podman` picks Podman's rootful API socket unless docker_socket names another.
+    #[test]
+    fn the_engine_key_sets_the_default_socket() {
+        let fleet = parse_ok(
+            "machines:\n  a: {ssh: a}\n  b: {ssh: b, engine: podman}\n  c: {ssh: c, engine: podman, docker_socket: /run/user/1000/podman/podman.sock}\n  d: {ssh: d, engine: docker}\n",
+        );
+        let got: Vec<(EngineKind, &str)> = fleet
+            .machines
+            .iter()
+            .map(|m| (m.engine, m.docker_socket.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (EngineKind::Docker, DEFAULT_DOCKER_SOCKET),
+                (EngineKind::Podman, DEFAULT_PODMAN_SOCKET),
+                (EngineKind::Podman, "/run/user/1000/podman/podman.sock"),
+                (EngineKind::Docker, DEFAULT_DOCKER_SOCKET),
+            ]
+        );
     }
 
     /// Issue 17, finding 9: a hoist.yaml merely found in the current folder may not name an

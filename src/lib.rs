@@ -24,6 +24,7 @@ pub mod mesh;
 pub mod model;
 pub mod observe;
 pub mod pipeline;
+pub mod provision;
 pub mod safe;
 pub mod seal;
 pub mod ship;

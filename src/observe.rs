@@ -90,7 +90,7 @@ pub struct Observation {
 pub async fn observe(conns: &Connections, project: &str) -> Observation {
     let reads = conns.results.iter().map(|(machine, engine)| async move {
         let state = match engine {
-            Ok(e) => read_machine(&e.docker, project).await,
+            Ok(e) => read_engine(e, project).await,
             Err(err) => Err(err.to_string()),
         };
         (machine.name.clone(), state)
@@ -109,7 +109,7 @@ pub async fn observe_within(
 ) -> Observation {
     let reads = conns.results.iter().map(|(machine, engine)| async move {
         let state = match engine {
-            Ok(e) => match tokio::time::timeout(within, read_machine(&e.docker, project)).await {
+            Ok(e) => match tokio::time::timeout(within, read_engine(e, project)).await {
                 Ok(r) => r,
                 Err(_) => Err(format!("no answer within {:.1}s", within.as_secs_f64())),
             },
@@ -127,6 +127,41 @@ fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
         "label".to_string(),
         vec![format!("{}={project}", labels::PROJECT)],
     )])
+}
+
+/// [`read_machine`], with the health of Podman's containers read one by one: Podman's
+/// Docker-compatible container list leaves health out of the status text (`Up 12 seconds`), so
+/// without this `ps` would show none and `watch` would never see an unhealthy replica there.
+async fn read_engine(
+    engine: &crate::engine::Engine,
+    project: &str,
+) -> Result<MachineState, String> {
+    let mut state = read_machine(&engine.docker, project).await?;
+    if engine.facts.podman {
+        let running = state
+            .containers
+            .iter_mut()
+            .filter(|c| c.state == "running" && c.health.is_none());
+        let docker = &engine.docker;
+        futures_util::future::join_all(running.map(|c| async move {
+            if let Ok(i) = docker
+                .inspect_container(
+                    &c.id,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+            {
+                c.health = i
+                    .state
+                    .and_then(|s| s.health)
+                    .and_then(|h| h.status)
+                    .map(|s| s.to_string())
+                    .filter(|s| s != "none" && !s.is_empty());
+            }
+        }))
+        .await;
+    }
+    Ok(state)
 }
 
 async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, String> {

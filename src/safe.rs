@@ -12,6 +12,16 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `s` as one shell word: as it is when it is made of plain characters (letters, digits and
+/// `_./:=@%+,-`), else quoted with [`shell_quote`]. For command lines a user reads
+/// (`hoist machines init --dry-run`).
+pub fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./:=@%+,-".contains(&b));
+    if plain { s.to_string() } else { shell_quote(s) }
+}
+
 /// A DNS host name: dot-separated labels of letters, digits, `-` and `_` (not at a label's
 /// ends), at most 253 characters. `wildcard` also takes one leading `*.` label.
 pub fn host_name(s: &str, wildcard: bool) -> Result<(), String> {
@@ -189,6 +199,36 @@ fn char_at(s: &str, byte: usize) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_are_quoted_only_when_needed() {
+        assert_eq!(
+            shell_word("Dpkg::Options::=--force-confold"),
+            "Dpkg::Options::=--force-confold"
+        );
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("$(x)"), "'$(x)'");
+        assert_eq!(shell_word(""), "''");
+        // Whatever it holds, the shell reads the word back as it was, and runs nothing.
+        for s in [
+            "plain",
+            "a b",
+            "it's",
+            "$(touch /x)",
+            "`id`",
+            "a\nb",
+            "*",
+            "-o",
+            "'\"'",
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_word(s)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s, "{s:?}");
+        }
+    }
 
     #[test]
     fn shell_quoting_keeps_one_word() {

@@ -36,11 +36,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Where a machine's engine keeps images (`engine::Facts::containerd_image_store`).
+/// Where a machine's engine keeps images (`engine::Facts::containerd_image_store`,
+/// `engine::Facts::podman`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
     Classic,
     Containerd,
+    /// Podman's containers/storage. Its load refuses a `docker save` archive that lacks a
+    /// layer file, even one it has; it takes an OCI layout and reuses the layers it holds
+    /// without reading their blobs. It names the image by its config digest, as the classic
+    /// store does.
+    Podman,
+}
+
+impl Store {
+    pub fn of(facts: &crate::engine::Facts) -> Store {
+        if facts.podman {
+            Store::Podman
+        } else if facts.containerd_image_store {
+            Store::Containerd
+        } else {
+            Store::Classic
+        }
+    }
 }
 
 /// An image exported from the local engine into a cached archive.
@@ -80,7 +98,7 @@ impl Exported {
     /// The ID an engine with `store` gives this image once loaded.
     pub fn id_in(&self, store: Store) -> &str {
         match store {
-            Store::Classic => &self.config_id,
+            Store::Classic | Store::Podman => &self.config_id,
             Store::Containerd => &self.manifest_digest,
         }
     }
@@ -408,7 +426,7 @@ pub async fn ship_to(
         && i.id.as_deref() == Some(id)
     {
         // Present under its ID; make sure the tag points at it too.
-        tag(docker, image, id).await?;
+        tag(docker, image, id, store).await?;
         return Ok(Shipped {
             machine: machine.to_string(),
             bytes_sent: 0,
@@ -445,7 +463,7 @@ pub async fn ship_to(
             };
             match store {
                 Store::Classic => write_thin(&image.archive, &skip, sink),
-                Store::Containerd => write_oci(&image, &skip, sink),
+                Store::Containerd | Store::Podman => write_oci(&image, &skip, sink),
             }
         })
     };
@@ -480,6 +498,7 @@ pub async fn ship_to(
             match store {
                 Store::Classic => "classic",
                 Store::Containerd => "containerd",
+                Store::Podman => "Podman",
             }
         )
     })?;
@@ -491,7 +510,7 @@ pub async fn ship_to(
             loaded.id.as_deref().unwrap_or("(none)"),
         );
     }
-    tag(docker, image, id).await?;
+    tag(docker, image, id, store).await?;
     Ok(Shipped {
         machine: machine.to_string(),
         bytes_sent: sent,
@@ -501,13 +520,17 @@ pub async fn ship_to(
     })
 }
 
-async fn tag(docker: &Docker, image: &Exported, id: &str) -> Result<()> {
+async fn tag(docker: &Docker, image: &Exported, id: &str, store: Store) -> Result<()> {
     if image.reference.starts_with("sha256:") {
         return Ok(());
     }
     let (repo, tag) = match image.reference.rsplit_once(':') {
         Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
         _ => (image.reference.clone(), "latest".to_string()),
+    };
+    let repo = match store {
+        Store::Podman => podman_local_name(&repo),
+        _ => repo,
     };
     docker
         .tag_image(
@@ -519,6 +542,22 @@ async fn tag(docker: &Docker, image: &Exported, id: &str) -> Result<()> {
         )
         .await
         .with_context(|| format!("tagging {}", image.reference))
+}
+
+/// The name Podman gives a loaded image whose repository names no registry (`app` →
+/// `localhost/app`, as `podman load` does), which is also where it looks a short name up
+/// first. Tagged through the Docker API it would become `docker.io/app`, and Podman reports a
+/// repository digest for every image it holds: hoist would take a shipped image for a Docker
+/// Hub one and try to pin it there (src/pipeline/pin.rs).
+fn podman_local_name(repo: &str) -> String {
+    let first = repo.split('/').next().unwrap_or("");
+    let names_registry =
+        repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if names_registry {
+        repo.to_string()
+    } else {
+        format!("localhost/{repo}")
+    }
 }
 
 /// Copies the archive (`docker save`'s format, for the classic store), leaving
@@ -625,6 +664,21 @@ fn tokio_stream_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn podman_names_local_images_under_localhost() {
+        assert_eq!(
+            podman_local_name("hoist-test/app"),
+            "localhost/hoist-test/app"
+        );
+        assert_eq!(podman_local_name("app"), "localhost/app");
+        assert_eq!(podman_local_name("localhost/app"), "localhost/app");
+        assert_eq!(
+            podman_local_name("reg.example.com/team/app"),
+            "reg.example.com/team/app"
+        );
+        assert_eq!(podman_local_name("reg:5000/app"), "reg:5000/app");
+    }
 
     #[test]
     fn chain_ids_follow_the_image_spec() {

@@ -479,17 +479,7 @@ impl Tunnel {
     /// Runs a shell command on the machine and returns (exit code, stdout, stderr).
     /// Used to explain engine failures (is the socket there? readable?), never to deploy.
     pub async fn shell(&self, command: &str) -> Result<(i32, String, String), String> {
-        let out = self
-            .session
-            .shell(command)
-            .output()
-            .await
-            .map_err(|e| error_text(&e))?;
-        Ok((
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
+        run_shell(&self.session, command).await
     }
 
     /// Ends this command's use of the master: it stays for the next command when kept (only
@@ -541,6 +531,64 @@ impl Tunnel {
         }
         let _ = std::fs::remove_file(&local_socket);
     }
+}
+
+/// An SSH session to one machine that only runs commands, with no socket forwarded: for
+/// `hoist machines init`, which prepares a machine that may have no engine yet. Its master is
+/// never kept for a later command (init may change the user's groups, which a kept login
+/// would not see), and closing it stops it.
+pub struct Shell {
+    session: Session,
+}
+
+impl Shell {
+    pub async fn open(
+        target: &SshTarget,
+        workdir: &Workdir,
+        connect_timeout: Duration,
+    ) -> Result<Shell, SshFailure> {
+        resolve(target, connect_timeout).await?;
+        let session = Tunnel::connect(target, workdir, connect_timeout, None).await?;
+        Ok(Shell { session })
+    }
+
+    /// Runs `command` through the login shell; (exit code, stdout, stderr).
+    pub async fn run(&self, command: &str) -> Result<(i32, String, String), String> {
+        run_shell(&self.session, command).await
+    }
+
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+/// Stops the master an earlier command kept for `target`, if one answers: after `hoist machines
+/// init` added the ssh user to a group, a kept login would go on without it.
+pub async fn end_kept_master(target: &SshTarget, limit: Duration) {
+    let Ok(Some(cache)) = MasterCache::from_env() else {
+        return;
+    };
+    let Ok(resolved) = resolve(target, limit).await else {
+        return;
+    };
+    if let Some(session) = cache.resume(target, &resolved).await {
+        let (ctl, _log) = session.detach();
+        let _ = Session::resume_mux(ctl.clone(), None).close().await;
+        cache.forget(target, &resolved, &ctl);
+    }
+}
+
+async fn run_shell(session: &Session, command: &str) -> Result<(i32, String, String), String> {
+    let out = session
+        .shell(command)
+        .output()
+        .await
+        .map_err(|e| error_text(&e))?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// `ssh -G` for `target`: the configuration ssh would connect with (host, port, user,

@@ -19,8 +19,9 @@ const LAYERS: &[&[&str]] = &[
     &["core", "container", "transport"],
     // An engine per machine.
     &["engine"],
-    // What runs (observe), images to machines (ship), carrying steps out (apply).
-    &["observe", "ship", "apply"],
+    // What runs (observe), images to machines (ship), carrying steps out (apply), preparing
+    // machines before they have an engine (provision: `hoist machines init`).
+    &["observe", "ship", "apply", "provision"],
     // The sealing key kept on the machines (read beside the observation).
     &["seal"],
     // The balancers: the ingress, then the mesh (which reuses the ingress's addressing).

@@ -73,6 +73,7 @@ fn a_socket_path_with_a_quote_runs_nothing_on_the_machine() {
             }),
             labels: BTreeMap::new(),
             docker_socket: evil.clone(),
+            engine: hoist::inventory::EngineKind::Docker,
             peer_address: None,
         }],
         mesh: None,

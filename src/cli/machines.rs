@@ -4,21 +4,30 @@ use super::{Global, table};
 use crate::engine::{self, Engine};
 use crate::labels;
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 /// Show every machine of the inventory: reachable or why not, engine, OS/arch,
 /// CPUs, memory, hoist's containers there, the project's sealing key (its ID), and labels.
+/// `hoist machines init` installs an engine on machines that have none.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  hoist machines\n  hoist -m prod.yaml machines --json\n\nExit codes: 0 all machines reachable, 1 any machine unreachable (all are still reported)."
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  hoist machines\n  hoist -m prod.yaml machines --json\n  hoist -m prod.yaml machines init --dry-run\n\nExit codes: 0 all machines reachable, 1 any machine unreachable (all are still reported)."
 )]
 pub struct MachinesArgs {
+    #[command(subcommand)]
+    command: Option<MachinesCommand>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Subcommand)]
+enum MachinesCommand {
+    Init(super::machines_init::InitArgs),
 }
 
 pub async fn run(
@@ -26,6 +35,9 @@ pub async fn run(
     project_args: &super::project_args::ProjectArgs,
     args: MachinesArgs,
 ) -> Result<ExitCode> {
+    if let Some(MachinesCommand::Init(init)) = args.command {
+        return super::machines_init::run(global, init).await;
+    }
     // Count the current project's containers when there is one (-p or a compose
     // file here); otherwise every hoist project's.
     let project = super::project_name(project_args).ok();
@@ -93,6 +105,7 @@ pub async fn run(
                     "os": f.os, "arch": f.arch, "operating_system": f.operating_system,
                     "cpus": f.cpus, "memory_bytes": f.memory_bytes, "hostname": f.hostname,
                     "storage_driver": f.storage_driver, "containerd_image_store": f.containerd_image_store,
+                    "podman": f.podman, "rootless": f.rootless,
                     "labels": machine.labels, "containers": counts, "sealing_key": key_json,
                 }));
             }

@@ -9,6 +9,7 @@ mod exec;
 mod ingress;
 mod logs;
 mod machines;
+mod machines_init;
 mod plan;
 pub mod project_args;
 mod ps;

@@ -143,16 +143,8 @@ async fn plan_and_apply(
         let by_name: std::collections::HashMap<String, Docker> = engines.iter().cloned().collect();
         let name = &planned.resolved.project;
         crate::seal::store_where_needed(engines, name, &planned.sealing).await?;
-        let containerd = pipeline::apply::containerd_machines(conns);
-        pipeline::apply::prepare(
-            &prep,
-            &by_name,
-            name,
-            local.as_ref(),
-            &containerd,
-            &progress,
-        )
-        .await?;
+        let stores = pipeline::apply::image_stores(conns);
+        pipeline::apply::prepare(&prep, &by_name, name, local.as_ref(), &stores, &progress).await?;
         balancers.converge(engines, name).await?;
         let pruned =
             pipeline::apply::prune_previous(&planned.observed, &planned.previous, engines).await;

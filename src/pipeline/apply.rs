@@ -181,13 +181,13 @@ pub async fn apply_plan(
     crate::seal::store_where_needed(&engines, &planned.resolved.project, &planned.sealing).await?;
     balancers.add_images(&mut prep);
     let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
-    let containerd = containerd_machines(conns);
+    let stores = image_stores(conns);
     let shipped = prepare(
         &prep,
         &by_name,
         &planned.resolved.project,
         local,
-        &containerd,
+        &stores,
         progress,
     )
     .await?;
@@ -218,17 +218,17 @@ pub async fn apply_plan(
     })
 }
 
-/// The machines whose engines keep images in containerd's store: images are
-/// shipped to them in another format, and known there by another ID (src/ship.rs).
-pub fn containerd_machines(conns: &Connections) -> std::collections::HashSet<String> {
+/// Where each connected machine's engine keeps images: images are shipped to containerd's
+/// store and to Podman's in other formats, and known in containerd's by another ID
+/// (src/ship.rs).
+pub fn image_stores(conns: &Connections) -> HashMap<String, crate::ship::Store> {
     conns
         .results
         .iter()
         .filter_map(|(m, r)| {
             r.as_ref()
                 .ok()
-                .filter(|e| e.facts.containerd_image_store)
-                .map(|_| m.name.clone())
+                .map(|e| (m.name.clone(), crate::ship::Store::of(&e.facts)))
         })
         .collect()
 }
@@ -242,7 +242,7 @@ pub async fn prepare(
     engines: &HashMap<String, Docker>,
     project: &str,
     local: Option<&Docker>,
-    containerd: &std::collections::HashSet<String>,
+    stores: &HashMap<String, crate::ship::Store>,
     progress: &Progress,
 ) -> Result<Vec<serde_json::Value>> {
     let get = |m: &str| {
@@ -275,7 +275,7 @@ pub async fn prepare(
             // the export says which ID the machine's store gives this build.
             (Some(_), Some(on), Some(local)) => {
                 let e = export_once(&mut exports, local, img, progress).await?;
-                on == e.id_in(store_of(containerd, m))
+                on == e.id_in(store_of(stores, m))
             }
             (Some(_), _, _) => false,
             (None, on, _) => on.is_some() && policy != image::PullPolicy::Always,
@@ -300,7 +300,7 @@ pub async fn prepare(
             let key = format!("image@{m}");
             if let Some(exported) = exports.get(&img) {
                 let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-                let store = store_of(containerd, &m);
+                let store = store_of(stores, &m);
                 progress.step(&key, &format!("shipping {img}"));
                 // Bytes and rate while the archive travels.
                 let ticker = {
@@ -357,12 +357,11 @@ pub async fn prepare(
     Ok(shipped)
 }
 
-fn store_of(containerd: &std::collections::HashSet<String>, machine: &str) -> crate::ship::Store {
-    if containerd.contains(machine) {
-        crate::ship::Store::Containerd
-    } else {
-        crate::ship::Store::Classic
-    }
+fn store_of(stores: &HashMap<String, crate::ship::Store>, machine: &str) -> crate::ship::Store {
+    stores
+        .get(machine)
+        .copied()
+        .unwrap_or(crate::ship::Store::Classic)
 }
 
 /// Exports `img` from the local engine the first time a machine needs it.

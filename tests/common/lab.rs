@@ -278,6 +278,31 @@ impl Lab {
         self.state_dir.join("machines-containerd.yaml")
     }
 
+    /// Starts a new bare machine `bare` (Debian 12, sshd, no engine; replacing the last one:
+    /// `hoist machines init` changes it) beside m1..m3 and returns a machines file of it alone.
+    /// Take a lease first: an `up` removes it.
+    pub fn bare(&self) -> PathBuf {
+        self.lab_sh_ok(&["bare"]);
+        self.state_dir.join("machines-bare.yaml")
+    }
+
+    /// Starts the opt-in machine `pod` (Debian 13 with Podman serving the Docker API on
+    /// /run/podman/podman.sock) beside m1..m3, unless it runs, and returns a machines file of m1
+    /// (engine 20.10), m2 (engine 26) and pod (`engine: podman`). Take a lease first: an `up`
+    /// removes it.
+    pub fn podman(&self) -> PathBuf {
+        self.lab_sh_ok(&["podman"]);
+        self.state_dir.join("machines-podman.yaml")
+    }
+
+    /// Starts the opt-in machine `rl` (Debian 13; user alice runs her own rootless Docker,
+    /// socket /run/user/1000/docker.sock) beside m1..m3, unless it runs, and returns a machines
+    /// file of rl reached as alice. Take a lease first: an `up` removes it.
+    pub fn rootless(&self) -> PathBuf {
+        self.lab_sh_ok(&["rootless"]);
+        self.state_dir.join("machines-rootless.yaml")
+    }
+
     /// For a test that deploys but injects no faults: other such tests may run at the same time;
     /// tests that take [`Lab::exclusive`] wait until this lease is dropped.
     pub fn shared(&self) -> Lease {

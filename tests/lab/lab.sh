@@ -29,6 +29,22 @@ readonly LABEL=io.hoist.lab
 # is; `lab.sh containerd` starts it beside them, at an address no mN uses (m99 is .109).
 readonly CTD=ctd
 readonly CTD_IP=$NET_PREFIX.200
+# The opt-in bare machine: sshd and no engine, a fresh server for `hoist machines init`
+# (Debian 12, the machine image with the engine purged at first boot). `lab.sh bare` makes a new
+# one every time, since init changes it.
+readonly BARE=bare
+readonly BARE_IP=$NET_PREFIX.201
+# The opt-in Podman machine: Debian 13 with Podman from Debian's packages serving the Docker API
+# on /run/podman/podman.sock, for mixed Docker + Podman fleets. Its image is the trixie machine
+# image with Docker purged and Podman installed (built once, cached by recipe).
+readonly POD=pod
+readonly POD_IP=$NET_PREFIX.202
+readonly POD_PACKAGES="podman aardvark-dns nftables catatonit ca-certificates"
+# The opt-in rootless-Docker machine: Debian 13 whose engine is user alice's own (uid 1000,
+# dockerd-rootless.sh from docker.io, socket /run/user/1000/docker.sock); no engine runs as root.
+readonly RL=rl
+readonly RL_IP=$NET_PREFIX.203
+readonly RL_PACKAGES="rootlesskit uidmap slirp4netns"
 
 log() { printf '%s lab: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -44,19 +60,29 @@ machine_index() { # m7 -> 7; anything else is an error
     echo "${BASH_REMATCH[1]}"
 }
 machine_ip() {
-    [[ $1 == "$CTD" ]] && { echo "$CTD_IP"; return; }
-    echo "$NET_PREFIX.$((10 + $(machine_index "$1")))"
+    case $1 in
+        "$CTD") echo "$CTD_IP" ;;
+        "$BARE") echo "$BARE_IP" ;;
+        "$POD") echo "$POD_IP" ;;
+        "$RL") echo "$RL_IP" ;;
+        *) echo "$NET_PREFIX.$((10 + $(machine_index "$1")))" ;;
+    esac
 }
 machine_suite() {
-    [[ $1 == "$CTD" ]] && { echo trixie; return; }
-    (($(machine_index "$1") % 2)) && echo bookworm || echo trixie
+    case $1 in
+        "$CTD") echo trixie ;;
+        "$BARE") echo bookworm ;;
+        "$POD" | "$RL") echo trixie ;;
+        *) (($(machine_index "$1") % 2)) && echo bookworm || echo trixie ;;
+    esac
 }
+is_opt_in() { [[ $1 == "$CTD" || $1 == "$BARE" || $1 == "$POD" || $1 == "$RL" ]]; }
 machine_volume() { echo "hoist-lab-$1-docker"; }
 
 # How many machines (m1..mN) the last `up` started.
 lab_size() { cat "$STATE/size" 2>/dev/null || echo 0; }
 require_machine() { # a fault command must name a machine of the running lab
-    [[ $1 == "$CTD" ]] || machine_index "$1" >/dev/null
+    is_opt_in "$1" || machine_index "$1" >/dev/null
     docker container inspect -f "{{index .Config.Labels \"$LABEL.machine\"}}" "$1" 2>/dev/null |
         grep -qx "$1" || die "$1 is not a machine of the lab (run: $0 up)"
 }
@@ -177,8 +203,10 @@ clear_leftovers() {
     fi
 }
 
-create_machine() { # NAME [RECIPE DAEMON_JSON] — the last two for a machine kind beside m1..mN
-    local name=$1 recipe=${2:-$(lab_recipe)} daemon_json=${3:-} ip suite
+create_machine() { # NAME [RECIPE DAEMON_JSON BOOT IMAGE FLAG] — the last five for a kind beside m1..mN
+    local name=$1 recipe=${2:-$(lab_recipe)} daemon_json=${3:-} boot=${4:-} image=${5:-} ip suite
+    local extra=()
+    [[ -z ${6:-} ]] || extra=("$6")
     ip=$(machine_ip "$name")
     suite=$(machine_suite "$name")
     docker volume create --label "$LABEL=1" "$(machine_volume "$name")" >/dev/null
@@ -188,14 +216,16 @@ create_machine() { # NAME [RECIPE DAEMON_JSON] — the last two for a machine ki
         --cap-add ALL --cap-drop SYS_RESOURCE \
         --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
         -v /sys/fs/cgroup:/sys/fs/cgroup --tmpfs /run \
-        -v "$(machine_volume "$name"):/var/lib/docker" \
-        -e DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 \
+        -v "$(machine_volume "$name"):$(engine_dir "$name")" \
+        -e DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 "${extra[@]}" \
         --network "$NET" --ip "$ip" \
-        "$(machine_image "$suite")" /usr/local/sbin/hoist-lab-boot >/dev/null
+        "${image:-$(machine_image "$suite")}" /usr/local/sbin/hoist-lab-boot >/dev/null
     install_host_key "$name" "$STATE/hostkeys/$name"
     # The engine reads daemon.json when it starts, at boot: written before the first start, it
     # configures this machine alone, and the machine image (its recipe) stays the same.
     [[ -z $daemon_json ]] || docker cp "$daemon_json" "$name:/etc/docker/daemon.json"
+    # Likewise another PID 1 for a kind that boots differently (the bare machine).
+    [[ -z $boot ]] || docker cp "$boot" "$name:/usr/local/sbin/hoist-lab-boot"
     # authorized_keys as on a real server: root-owned, mode 600, in a 700 directory. A tar stream
     # sets owner and modes whether or not the image already has /root/.ssh (trixie's has).
     local tmp
@@ -205,6 +235,15 @@ create_machine() { # NAME [RECIPE DAEMON_JSON] — the last two for a machine ki
     tar -C "$tmp" --numeric-owner --owner=0 --group=0 -c .ssh | docker cp - "$name:/root"
     rm -rf "$tmp"
     docker start "$name" >/dev/null
+}
+
+# Where the machine's engine keeps its data: on a volume, so that it can use overlay storage.
+engine_dir() {
+    case $1 in
+        "$POD") echo /var/lib/containers ;;
+        "$RL") echo /home/alice/.local/share/docker ;;
+        *) echo /var/lib/docker ;;
+    esac
 }
 
 install_host_key() { # NAME KEYFILE — copies a private key and its .pub in as the machine's host key
@@ -226,10 +265,21 @@ ssh_machine() { # NAME CMD... — exactly as a user (or hoist) reaches the machi
     ssh -F "$STATE/ssh_config" "$@"
 }
 
-# Ready = sshd accepts our key and host key, and the machine's own engine answers.
+# Ready = sshd accepts our key and host key, and the machine's own engine answers (a bare
+# machine has none: sshd alone).
 machine_ready() { # NAME
-    ssh_machine "$1" true >/dev/null 2>&1 &&
-        docker exec "$1" docker info >/dev/null 2>&1
+    ssh_machine "$1" true >/dev/null 2>&1 || return 1
+    [[ $1 == "$BARE" ]] && return 0
+    if [[ $1 == "$RL" ]]; then
+        docker exec "$1" su alice -c 'DOCKER_HOST=unix:///run/user/1000/docker.sock docker info' >/dev/null 2>&1
+        return
+    fi
+    if [[ $1 == "$POD" ]]; then
+        docker exec -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$1" \
+            podman --url unix:///run/podman/podman.sock version >/dev/null 2>&1
+        return
+    fi
+    docker exec "$1" docker info >/dev/null 2>&1
 }
 
 wait_ready() { # NAME...  — in parallel; names every machine that is not ready in time
@@ -340,6 +390,7 @@ cmd_containerd() {
     log "images ready after $((SECONDS - start))s; starting $CTD"
     create_machine "$CTD" "$want" "$(containerd_daemon_json)"
     add_client_entry "$CTD"
+    write_containerd_machines "$CTD"
     wait_ready "$CTD"
     log "$CTD answers after $((SECONDS - start))s; loading the test images into it"
     docker exec "$CTD" docker info --format '{{.DriverStatus}}' | grep -q io.containerd.snapshotter ||
@@ -348,7 +399,7 @@ cmd_containerd() {
     echo "$CTD up in $((SECONDS - start))s ($CTD_IP, engine $(docker exec "$CTD" docker version --format '{{.Server.Version}}'), containerd image store); machines file: $STATE/machines-containerd.yaml"
 }
 
-add_client_entry() { # NAME — its host key and ssh alias beside those of m1..mN, and its machines file
+add_client_entry() { # NAME — its host key and ssh alias beside those of m1..mN
     local name=$1 ip
     ip=$(machine_ip "$name")
     { grep -v "^$ip " "$STATE/known_hosts" || true
@@ -367,6 +418,10 @@ Host $name
     BatchMode yes
     ConnectTimeout 5
 EOF
+}
+
+write_containerd_machines() { # NAME
+    local name=$1
     cat >"$STATE/machines-containerd.yaml" <<EOF
 # hoist machines file written by tests/lab/lab.sh containerd: engine 20.10, engine 26 on the
 # classic image store, engine 26 on containerd's image store
@@ -382,6 +437,215 @@ machines:
     ssh: $name
     labels: {zone: c, os: trixie, store: containerd}
 EOF
+}
+
+# A fresh bare machine `bare` (sshd, no engine) beside a running lab, replacing the last one:
+# `hoist machines init` changes a machine, so every run starts from a new server. Adds it to
+# ssh_config and known_hosts and writes machines-bare.yaml (bare alone). `up` and `down` remove
+# it with the others.
+cmd_bare() {
+    ensure_root
+    lock_lab
+    local base start=$SECONDS
+    base=$(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" m1 2>/dev/null) ||
+        die "bare: the lab is not up (run: $0 up); $BARE joins m1..mN"
+    ensure_machine_images
+    docker rm -f "$BARE" >/dev/null 2>&1 || true
+    docker volume rm "$(machine_volume "$BARE")" >/dev/null 2>&1 || true
+    [[ -f $STATE/hostkeys/$BARE ]] ||
+        ssh-keygen -q -t ed25519 -N '' -C "$BARE" -f "$STATE/hostkeys/$BARE"
+    create_machine "$BARE" "$base-bare-$(recipe_hash <"$HERE/bare/boot.sh")" "" "$HERE/bare/boot.sh"
+    add_client_entry "$BARE"
+    cat >"$STATE/machines-bare.yaml" <<EOF
+# hoist machines file written by tests/lab/lab.sh bare: a Debian 12 machine with sshd and no
+# container engine, for \`hoist machines init\`
+ssh_config: ssh_config        # relative to this file; passed to ssh -F
+machines:
+  $BARE:
+    ssh: $BARE
+    labels: {zone: a, os: bookworm}
+EOF
+    wait_ready "$BARE"
+    docker exec "$BARE" sh -c '! command -v dockerd && ! command -v docker' >/dev/null ||
+        die "$BARE: an engine is still installed (see /var/log/hoist-lab-bare.log in $BARE)"
+    echo "$BARE up in $((SECONDS - start))s ($BARE_IP, Debian 12, sshd and no engine); machines file: $STATE/machines-bare.yaml"
+}
+
+# The Podman machine image: the trixie machine image with Docker purged and Podman installed from
+# Debian's mirror (LAB.md: lab machines reach it), committed and cached by its recipe's hash. Its
+# PID 1 (podman/boot.sh) is copied in at each start, so changing it rebuilds nothing.
+podman_image() {
+    echo "hoist-lab/podman:$( {
+        machine_image trixie
+        echo "$POD_PACKAGES"
+        declare -f build_podman_image
+    } | recipe_hash)"
+}
+
+build_podman_image() { # TAG
+    local builder=hoist-lab-podman-build
+    docker rm -f "$builder" >/dev/null 2>&1 || true
+    # shellcheck disable=SC2016 # expanded inside the builder
+    docker run --name "$builder" --label "$LABEL=1" -e POD_PACKAGES="$POD_PACKAGES" \
+        "$(machine_image trixie)" sh -c '
+        set -e
+        export DEBIAN_FRONTEND=noninteractive
+        dpkg --purge docker.io docker-cli containerd runc tini
+        rm -rf /etc/docker /usr/local/sbin/hoist-lab-dockerd
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends $POD_PACKAGES
+        rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb' >"$CACHE/build-podman.log" 2>&1 ||
+        { tail -n 20 "$CACHE/build-podman.log" >&2; docker rm -f "$builder" >/dev/null; die "building the Podman machine image failed (log: $CACHE/build-podman.log)"; }
+    docker commit --change 'CMD ["/usr/local/sbin/hoist-lab-boot"]' \
+        --change "LABEL $LABEL.recipe=${1##*:}" "$builder" "$1" >/dev/null
+    docker rm -f "$builder" >/dev/null
+}
+
+# Starts the Podman machine `pod` beside a running lab (m1..mN untouched), unless it already runs
+# this recipe and answers; loads the test images into its Podman. Adds it to ssh_config and
+# known_hosts and writes machines-podman.yaml (m1: engine 20.10, m2: engine 26, pod: Podman).
+# `up` and `down` remove it with the others.
+cmd_podman() {
+    ensure_root
+    lock_lab
+    local base want image start=$SECONDS
+    base=$(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" m1 2>/dev/null) ||
+        die "podman: the lab is not up (run: $0 up); $POD joins m1..mN"
+    ensure_machine_images
+    image=$(podman_image)
+    want="$base-pod-${image##*:}-$(recipe_hash <"$HERE/podman/boot.sh")"
+    if [[ $(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$POD" 2>/dev/null) == "$want" ]] &&
+        grep -q "^Host $POD\$" "$STATE/ssh_config" 2>/dev/null && machine_ready "$POD"; then
+        echo "$POD ready ($POD_IP, Podman); machines file: $STATE/machines-podman.yaml"
+        return
+    fi
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+        log "building $image (Podman from Debian's packages; log: $CACHE/build-podman.log)"
+        mkdir -p "$CACHE"
+        build_podman_image "$image"
+        local old
+        for old in $(docker images --format '{{.Repository}}:{{.Tag}}' hoist-lab/podman); do
+            [[ $old == "$image" ]] || docker rmi "$old" >/dev/null 2>&1 || true
+        done
+    fi
+    local tarball
+    tarball=$(ensure_test_images)
+    docker rm -f "$POD" >/dev/null 2>&1 || true
+    docker volume rm "$(machine_volume "$POD")" >/dev/null 2>&1 || true
+    [[ -f $STATE/hostkeys/$POD ]] ||
+        ssh-keygen -q -t ed25519 -N '' -C "$POD" -f "$STATE/hostkeys/$POD"
+    create_machine "$POD" "$want" "" "$HERE/podman/boot.sh" "$image"
+    add_client_entry "$POD"
+    cat >"$STATE/machines-podman.yaml" <<EOF
+# hoist machines file written by tests/lab/lab.sh podman: engine 20.10, engine 26 and Podman
+ssh_config: ssh_config        # relative to this file; passed to ssh -F
+machines:
+  m1:
+    ssh: m1
+    labels: {zone: a, os: bookworm, engine: docker}
+  m2:
+    ssh: m2
+    labels: {zone: b, os: trixie, engine: docker}
+  $POD:
+    ssh: $POD
+    engine: podman
+    labels: {zone: c, os: trixie, engine: podman}
+EOF
+    wait_ready "$POD"
+    log "$POD answers after $((SECONDS - start))s; loading the test images into its Podman"
+    docker exec -i -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$POD" podman load -q <"$tarball" >/dev/null ||
+        die "loading the test images into $POD failed"
+    echo "$POD up in $((SECONDS - start))s ($POD_IP, Podman $(docker exec -e PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$POD" podman version --format '{{.Server.Version}}' 2>/dev/null)); machines file: $STATE/machines-podman.yaml"
+}
+
+# The rootless-Docker machine image: the trixie machine image plus rootlesskit, uidmap and
+# slirp4netns from Debian's mirror, and the user alice (uid 1000, subordinate ids 100000-165535,
+# no password: ssh keys only). Committed once, cached by its recipe's hash.
+rootless_image() {
+    echo "hoist-lab/rootless:$( {
+        machine_image trixie
+        echo "$RL_PACKAGES"
+        declare -f build_rootless_image
+    } | recipe_hash)"
+}
+
+build_rootless_image() { # TAG
+    local builder=hoist-lab-rootless-build
+    docker rm -f "$builder" >/dev/null 2>&1 || true
+    # shellcheck disable=SC2016 # expanded inside the builder
+    docker run --name "$builder" --label "$LABEL=1" -e RL_PACKAGES="$RL_PACKAGES" \
+        "$(machine_image trixie)" sh -c '
+        set -e
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends $RL_PACKAGES
+        rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+        useradd -m -u 1000 -s /bin/sh alice
+        usermod -p "*" alice
+        install -d -o alice -g alice -m 700 /home/alice/.ssh /home/alice/.local /home/alice/.local/share /home/alice/.local/share/docker' \
+        >"$CACHE/build-rootless.log" 2>&1 ||
+        { tail -n 20 "$CACHE/build-rootless.log" >&2; docker rm -f "$builder" >/dev/null; die "building the rootless machine image failed (log: $CACHE/build-rootless.log)"; }
+    docker commit --change 'CMD ["/usr/local/sbin/hoist-lab-boot"]' \
+        --change "LABEL $LABEL.recipe=${1##*:}" "$builder" "$1" >/dev/null
+    docker rm -f "$builder" >/dev/null
+}
+
+# Starts the rootless-Docker machine `rl` beside a running lab (m1..mN untouched), unless it
+# already runs this recipe and answers; loads the test images into alice's engine. Writes
+# machines-rootless.yaml (rl as alice, docker_socket /run/user/1000/docker.sock). It runs with
+# `--security-opt systempaths=unconfined`: a rootless engine mounts a fresh /proc for each
+# container, which the kernel refuses while parts of the machine's /proc are masked.
+cmd_rootless() {
+    ensure_root
+    lock_lab
+    local base want image start=$SECONDS
+    base=$(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" m1 2>/dev/null) ||
+        die "rootless: the lab is not up (run: $0 up); $RL joins m1..mN"
+    ensure_machine_images
+    image=$(rootless_image)
+    want="$base-rl-${image##*:}-$(recipe_hash <"$HERE/rootless/boot.sh")"
+    if [[ $(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$RL" 2>/dev/null) == "$want" ]] &&
+        grep -q "^Host $RL\$" "$STATE/ssh_config" 2>/dev/null && machine_ready "$RL"; then
+        echo "$RL ready ($RL_IP, rootless Docker of alice); machines file: $STATE/machines-rootless.yaml"
+        return
+    fi
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+        log "building $image (rootlesskit from Debian's packages; log: $CACHE/build-rootless.log)"
+        mkdir -p "$CACHE"
+        build_rootless_image "$image"
+        local old
+        for old in $(docker images --format '{{.Repository}}:{{.Tag}}' hoist-lab/rootless); do
+            [[ $old == "$image" ]] || docker rmi "$old" >/dev/null 2>&1 || true
+        done
+    fi
+    local tarball
+    tarball=$(ensure_test_images)
+    docker rm -f "$RL" >/dev/null 2>&1 || true
+    docker volume rm "$(machine_volume "$RL")" >/dev/null 2>&1 || true
+    [[ -f $STATE/hostkeys/$RL ]] ||
+        ssh-keygen -q -t ed25519 -N '' -C "$RL" -f "$STATE/hostkeys/$RL"
+    create_machine "$RL" "$want" "" "$HERE/rootless/boot.sh" "$image" "--security-opt=systempaths=unconfined"
+    local tmp
+    tmp=$(mktemp -d)
+    install -m 600 "$STATE/id_ed25519.pub" "$tmp/authorized_keys"
+    tar -C "$tmp" --numeric-owner --owner=1000 --group=1000 -c authorized_keys | docker cp - "$RL:/home/alice/.ssh"
+    rm -rf "$tmp"
+    add_client_entry "$RL"
+    cat >"$STATE/machines-rootless.yaml" <<EOF
+# hoist machines file written by tests/lab/lab.sh rootless: user alice's own (rootless) engine
+ssh_config: ssh_config        # relative to this file; passed to ssh -F
+machines:
+  $RL:
+    ssh: $RL
+    user: alice
+    docker_socket: /run/user/1000/docker.sock
+    labels: {zone: a, os: trixie, engine: rootless}
+EOF
+    wait_ready "$RL"
+    log "$RL answers after $((SECONDS - start))s; loading the test images into alice's engine"
+    docker exec -i "$RL" su alice -c 'DOCKER_HOST=unix:///run/user/1000/docker.sock docker load -q' <"$tarball" >/dev/null ||
+        die "loading the test images into $RL failed"
+    echo "$RL up in $((SECONDS - start))s ($RL_IP, rootless Docker of alice); machines file: $STATE/machines-rootless.yaml"
 }
 
 # For test runs (tests/common/lab.rs): at least N healthy machines, leaving a healthy lab alone.
@@ -534,6 +798,12 @@ usage: $0 COMMAND [ARGS]
   env                 shell exports for the lab: eval "\$($0 env)"
   containerd          also start machine $CTD ($CTD_IP): engine 26 with containerd's image store,
                       beside m1..mN (which stay as they are); writes machines-containerd.yaml
+  bare                a new machine $BARE ($BARE_IP): Debian 12 with sshd and no engine, for
+                      \`hoist machines init\`; replaces the last one; writes machines-bare.yaml
+  podman              also start machine $POD ($POD_IP): Debian 13 with Podman serving the Docker
+                      API on /run/podman/podman.sock; writes machines-podman.yaml (m1, m2, $POD)
+  rootless            also start machine $RL ($RL_IP): Debian 13 where user alice runs her own
+                      rootless Docker; writes machines-rootless.yaml ($RL as alice)
 
 faults (on one machine NAME, e.g. m2), each with its inverse:
   kill NAME           the machine dies (docker kill)      start NAME      boot it again
@@ -556,6 +826,9 @@ main() {
         ensure) cmd_ensure "$@" ;;
         env) cmd_env ;;
         containerd) cmd_containerd ;;
+        bare) cmd_bare ;;
+        podman) cmd_podman ;;
+        rootless) cmd_rootless ;;
         kill | start | pause | unpause | cut | heal | stop-docker | start-docker | rekey)
             (($# >= 1)) || die "$cmd: which machine? (e.g. $0 $cmd m2)"
             "cmd_${cmd//-/_}" "$@"
