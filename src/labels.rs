@@ -26,3 +26,8 @@ pub const IMAGE: &str = "io.hoist.image";
 pub const ROLE: &str = "io.hoist.role";
 /// The service a mesh proxy answers for (`io.hoist.role=mesh`).
 pub const MESH_SERVICE: &str = "io.hoist.mesh-service";
+/// The cordon of a drained machine: a volume of this name on the machine itself, for every
+/// project and every hoist (`hoist drain`, src/apply/cordon.rs). No new replica goes there.
+pub const DRAINED_VOLUME: &str = "hoist-drained";
+/// On the cordon volume: who drained the machine, and when.
+pub const DRAINED: &str = "io.hoist.drained";

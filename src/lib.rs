@@ -27,4 +27,5 @@ pub mod pipeline;
 pub mod safe;
 pub mod ship;
 pub mod transport;
+pub mod volume;
 pub mod watch;

@@ -19,7 +19,8 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-fn status_code(e: &DockerError) -> Option<u16> {
+/// The HTTP status of an engine error, if it is one.
+pub fn status_code(e: &DockerError) -> Option<u16> {
     match e {
         DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,

@@ -54,9 +54,11 @@ pub async fn run(
                     (Err(e), _) => ("?".to_string(), json!({ "error": e })),
                 };
                 let f = &engine.facts;
+                // Drained (`hoist drain`): reachable, but it takes no replica.
+                let drained = crate::apply::cordon::read(&engine.docker).await.ok().flatten();
                 rows.push(vec![
                     machine.name.clone(),
-                    "ok".into(),
+                    if drained.is_some() { "drained" } else { "ok" }.into(),
                     f.engine_version.clone(),
                     f.api_version.clone(),
                     format!("{}/{}", f.os, f.arch),
@@ -71,7 +73,7 @@ pub async fn run(
                     "os": f.os, "arch": f.arch, "operating_system": f.operating_system,
                     "cpus": f.cpus, "memory_bytes": f.memory_bytes, "hostname": f.hostname,
                     "storage_driver": f.storage_driver, "containerd_image_store": f.containerd_image_store,
-                    "labels": machine.labels, "containers": counts,
+                    "labels": machine.labels, "containers": counts, "drained": drained,
                 }));
             }
             Err(e) => {
@@ -89,7 +91,7 @@ pub async fn run(
                 failures.push(format!("{} ({address}): {e}", machine.name));
                 records.push(json!({
                     "name": machine.name, "address": address, "reachable": false, "error": e.to_string(),
-                    "labels": machine.labels,
+                    "labels": machine.labels, "drained": null,
                 }));
             }
         }

@@ -4,6 +4,7 @@
 mod build;
 mod completions;
 mod config;
+mod drain;
 mod down;
 mod exec;
 mod ingress;
@@ -18,6 +19,7 @@ pub mod table;
 mod unlock;
 mod up;
 mod up_report;
+mod volumes;
 mod watch;
 
 use clap::{Args, Parser, Subcommand};
@@ -71,6 +73,9 @@ enum Command {
     Manpage(completions::ManpageArgs),
     Watch(watch::WatchArgs),
     Ingress(ingress::IngressArgs),
+    Volumes(volumes::VolumesArgs),
+    Drain(drain::DrainArgs),
+    Undrain(drain::UndrainArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -90,8 +95,12 @@ pub fn main() -> ExitCode {
     // SIGTERM asks them to stop at the next safe point (see crate::interrupt).
     let changes_fleet = matches!(
         cli.command,
-        Command::Up(_) | Command::Down(_) | Command::Rollback(_) | Command::Watch(_)
-    );
+        Command::Up(_)
+            | Command::Down(_)
+            | Command::Rollback(_)
+            | Command::Watch(_)
+            | Command::Drain(_)
+    ) || matches!(&cli.command, Command::Volumes(v) if v.changes_fleet());
     if changes_fleet {
         // SAFETY: setting signal dispositions before any thread starts.
         unsafe {
@@ -140,6 +149,9 @@ pub fn main() -> ExitCode {
             Command::Manpage(args) => completions::manpage(args),
             Command::Watch(args) => watch::run(&cli.global, &cli.project, args).await,
             Command::Ingress(args) => ingress::run(&cli.global, &cli.project, args).await,
+            Command::Volumes(args) => volumes::run(&cli.global, &cli.project, args).await,
+            Command::Drain(args) => drain::drain(&cli.global, &cli.project, args).await,
+            Command::Undrain(args) => drain::undrain(&cli.global, args).await,
             }
         };
         tokio::select! {

@@ -51,6 +51,23 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: UpArgs) -> R
     result
 }
 
+/// `up --yes` for a verb that already asked (`hoist drain`), on connections already made.
+pub(super) async fn deploy_confirmed(
+    project: &crate::model::Project,
+    fleet: &crate::inventory::Fleet,
+    conns: &Connections,
+    lock_wait: Duration,
+) -> Result<ExitCode> {
+    let args = UpArgs {
+        yes: true,
+        lock_wait,
+        allow_unreachable: false,
+        json: false,
+        no_build: false,
+    };
+    deploy(project, fleet, conns, &args).await
+}
+
 async fn deploy(
     project: &crate::model::Project,
     fleet: &crate::inventory::Fleet,
@@ -109,8 +126,9 @@ async fn plan_and_apply(
     if !args.json {
         tell_raw!("{}", planned.plan.render_text());
     }
+    let hosting = pipeline::apply::hosting(engines, &planned.observed);
     let balancers =
-        pipeline::apply::Balancers::for_project(project, &planned.resolved, fleet, engines)?;
+        pipeline::apply::Balancers::for_project(project, &planned.resolved, fleet, &hosting)?;
     if let Some(mesh) = &balancers.mesh {
         let lines = mesh.plan_lines(&planned.plan).await;
         if !args.json && !lines.is_empty() {
@@ -155,6 +173,8 @@ async fn plan_and_apply(
         )
         .await?;
         balancers.converge(engines, name).await?;
+        balancers.leave(engines, &planned.observed, name).await?;
+        pipeline::apply::record_fleet(conns, &planned.observed, name).await;
         let pruned =
             pipeline::apply::prune_previous(&planned.observed, &planned.previous, engines).await;
         let warnings = warn_after(&planned, &balancers).await;

@@ -96,6 +96,8 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
         steps,
         machines: observed.machines.clone(),
         unknown,
+        drained: observed.drained.clone(),
+        removed: Default::default(),
     }
 }
 

@@ -28,7 +28,8 @@
 //!   } ],
 //!   "unknown": [ {"service": string, "slot": int | null, "machines": [string]} ],
 //!   "unreachable": [ {"machine": string, "reason": string} ],
-//!   "warnings": [string]             // the text form's warning lines, without "warning: "
+//!   "warnings": [string],            // the text form's warning lines, without "warning: "
+//!   "drained": [string]              // machines drained (`hoist drain`): nothing placed there
 //! }
 //! ```
 //! Fields are only ever added within a schema number; any other change bumps `schema`.
@@ -37,7 +38,7 @@
 use super::observed::{Reach, Slot, SlotName};
 use super::workload::UpdateOrder;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
 /// An existing container a step acts on.
@@ -138,6 +139,11 @@ pub struct Plan {
     /// Every inventory machine and whether it was reachable.
     pub machines: BTreeMap<String, Reach>,
     pub unknown: Vec<Unknown>,
+    /// Machines drained (`hoist drain`): nothing is placed there.
+    pub drained: BTreeSet<String>,
+    /// Machines the project was deployed to that the machines file no longer has
+    /// (`apply::fleet_record`): their containers are unseen.
+    pub removed: BTreeSet<String>,
 }
 
 /// Summary order; the first four always print, the others when non-zero.
@@ -203,6 +209,10 @@ impl Plan {
         if down > 0 {
             let _ = write!(line, " ({down} unreachable)");
         }
+        if !self.drained.is_empty() {
+            let names: Vec<&str> = self.drained.iter().map(String::as_str).collect();
+            let _ = write!(line, " ({} drained)", names.join(", "));
+        }
         line
     }
 
@@ -224,6 +234,11 @@ impl Plan {
                 let _ = write!(line, ", with its volume {}", u.volumes.join(", "));
             }
             out.push(line);
+        }
+        for m in &self.removed {
+            out.push(format!(
+                "{m} is no longer in the machines file, but the project ran there at the last deploy: its containers are not seen, so nothing there is stopped and its replicas are placed on the other machines. To retire it, put it back in the machines file, run `hoist drain {m}`, then remove it"
+            ));
         }
         out
     }
@@ -317,6 +332,7 @@ impl Plan {
                 .map(|(machine, reason)| UnreachableJson { machine, reason })
                 .collect(),
             warnings: self.warnings(),
+            drained: self.drained.iter().map(String::as_str).collect(),
         };
         serde_json::to_string_pretty(&json).expect("plain data always serializes")
     }
@@ -331,6 +347,7 @@ struct PlanJson<'a> {
     unknown: Vec<UnknownJson<'a>>,
     unreachable: Vec<UnreachableJson<'a>>,
     warnings: Vec<String>,
+    drained: Vec<&'a str>,
 }
 
 #[derive(Serialize)]

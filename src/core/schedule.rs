@@ -173,7 +173,15 @@ pub fn schedule_with(
     }
     let fit = svcs
         .iter()
-        .flat_map(|s| nodes.iter().map(move |n| static_fit(s, n.view)))
+        .flat_map(|s| {
+            nodes.iter().map(move |n| {
+                if observed.drained.contains(&n.view.name) {
+                    Fit::No(Refusal::Drained)
+                } else {
+                    static_fit(s, n.view)
+                }
+            })
+        })
         .collect();
     let mut by_service: HashMap<&str, Vec<&ObservedContainer>> = HashMap::new();
     for c in observed.visible_containers() {

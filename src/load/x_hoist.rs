@@ -54,6 +54,7 @@ const SERVICE: Shape = Map(&[
         "autoscale",
         Map(&[("min", Any), ("max", Any), ("cpu", Any), ("cooldown", Any)]),
     ),
+    ("backup", Map(&[("command", Any), ("timeout", Any)])),
 ]);
 
 /// Checks the top-level `x-hoist` of one file and each service's.

@@ -822,6 +822,8 @@ mod tests {
             steps,
             machines: BTreeMap::new(),
             unknown: Vec::new(),
+            drained: Default::default(),
+            removed: Default::default(),
         };
         let cases: Vec<(&str, ProxyStates, Plan, Vec<&str>)> = vec![
             ("nothing changes", proxies(&[], &[]), plan(vec![]), vec![]),

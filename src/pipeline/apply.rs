@@ -23,7 +23,60 @@ pub struct Balancers {
     pub mesh: Option<crate::mesh::Mesh>,
 }
 
+/// The machines the balancers run on: every connected one but the drained (`hoist drain`)
+/// that run none of the project's replicas any more. A drained machine keeps its ingress and
+/// proxies while replicas are still there to serve, so nothing is cut before they moved.
+pub fn hosting(engines: &[(String, Docker)], observed: &Observed) -> Vec<(String, Docker)> {
+    engines
+        .iter()
+        .filter(|(m, _)| !vacated(observed, m))
+        .cloned()
+        .collect()
+}
+
+/// A drained machine with no replica of the project left on it.
+fn vacated(observed: &Observed, machine: &str) -> bool {
+    observed.drained.contains(machine)
+        && !observed.visible_containers().any(|c| c.machine == machine)
+}
+
+/// Records the machines of the file on every reachable machine (`apply::fleet_record`),
+/// leaving out drained machines that run nothing of the project any more.
+pub async fn record_fleet(conns: &Connections, observed: &Observed, project: &str) {
+    let machines = conns
+        .results
+        .iter()
+        .map(|(m, _)| m.name.clone())
+        .filter(|m| !vacated(observed, m))
+        .collect();
+    for (m, e) in crate::apply::fleet_record::write(&conns.engines(), project, &machines).await {
+        tell!("hoist: warning: {m}: could not record the fleet: {e}");
+    }
+}
+
 impl Balancers {
+    /// Removes the project's ingress and mesh proxies from drained machines that no longer run
+    /// any of its replicas (as observed in `observed`): after a drain, the machine runs no
+    /// container of hoist's for the project.
+    pub async fn leave(
+        &self,
+        engines: &[(String, Docker)],
+        observed: &Observed,
+        project: &str,
+    ) -> Result<usize> {
+        let vacated: Vec<(String, Docker)> = engines
+            .iter()
+            .filter(|(m, _)| vacated(observed, m))
+            .cloned()
+            .collect();
+        if vacated.is_empty() {
+            return Ok(0);
+        }
+        let ingress = crate::ingress::live::remove_all(&vacated, project).await?;
+        let mesh = crate::mesh::live::remove_all(&vacated, project).await?;
+        Ok(ingress + mesh)
+    }
+
     /// Those the compose file asks for, on the machines of `engines` (`name`: the project name
     /// the machines know it by).
     pub fn for_project(
@@ -208,6 +261,15 @@ pub async fn apply_plan(
         .collect();
     let (observed, previous) = super::observed(&observation, &completing);
     let pruned = prune_previous(&observed, &previous, &engines).await;
+    if let Err(e) = balancers
+        .leave(&engines, &observed, &planned.resolved.project)
+        .await
+    {
+        progress.note(&format!(
+            "warning: removing the load balancers from drained machines: {e:#}"
+        ));
+    }
+    record_fleet(conns, &observed, &planned.resolved.project).await;
     Ok(Applied {
         release,
         report,

@@ -127,6 +127,9 @@ pub fn observed(
             });
         }
         for v in &state.volumes {
+            if v == labels::DRAINED_VOLUME {
+                out.drained.insert(machine.clone());
+            }
             out.volumes.push((machine.clone(), v.clone()));
         }
         for n in &state.all_networks {
@@ -182,6 +185,11 @@ pub async fn plan(
         &inputs,
     )?;
     planned.warnings = resolution.warnings;
+    let recorded = crate::apply::fleet_record::read(&conns.engines(), &project.name).await;
+    planned.plan.removed = recorded
+        .into_iter()
+        .filter(|m| !fleet.machines.iter().any(|x| &x.name == m))
+        .collect();
     Ok(planned)
 }
 
