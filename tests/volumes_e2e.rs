@@ -113,7 +113,10 @@ fn backup_destroy_restore_gives_back_identical_data() {
          chown 1234:2345 /data/sub/blob && chmod 640 /data/sub/blob && echo x > /data/sub/deeper/.hidden",
     );
     let before = p.fingerprint("db");
-    assert!(before.contains("./sub/blob 1234:2345 640 786432"), "{before}");
+    assert!(
+        before.contains("./sub/blob 1234:2345 640 786432"),
+        "{before}"
+    );
     assert_eq!(p.sh("db", "wc -l </data/log").trim(), "300");
 
     // ls: the volume, on the machine running db, with its size and service.
@@ -130,7 +133,10 @@ fn backup_destroy_restore_gives_back_identical_data() {
     assert_eq!(row["services"], serde_json::json!(["db"]), "{ls}");
     assert!(row["size"].as_u64().unwrap() >= 786432, "{ls}");
     let text = p.hoist(&["volumes", "ls"]);
-    assert!(text.expect_success("volumes ls").contains(&volume), "{text}");
+    assert!(
+        text.expect_success("volumes ls").contains(&volume),
+        "{text}"
+    );
 
     // Backup by service name: db is stopped for the copy and runs again after it.
     let file = p.file("db.hoist");
@@ -164,7 +170,11 @@ fn backup_destroy_restore_gives_back_identical_data() {
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("is not empty"), "{out}");
     assert!(out.stderr.contains("--overwrite"), "{out}");
-    assert_eq!(p.fingerprint("db"), destroyed, "a refused restore changed the volume");
+    assert_eq!(
+        p.fingerprint("db"),
+        destroyed,
+        "a refused restore changed the volume"
+    );
 
     // A corrupted backup is refused before anything is touched, even with --overwrite.
     let mut bytes = std::fs::read(&file).unwrap();
@@ -181,7 +191,11 @@ fn backup_destroy_restore_gives_back_identical_data() {
     ]);
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("corrupted"), "{out}");
-    assert_eq!(p.fingerprint("db"), destroyed, "a corrupted restore changed the volume");
+    assert_eq!(
+        p.fingerprint("db"),
+        destroyed,
+        "a corrupted restore changed the volume"
+    );
 
     // The real restore: everything back as it was, db running on the same machine.
     let out = p.hoist(&[
@@ -230,10 +244,7 @@ fn backup_destroy_restore_gives_back_identical_data() {
     assert_eq!(check.expect_success("read the copy"), before);
     // No helper container is left on either machine.
     for m in [&machine, &other] {
-        let left = lab.docker_in(
-            m,
-            &["ps", "-aq", "--filter", "label=io.hoist.role=volume"],
-        );
+        let left = lab.docker_in(m, &["ps", "-aq", "--filter", "label=io.hoist.role=volume"]);
         assert_eq!(left.expect_success("ps").trim(), "", "helpers left on {m}");
     }
     let _ = lab.docker_in(&other, &["volume", "rm", &volume]);
@@ -276,7 +287,14 @@ fn a_backup_command_keeps_the_service_running_and_a_stubborn_one_is_stopped() {
     let (m, id, _) = p.replicas("live").remove(0);
     let since = started_at(lab, &m, &id);
     let file = p.file("live.hoist");
-    let out = p.hoist(&["volumes", "backup", "live", "-o", file.to_str().unwrap(), "--json"]);
+    let out = p.hoist(&[
+        "volumes",
+        "backup",
+        "live",
+        "-o",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
     let report: Value = serde_json::from_str(out.expect_success("backup live")).unwrap();
     assert!(
         report["manifest"]["consistency"]
@@ -292,7 +310,9 @@ fn a_backup_command_keeps_the_service_running_and_a_stubborn_one_is_stopped() {
         file.display()
     )));
     assert!(
-        inner.expect_success("list the copy").contains("hoist-volume/checkpoint"),
+        inner
+            .expect_success("list the copy")
+            .contains("hoist-volume/checkpoint"),
         "{inner}"
     );
 
@@ -301,9 +321,16 @@ fn a_backup_command_keeps_the_service_running_and_a_stubborn_one_is_stopped() {
     let (m, id, _) = p.replicas("stubborn").remove(0);
     let since = started_at(lab, &m, &id);
     let file = p.file("stubborn.hoist");
-    let out = p.hoist(&["volumes", "backup", "stubborn", "-o", file.to_str().unwrap()]);
+    let out = p.hoist(&[
+        "volumes",
+        "backup",
+        "stubborn",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
     assert!(
-        out.expect_success("backup stubborn").contains("stubborn.1 stopped for the copy"),
+        out.expect_success("backup stubborn")
+            .contains("stubborn.1 stopped for the copy"),
         "{out}"
     );
     assert_ne!(started_at(lab, &m, &id), since, "stubborn was not stopped");

@@ -27,7 +27,11 @@ pub async fn read(engines: &[(String, Docker)], project: &str) -> BTreeSet<Strin
     let name = volume_name(project);
     let reads = engines.iter().map(|(_, d)| d.inspect_volume(&name));
     let mut out = BTreeSet::new();
-    for v in futures_util::future::join_all(reads).await.into_iter().flatten() {
+    for v in futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .flatten()
+    {
         if let Some(list) = v.labels.get(MACHINES)
             && let Ok(names) = serde_json::from_str::<Vec<String>>(list)
         {

@@ -1,8 +1,8 @@
 //! Apply: carry a plan out on the machines — rollouts, health gates, rollback.
 
-pub mod image;
 pub mod cordon;
 pub mod fleet_record;
+pub mod image;
 pub mod lock;
 pub mod ops;
 pub mod progress;

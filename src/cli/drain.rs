@@ -1,9 +1,9 @@
 //! `hoist drain MACHINE…` and `hoist undrain MACHINE…`: cordon machines (recorded on them,
 //! `apply::cordon`) and move the project off them with the ordinary `up` road.
 
+use super::Global;
 use super::project_args::ProjectArgs;
 use super::up;
-use super::Global;
 use crate::apply::cordon;
 use crate::engine::{self, Connections};
 use anyhow::{Result, bail};
@@ -54,13 +54,19 @@ fn engines_of<'a>(
         };
         match r {
             Ok(e) => out.push((name.clone(), &e.docker)),
-            Err(err) => bail!("{name} is unreachable, so its cordon cannot be recorded there: {err}"),
+            Err(err) => {
+                bail!("{name} is unreachable, so its cordon cannot be recorded there: {err}")
+            }
         }
     }
     Ok(out)
 }
 
-pub async fn drain(global: &Global, project_args: &ProjectArgs, args: DrainArgs) -> Result<ExitCode> {
+pub async fn drain(
+    global: &Global,
+    project_args: &ProjectArgs,
+    args: DrainArgs,
+) -> Result<ExitCode> {
     let project = super::load_project(project_args)?;
     let fleet = super::load_fleet(global)?;
     super::check_deployable(&project, project_args, fleet.mesh.as_ref())?;

@@ -55,7 +55,10 @@ pub async fn run(
                 };
                 let f = &engine.facts;
                 // Drained (`hoist drain`): reachable, but it takes no replica.
-                let drained = crate::apply::cordon::read(&engine.docker).await.ok().flatten();
+                let drained = crate::apply::cordon::read(&engine.docker)
+                    .await
+                    .ok()
+                    .flatten();
                 rows.push(vec![
                     machine.name.clone(),
                     if drained.is_some() { "drained" } else { "ok" }.into(),

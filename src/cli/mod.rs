@@ -4,8 +4,8 @@
 mod build;
 mod completions;
 mod config;
-mod drain;
 mod down;
+mod drain;
 mod exec;
 mod ingress;
 mod logs;
@@ -238,8 +238,22 @@ pub fn check_deployable(
         .map_err(|e| anyhow::anyhow!("{}: {e:#}", compose_files_label(args)))
 }
 
+/// Whether the options name compose files (`-f`) or the folder has one.
+pub fn has_compose_file(args: &project_args::ProjectArgs) -> bool {
+    if !args.files.is_empty() {
+        return true;
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let start = args
+        .project_directory
+        .as_ref()
+        .map(|d| cwd.join(d))
+        .unwrap_or(cwd);
+    crate::load::discovery::find_default(&start).is_some()
+}
+
 /// The compose files as the user named them (`-f`), else the one found in the folder.
-fn compose_files_label(args: &project_args::ProjectArgs) -> String {
+pub fn compose_files_label(args: &project_args::ProjectArgs) -> String {
     if !args.files.is_empty() {
         return args
             .files

@@ -99,7 +99,11 @@ impl VolumesArgs {
     }
 }
 
-pub async fn run(global: &Global, project_args: &ProjectArgs, args: VolumesArgs) -> Result<ExitCode> {
+pub async fn run(
+    global: &Global,
+    project_args: &ProjectArgs,
+    args: VolumesArgs,
+) -> Result<ExitCode> {
     match args.command {
         VolumesCommand::Ls(a) => ls(global, project_args, a).await,
         VolumesCommand::Backup(a) => backup(global, project_args, a).await,
@@ -108,10 +112,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: VolumesArgs)
 }
 
 /// Every connected machine's volumes (of `project`, or all), and the machines that failed.
-async fn seen(
-    conns: &Connections,
-    project: Option<&str>,
-) -> (Vec<data::SeenVolume>, Vec<String>) {
+async fn seen(conns: &Connections, project: Option<&str>) -> (Vec<data::SeenVolume>, Vec<String>) {
     let reads = conns.results.iter().map(|(m, r)| async move {
         match r {
             Ok(e) => data::list(&e.docker, e.socket(), &m.name, project)
@@ -141,7 +142,8 @@ async fn ls(global: &Global, project_args: &ProjectArgs, args: LsArgs) -> Result
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let (mut volumes, unread) = seen(&conns, project.as_deref()).await;
     conns.close().await;
-    volumes.sort_by(|a, b| (&a.project, &a.name, &a.machine).cmp(&(&b.project, &b.name, &b.machine)));
+    volumes
+        .sort_by(|a, b| (&a.project, &a.name, &a.machine).cmp(&(&b.project, &b.name, &b.machine)));
     if args.json {
         say!(
             "{}",
@@ -156,7 +158,9 @@ async fn ls(global: &Global, project_args: &ProjectArgs, args: LsArgs) -> Result
                 vec![
                     v.machine.clone(),
                     v.name.clone(),
-                    v.size.map(crate::output::bytes).unwrap_or_else(|| "-".into()),
+                    v.size
+                        .map(crate::output::bytes)
+                        .unwrap_or_else(|| "-".into()),
                     if v.services.is_empty() {
                         "-".into()
                     } else {
@@ -207,20 +211,22 @@ fn engine_of<'a>(conns: &'a Connections, machine: &str) -> Result<&'a Docker> {
 }
 
 async fn backup(global: &Global, project_args: &ProjectArgs, args: BackupArgs) -> Result<ExitCode> {
-    // The services' backup commands come from the compose file; with only -p, replicas stop.
-    let (project, commands) = match super::load_project(project_args) {
-        Ok(p) => {
-            super::check_project(&p, project_args, None)?;
-            let commands = volume::backup_commands(&p)?;
-            (p.name, commands)
-        }
-        Err(e) if project_args.project_name.is_some() => {
-            tell!(
-                "hoist: no compose file read ({e:#}): no x-hoist.backup command is known, so the volume's replicas are stopped for the copy"
-            );
-            (super::project_name(project_args)?, BTreeMap::new())
-        }
-        Err(e) => return Err(e),
+    // The services' backup commands come from the compose file; with only -p and no file,
+    // replicas stop for the copy.
+    let (project, commands) = if super::has_compose_file(project_args) {
+        let p = super::load_project(project_args)?;
+        let commands = volume::backup_commands(&p)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", super::compose_files_label(project_args)))?;
+        (
+            project_args.project_name.clone().unwrap_or(p.name),
+            commands,
+        )
+    } else {
+        let name = super::project_name(project_args)?;
+        tell!(
+            "hoist: no compose file here: no x-hoist.backup command is known, so the volume's replicas are stopped for the copy"
+        );
+        (name, BTreeMap::new())
     };
     if args.output.exists() {
         bail!(
@@ -308,7 +314,11 @@ async fn backup_on(
     outcome
 }
 
-async fn restore(global: &Global, project_args: &ProjectArgs, args: RestoreArgs) -> Result<ExitCode> {
+async fn restore(
+    global: &Global,
+    project_args: &ProjectArgs,
+    args: RestoreArgs,
+) -> Result<ExitCode> {
     let file = args.file.clone();
     let verified = tokio::task::spawn_blocking(move || archive::verify(&file))
         .await
@@ -341,7 +351,9 @@ async fn restore(global: &Global, project_args: &ProjectArgs, args: RestoreArgs)
     if args.json {
         say!(
             "{}",
-            serde_json::to_string_pretty(&json!({"manifest": verified.manifest, "restore": report}))?
+            serde_json::to_string_pretty(
+                &json!({"manifest": verified.manifest, "restore": report})
+            )?
         );
     } else {
         say!(
@@ -349,7 +361,11 @@ async fn restore(global: &Global, project_args: &ProjectArgs, args: RestoreArgs)
             report.volume,
             report.machine,
             args.file.display(),
-            if report.created { " (volume created)" } else { "" },
+            if report.created {
+                " (volume created)"
+            } else {
+                ""
+            },
             if report.replaced {
                 " (its previous contents replaced)"
             } else {
@@ -397,7 +413,15 @@ async fn restore_on(
         args.lock_wait,
     )
     .await?;
-    let outcome = volume::restore(docker, &machine, project, &m.volume, verified, args.overwrite).await;
+    let outcome = volume::restore(
+        docker,
+        &machine,
+        project,
+        &m.volume,
+        verified,
+        args.overwrite,
+    )
+    .await;
     held.release().await;
     outcome
 }
@@ -410,9 +434,10 @@ async fn target_machine(conns: &Connections, verified: &archive::Verified) -> Re
     let mut running: Vec<String> = Vec::new();
     for (machine, state) in &observed.machines {
         let Ok(state) = state else { continue };
-        if crate::observe::current(&state.containers).iter().any(|c| {
-            Some(&c.service) == m.service.as_ref() && c.state == "running"
-        }) {
+        if crate::observe::current(&state.containers)
+            .iter()
+            .any(|c| Some(&c.service) == m.service.as_ref() && c.state == "running")
+        {
             running.push(machine.clone());
         }
     }

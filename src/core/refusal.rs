@@ -112,7 +112,9 @@ impl Refusal {
         match self {
             Refusal::Unreachable(why) => format!("unreachable ({why})"),
             Refusal::NotInInventory => "not in the inventory".to_string(),
-            Refusal::Drained => "drained (`hoist undrain` makes it take replicas again)".to_string(),
+            Refusal::Drained => {
+                "drained (`hoist undrain` makes it take replicas again)".to_string()
+            }
             Refusal::Constraint(c) => format!("{c} not met"),
             Refusal::FactUnknown(c) => format!("cannot check {c}: the engine did not say"),
             Refusal::Volume { volume, holders } => {

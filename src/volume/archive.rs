@@ -184,7 +184,11 @@ impl Writer {
         let sink = gz.finish().with_context(ctx)?;
         let data_bytes = sink.bytes;
         let data_sha256 = hex(&sink.hash.finalize());
-        let mut file = sink.inner.into_inner().map_err(|e| e.into_error()).with_context(ctx)?;
+        let mut file = sink
+            .inner
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(ctx)?;
         let manifest = Manifest {
             format: FORMAT.into(),
             version: 1,
@@ -211,19 +215,15 @@ impl Writer {
         file.write_all(&json).with_context(ctx)?;
         file.write_all(&vec![0u8; padding(json.len() as u64) as usize])
             .with_context(ctx)?;
-        file.write_all(&[0u8; 2 * BLOCK as usize]).with_context(ctx)?;
+        file.write_all(&[0u8; 2 * BLOCK as usize])
+            .with_context(ctx)?;
         file.seek(SeekFrom::Start(0)).with_context(ctx)?;
         file.write_all(header(DATA, data_bytes, mtime)?.as_bytes())
             .with_context(ctx)?;
         file.sync_all().with_context(ctx)?;
         drop(file);
-        std::fs::rename(&partial, &target).with_context(|| {
-            format!(
-                "renaming {} to {}",
-                partial.display(),
-                target.display()
-            )
-        })?;
+        std::fs::rename(&partial, &target)
+            .with_context(|| format!("renaming {} to {}", partial.display(), target.display()))?;
         Ok(manifest)
     }
 
@@ -261,7 +261,13 @@ fn read_header(file: &mut File, path: &Path, at: u64) -> Result<(String, u64)> {
     let computed: u32 = block
         .iter()
         .enumerate()
-        .map(|(i, b)| if (148..156).contains(&i) { 32 } else { *b as u32 })
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                *b as u32
+            }
+        })
         .sum();
     if sum != computed {
         bail!(not_a_backup(path, "a member's header is damaged"));
@@ -278,12 +284,14 @@ fn read_header(file: &mut File, path: &Path, at: u64) -> Result<(String, u64)> {
 /// Reads the manifest of `path` and checks the data's size and sha256 against it, reading the
 /// whole file once. Nothing else is trusted until this passes.
 pub fn verify(path: &Path) -> Result<Verified> {
-    let mut file =
-        File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let len = file.metadata()?.len();
     let (name, data_bytes) = read_header(&mut file, path, 0)?;
     if name != DATA {
-        bail!(not_a_backup(path, format!("its first member is {name:?}, not {DATA}")));
+        bail!(not_a_backup(
+            path,
+            format!("its first member is {name:?}, not {DATA}")
+        ));
     }
     let manifest_at = BLOCK + data_bytes + padding(data_bytes);
     if manifest_at + BLOCK > len {
@@ -299,8 +307,8 @@ pub fn verify(path: &Path) -> Result<Verified> {
     let mut json = vec![0u8; size as usize];
     file.read_exact(&mut json)
         .map_err(|_| not_a_backup(path, "the manifest ends early"))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&json).map_err(|e| not_a_backup(path, format!("{MANIFEST}: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&json)
+        .map_err(|e| not_a_backup(path, format!("{MANIFEST}: {e}")))?;
     if manifest.format != FORMAT {
         bail!(not_a_backup(path, format!("format {:?}", manifest.format)));
     }
@@ -314,7 +322,10 @@ pub fn verify(path: &Path) -> Result<Verified> {
     if manifest.compression != "gzip" || manifest.root != ROOT {
         bail!(not_a_backup(
             path,
-            format!("compression {:?}, root {:?}", manifest.compression, manifest.root)
+            format!(
+                "compression {:?}, root {:?}",
+                manifest.compression, manifest.root
+            )
         ));
     }
     if manifest.data_bytes != data_bytes {
@@ -495,7 +506,10 @@ mod tests {
         // Cut short.
         std::fs::write(&path, &good[..good.len() / 2]).unwrap();
         let e = verify(&path).unwrap_err().to_string();
-        assert!(e.contains("truncated") || e.contains("not a hoist volume backup"), "{e}");
+        assert!(
+            e.contains("truncated") || e.contains("not a hoist volume backup"),
+            "{e}"
+        );
         // Not a backup at all.
         std::fs::write(&path, b"hello").unwrap();
         let e = verify(&path).unwrap_err().to_string();

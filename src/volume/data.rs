@@ -102,10 +102,7 @@ pub async fn list(
         };
         let service = labels.get(labels::SERVICE).cloned();
         for m in c.mounts.iter().flatten() {
-            let is_volume = m
-                .typ
-                .as_ref()
-                .is_some_and(|t| t.to_string() == "volume");
+            let is_volume = m.typ.as_ref().is_some_and(|t| t.to_string() == "volume");
             let Some(name) = m.name.clone().filter(|_| is_volume) else {
                 continue;
             };
@@ -255,7 +252,12 @@ pub struct Helper {
 impl Helper {
     /// Removes helpers an interrupted earlier run of this project left on the machine (they
     /// hold no data), then creates one for `volume` from `image`.
-    pub async fn create(docker: &Docker, project: &str, volume: &str, image: &str) -> Result<Helper> {
+    pub async fn create(
+        docker: &Docker,
+        project: &str,
+        volume: &str,
+        image: &str,
+    ) -> Result<Helper> {
         let leftovers = docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
@@ -358,14 +360,19 @@ impl Helper {
             }
         }
         Ok(match names.get(1) {
-            Some(n) => Some(n.trim_start_matches(super::archive::ROOT).trim_start_matches('/').to_string()),
+            Some(n) => Some(
+                n.trim_start_matches(super::archive::ROOT)
+                    .trim_start_matches('/')
+                    .to_string(),
+            ),
             // A first entry bigger than what was read: not empty.
             None if !complete => Some("(a large entry)".into()),
             None => None,
         })
     }
 
-    /// Extracts a tar stream (entries under `hoist-volume/`) into the volume, keeping owners.
+    /// Extracts a tar stream (entries under `hoist-volume/`) into the volume. Owners and modes
+    /// come from the tar (the engine's default; `copyUIDGID` would chown all to one user).
     pub async fn write(
         &self,
         tar: impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
@@ -375,7 +382,7 @@ impl Helper {
                 &self.id,
                 Some(UploadToContainerOptions {
                     path: "/".to_string(),
-                    copy_uidgid: Some("true".to_string()),
+                    copy_uidgid: None,
                     no_overwrite_dir_non_dir: None,
                 }),
                 bollard::body_try_stream(tar),

@@ -228,9 +228,14 @@ async fn stop_all(docker: &Docker, users: &[&data::User]) -> Result<()> {
 }
 
 async fn start_all(docker: &Docker, users: &[&data::User]) -> Result<()> {
-    let starts = users.iter().map(|u| crate::apply::ops::start(docker, &u.id));
+    let starts = users
+        .iter()
+        .map(|u| crate::apply::ops::start(docker, &u.id));
     let mut failed = Vec::new();
-    for (u, r) in users.iter().zip(futures_util::future::join_all(starts).await) {
+    for (u, r) in users
+        .iter()
+        .zip(futures_util::future::join_all(starts).await)
+    {
         if let Err(e) = r {
             failed.push(format!("{}: {e:#}", u.name));
         }
@@ -462,7 +467,7 @@ pub async fn restore(
             String::new()
         } else {
             format!(
-                "; {} stay stopped (a run of the restore with --overwrite finishes it, `hoist up` starts them as they are)",
+                "; left stopped: {} (a run of the restore with --overwrite finishes it, `hoist up` starts them as they are)",
                 replica_names(&running)
             )
         };
@@ -543,10 +548,15 @@ mod tests {
             seen("shop_a", &["multi"]),
             seen("shop_b", &["multi"]),
         ];
-        assert_eq!(resolve_name("shop", "shop_data", &vols).unwrap(), "shop_data");
+        assert_eq!(
+            resolve_name("shop", "shop_data", &vols).unwrap(),
+            "shop_data"
+        );
         assert_eq!(resolve_name("shop", "data", &vols).unwrap(), "shop_data");
         assert_eq!(resolve_name("shop", "db", &vols).unwrap(), "shop_data");
-        let e = resolve_name("shop", "multi", &vols).unwrap_err().to_string();
+        let e = resolve_name("shop", "multi", &vols)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("several volumes (shop_a, shop_b)"), "{e}");
         let e = resolve_name("shop", "nope", &vols).unwrap_err().to_string();
         assert!(e.contains("no volume or service \"nope\""), "{e}");
@@ -561,11 +571,20 @@ mod tests {
             v
         };
         let set = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect();
-        let vols = [on("m1", "shop_data", &["db"]), on("m1", "shop_agent", &["agent"])];
+        let vols = [
+            on("m1", "shop_data", &["db"]),
+            on("m1", "shop_agent", &["agent"]),
+        ];
         let got = stranded(&vols, &set(&["m1"]), &set(&["agent"]));
         assert_eq!(got.len(), 1, "{got:?}");
-        assert!(got[0].starts_with("db keeps its data in volume shop_data on m1"), "{got:?}");
-        assert!(got[0].contains("hoist volumes backup shop_data --machine m1"), "{got:?}");
+        assert!(
+            got[0].starts_with("db keeps its data in volume shop_data on m1"),
+            "{got:?}"
+        );
+        assert!(
+            got[0].contains("hoist volumes backup shop_data --machine m1"),
+            "{got:?}"
+        );
         // A copy on a machine that stays: the service follows it.
         let copied = [on("m1", "shop_data", &["db"]), on("m2", "shop_data", &[])];
         assert!(stranded(&copied, &set(&["m1"]), &set(&[])).is_empty());
