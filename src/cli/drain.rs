@@ -21,7 +21,7 @@ use std::time::Duration;
 pub struct DrainArgs {
     /// The machines to drain (inventory names).
     #[arg(required = true, value_name = "MACHINE")]
-    machines: Vec<String>,
+    names: Vec<String>,
     /// Do not ask for confirmation (needed without a terminal).
     #[arg(short, long)]
     yes: bool,
@@ -35,7 +35,7 @@ pub struct DrainArgs {
 #[command(after_help = "Examples:\n  hoist undrain m1\n\nExit codes: 0 done, 1 error.")]
 pub struct UndrainArgs {
     #[arg(required = true, value_name = "MACHINE")]
-    machines: Vec<String>,
+    names: Vec<String>,
 }
 
 /// The engines of `names`, each checked against the machines file and reachable.
@@ -82,7 +82,7 @@ async fn drain_on(
     conns: &Connections,
     args: &DrainArgs,
 ) -> Result<ExitCode> {
-    let targets = engines_of(conns, &args.machines)?;
+    let targets = engines_of(conns, &args.names)?;
     let draining: BTreeSet<String> = targets.iter().map(|(m, _)| m.clone()).collect();
     // Data stays put: a service whose volume has no copy on a machine that stays cannot go.
     let mut seen = Vec::new();
@@ -107,14 +107,14 @@ async fn drain_on(
     if !stranded.is_empty() {
         bail!(
             "cannot drain {}: {}",
-            args.machines.join(", "),
+            args.names.join(", "),
             stranded.join("\n")
         );
     }
     if !args.yes
         && !super::confirm(&format!(
             "Drain {}? No replica will run there; project {}'s replicas move to the other machines.",
-            args.machines.join(", "),
+            args.names.join(", "),
             project.name
         ))?
     {
@@ -133,13 +133,13 @@ async fn drain_on(
     if code == ExitCode::SUCCESS {
         say!(
             "{}: no replica of {} runs there; hoist's ingress and mesh proxies of the project left",
-            args.machines.join(", "),
+            args.names.join(", "),
             project.name
         );
     } else {
         tell!(
             "hoist: the cordon stays on {}: run `hoist drain` again once the failure above is fixed, or `hoist undrain` to lift it",
-            args.machines.join(", ")
+            args.names.join(", ")
         );
     }
     Ok(code)
@@ -163,7 +163,7 @@ pub async fn undrain(global: &Global, args: UndrainArgs) -> Result<ExitCode> {
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let result = async {
-        for (m, d) in engines_of(&conns, &args.machines)? {
+        for (m, d) in engines_of(&conns, &args.names)? {
             if cordon::unmark(d).await? {
                 say!("{m}: undrained: it takes replicas again at the next `hoist up`");
             } else {
