@@ -204,7 +204,7 @@ services:
             (
                 "services: {web: {x-hoist: {autoscaling: {}}}}",
                 "services.web.x-hoist",
-                "unknown key \"autoscaling\": hoist reads ingress, mesh, autoscale here",
+                "unknown key \"autoscaling\": hoist reads ingress, mesh, autoscale, backup here",
             ),
             (
                 "x-hoist: [ingress]",

@@ -61,15 +61,24 @@ web
 ",
         },
         Case {
-            name: "drained: a service whose volume is only there cannot follow",
+            name: "drained: a service whose volume is only there moves with it (up --move-volumes)",
             machines: machines(&["m1", "m2"]),
             workloads: vec![db()],
             observed: fleet(&["m1", "m2"]).drained("m1").run(&db(), 1, "m1").volume("m1", "shop_data").0,
             want: "
-error:
-db: wants 1 replica, could place 0:
-  m1: drained (`hoist undrain` makes it take replicas again)
-  m2: does not hold volume shop_data (it is on m1)
+networks and volumes
+  m2
+    + create network shop_default
+    + create volume shop_data
+
+db
+  m2
+    » move db.1 m1 → m2 with volume shop_data
+        placement: machine m1 is drained
+        downtime: db.1 is stopped on m1 for the copy (with a checksum check) and runs again once healthy on m2; the source volume stays
+
+0 to create, 0 to replace, 1 to move, 0 to remove, 0 unchanged, 1 network to create, 1 volume to create, across 2 machines (m1 drained)
+warning: db.1 moves with its data: only `hoist up --move-volumes` carries it out (it copies volume shop_data from m1 to m2)
 ",
         },
         Case {
