@@ -16,7 +16,7 @@ use std::time::Duration;
 /// (started elsewhere first, healthy, then stopped), then hoist's ingress and mesh proxies leave.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  hoist drain m1 --yes\n  hoist drain m1 m2     # retire two machines\n  hoist undrain m1\n\nThe cordon is recorded on each machine (a volume named hoist-drained), so every hoist and\n`hoist watch` sees it, for every project; drain then runs `up` for this project. A service\nwhose named volume is only on a drained machine is refused: copy its data with\n`hoist volumes backup` / `hoist volumes restore --machine OTHER` first.\nExit codes: 0 drained, 1 error (the cordons recorded stay; `hoist undrain` lifts them)."
+    after_help = "Examples:\n  hoist drain m1 --yes\n  hoist drain m1 m2     # retire two machines\n  hoist undrain m1\n\nThe cordon is recorded on each machine (a volume named hoist-drained), so every hoist and\n`hoist watch` sees it, for every project; drain then runs `up` for this project. A service\nwhose named volume is only on a drained machine is refused unless --move-volumes (or copy\nits data with `hoist volumes backup` / `hoist volumes restore --machine OTHER` first).\nExit codes: 0 drained, 1 error (the cordons recorded stay; `hoist undrain` lifts them)."
 )]
 pub struct DrainArgs {
     /// The machines to drain (inventory names).
@@ -28,6 +28,10 @@ pub struct DrainArgs {
     /// Wait this long for another deploy's lock (e.g. 30s, 5m); default: fail at once.
     #[arg(long, value_parser = super::parse_duration, default_value = "0s", value_name = "DURATION")]
     lock_wait: Duration,
+    /// Move services whose named volumes are on the drained machines with their data (as
+    /// `up --move-volumes`: each is stopped for a verified copy, then started elsewhere).
+    #[arg(long)]
+    move_volumes: bool,
 }
 
 /// Lift the cordon of drained machines: they take replicas again at the next `up`.
@@ -104,7 +108,7 @@ async fn drain_on(
     }
     let leaving: BTreeSet<String> = draining.union(&already).cloned().collect();
     let stranded = crate::volume::stranded(&seen, &leaving, &global_services(project));
-    if !stranded.is_empty() {
+    if !stranded.is_empty() && !args.move_volumes {
         bail!(
             "cannot drain {}: {}",
             args.names.join(", "),
@@ -129,7 +133,8 @@ async fn drain_on(
             say!("{m}: already drained");
         }
     }
-    let code = up::deploy_confirmed(project, fleet, conns, args.lock_wait).await?;
+    let code =
+        up::deploy_confirmed(project, fleet, conns, args.lock_wait, args.move_volumes).await?;
     if code == ExitCode::SUCCESS {
         say!(
             "{}: no replica of {} runs there; hoist's ingress and mesh proxies of the project left",

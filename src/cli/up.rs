@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// Do not build `build:` services; use the images already built locally.
     #[arg(long)]
     no_build: bool,
+    /// Carry out the plan's stateful moves: copy each moving slot's volumes to its new machine
+    /// (the slot is stopped for the copy, which is verified; the source volume stays).
+    #[arg(long)]
+    move_volumes: bool,
 }
 
 pub async fn run(global: &Global, project_args: &ProjectArgs, args: UpArgs) -> Result<ExitCode> {
@@ -57,6 +61,7 @@ pub(super) async fn deploy_confirmed(
     fleet: &crate::inventory::Fleet,
     conns: &Connections,
     lock_wait: Duration,
+    move_volumes: bool,
 ) -> Result<ExitCode> {
     let args = UpArgs {
         yes: true,
@@ -64,6 +69,7 @@ pub(super) async fn deploy_confirmed(
         allow_unreachable: false,
         json: false,
         no_build: false,
+        move_volumes,
     };
     deploy(project, fleet, conns, &args).await
 }
@@ -119,7 +125,8 @@ async fn plan_and_apply(
         )
         .await?
     };
-    let planned = pipeline::plan(project, fleet, conns, &built, local.as_ref()).await?;
+    let mut planned = pipeline::plan(project, fleet, conns, &built, local.as_ref()).await?;
+    planned.allow_volume_moves = args.move_volumes;
     for w in &planned.warnings {
         tell!("warning: {w}");
     }
@@ -185,6 +192,11 @@ async fn plan_and_apply(
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if !args.move_volumes
+        && let Some(why) = pipeline::apply::volume_moves_refusal(&planned.plan)
+    {
+        anyhow::bail!(why);
+    }
     if !args.yes && !super::confirm("Apply this plan?")? {
         tell!("hoist: nothing changed");
         return Ok(ExitCode::from(1));
@@ -194,7 +206,25 @@ async fn plan_and_apply(
         report,
         shipped,
         pruned,
+        moved,
+        moved_downtime,
     } = pipeline::apply::apply_plan(&planned, conns, local.as_ref(), &progress, &balancers).await?;
+    for c in &moved {
+        progress.note(&format!(
+            "volume {} moved {} → {}: {}, content digest {}",
+            c.volume,
+            c.from,
+            c.to,
+            crate::output::bytes(c.bytes),
+            c.digest
+        ));
+    }
+    if let Some(d) = moved_downtime {
+        progress.note(&format!(
+            "moved services were down at most {:.1}s (from the stop for the copy to the end of the rollout)",
+            d.as_secs_f64()
+        ));
+    }
     let mut failed = Vec::new();
     for (service, outcomes, verdict) in &report.services {
         let done = outcomes.iter().filter(|o| o.result.is_ok()).count();

@@ -216,6 +216,56 @@ pub struct Applied {
     pub shipped: Vec<serde_json::Value>,
     /// Older previous releases removed (one per slot is kept).
     pub pruned: usize,
+    /// Volumes copied for stateful moves (`up --move-volumes`).
+    pub moved: Vec<crate::volume::moves::Copied>,
+    /// From the stop of the moving slots' sources until the rollout ended: the longest the
+    /// moved services were down.
+    pub moved_downtime: Option<std::time::Duration>,
+}
+
+/// Why `up` refuses a plan with volume moves it was not allowed to make.
+pub fn volume_moves_refusal(plan: &crate::core::plan::Plan) -> Option<String> {
+    if plan.volume_moves.is_empty() {
+        return None;
+    }
+    let moves: Vec<String> = plan
+        .volume_moves
+        .iter()
+        .map(|m| {
+            format!(
+                "{} from {} to {} with volume {}",
+                crate::core::observed::SlotName(&m.service, &m.slot),
+                m.from,
+                m.to,
+                m.volumes
+                    .iter()
+                    .map(|v| match m.sizes.get(v) {
+                        Some(n) => format!("{v} ({})", crate::output::bytes(*n)),
+                        None => v.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect();
+    Some(format!(
+        "the plan moves data: {}. Pass --move-volumes to copy it (each moving slot is stopped for the copy, verified, then started on its new machine; the source volume stays); nothing was changed",
+        moves.join("; ")
+    ))
+}
+
+/// The (machine, container id) each volume move leaves, from the plan's move steps.
+fn move_sources(plan: &crate::core::plan::Plan) -> Vec<(String, String)> {
+    plan.steps
+        .iter()
+        .filter(|s| plan.volume_move(s).is_some())
+        .filter_map(|s| match &s.action {
+            crate::core::plan::Action::Move { from, container } => {
+                Some((from.clone(), container.id.clone()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Carries out `planned` on the connected machines as one new release, then keeps
@@ -242,12 +292,45 @@ pub async fn apply_plan(
         progress,
     )
     .await?;
+    // Stateful moves: the data is copied (and verified) before the slots start elsewhere.
+    if !planned.allow_volume_moves
+        && let Some(why) = volume_moves_refusal(&planned.plan)
+    {
+        anyhow::bail!(why);
+    }
+    let carried = if planned.plan.volume_moves.is_empty() {
+        None
+    } else {
+        Some(
+            crate::volume::moves::carry(
+                &planned.plan.volume_moves,
+                &move_sources(&planned.plan),
+                &by_name,
+                &planned.resolved.project,
+            )
+            .await?,
+        )
+    };
     // The ingress and the mesh route to what runs before the rollout, then follow it (they
     // are its hook).
     balancers
         .converge(&engines, &planned.resolved.project)
         .await?;
     let report = rollout::run_with(&services, &by_name, progress, balancers).await;
+    let (moved, moved_downtime) = match carried {
+        None => (Vec::new(), None),
+        Some((stopped, copied)) => {
+            let downtime = stopped.at.elapsed();
+            // A moved slot that did not come up on its target runs again where it was.
+            let restarted = crate::volume::moves::restart_sources(&stopped, &by_name).await;
+            if restarted > 0 {
+                progress.note(&format!(
+                    "{restarted} moved replica(s) did not come up on the new machine: started again where they were, on their own volume"
+                ));
+            }
+            (copied, Some(downtime))
+        }
+    };
     if let Err(e) = balancers.sync().await {
         progress.note(&format!("warning: updating the load balancers: {e:#}"));
     }
@@ -275,6 +358,8 @@ pub async fn apply_plan(
         report,
         shipped,
         pruned,
+        moved,
+        moved_downtime,
     })
 }
 

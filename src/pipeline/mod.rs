@@ -34,6 +34,9 @@ pub struct Planned {
     /// Said to the user before the plan: registries that could not be reached, and the
     /// digests kept instead (`pin::resolve`).
     pub warnings: Vec<String>,
+    /// The user allowed the plan's volume moves (`up --move-volumes`); without it, applying a
+    /// plan that has some fails before anything changes.
+    pub allow_volume_moves: bool,
 }
 
 /// What the scheduler may know of each machine, from its engine.
@@ -130,6 +133,11 @@ pub fn observed(
             if v == labels::DRAINED_VOLUME {
                 out.drained.insert(machine.clone());
             }
+            // A copy cut short (`volume::moves`) is no data: as if the volume were not there.
+            let marker = crate::volume::moves::incoming_marker(v);
+            if state.volumes.contains(&marker) {
+                continue;
+            }
             out.volumes.push((machine.clone(), v.clone()));
         }
         for n in &state.all_networks {
@@ -190,6 +198,22 @@ pub async fn plan(
         .into_iter()
         .filter(|m| !fleet.machines.iter().any(|x| &x.name == m))
         .collect();
+    // The sizes of the volumes a move would copy, from the source machines' engines.
+    for vm in &mut planned.plan.volume_moves {
+        if let Some(Ok(e)) = conns
+            .results
+            .iter()
+            .find(|(m, _)| m.name == vm.from)
+            .map(|(_, r)| r)
+            && let Ok(sizes) = crate::volume::data::sizes(&e.docker, e.socket()).await
+        {
+            for v in &vm.volumes {
+                if let Some(n) = sizes.get(v) {
+                    vm.sizes.insert(v.clone(), *n);
+                }
+            }
+        }
+    }
     Ok(planned)
 }
 
@@ -229,6 +253,7 @@ pub fn plan_observed(
         plan,
         previous,
         warnings: Vec::new(),
+        allow_volume_moves: false,
     })
 }
 

@@ -87,7 +87,7 @@ pub async fn list(
         ..Default::default()
     }));
     let volumes = docker.list_volumes(None::<ListVolumesOptions>);
-    let sizes = disk_usage(docker, socket);
+    let sizes = sizes(docker, socket);
     let (containers, volumes, sizes) = tokio::join!(containers, volumes, sizes);
     let containers = containers.context("listing containers")?;
     let volumes = volumes.context("listing volumes")?;
@@ -151,7 +151,7 @@ pub async fn list(
 /// Volume sizes from the engine's disk-usage report (`GET /system/df`, what `docker system df
 /// -v` shows). Read with a plain HTTP request on the engine socket because bollard's model of
 /// that answer follows API 1.52, which drops the `Volumes` list older engines send.
-async fn disk_usage(docker: &Docker, socket: &Path) -> Result<HashMap<String, u64>> {
+pub async fn sizes(docker: &Docker, socket: &Path) -> Result<HashMap<String, u64>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let v = docker.client_version();
     let mut stream = tokio::net::UnixStream::connect(socket)

@@ -10,6 +10,7 @@
 
 pub mod archive;
 pub mod data;
+pub mod moves;
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
@@ -159,7 +160,7 @@ pub fn stranded(
             continue;
         }
         out.push(format!(
-            "{} keeps its data in volume {} on {}{}, and no machine that stays holds a copy; drain does not move volume data yet. Copy it first — `hoist volumes backup {} --machine {} -o {}.hoist`, then `hoist volumes restore {}.hoist --machine OTHER` (the service follows its data there) — and drain again.",
+            "{} keeps its data in volume {} on {}{}, and no machine that stays holds a copy. Pass --move-volumes to move it with its data (stopped for a verified copy), or copy it yourself — `hoist volumes backup {} --machine {} -o {}.hoist`, then `hoist volumes restore {}.hoist --machine OTHER` (the service follows its data there) — and drain again.",
             services.join(", "),
             v.name,
             v.machine,
