@@ -323,3 +323,145 @@ fn a_machine_taken_out_of_the_file_is_reported_by_plan() {
     let plan = p.hoist(&["plan"]);
     assert!(!plan.stdout.contains("no longer in the machines file"), "{plan}");
 }
+
+fn pinned_db(zone: &str) -> String {
+    format!(
+        r#"
+services:
+  db:
+    image: hoist-test/db:latest
+    volumes: [data:/data]
+    stop_grace_period: 5s
+    deploy:
+      placement:
+        constraints: [node.labels.zone == {zone}]
+volumes:
+  data: {{}}
+"#
+    )
+}
+
+/// Every file under /data of the volume on `machine`: owner, mode, size and content digest.
+fn fingerprint_on(lab: &Lab, machine: &str, volume: &str) -> String {
+    let out = lab.docker_in(
+        machine,
+        &[
+            "run", "--rm", "-v", &format!("{volume}:/data"), "hoist-test/base:latest", "sh", "-c",
+            "cd /data && find . -exec stat -c '%n %u:%g %a %s' {} + | sort && find . -type f -exec sha256sum {} + | sort",
+        ],
+    );
+    out.expect_success("fingerprint").to_string()
+}
+
+#[test]
+fn a_stateful_move_copies_the_data_only_with_move_volumes() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(lab, "sm", &pinned_db("a"));
+    p.hoist(&["up", "--yes"]).expect_success("up on m1");
+    assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
+    let volume = format!("{}_data", p.name);
+    p.hoist(&[
+        "exec", "db", "sh", "-c",
+        "for i in $(seq 1 50); do echo \"PUT r$i\"; done | nc -w 3 127.0.0.1 5432 >/dev/null; \
+         dd if=/dev/urandom of=/data/blob bs=1M count=24 2>/dev/null; chown 7:8 /data/blob",
+    ])
+    .expect_success("write data");
+    // Stopped for a moment so the fingerprint is of data at rest.
+    let before = fingerprint_on(lab, "m1", &volume);
+
+    // The placement now wants zone c (m3): the plan shows the move with its volume and size.
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
+    let plan = p.hoist(&["plan"]);
+    let text = plan.expect_success("plan");
+    assert!(
+        text.contains(&format!("» move db.1 m1 → m3 with volume {volume} (")),
+        "{plan}"
+    );
+    assert!(text.contains("downtime:"), "{plan}");
+    let json = p.hoist(&["plan", "--json"]);
+    let v: Value = serde_json::from_str(json.expect_success("plan --json")).unwrap();
+    let moved = &v["volume_moves"][0];
+    assert_eq!(moved["from"], "m1", "{v}");
+    assert_eq!(moved["to"], "m3", "{v}");
+    assert!(moved["volumes"][0]["bytes"].as_u64().unwrap() >= 24 << 20, "{v}");
+
+    // up without the flag refuses, naming it; nothing changes.
+    let out = p.hoist(&["up", "--yes"]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("--move-volumes"), "{out}");
+    assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
+
+    // With it: db runs on m3 on an identical copy; the source volume stays on m1.
+    let out = p.hoist(&["up", "--yes", "--move-volumes"]);
+    out.expect_success("up --move-volumes");
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("copied and verified"), "{out}");
+    assert!(said.contains("were down at most"), "{out}");
+    assert_eq!(p.placements(), [("db".to_string(), "m3".to_string())]);
+    let count = p.hoist(&["exec", "db", "sh", "-c", "echo COUNT | nc -w 3 127.0.0.1 5432"]);
+    assert_eq!(count.expect_success("count").trim(), "50");
+    p.hoist(&["exec", "db", "sh", "-c", "echo PUT after-move | nc -w 3 127.0.0.1 5432"])
+        .expect_success("write on m3");
+    let source = lab.docker_in("m1", &["volume", "ls", "-q"]);
+    assert!(source.stdout.lines().any(|l| l == volume), "source volume removed: {source}");
+    assert_eq!(fingerprint_on(lab, "m1", &volume), before, "the source changed");
+    let markers = lab.docker_in("m3", &["volume", "ls", "-q", "--filter", "name=hoist-incoming"]);
+    assert_eq!(markers.stdout.trim(), "", "an unfinished-copy marker is left");
+    let plan = p.hoist(&["plan"]);
+    assert!(plan.stdout.contains("No changes."), "{plan}");
+    // The copy matches the source apart from the record written after the move.
+    let after = fingerprint_on(lab, "m3", &volume);
+    let blob = |f: &str| {
+        f.lines()
+            .filter(|l| l.contains("blob"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(blob(&after), blob(&before));
+    assert!(after.contains("./blob 7:8"), "{after}");
+}
+
+#[test]
+fn hoist_killed_mid_copy_leaves_the_source_and_never_uses_the_half_copy() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(lab, "kill", &pinned_db("a"));
+    p.hoist(&["up", "--yes"]).expect_success("up on m1");
+    let volume = format!("{}_data", p.name);
+    p.hoist(&[
+        "exec", "db", "sh", "-c",
+        "echo 'PUT precious' | nc -w 3 127.0.0.1 5432 >/dev/null; dd if=/dev/urandom of=/data/blob bs=1M count=160 2>/dev/null",
+    ])
+    .expect_success("write data");
+    let before = fingerprint_on(lab, "m1", &volume);
+
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
+    let mut cmd = common::lab::hoist_command();
+    cmd.current_dir(&p.dir)
+        .args(["-m", p.machines.to_str().unwrap(), "-p", &p.name, "up", "--yes", "--move-volumes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    // Killed as soon as it says the copy started (an event, not a sleep).
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let started = lines.by_ref().map_while(Result::ok).any(|l| l.contains("copying volume"));
+    assert!(started, "the copy never started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The source volume is untouched; the target holds at most a marked, unused copy.
+    assert_eq!(fingerprint_on(lab, "m1", &volume), before);
+    // Back to zone a: the next up runs db again where it was, on its own data.
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("a")).unwrap();
+    let out = p.hoist(&["up", "--yes"]);
+    out.expect_success("up after the kill");
+    assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
+    let get = p.hoist(&["exec", "db", "sh", "-c", "echo GET | nc -w 3 127.0.0.1 5432"]);
+    assert!(get.expect_success("get").contains("precious"), "{get}");
+    // And pointing at m3 again plans a fresh copy: the half one is not taken for data.
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
+    let plan = p.hoist(&["plan"]);
+    assert!(plan.stdout.contains("» move db.1 m1 → m3 with volume"), "{plan}");
+    let _ = lab.docker_in("m3", &["volume", "rm", "-f", &volume, &format!("hoist-incoming-{volume}")]);
+}

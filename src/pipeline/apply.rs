@@ -283,6 +283,18 @@ pub async fn apply_plan(
     balancers.add_images(&mut prep);
     let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
     let containerd = containerd_machines(conns);
+    if !planned.allow_volume_moves
+        && let Some(why) = volume_moves_refusal(&planned.plan)
+    {
+        anyhow::bail!(why);
+    }
+    // Before `prepare` creates the target volumes: they are unfinished copies until verified.
+    crate::volume::moves::mark_incoming(
+        &planned.plan.volume_moves,
+        &by_name,
+        &planned.resolved.project,
+    )
+    .await?;
     let shipped = prepare(
         &prep,
         &by_name,
@@ -293,11 +305,6 @@ pub async fn apply_plan(
     )
     .await?;
     // Stateful moves: the data is copied (and verified) before the slots start elsewhere.
-    if !planned.allow_volume_moves
-        && let Some(why) = volume_moves_refusal(&planned.plan)
-    {
-        anyhow::bail!(why);
-    }
     let carried = if planned.plan.volume_moves.is_empty() {
         None
     } else {

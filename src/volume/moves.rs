@@ -26,6 +26,40 @@ pub fn incoming_marker(volume: &str) -> String {
     format!("hoist-incoming-{volume}")
 }
 
+/// Puts the unfinished-copy marker on every move's target before anything else happens there
+/// (before the plan's step creates the target volume), so that no moment exists when an empty
+/// or partial target volume could be taken for the data.
+pub async fn mark_incoming(
+    moves: &[VolumeMove],
+    engines: &HashMap<String, Docker>,
+    project: &str,
+) -> Result<()> {
+    for m in moves {
+        let d = engines
+            .get(&m.to)
+            .with_context(|| format!("{}: no connection for the volume move", m.to))?;
+        for v in &m.volumes {
+            create_marker(d, project, v)
+                .await
+                .with_context(|| format!("{}: marking the copy of {v} unfinished", m.to))?;
+        }
+    }
+    Ok(())
+}
+
+async fn create_marker(dst: &Docker, project: &str, volume: &str) -> Result<()> {
+    dst.create_volume(bollard::models::VolumeCreateRequest {
+        name: Some(incoming_marker(volume)),
+        labels: Some(HashMap::from([(
+            crate::labels::PROJECT.to_string(),
+            project.to_string(),
+        )])),
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
 /// What one volume's copy did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Copied {
@@ -143,16 +177,10 @@ pub async fn restart_sources(stopped: &Stopped, engines: &HashMap<String, Docker
 async fn copy(src: &Docker, dst: &Docker, project: &str, volume: &str) -> Result<(u64, String, Duration)> {
     let began = Instant::now();
     let marker = incoming_marker(volume);
-    dst.create_volume(bollard::models::VolumeCreateRequest {
-        name: Some(marker.clone()),
-        labels: Some(HashMap::from([(
-            crate::labels::PROJECT.to_string(),
-            project.to_string(),
-        )])),
-        ..Default::default()
-    })
-    .await
-    .context("marking the target copy unfinished")?;
+    // Already there (mark_incoming); made again in case it was removed meanwhile.
+    create_marker(dst, project, volume)
+        .await
+        .context("marking the target copy unfinished")?;
     let users = data::users(src, volume).await?;
     let src_image = data::helper_image(src, &users).await?;
     let dst_image = data::helper_image(dst, &[]).await?;
