@@ -158,7 +158,14 @@ fn drain_moves_replicas_off_with_no_failed_request() {
         let loader = s.spawn(|| {
             let (mut total, mut bad, mut report) = (0usize, 0usize, String::new());
             while total < 2000 || !done.load(std::sync::atomic::Ordering::SeqCst) {
-                let out = run(Command::new("hey").args(["-n", "2000", "-c", "8", "-disable-keepalive", &url]));
+                let out = run(Command::new("hey").args([
+                    "-n",
+                    "2000",
+                    "-c",
+                    "8",
+                    "-disable-keepalive",
+                    &url,
+                ]));
                 assert!(out.success(), "hey failed:\n{out}");
                 let (ok, n) = hey_counts(&out.stdout);
                 total += n;
@@ -176,21 +183,31 @@ fn drain_moves_replicas_off_with_no_failed_request() {
     });
     drain.expect_success("drain m3");
     assert!(drain.stdout.contains("m3: drained"), "{drain}");
-    assert_eq!(bad, 0, "{bad} of {total} requests failed during the drain:\n{report}");
+    assert_eq!(
+        bad, 0,
+        "{bad} of {total} requests failed during the drain:\n{report}"
+    );
     eprintln!("drain m3: {total} requests through m1's ingress, {bad} failed");
 
     // Nothing of the project is left on m3: replicas, ingress, nothing; 3 replicas elsewhere.
     let after = p.placements();
     assert_eq!(after.len(), 3, "{after:?}");
     assert!(after.iter().all(|(_, m)| m != "m3"), "{after:?}");
-    assert_eq!(p.containers_on(lab, "m3"), "", "hoist containers left on m3");
+    assert_eq!(
+        p.containers_on(lab, "m3"),
+        "",
+        "hoist containers left on m3"
+    );
     // ps and machines show the cordon.
     assert_eq!(p.ps()["drained"], serde_json::json!(["m3"]));
     assert!(p.hoist(&["ps"]).stdout.contains("m3: drained"));
     assert!(drained_in_machines(&p, "m3").is_string());
     let table = p.hoist(&["machines"]);
     assert!(
-        table.stdout.lines().any(|l| l.starts_with("m3") && l.contains("drained")),
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("m3") && l.contains("drained")),
         "{table}"
     );
 
@@ -264,7 +281,13 @@ fn drain_refuses_to_strand_data_and_a_service_follows_its_restored_data() {
     let out = p.hoist(&["drain", &from, "--yes"]);
     out.expect_success("drain after the copy");
     assert_eq!(p.placements(), [("db".to_string(), to.to_string())]);
-    let count = p.hoist(&["exec", "db", "sh", "-c", "echo COUNT | nc -w 3 127.0.0.1 5432"]);
+    let count = p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo COUNT | nc -w 3 127.0.0.1 5432",
+    ]);
     assert_eq!(count.expect_success("count").trim(), "50");
     // The source volume stays where it was: nothing removes data without being asked.
     let vols = lab.docker_in(&from, &["volume", "ls", "-q"]);
@@ -275,7 +298,11 @@ fn drain_refuses_to_strand_data_and_a_service_follows_its_restored_data() {
 fn a_machine_taken_out_of_the_file_is_reported_by_plan() {
     let lab = Lab::get();
     let _lease = lab.shared();
-    let p = Project::new(lab, "rm", "services:\n  api:\n    image: hoist-test/worker:latest\n    deploy: {replicas: 3}\n");
+    let p = Project::new(
+        lab,
+        "rm",
+        "services:\n  api:\n    image: hoist-test/worker:latest\n    deploy: {replicas: 3}\n",
+    );
     p.hoist(&["up", "--yes"]).expect_success("up");
     assert!(!p.containers_on(lab, "m3").is_empty());
 
@@ -312,16 +339,18 @@ fn a_machine_taken_out_of_the_file_is_reported_by_plan() {
     let json = p.hoist_with(&fewer, &["plan", "--json"]);
     let v: Value = serde_json::from_str(json.expect_success("plan --json")).unwrap();
     assert!(
-        v["warnings"]
-            .as_array()
+        v["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|w| w.as_str().unwrap().contains("m3 is no longer in the machines file")),
+            .contains("m3 is no longer in the machines file")),
         "{v}"
     );
     // With m3 back in the file, nothing is reported.
     let plan = p.hoist(&["plan"]);
-    assert!(!plan.stdout.contains("no longer in the machines file"), "{plan}");
+    assert!(
+        !plan.stdout.contains("no longer in the machines file"),
+        "{plan}"
+    );
 }
 
 fn pinned_db(zone: &str) -> String {
@@ -362,7 +391,10 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
     let volume = format!("{}_data", p.name);
     p.hoist(&[
-        "exec", "db", "sh", "-c",
+        "exec",
+        "db",
+        "sh",
+        "-c",
         "for i in $(seq 1 50); do echo \"PUT r$i\"; done | nc -w 3 127.0.0.1 5432 >/dev/null; \
          dd if=/dev/urandom of=/data/blob bs=1M count=24 2>/dev/null; chown 7:8 /data/blob",
     ])
@@ -384,7 +416,10 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     let moved = &v["volume_moves"][0];
     assert_eq!(moved["from"], "m1", "{v}");
     assert_eq!(moved["to"], "m3", "{v}");
-    assert!(moved["volumes"][0]["bytes"].as_u64().unwrap() >= 24 << 20, "{v}");
+    assert!(
+        moved["volumes"][0]["bytes"].as_u64().unwrap() >= 24 << 20,
+        "{v}"
+    );
 
     // up without the flag refuses, naming it; nothing changes.
     let out = p.hoist(&["up", "--yes"]);
@@ -399,15 +434,41 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     assert!(said.contains("copied and verified"), "{out}");
     assert!(said.contains("were down at most"), "{out}");
     assert_eq!(p.placements(), [("db".to_string(), "m3".to_string())]);
-    let count = p.hoist(&["exec", "db", "sh", "-c", "echo COUNT | nc -w 3 127.0.0.1 5432"]);
+    let count = p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo COUNT | nc -w 3 127.0.0.1 5432",
+    ]);
     assert_eq!(count.expect_success("count").trim(), "50");
-    p.hoist(&["exec", "db", "sh", "-c", "echo PUT after-move | nc -w 3 127.0.0.1 5432"])
-        .expect_success("write on m3");
+    p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo PUT after-move | nc -w 3 127.0.0.1 5432",
+    ])
+    .expect_success("write on m3");
     let source = lab.docker_in("m1", &["volume", "ls", "-q"]);
-    assert!(source.stdout.lines().any(|l| l == volume), "source volume removed: {source}");
-    assert_eq!(fingerprint_on(lab, "m1", &volume), before, "the source changed");
-    let markers = lab.docker_in("m3", &["volume", "ls", "-q", "--filter", "name=hoist-incoming"]);
-    assert_eq!(markers.stdout.trim(), "", "an unfinished-copy marker is left");
+    assert!(
+        source.stdout.lines().any(|l| l == volume),
+        "source volume removed: {source}"
+    );
+    assert_eq!(
+        fingerprint_on(lab, "m1", &volume),
+        before,
+        "the source changed"
+    );
+    let markers = lab.docker_in(
+        "m3",
+        &["volume", "ls", "-q", "--filter", "name=hoist-incoming"],
+    );
+    assert_eq!(
+        markers.stdout.trim(),
+        "",
+        "an unfinished-copy marker is left"
+    );
     let plan = p.hoist(&["plan"]);
     assert!(plan.stdout.contains("No changes."), "{plan}");
     // The copy matches the source apart from the record written after the move.
@@ -439,13 +500,24 @@ fn hoist_killed_mid_copy_leaves_the_source_and_never_uses_the_half_copy() {
     std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
     let mut cmd = common::lab::hoist_command();
     cmd.current_dir(&p.dir)
-        .args(["-m", p.machines.to_str().unwrap(), "-p", &p.name, "up", "--yes", "--move-volumes"])
+        .args([
+            "-m",
+            p.machines.to_str().unwrap(),
+            "-p",
+            &p.name,
+            "up",
+            "--yes",
+            "--move-volumes",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
     // Killed as soon as it says the copy started (an event, not a sleep).
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    let started = lines.by_ref().map_while(Result::ok).any(|l| l.contains("copying volume"));
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("copying volume"));
     assert!(started, "the copy never started");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -457,11 +529,29 @@ fn hoist_killed_mid_copy_leaves_the_source_and_never_uses_the_half_copy() {
     let out = p.hoist(&["up", "--yes"]);
     out.expect_success("up after the kill");
     assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
-    let get = p.hoist(&["exec", "db", "sh", "-c", "echo GET | nc -w 3 127.0.0.1 5432"]);
+    let get = p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo GET | nc -w 3 127.0.0.1 5432",
+    ]);
     assert!(get.expect_success("get").contains("precious"), "{get}");
     // And pointing at m3 again plans a fresh copy: the half one is not taken for data.
     std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
     let plan = p.hoist(&["plan"]);
-    assert!(plan.stdout.contains("» move db.1 m1 → m3 with volume"), "{plan}");
-    let _ = lab.docker_in("m3", &["volume", "rm", "-f", &volume, &format!("hoist-incoming-{volume}")]);
+    assert!(
+        plan.stdout.contains("» move db.1 m1 → m3 with volume"),
+        "{plan}"
+    );
+    let _ = lab.docker_in(
+        "m3",
+        &[
+            "volume",
+            "rm",
+            "-f",
+            &volume,
+            &format!("hoist-incoming-{volume}"),
+        ],
+    );
 }

@@ -195,15 +195,10 @@ pub fn schedule_with(
     let n = nodes.len();
     for (si, svc) in svcs.iter_mut().enumerate() {
         let refused = |h: &usize| matches!(fit[si * n + *h], Fit::No(_));
-        let runs_on_holder = by_service
-            .get(svc.w.service.as_str())
-            .is_some_and(|cs| {
-                cs.iter().any(|c| {
-                    svc.holders
-                        .iter()
-                        .any(|&h| nodes[h].view.name == c.machine)
-                })
-            });
+        let runs_on_holder = by_service.get(svc.w.service.as_str()).is_some_and(|cs| {
+            cs.iter()
+                .any(|c| svc.holders.iter().any(|&h| nodes[h].view.name == c.machine))
+        });
         svc.uprooted = svc.w.mode != Mode::Global
             && !svc.holders.is_empty()
             && svc.holders.iter().all(refused)

@@ -102,13 +102,13 @@ pub async fn list(
         };
         let service = labels.get(labels::SERVICE).cloned();
         for m in c.mounts.iter().flatten() {
-            let is_volume = m.typ.as_ref().is_some_and(|t| t.to_string() == "volume");
+            let is_volume = m.typ.as_ref().is_some_and(|t| t == "volume");
             let Some(name) = m.name.clone().filter(|_| is_volume) else {
                 continue;
             };
             let entry = used.entry(name).or_insert_with(|| (p.clone(), Vec::new()));
             if let Some(s) = &service
-                && labels.get(labels::ROLE).is_none()
+                && !labels.contains_key(labels::ROLE)
                 && !entry.1.contains(s)
             {
                 entry.1.push(s.clone());

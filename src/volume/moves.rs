@@ -92,9 +92,9 @@ pub async fn carry(
             .with_context(|| format!("{m}: no connection for the volume move"))
     };
     // Stop first, all at once: the copy must see the data at rest.
-    let stops = containers.iter().map(|(m, id)| async move {
-        crate::apply::ops::stop(engine(m)?, id, None).await
-    });
+    let stops = containers
+        .iter()
+        .map(|(m, id)| async move { crate::apply::ops::stop(engine(m)?, id, None).await });
     let stopped = Stopped {
         containers: containers.to_vec(),
         at: Instant::now(),
@@ -159,13 +159,12 @@ pub async fn restart_sources(stopped: &Stopped, engines: &HashMap<String, Docker
     let mut started = 0;
     for (m, id) in &stopped.containers {
         let Some(d) = engines.get(m) else { continue };
-        match d.inspect_container(id, None).await {
-            Ok(c) if c.state.as_ref().and_then(|s| s.running) != Some(true) => {
-                if crate::apply::ops::start(d, id).await.is_ok() {
-                    started += 1;
-                }
-            }
-            _ => {}
+        let stopped = d
+            .inspect_container(id, None)
+            .await
+            .is_ok_and(|c| c.state.as_ref().and_then(|s| s.running) != Some(true));
+        if stopped && crate::apply::ops::start(d, id).await.is_ok() {
+            started += 1;
         }
     }
     started
@@ -174,7 +173,12 @@ pub async fn restart_sources(stopped: &Stopped, engines: &HashMap<String, Docker
 /// Copies `volume` from `src` to `dst` (created there beforehand by the plan's volume step):
 /// marker on, target emptied if a cut copy left anything, stream, read back, compare, marker
 /// off. Returns the bytes streamed, the content digest and the time taken.
-async fn copy(src: &Docker, dst: &Docker, project: &str, volume: &str) -> Result<(u64, String, Duration)> {
+async fn copy(
+    src: &Docker,
+    dst: &Docker,
+    project: &str,
+    volume: &str,
+) -> Result<(u64, String, Duration)> {
     let began = Instant::now();
     let marker = incoming_marker(volume);
     // Already there (mark_incoming); made again in case it was removed meanwhile.
@@ -241,9 +245,12 @@ async fn copy(src: &Docker, dst: &Docker, project: &str, volume: &str) -> Result
     let _ = from.remove().await;
     let _ = to.remove().await;
     let (bytes, digest) = result?;
-    dst.remove_volume(&marker, None::<bollard::query_parameters::RemoveVolumeOptions>)
-        .await
-        .context("clearing the unfinished-copy marker")?;
+    dst.remove_volume(
+        &marker,
+        None::<bollard::query_parameters::RemoveVolumeOptions>,
+    )
+    .await
+    .context("clearing the unfinished-copy marker")?;
     Ok((bytes, digest, began.elapsed()))
 }
 
