@@ -73,6 +73,16 @@ pub struct Engine {
     pub docker: Docker,
     pub facts: Facts,
     tunnel: Option<Tunnel>,
+    /// The local socket the engine answers on (forwarded when remote).
+    socket: std::path::PathBuf,
+}
+
+impl Engine {
+    /// The local unix socket that reaches this engine: for the rare request bollard's models
+    /// cannot read (`volume::data`'s disk usage).
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
 }
 
 /// Every machine of a fleet with its engine or the reason it has none.
@@ -286,6 +296,7 @@ async fn engine_at(
             docker,
             facts,
             tunnel,
+            socket: socket.to_path_buf(),
         }),
         Err(e) => {
             if let Some(t) = tunnel {

@@ -30,3 +30,8 @@ pub const MESH_SERVICE: &str = "io.hoist.mesh-service";
 /// `io.hoist.project`, so what observes a project's containers never meets it; its volume does,
 /// so `down --volumes` removes the key with the project's other volumes.
 pub const SEALING_KEY: &str = "io.hoist.sealing-key";
+/// The cordon of a drained machine: a volume of this name on the machine itself, for every
+/// project and every hoist (`hoist drain`, src/apply/cordon.rs). No new replica goes there.
+pub const DRAINED_VOLUME: &str = "hoist-drained";
+/// On the cordon volume: who drained the machine, and when.
+pub const DRAINED: &str = "io.hoist.drained";

@@ -29,4 +29,5 @@ pub mod safe;
 pub mod seal;
 pub mod ship;
 pub mod transport;
+pub mod volume;
 pub mod watch;

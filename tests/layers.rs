@@ -22,8 +22,9 @@ const LAYERS: &[&[&str]] = &[
     // What runs (observe), images to machines (ship), carrying steps out (apply), preparing
     // machines before they have an engine (provision: `hoist machines init`).
     &["observe", "ship", "apply", "provision"],
-    // The sealing key kept on the machines (read beside the observation).
-    &["seal"],
+    // The sealing key kept on the machines (read beside the observation); volume data read,
+    // written and moved (backup, restore, stateful moves).
+    &["seal", "volume"],
     // The balancers: the ingress, then the mesh (which reuses the ingress's addressing).
     &["ingress"],
     &["mesh"],

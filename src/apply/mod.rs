@@ -1,5 +1,7 @@
 //! Apply: carry a plan out on the machines — rollouts, health gates, rollback.
 
+pub mod cordon;
+pub mod fleet_record;
 pub mod image;
 pub mod lock;
 pub mod ops;

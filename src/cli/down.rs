@@ -119,6 +119,9 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: DownArgs) ->
             }
         }
     }
+    if !failed {
+        crate::apply::fleet_record::clear(&conns.engines(), project).await;
+    }
     held.release().await;
     conns.close().await;
     Ok(if failed {

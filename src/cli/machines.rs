@@ -87,9 +87,14 @@ pub async fn run(
                 };
                 let f = &engine.facts;
                 let (key_text, key_json) = key_of(&machine.name);
+                // Drained (`hoist drain`): reachable, but it takes no replica.
+                let drained = crate::apply::cordon::read(&engine.docker)
+                    .await
+                    .ok()
+                    .flatten();
                 rows.push(vec![
                     machine.name.clone(),
-                    "ok".into(),
+                    if drained.is_some() { "drained" } else { "ok" }.into(),
                     f.engine_version.clone(),
                     f.api_version.clone(),
                     format!("{}/{}", f.os, f.arch),
@@ -107,6 +112,7 @@ pub async fn run(
                     "storage_driver": f.storage_driver, "containerd_image_store": f.containerd_image_store,
                     "podman": f.podman, "rootless": f.rootless,
                     "labels": machine.labels, "containers": counts, "sealing_key": key_json,
+                    "drained": drained,
                 }));
             }
             Err(e) => {
@@ -125,7 +131,7 @@ pub async fn run(
                 failures.push(format!("{} ({address}): {e}", machine.name));
                 records.push(json!({
                     "name": machine.name, "address": address, "reachable": false, "error": e.to_string(),
-                    "labels": machine.labels,
+                    "labels": machine.labels, "drained": null,
                 }));
             }
         }

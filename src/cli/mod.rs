@@ -5,6 +5,7 @@ mod build;
 mod completions;
 mod config;
 mod down;
+mod drain;
 mod exec;
 mod ingress;
 mod logs;
@@ -19,6 +20,7 @@ pub mod table;
 mod unlock;
 mod up;
 mod up_report;
+mod volumes;
 mod watch;
 
 use clap::{Args, Parser, Subcommand};
@@ -72,6 +74,9 @@ enum Command {
     Manpage(completions::ManpageArgs),
     Watch(watch::WatchArgs),
     Ingress(ingress::IngressArgs),
+    Volumes(volumes::VolumesArgs),
+    Drain(drain::DrainArgs),
+    Undrain(drain::UndrainArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -91,8 +96,12 @@ pub fn main() -> ExitCode {
     // SIGTERM asks them to stop at the next safe point (see crate::interrupt).
     let changes_fleet = matches!(
         cli.command,
-        Command::Up(_) | Command::Down(_) | Command::Rollback(_) | Command::Watch(_)
-    );
+        Command::Up(_)
+            | Command::Down(_)
+            | Command::Rollback(_)
+            | Command::Watch(_)
+            | Command::Drain(_)
+    ) || matches!(&cli.command, Command::Volumes(v) if v.changes_fleet());
     if changes_fleet {
         // SAFETY: setting signal dispositions before any thread starts.
         unsafe {
@@ -141,6 +150,9 @@ pub fn main() -> ExitCode {
             Command::Manpage(args) => completions::manpage(args),
             Command::Watch(args) => watch::run(&cli.global, &cli.project, args).await,
             Command::Ingress(args) => ingress::run(&cli.global, &cli.project, args).await,
+            Command::Volumes(args) => volumes::run(&cli.global, &cli.project, args).await,
+            Command::Drain(args) => drain::drain(&cli.global, &cli.project, args).await,
+            Command::Undrain(args) => drain::undrain(&cli.global, args).await,
             }
         };
         tokio::select! {
@@ -227,8 +239,22 @@ pub fn check_deployable(
         .map_err(|e| anyhow::anyhow!("{}: {e:#}", compose_files_label(args)))
 }
 
+/// Whether the options name compose files (`-f`) or the folder has one.
+pub fn has_compose_file(args: &project_args::ProjectArgs) -> bool {
+    if !args.files.is_empty() {
+        return true;
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let start = args
+        .project_directory
+        .as_ref()
+        .map(|d| cwd.join(d))
+        .unwrap_or(cwd);
+    crate::load::discovery::find_default(&start).is_some()
+}
+
 /// The compose files as the user named them (`-f`), else the one found in the folder.
-fn compose_files_label(args: &project_args::ProjectArgs) -> String {
+pub fn compose_files_label(args: &project_args::ProjectArgs) -> String {
     if !args.files.is_empty() {
         return args
             .files

@@ -52,8 +52,9 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
     let side_lines = match &planned {
         Ok(p) => {
             let engines = conns.engines();
+            let hosting = pipeline::apply::hosting(&engines, &p.observed);
             let balancers =
-                pipeline::apply::Balancers::for_project(&project, &p.resolved, &fleet, &engines);
+                pipeline::apply::Balancers::for_project(&project, &p.resolved, &fleet, &hosting);
             match balancers {
                 Ok(b) => {
                     let mut lines = b.ingress_lines(&engines, &p.resolved.project).await;

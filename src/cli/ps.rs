@@ -41,6 +41,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
     let mut rows = Vec::new();
     let mut records = Vec::new();
     let mut unread = Vec::new();
+    let mut drained = Vec::new();
     for (machine, state) in &seen.machines {
         let state = match state {
             Ok(s) => s,
@@ -49,6 +50,13 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
                 continue;
             }
         };
+        if state
+            .volumes
+            .iter()
+            .any(|v| v == crate::labels::DRAINED_VOLUME)
+        {
+            drained.push(machine.clone());
+        }
         let current = observe::current(&state.containers);
         for c in &state.containers {
             // The ingress fills no slot; `hoist ingress` shows it and what it routes to.
@@ -90,7 +98,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
             "{}",
             serde_json::to_string_pretty(
                 &json!({"schema": 1, "project": project, "replicas": records, "unreachable": unread,
-                    "scale": scale.values().collect::<Vec<_>>()})
+                    "scale": scale.values().collect::<Vec<_>>(), "drained": drained})
             )?
         );
     } else {
@@ -108,6 +116,9 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PsArgs) -> R
                 "{}: {} replicas set by hoist watch at {}: {}",
                 r.service, r.replicas, r.at, r.reason
             );
+        }
+        for m in &drained {
+            println!("{m}: drained (no replica runs there; `hoist undrain {m}` lifts it)");
         }
         for u in &unread {
             eprintln!("hoist: could not read {u}");

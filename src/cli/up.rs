@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// Do not build `build:` services; use the images already built locally.
     #[arg(long)]
     no_build: bool,
+    /// Carry out the plan's stateful moves: copy each moving slot's volumes to its new machine
+    /// (the slot is stopped for the copy, which is verified; the source volume stays).
+    #[arg(long)]
+    move_volumes: bool,
 }
 
 pub async fn run(global: &Global, project_args: &ProjectArgs, args: UpArgs) -> Result<ExitCode> {
@@ -49,6 +53,25 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: UpArgs) -> R
     let result = deploy(&project, &fleet, &conns, &args).await;
     conns.close().await;
     result
+}
+
+/// `up --yes` for a verb that already asked (`hoist drain`), on connections already made.
+pub(super) async fn deploy_confirmed(
+    project: &crate::model::Project,
+    fleet: &crate::inventory::Fleet,
+    conns: &Connections,
+    lock_wait: Duration,
+    move_volumes: bool,
+) -> Result<ExitCode> {
+    let args = UpArgs {
+        yes: true,
+        lock_wait,
+        allow_unreachable: false,
+        json: false,
+        no_build: false,
+        move_volumes,
+    };
+    deploy(project, fleet, conns, &args).await
 }
 
 async fn deploy(
@@ -102,15 +125,17 @@ async fn plan_and_apply(
         )
         .await?
     };
-    let planned = pipeline::plan(project, fleet, conns, &built, local.as_ref()).await?;
+    let mut planned = pipeline::plan(project, fleet, conns, &built, local.as_ref()).await?;
+    planned.allow_volume_moves = args.move_volumes;
     for w in &planned.warnings {
         tell!("warning: {w}");
     }
     if !args.json {
         tell_raw!("{}", planned.plan.render_text());
     }
+    let hosting = pipeline::apply::hosting(engines, &planned.observed);
     let balancers =
-        pipeline::apply::Balancers::for_project(project, &planned.resolved, fleet, engines)?;
+        pipeline::apply::Balancers::for_project(project, &planned.resolved, fleet, &hosting)?;
     if let Some(mesh) = &balancers.mesh {
         let lines = mesh.plan_lines(&planned.plan).await;
         if !args.json && !lines.is_empty() {
@@ -146,6 +171,8 @@ async fn plan_and_apply(
         let stores = pipeline::apply::image_stores(conns);
         pipeline::apply::prepare(&prep, &by_name, name, local.as_ref(), &stores, &progress).await?;
         balancers.converge(engines, name).await?;
+        balancers.leave(engines, &planned.observed, name).await?;
+        pipeline::apply::record_fleet(conns, &planned.observed, name).await;
         let pruned =
             pipeline::apply::prune_previous(&planned.observed, &planned.previous, engines).await;
         let warnings = warn_after(&planned, &balancers).await;
@@ -156,6 +183,11 @@ async fn plan_and_apply(
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if !args.move_volumes
+        && let Some(why) = pipeline::apply::volume_moves_refusal(&planned.plan)
+    {
+        anyhow::bail!(why);
+    }
     if !args.yes && !super::confirm("Apply this plan?")? {
         tell!("hoist: nothing changed");
         return Ok(ExitCode::from(1));
@@ -165,7 +197,25 @@ async fn plan_and_apply(
         report,
         shipped,
         pruned,
+        moved,
+        moved_downtime,
     } = pipeline::apply::apply_plan(&planned, conns, local.as_ref(), &progress, &balancers).await?;
+    for c in &moved {
+        progress.note(&format!(
+            "volume {} moved {} → {}: {}, content digest {}",
+            c.volume,
+            c.from,
+            c.to,
+            crate::output::bytes(c.bytes),
+            c.digest
+        ));
+    }
+    if let Some(d) = moved_downtime {
+        progress.note(&format!(
+            "moved services were down at most {:.1}s (from the stop for the copy to the end of the rollout)",
+            d.as_secs_f64()
+        ));
+    }
     let mut failed = Vec::new();
     for (service, outcomes, verdict) in &report.services {
         let done = outcomes.iter().filter(|o| o.result.is_ok()).count();

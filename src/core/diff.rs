@@ -6,7 +6,7 @@
 //! planned on a machine that could not be observed.
 
 use super::observed::{ContainerState, Health, Observed, ObservedContainer, Slot, SlotName};
-use super::plan::{Action, ContainerRef, Plan, Step, Unknown};
+use super::plan::{Action, ContainerRef, Plan, Step, Unknown, VolumeMove};
 use super::schedule::{Departure, Desired, Placement};
 use super::spec::attr;
 use super::workload::{Mode, UpdateOrder, Workload, dependency_order};
@@ -92,10 +92,40 @@ pub fn diff(desired: &Desired, observed: &Observed, workloads: &[Workload]) -> P
                 .unwrap_or_default(),
         })
         .collect();
+    let volume_moves = steps
+        .iter()
+        .filter_map(|s| {
+            let Action::Move { from, .. } = &s.action else {
+                return None;
+            };
+            let w = known.get(s.service.as_deref()?)?;
+            let moved: Vec<String> = w
+                .volumes
+                .iter()
+                .map(|v| v.name.clone())
+                .filter(|v| {
+                    volumes.contains(&(from.as_str(), v.as_str()))
+                        && !volumes.contains(&(s.machine.as_str(), v.as_str()))
+                })
+                .collect();
+            let slot = s.slot.clone()?;
+            (!moved.is_empty()).then(|| VolumeMove {
+                service: w.service.clone(),
+                slot,
+                from: from.clone(),
+                to: s.machine.clone(),
+                volumes: moved,
+                sizes: Default::default(),
+            })
+        })
+        .collect();
     Plan {
         steps,
         machines: observed.machines.clone(),
         unknown,
+        drained: observed.drained.clone(),
+        removed: Default::default(),
+        volume_moves,
     }
 }
 

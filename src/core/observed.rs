@@ -5,7 +5,7 @@
 //! core must not act as if they were missing.
 
 use super::spec::ContainerSpec;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Which replica a container fills.
@@ -142,6 +142,8 @@ pub struct Observed {
     pub volumes: Vec<(String, String)>,
     /// (machine, network name)
     pub networks: Vec<(String, String)>,
+    /// Machines drained (`hoist drain`): they keep no replica and get no new one.
+    pub drained: BTreeSet<String>,
 }
 
 impl Observed {

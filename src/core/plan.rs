@@ -28,7 +28,11 @@
 //!   } ],
 //!   "unknown": [ {"service": string, "slot": int | null, "machines": [string]} ],
 //!   "unreachable": [ {"machine": string, "reason": string} ],
-//!   "warnings": [string]             // the text form's warning lines, without "warning: "
+//!   "warnings": [string],            // the text form's warning lines, without "warning: "
+//!   "drained": [string],             // machines drained (`hoist drain`): nothing placed there
+//!   "volume_moves": [ {"service": string, "slot": int | null, "from": string, "to": string,
+//!                      "volumes": [ {"name": string, "bytes": int | null} ] } ]
+//!                                    // moves that copy volume data (`up --move-volumes`)
 //! }
 //! ```
 //! Fields are only ever added within a schema number; any other change bumps `schema`.
@@ -37,7 +41,7 @@
 use super::observed::{Reach, Slot, SlotName};
 use super::workload::UpdateOrder;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
 /// An existing container a step acts on.
@@ -119,6 +123,34 @@ pub struct Step {
     pub reasons: Vec<String>,
 }
 
+/// A move that takes the slot's data along: the named volumes are on `from` and not on `to`,
+/// so `up --move-volumes` copies them (the service is stopped for the copy) before the slot
+/// starts on `to`. `up` without the flag refuses the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeMove {
+    pub service: String,
+    pub slot: Slot,
+    pub from: String,
+    pub to: String,
+    pub volumes: Vec<String>,
+    /// Bytes per volume on `from`, when the engine said (filled in after the diff).
+    pub sizes: BTreeMap<String, u64>,
+}
+
+impl VolumeMove {
+    /// `shop_data (1.2GiB), shop_logs`
+    fn volumes_text(&self) -> String {
+        self.volumes
+            .iter()
+            .map(|v| match self.sizes.get(v) {
+                Some(n) => format!("{v} ({})", crate::output::bytes(*n)),
+                None => v.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// A slot the plan cannot decide about: it may be running on an unreachable machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unknown {
@@ -138,6 +170,13 @@ pub struct Plan {
     /// Every inventory machine and whether it was reachable.
     pub machines: BTreeMap<String, Reach>,
     pub unknown: Vec<Unknown>,
+    /// Machines drained (`hoist drain`): nothing is placed there.
+    pub drained: BTreeSet<String>,
+    /// Machines the project was deployed to that the machines file no longer has
+    /// (`apply::fleet_record`): their containers are unseen.
+    pub removed: BTreeSet<String>,
+    /// Moves that copy volume data (`up --move-volumes`), in step order.
+    pub volume_moves: Vec<VolumeMove>,
 }
 
 /// Summary order; the first four always print, the others when non-zero.
@@ -154,6 +193,19 @@ const COUNTS: [(&str, &str, bool); 8] = [
 
 impl Plan {
     /// Whether `up` would change anything (for `--detailed-exitcode`).
+    /// The volume move a step carries out, if it is one.
+    pub fn volume_move(&self, step: &Step) -> Option<&VolumeMove> {
+        let Action::Move { from, .. } = &step.action else {
+            return None;
+        };
+        self.volume_moves.iter().find(|m| {
+            Some(&m.service) == step.service.as_ref()
+                && Some(&m.slot) == step.slot.as_ref()
+                && &m.from == from
+                && m.to == step.machine
+        })
+    }
+
     pub fn has_changes(&self) -> bool {
         self.steps
             .iter()
@@ -203,6 +255,10 @@ impl Plan {
         if down > 0 {
             let _ = write!(line, " ({down} unreachable)");
         }
+        if !self.drained.is_empty() {
+            let names: Vec<&str> = self.drained.iter().map(String::as_str).collect();
+            let _ = write!(line, " ({} drained)", names.join(", "));
+        }
         line
     }
 
@@ -224,6 +280,20 @@ impl Plan {
                 let _ = write!(line, ", with its volume {}", u.volumes.join(", "));
             }
             out.push(line);
+        }
+        for m in &self.volume_moves {
+            out.push(format!(
+                "{} moves with its data: only `hoist up --move-volumes` carries it out (it copies volume {} from {} to {})",
+                SlotName(&m.service, &m.slot),
+                m.volumes.join(", "),
+                m.from,
+                m.to
+            ));
+        }
+        for m in &self.removed {
+            out.push(format!(
+                "{m} is no longer in the machines file, but the project ran there at the last deploy: its containers are not seen, so nothing there is stopped and its replicas are placed on the other machines. To retire it, put it back in the machines file, run `hoist drain {m}`, then remove it"
+            ));
         }
         out
     }
@@ -256,9 +326,33 @@ impl Plan {
             for (machine, steps) in machines {
                 let _ = writeln!(out, "  {machine}");
                 for step in steps {
-                    let _ = writeln!(out, "    {}", step_line(step));
-                    for reason in &step.reasons {
-                        let _ = writeln!(out, "        {reason}");
+                    match self.volume_move(step) {
+                        Some(m) => {
+                            let _ = writeln!(
+                                out,
+                                "    » move {} {} → {} with volume {}",
+                                SlotName(&m.service, &m.slot),
+                                m.from,
+                                m.to,
+                                m.volumes_text()
+                            );
+                            for reason in &step.reasons {
+                                let _ = writeln!(out, "        {reason}");
+                            }
+                            let _ = writeln!(
+                                out,
+                                "        downtime: {} is stopped on {} for the copy (with a checksum check) and runs again once healthy on {}; the source volume stays",
+                                SlotName(&m.service, &m.slot),
+                                m.from,
+                                m.to
+                            );
+                        }
+                        None => {
+                            let _ = writeln!(out, "    {}", step_line(step));
+                            for reason in &step.reasons {
+                                let _ = writeln!(out, "        {reason}");
+                            }
+                        }
                     }
                 }
             }
@@ -317,6 +411,25 @@ impl Plan {
                 .map(|(machine, reason)| UnreachableJson { machine, reason })
                 .collect(),
             warnings: self.warnings(),
+            drained: self.drained.iter().map(String::as_str).collect(),
+            volume_moves: self
+                .volume_moves
+                .iter()
+                .map(|m| VolumeMoveJson {
+                    service: &m.service,
+                    slot: m.slot.number(),
+                    from: &m.from,
+                    to: &m.to,
+                    volumes: m
+                        .volumes
+                        .iter()
+                        .map(|v| VolumeJson {
+                            name: v,
+                            bytes: m.sizes.get(v).copied(),
+                        })
+                        .collect(),
+                })
+                .collect(),
         };
         serde_json::to_string_pretty(&json).expect("plain data always serializes")
     }
@@ -331,6 +444,23 @@ struct PlanJson<'a> {
     unknown: Vec<UnknownJson<'a>>,
     unreachable: Vec<UnreachableJson<'a>>,
     warnings: Vec<String>,
+    drained: Vec<&'a str>,
+    volume_moves: Vec<VolumeMoveJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct VolumeMoveJson<'a> {
+    service: &'a str,
+    slot: Option<u32>,
+    from: &'a str,
+    to: &'a str,
+    volumes: Vec<VolumeJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct VolumeJson<'a> {
+    name: &'a str,
+    bytes: Option<u64>,
 }
 
 #[derive(Serialize)]

@@ -81,6 +81,8 @@ impl std::error::Error for ScheduleError {}
 pub(super) enum Refusal {
     Unreachable(String),
     NotInInventory,
+    /// `hoist drain`: the machine takes no replica.
+    Drained,
     Constraint(String),
     FactUnknown(String),
     Volume {
@@ -110,6 +112,9 @@ impl Refusal {
         match self {
             Refusal::Unreachable(why) => format!("unreachable ({why})"),
             Refusal::NotInInventory => "not in the inventory".to_string(),
+            Refusal::Drained => {
+                "drained (`hoist undrain` makes it take replicas again)".to_string()
+            }
             Refusal::Constraint(c) => format!("{c} not met"),
             Refusal::FactUnknown(c) => format!("cannot check {c}: the engine did not say"),
             Refusal::Volume { volume, holders } => {
@@ -145,6 +150,7 @@ impl Refusal {
                 format!("placement: machine {machine} is no longer in the inventory")
             }
             Refusal::Constraint(c) => format!("placement: machine {machine} no longer matches {c}"),
+            Refusal::Drained => format!("placement: machine {machine} is drained"),
             other => format!("placement: {machine} {}", other.refusal()),
         }
     }

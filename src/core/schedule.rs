@@ -93,6 +93,10 @@ struct Svc<'a> {
     hash: String,
     /// Reachable machines holding one of its local volumes; non-empty pins a replicated service.
     holders: Vec<usize>,
+    /// Every holder is refused (drained, constraint no longer met) while a replica runs on one:
+    /// the service may go to another machine, its data copied there (`up --move-volumes`;
+    /// the plan shows it). Its first new machine becomes its only holder.
+    uprooted: bool,
 }
 
 struct Node<'a> {
@@ -171,15 +175,35 @@ pub fn schedule_with(
             })
             .collect();
     }
-    let fit = svcs
+    let fit: Vec<Fit> = svcs
         .iter()
-        .flat_map(|s| nodes.iter().map(move |n| static_fit(s, n.view)))
+        .flat_map(|s| {
+            nodes.iter().map(move |n| {
+                if observed.drained.contains(&n.view.name) {
+                    Fit::No(Refusal::Drained)
+                } else {
+                    static_fit(s, n.view)
+                }
+            })
+        })
         .collect();
     let mut by_service: HashMap<&str, Vec<&ObservedContainer>> = HashMap::new();
     for c in observed.visible_containers() {
         by_service.entry(c.service.as_str()).or_default().push(c);
     }
     let count = vec![0; svcs.len() * nodes.len()];
+    let n = nodes.len();
+    for (si, svc) in svcs.iter_mut().enumerate() {
+        let refused = |h: &usize| matches!(fit[si * n + *h], Fit::No(_));
+        let runs_on_holder = by_service.get(svc.w.service.as_str()).is_some_and(|cs| {
+            cs.iter()
+                .any(|c| svc.holders.iter().any(|&h| nodes[h].view.name == c.machine))
+        });
+        svc.uprooted = svc.w.mode != Mode::Global
+            && !svc.holders.is_empty()
+            && svc.holders.iter().all(refused)
+            && runs_on_holder;
+    }
     let mut s = Scheduler {
         svcs,
         nodes,
@@ -286,6 +310,7 @@ fn validate(workloads: &[Workload]) -> Result<Vec<Svc<'_>>, ScheduleError> {
             spread,
             hash: w.spec.hash(),
             holders: Vec::new(),
+            uprooted: false,
         });
     }
     if let Err(stuck) = dependency_order(workloads) {
@@ -350,7 +375,7 @@ impl<'a> Scheduler<'a> {
             return Some(Blocker::Static);
         }
         let global = svc.w.mode == Mode::Global;
-        if !global && !svc.holders.is_empty() && !svc.holders.contains(&m) {
+        if !global && !svc.holders.is_empty() && !svc.holders.contains(&m) && !svc.uprooted {
             return Some(Blocker::Volume);
         }
         if let Some(max) = svc.w.max_replicas_per_node.filter(|_| !global) {
@@ -435,6 +460,11 @@ impl<'a> Scheduler<'a> {
         // The volume will be created with this replica: one named volume's data lives on one
         // machine, so the service's next replicas join it (as on a single compose host).
         if svc.w.mode != Mode::Global && !svc.w.volumes.is_empty() && !svc.holders.contains(&m) {
+            if svc.uprooted {
+                // Its data goes to this machine; the service's other replicas follow it.
+                self.svcs[si].uprooted = false;
+                self.svcs[si].holders.clear();
+            }
             self.svcs[si].holders.push(m);
         }
         let svc = &self.svcs[si];
@@ -621,7 +651,7 @@ impl<'a> Scheduler<'a> {
                 self.nodes[m].unreachable.is_none()
                     && matches!(self.fit[si * self.n() + m], Fit::Yes)
             })
-            .filter(|&m| svc.holders.is_empty() || svc.holders.contains(&m))
+            .filter(|&m| svc.uprooted || svc.holders.is_empty() || svc.holders.contains(&m))
             .collect();
         for label in &svc.spread {
             let value = |m: usize| {

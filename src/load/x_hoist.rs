@@ -54,6 +54,7 @@ const SERVICE: Shape = Map(&[
         "autoscale",
         Map(&[("min", Any), ("max", Any), ("cpu", Any), ("cooldown", Any)]),
     ),
+    ("backup", Map(&[("command", Any), ("timeout", Any)])),
 ]);
 
 /// Checks the top-level `x-hoist` of one file and each service's.
@@ -203,7 +204,7 @@ services:
             (
                 "services: {web: {x-hoist: {autoscaling: {}}}}",
                 "services.web.x-hoist",
-                "unknown key \"autoscaling\": hoist reads ingress, mesh, autoscale here",
+                "unknown key \"autoscaling\": hoist reads ingress, mesh, autoscale, backup here",
             ),
             (
                 "x-hoist: [ingress]",

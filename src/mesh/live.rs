@@ -799,6 +799,9 @@ mod tests {
             steps,
             machines: BTreeMap::new(),
             unknown: Vec::new(),
+            drained: Default::default(),
+            removed: Default::default(),
+            volume_moves: Vec::new(),
         };
         let cases: Vec<(&str, ProxyStates, Plan, Vec<&str>)> = vec![
             ("nothing changes", proxies(&[], &[]), plan(vec![]), vec![]),

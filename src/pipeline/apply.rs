@@ -23,7 +23,60 @@ pub struct Balancers {
     pub mesh: Option<crate::mesh::Mesh>,
 }
 
+/// The machines the balancers run on: every connected one but the drained (`hoist drain`)
+/// that run none of the project's replicas any more. A drained machine keeps its ingress and
+/// proxies while replicas are still there to serve, so nothing is cut before they moved.
+pub fn hosting(engines: &[(String, Docker)], observed: &Observed) -> Vec<(String, Docker)> {
+    engines
+        .iter()
+        .filter(|(m, _)| !vacated(observed, m))
+        .cloned()
+        .collect()
+}
+
+/// A drained machine with no replica of the project left on it.
+fn vacated(observed: &Observed, machine: &str) -> bool {
+    observed.drained.contains(machine)
+        && !observed.visible_containers().any(|c| c.machine == machine)
+}
+
+/// Records the machines of the file on every reachable machine (`apply::fleet_record`),
+/// leaving out drained machines that run nothing of the project any more.
+pub async fn record_fleet(conns: &Connections, observed: &Observed, project: &str) {
+    let machines = conns
+        .results
+        .iter()
+        .map(|(m, _)| m.name.clone())
+        .filter(|m| !vacated(observed, m))
+        .collect();
+    for (m, e) in crate::apply::fleet_record::write(&conns.engines(), project, &machines).await {
+        tell!("hoist: warning: {m}: could not record the fleet: {e}");
+    }
+}
+
 impl Balancers {
+    /// Removes the project's ingress and mesh proxies from drained machines that no longer run
+    /// any of its replicas (as observed in `observed`): after a drain, the machine runs no
+    /// container of hoist's for the project.
+    pub async fn leave(
+        &self,
+        engines: &[(String, Docker)],
+        observed: &Observed,
+        project: &str,
+    ) -> Result<usize> {
+        let vacated: Vec<(String, Docker)> = engines
+            .iter()
+            .filter(|(m, _)| vacated(observed, m))
+            .cloned()
+            .collect();
+        if vacated.is_empty() {
+            return Ok(0);
+        }
+        let ingress = crate::ingress::live::remove_all(&vacated, project).await?;
+        let mesh = crate::mesh::live::remove_all(&vacated, project).await?;
+        Ok(ingress + mesh)
+    }
+
     /// Those the compose file asks for, on the machines of `engines` (`name`: the project name
     /// the machines know it by).
     pub fn for_project(
@@ -163,6 +216,56 @@ pub struct Applied {
     pub shipped: Vec<serde_json::Value>,
     /// Older previous releases removed (one per slot is kept).
     pub pruned: usize,
+    /// Volumes copied for stateful moves (`up --move-volumes`).
+    pub moved: Vec<crate::volume::moves::Copied>,
+    /// From the stop of the moving slots' sources until the rollout ended: the longest the
+    /// moved services were down.
+    pub moved_downtime: Option<std::time::Duration>,
+}
+
+/// Why `up` refuses a plan with volume moves it was not allowed to make.
+pub fn volume_moves_refusal(plan: &crate::core::plan::Plan) -> Option<String> {
+    if plan.volume_moves.is_empty() {
+        return None;
+    }
+    let moves: Vec<String> = plan
+        .volume_moves
+        .iter()
+        .map(|m| {
+            format!(
+                "{} from {} to {} with volume {}",
+                crate::core::observed::SlotName(&m.service, &m.slot),
+                m.from,
+                m.to,
+                m.volumes
+                    .iter()
+                    .map(|v| match m.sizes.get(v) {
+                        Some(n) => format!("{v} ({})", crate::output::bytes(*n)),
+                        None => v.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect();
+    Some(format!(
+        "the plan moves data: {}. Pass --move-volumes to copy it (each moving slot is stopped for the copy, verified, then started on its new machine; the source volume stays); nothing was changed",
+        moves.join("; ")
+    ))
+}
+
+/// The (machine, container id) each volume move leaves, from the plan's move steps.
+fn move_sources(plan: &crate::core::plan::Plan) -> Vec<(String, String)> {
+    plan.steps
+        .iter()
+        .filter(|s| plan.volume_move(s).is_some())
+        .filter_map(|s| match &s.action {
+            crate::core::plan::Action::Move { from, container } => {
+                Some((from.clone(), container.id.clone()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Carries out `planned` on the connected machines as one new release, then keeps
@@ -182,6 +285,18 @@ pub async fn apply_plan(
     balancers.add_images(&mut prep);
     let by_name: HashMap<String, Docker> = engines.iter().cloned().collect();
     let stores = image_stores(conns);
+    if !planned.allow_volume_moves
+        && let Some(why) = volume_moves_refusal(&planned.plan)
+    {
+        anyhow::bail!(why);
+    }
+    // Before `prepare` creates the target volumes: they are unfinished copies until verified.
+    crate::volume::moves::mark_incoming(
+        &planned.plan.volume_moves,
+        &by_name,
+        &planned.resolved.project,
+    )
+    .await?;
     let shipped = prepare(
         &prep,
         &by_name,
@@ -191,12 +306,40 @@ pub async fn apply_plan(
         progress,
     )
     .await?;
+    // Stateful moves: the data is copied (and verified) before the slots start elsewhere.
+    let carried = if planned.plan.volume_moves.is_empty() {
+        None
+    } else {
+        Some(
+            crate::volume::moves::carry(
+                &planned.plan.volume_moves,
+                &move_sources(&planned.plan),
+                &by_name,
+                &planned.resolved.project,
+            )
+            .await?,
+        )
+    };
     // The ingress and the mesh route to what runs before the rollout, then follow it (they
     // are its hook).
     balancers
         .converge(&engines, &planned.resolved.project)
         .await?;
     let report = rollout::run_with(&services, &by_name, progress, balancers).await;
+    let (moved, moved_downtime) = match carried {
+        None => (Vec::new(), None),
+        Some((stopped, copied)) => {
+            let downtime = stopped.at.elapsed();
+            // A moved slot that did not come up on its target runs again where it was.
+            let restarted = crate::volume::moves::restart_sources(&stopped, &by_name).await;
+            if restarted > 0 {
+                progress.note(&format!(
+                    "{restarted} moved replica(s) did not come up on the new machine: started again where they were, on their own volume"
+                ));
+            }
+            (copied, Some(downtime))
+        }
+    };
     if let Err(e) = balancers.sync().await {
         progress.note(&format!("warning: updating the load balancers: {e:#}"));
     }
@@ -210,11 +353,22 @@ pub async fn apply_plan(
         .collect();
     let (observed, previous) = super::observed(&observation, &completing);
     let pruned = prune_previous(&observed, &previous, &engines).await;
+    if let Err(e) = balancers
+        .leave(&engines, &observed, &planned.resolved.project)
+        .await
+    {
+        progress.note(&format!(
+            "warning: removing the load balancers from drained machines: {e:#}"
+        ));
+    }
+    record_fleet(conns, &observed, &planned.resolved.project).await;
     Ok(Applied {
         release,
         report,
         shipped,
         pruned,
+        moved,
+        moved_downtime,
     })
 }
 

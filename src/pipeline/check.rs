@@ -23,6 +23,7 @@ pub fn project(project: &Project, fleet_mesh: Option<&crate::inventory::FleetMes
     networks.insert("default".into(), "default".into());
     crate::mesh::spec::from_project(project, &networks, fleet_mesh)?;
     crate::core::autoscale::policies(project)?;
+    crate::volume::backup_commands(project)?;
     Ok(())
 }
 

@@ -36,6 +36,9 @@ pub struct Planned {
     pub warnings: Vec<String>,
     /// The key the specs are sealed with, and the machines `up` must write it to.
     pub sealing: crate::seal::Sealing,
+    /// The user allowed the plan's volume moves (`up --move-volumes`); without it, applying a
+    /// plan that has some fails before anything changes.
+    pub allow_volume_moves: bool,
 }
 
 /// What the scheduler may know of each machine, from its engine.
@@ -129,6 +132,14 @@ pub fn observed(
             });
         }
         for v in &state.volumes {
+            if v == labels::DRAINED_VOLUME {
+                out.drained.insert(machine.clone());
+            }
+            // A copy cut short (`volume::moves`) is no data: as if the volume were not there.
+            let marker = crate::volume::moves::incoming_marker(v);
+            if state.volumes.contains(&marker) {
+                continue;
+            }
             out.volumes.push((machine.clone(), v.clone()));
         }
         for n in &state.all_networks {
@@ -189,6 +200,27 @@ pub async fn plan(
     )?;
     planned.warnings = resolution.warnings;
     planned.warnings.extend(clear_previous(&planned.previous));
+    let recorded = crate::apply::fleet_record::read(&conns.engines(), &project.name).await;
+    planned.plan.removed = recorded
+        .into_iter()
+        .filter(|m| !fleet.machines.iter().any(|x| &x.name == m))
+        .collect();
+    // The sizes of the volumes a move would copy, from the source machines' engines.
+    for vm in &mut planned.plan.volume_moves {
+        if let Some(Ok(e)) = conns
+            .results
+            .iter()
+            .find(|(m, _)| m.name == vm.from)
+            .map(|(_, r)| r)
+            && let Ok(sizes) = crate::volume::data::sizes(&e.docker, e.socket()).await
+        {
+            for v in &vm.volumes {
+                if let Some(n) = sizes.get(v) {
+                    vm.sizes.insert(v.clone(), *n);
+                }
+            }
+        }
+    }
     Ok(planned)
 }
 
@@ -261,6 +293,7 @@ pub fn plan_observed(
         previous,
         warnings: Vec::new(),
         sealing,
+        allow_volume_moves: false,
     })
 }
 

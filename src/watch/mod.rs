@@ -507,11 +507,12 @@ async fn apply(
         }
         let progress = Progress::new(false);
         // The load balancers follow what watch changes, as they follow `up`.
+        let hosting = pipeline::apply::hosting(&engines, &planned.observed);
         let balancers = match pipeline::apply::Balancers::for_project(
             project,
             &planned.resolved,
             fleet,
-            &engines,
+            &hosting,
         ) {
             Ok(b) => b,
             Err(e) => {

@@ -390,15 +390,24 @@ db
 ",
         },
         Case {
-            name: "stateful pin beats a new constraint: hoist never moves data",
+            name: "a new constraint moves a stateful service with its data, only with --move-volumes",
             machines: vec![machine("m1").label("zone", "eu"), machine("m2").label("zone", "us")],
             workloads: vec![db().constraint("node.labels.zone == us")],
             observed: fleet(&["m1", "m2"]).run(&db(), 1, "m1").0,
             want: "
-error:
-db: wants 1 replica, could place 0:
-  m1: node.labels.zone == us not met
-  m2: does not hold volume shop_db (it is on m1)
+networks and volumes
+  m2
+    + create network shop_default
+    + create volume shop_db
+
+db
+  m2
+    » move db.1 m1 → m2 with volume shop_db
+        placement: machine m1 no longer matches node.labels.zone == us
+        downtime: db.1 is stopped on m1 for the copy (with a checksum check) and runs again once healthy on m2; the source volume stays
+
+0 to create, 0 to replace, 1 to move, 0 to remove, 0 unchanged, 1 network to create, 1 volume to create, across 2 machines
+warning: db.1 moves with its data: only `hoist up --move-volumes` carries it out (it copies volume shop_db from m1 to m2)
 ",
         },
         Case {

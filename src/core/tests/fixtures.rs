@@ -228,6 +228,12 @@ impl Fleet {
         self
     }
 
+    /// `machine` is drained (`hoist drain`).
+    pub fn drained(mut self, machine: &str) -> Self {
+        self.0.drained.insert(machine.into());
+        self
+    }
+
     pub fn volume(mut self, machine: &str, name: &str) -> Self {
         self.0.volumes.push((machine.into(), name.into()));
         self

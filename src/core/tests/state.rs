@@ -436,7 +436,9 @@ fn json_schema_1() {
   ],
   "warnings": [
     "m2 is unreachable (ssh: connect to host 10.0.0.3 port 22: Connection timed out): its containers are unknown, nothing is planned there"
-  ]
+  ],
+  "drained": [],
+  "volume_moves": []
 }"#;
     assert_eq!(plan.to_json(), want);
 }

@@ -1,0 +1,557 @@
+//! `hoist drain` / `undrain` on the lab: the replicas leave a drained machine with no failed
+//! request through the ingress of another machine, hoist's own containers leave it too, every
+//! later deploy keeps off it, `ps` and `machines` show it; a service whose data is only there
+//! is refused (and follows its data once a backup is restored elsewhere); a machine taken out
+//! of the machines file while it runs the project is reported by `plan`.
+//!
+//! A drain is fleet-wide (every project avoids the machine), so those tests take the lab
+//! exclusively and always lift their cordon.
+
+mod common;
+
+use common::lab::{Lab, Output, hey_counts, run};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+struct Project {
+    dir: PathBuf,
+    name: String,
+    machines: PathBuf,
+}
+
+impl Project {
+    fn new(lab: &Lab, tag: &str, compose: &str) -> Project {
+        let dir = std::env::temp_dir().join(format!("hoist-drain-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("compose.yaml"), compose).unwrap();
+        Project {
+            dir,
+            name: format!("dr{tag}{}", std::process::id()),
+            machines: lab.machines_file(),
+        }
+    }
+
+    fn hoist(&self, args: &[&str]) -> Output {
+        self.hoist_with(&self.machines, args)
+    }
+
+    fn hoist_with(&self, machines: &std::path::Path, args: &[&str]) -> Output {
+        let mut cmd = common::lab::hoist_command();
+        cmd.current_dir(&self.dir)
+            .args(["-m", machines.to_str().unwrap(), "-p", &self.name])
+            .args(args);
+        run(&mut cmd)
+    }
+
+    fn ps(&self) -> Value {
+        let out = self.hoist(&["ps", "--json"]);
+        serde_json::from_str(out.expect_success("ps --json")).unwrap()
+    }
+
+    /// (service, machine) of every current replica.
+    fn placements(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self.ps()["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["service"].as_str().unwrap().to_string(),
+                    r["machine"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every container of the project on `machine` (any role, any state).
+    fn containers_on(&self, lab: &Lab, machine: &str) -> String {
+        let out = lab.docker_in(
+            machine,
+            &[
+                "ps",
+                "-a",
+                "--format",
+                "{{.Names}}",
+                "--filter",
+                &format!("label=io.hoist.project={}", self.name),
+            ],
+        );
+        out.expect_success("docker ps").trim().to_string()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.hoist(&["down", "--volumes", "--yes"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Lifts the cordon of `machine` when the test ends, however it ends.
+struct Undrain<'a>(&'a Project, &'a str);
+
+impl Drop for Undrain<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.hoist(&["undrain", self.1]);
+    }
+}
+
+fn drained_in_machines(p: &Project, machine: &str) -> Value {
+    let out = p.hoist(&["machines", "--json"]);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    v["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == machine)
+        .unwrap()["drained"]
+        .clone()
+}
+
+const PORT: u16 = 18480;
+
+fn web(port: u16) -> String {
+    format!(
+        r#"
+x-hoist:
+  ingress:
+    image: hoist-test/caddy:latest
+    http_port: {port}
+    https_port: {https}
+    tls: internal
+services:
+  web:
+    image: hoist-test/app:v1
+    ports: ["80"]
+    x-hoist:
+      ingress:
+        health: {{path: /cgi-bin/health, interval: 1s, timeout: 500ms}}
+    deploy:
+      replicas: 3
+"#,
+        https = port + 1
+    )
+}
+
+#[test]
+fn drain_moves_replicas_off_with_no_failed_request() {
+    let lab = Lab::get();
+    let _lease = lab.exclusive();
+    let p = Project::new(lab, "mv", &web(PORT));
+    p.hoist(&["up", "--yes"]).expect_success("up");
+    let before = p.placements();
+    assert!(
+        before.iter().any(|(_, m)| m == "m3"),
+        "a replica should run on m3: {before:?}"
+    );
+    assert!(!p.containers_on(lab, "m3").is_empty());
+    let _undrain = Undrain(&p, "m3");
+
+    // Load through m1's ingress for the whole drain of m3: new connections each request.
+    let url = format!("http://{}:{PORT}/", lab.ip("m1"));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (drain, total, bad, report) = std::thread::scope(|s| {
+        let loader = s.spawn(|| {
+            let (mut total, mut bad, mut report) = (0usize, 0usize, String::new());
+            while total < 2000 || !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = run(Command::new("hey").args([
+                    "-n",
+                    "2000",
+                    "-c",
+                    "8",
+                    "-disable-keepalive",
+                    &url,
+                ]));
+                assert!(out.success(), "hey failed:\n{out}");
+                let (ok, n) = hey_counts(&out.stdout);
+                total += n;
+                bad += n - ok;
+                if ok < n {
+                    report = out.stdout;
+                }
+            }
+            (total, bad, report)
+        });
+        let drain = p.hoist(&["drain", "m3", "--yes"]);
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (total, bad, report) = loader.join().unwrap();
+        (drain, total, bad, report)
+    });
+    drain.expect_success("drain m3");
+    assert!(drain.stdout.contains("m3: drained"), "{drain}");
+    assert_eq!(
+        bad, 0,
+        "{bad} of {total} requests failed during the drain:\n{report}"
+    );
+    eprintln!("drain m3: {total} requests through m1's ingress, {bad} failed");
+
+    // Nothing of the project is left on m3: replicas, ingress, nothing; 3 replicas elsewhere.
+    let after = p.placements();
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(after.iter().all(|(_, m)| m != "m3"), "{after:?}");
+    assert_eq!(
+        p.containers_on(lab, "m3"),
+        "",
+        "hoist containers left on m3"
+    );
+    // ps and machines show the cordon.
+    assert_eq!(p.ps()["drained"], serde_json::json!(["m3"]));
+    assert!(p.hoist(&["ps"]).stdout.contains("m3: drained"));
+    assert!(drained_in_machines(&p, "m3").is_string());
+    let table = p.hoist(&["machines"]);
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("m3") && l.contains("drained")),
+        "{table}"
+    );
+
+    // Any later deploy keeps off it, and the plan says why.
+    let plan = p.hoist(&["plan"]);
+    assert!(plan.stdout.contains("(m3 drained)"), "{plan}");
+    assert!(plan.stdout.contains("No changes."), "{plan}");
+    p.hoist(&["up", "--yes"]).expect_success("up after drain");
+    assert_eq!(p.containers_on(lab, "m3"), "");
+
+    // Undrain: m3 takes replicas again (the ingress comes back to it at the next up).
+    p.hoist(&["undrain", "m3"]).expect_success("undrain");
+    assert!(drained_in_machines(&p, "m3").is_null());
+    p.hoist(&["up", "--yes"]).expect_success("up after undrain");
+    assert!(!p.containers_on(lab, "m3").is_empty());
+}
+
+const DB: &str = r#"
+services:
+  db:
+    image: hoist-test/db:latest
+    volumes: [data:/data]
+    stop_grace_period: 5s
+volumes:
+  data: {}
+"#;
+
+#[test]
+fn drain_refuses_to_strand_data_and_a_service_follows_its_restored_data() {
+    let lab = Lab::get();
+    let _lease = lab.exclusive();
+    let p = Project::new(lab, "db", DB);
+    p.hoist(&["up", "--yes"]).expect_success("up");
+    let (_, from) = p.placements().remove(0);
+    let volume = format!("{}_data", p.name);
+    let put = p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "for i in $(seq 1 50); do echo \"PUT r$i\"; done | nc -w 3 127.0.0.1 5432 >/dev/null",
+    ]);
+    put.expect_success("write records");
+    let _undrain = Undrain(&p, &from);
+
+    // Refused, naming the service, the volume and what to do; no cordon recorded.
+    let out = p.hoist(&["drain", &from, "--yes"]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("db keeps its data in volume {volume} on {from}")),
+        "{out}"
+    );
+    assert!(out.stderr.contains("hoist volumes backup"), "{out}");
+    assert!(drained_in_machines(&p, &from).is_null());
+
+    // Copy the data to another machine by hand; then the drain moves db to its data.
+    let to = ["m1", "m2", "m3"].into_iter().find(|m| *m != from).unwrap();
+    let file = p.dir.join("db.hoist");
+    p.hoist(&["volumes", "backup", "db", "-o", file.to_str().unwrap()])
+        .expect_success("backup");
+    p.hoist(&[
+        "volumes",
+        "restore",
+        file.to_str().unwrap(),
+        "--machine",
+        to,
+        "--yes",
+    ])
+    .expect_success("restore elsewhere");
+    let out = p.hoist(&["drain", &from, "--yes"]);
+    out.expect_success("drain after the copy");
+    assert_eq!(p.placements(), [("db".to_string(), to.to_string())]);
+    let count = p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo COUNT | nc -w 3 127.0.0.1 5432",
+    ]);
+    assert_eq!(count.expect_success("count").trim(), "50");
+    // The source volume stays where it was: nothing removes data without being asked.
+    let vols = lab.docker_in(&from, &["volume", "ls", "-q"]);
+    assert!(vols.stdout.lines().any(|v| v == volume), "{vols}");
+}
+
+#[test]
+fn a_machine_taken_out_of_the_file_is_reported_by_plan() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(
+        lab,
+        "rm",
+        "services:\n  api:\n    image: hoist-test/worker:latest\n    deploy: {replicas: 3}\n",
+    );
+    p.hoist(&["up", "--yes"]).expect_success("up");
+    assert!(!p.containers_on(lab, "m3").is_empty());
+
+    // The same inventory without m3.
+    let text = std::fs::read_to_string(&p.machines).unwrap();
+    let dir = p.machines.parent().unwrap();
+    let mut kept = Vec::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.starts_with("  m3:") {
+            skipping = true;
+            continue;
+        }
+        if skipping && line.starts_with("    ") {
+            continue;
+        }
+        skipping = false;
+        kept.push(line.replace(
+            "ssh_config: ssh_config",
+            &format!("ssh_config: {}", dir.join("ssh_config").display()),
+        ));
+    }
+    let fewer = p.dir.join("two.yaml");
+    std::fs::write(&fewer, kept.join("\n") + "\n").unwrap();
+
+    let plan = p.hoist_with(&fewer, &["plan"]);
+    plan.expect_success("plan without m3");
+    let all = format!("{}{}", plan.stdout, plan.stderr);
+    assert!(
+        all.contains("m3 is no longer in the machines file"),
+        "{plan}"
+    );
+    assert!(all.contains("hoist drain m3"), "{plan}");
+    let json = p.hoist_with(&fewer, &["plan", "--json"]);
+    let v: Value = serde_json::from_str(json.expect_success("plan --json")).unwrap();
+    assert!(
+        v["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("m3 is no longer in the machines file")),
+        "{v}"
+    );
+    // With m3 back in the file, nothing is reported.
+    let plan = p.hoist(&["plan"]);
+    assert!(
+        !plan.stdout.contains("no longer in the machines file"),
+        "{plan}"
+    );
+}
+
+fn pinned_db(zone: &str) -> String {
+    format!(
+        r#"
+services:
+  db:
+    image: hoist-test/db:latest
+    volumes: [data:/data]
+    stop_grace_period: 5s
+    deploy:
+      placement:
+        constraints: [node.labels.zone == {zone}]
+volumes:
+  data: {{}}
+"#
+    )
+}
+
+/// Every file under /data of the volume on `machine`: owner, mode, size and content digest.
+fn fingerprint_on(lab: &Lab, machine: &str, volume: &str) -> String {
+    let out = lab.docker_in(
+        machine,
+        &[
+            "run", "--rm", "-v", &format!("{volume}:/data"), "hoist-test/base:latest", "sh", "-c",
+            "cd /data && find . -exec stat -c '%n %u:%g %a %s' {} + | sort && find . -type f -exec sha256sum {} + | sort",
+        ],
+    );
+    out.expect_success("fingerprint").to_string()
+}
+
+#[test]
+fn a_stateful_move_copies_the_data_only_with_move_volumes() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(lab, "sm", &pinned_db("a"));
+    p.hoist(&["up", "--yes"]).expect_success("up on m1");
+    assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
+    let volume = format!("{}_data", p.name);
+    p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "for i in $(seq 1 50); do echo \"PUT r$i\"; done | nc -w 3 127.0.0.1 5432 >/dev/null; \
+         dd if=/dev/urandom of=/data/blob bs=1M count=24 2>/dev/null; chown 7:8 /data/blob",
+    ])
+    .expect_success("write data");
+    // Stopped for a moment so the fingerprint is of data at rest.
+    let before = fingerprint_on(lab, "m1", &volume);
+
+    // The placement now wants zone c (m3): the plan shows the move with its volume and size.
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
+    let plan = p.hoist(&["plan"]);
+    let text = plan.expect_success("plan");
+    assert!(
+        text.contains(&format!("» move db.1 m1 → m3 with volume {volume} (")),
+        "{plan}"
+    );
+    assert!(text.contains("downtime:"), "{plan}");
+    let json = p.hoist(&["plan", "--json"]);
+    let v: Value = serde_json::from_str(json.expect_success("plan --json")).unwrap();
+    let moved = &v["volume_moves"][0];
+    assert_eq!(moved["from"], "m1", "{v}");
+    assert_eq!(moved["to"], "m3", "{v}");
+    assert!(
+        moved["volumes"][0]["bytes"].as_u64().unwrap() >= 24 << 20,
+        "{v}"
+    );
+
+    // up without the flag refuses, naming it; nothing changes.
+    let out = p.hoist(&["up", "--yes"]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("--move-volumes"), "{out}");
+    assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
+
+    // With it: db runs on m3 on an identical copy; the source volume stays on m1.
+    let out = p.hoist(&["up", "--yes", "--move-volumes"]);
+    out.expect_success("up --move-volumes");
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("copied and verified"), "{out}");
+    assert!(said.contains("were down at most"), "{out}");
+    assert_eq!(p.placements(), [("db".to_string(), "m3".to_string())]);
+    let count = p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo COUNT | nc -w 3 127.0.0.1 5432",
+    ]);
+    assert_eq!(count.expect_success("count").trim(), "50");
+    p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo PUT after-move | nc -w 3 127.0.0.1 5432",
+    ])
+    .expect_success("write on m3");
+    let source = lab.docker_in("m1", &["volume", "ls", "-q"]);
+    assert!(
+        source.stdout.lines().any(|l| l == volume),
+        "source volume removed: {source}"
+    );
+    assert_eq!(
+        fingerprint_on(lab, "m1", &volume),
+        before,
+        "the source changed"
+    );
+    let markers = lab.docker_in(
+        "m3",
+        &["volume", "ls", "-q", "--filter", "name=hoist-incoming"],
+    );
+    assert_eq!(
+        markers.stdout.trim(),
+        "",
+        "an unfinished-copy marker is left"
+    );
+    let plan = p.hoist(&["plan"]);
+    assert!(plan.stdout.contains("No changes."), "{plan}");
+    // The copy matches the source apart from the record written after the move.
+    let after = fingerprint_on(lab, "m3", &volume);
+    let blob = |f: &str| {
+        f.lines()
+            .filter(|l| l.contains("blob"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(blob(&after), blob(&before));
+    assert!(after.contains("./blob 7:8"), "{after}");
+}
+
+#[test]
+fn hoist_killed_mid_copy_leaves_the_source_and_never_uses_the_half_copy() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(lab, "kill", &pinned_db("a"));
+    p.hoist(&["up", "--yes"]).expect_success("up on m1");
+    let volume = format!("{}_data", p.name);
+    p.hoist(&[
+        "exec", "db", "sh", "-c",
+        "echo 'PUT precious' | nc -w 3 127.0.0.1 5432 >/dev/null; dd if=/dev/urandom of=/data/blob bs=1M count=160 2>/dev/null",
+    ])
+    .expect_success("write data");
+    let before = fingerprint_on(lab, "m1", &volume);
+
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
+    let mut cmd = common::lab::hoist_command();
+    cmd.current_dir(&p.dir)
+        .args([
+            "-m",
+            p.machines.to_str().unwrap(),
+            "-p",
+            &p.name,
+            "up",
+            "--yes",
+            "--move-volumes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    // Killed as soon as it says the copy started (an event, not a sleep).
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("copying volume"));
+    assert!(started, "the copy never started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The source volume is untouched; the target holds at most a marked, unused copy.
+    assert_eq!(fingerprint_on(lab, "m1", &volume), before);
+    // Back to zone a: the next up runs db again where it was, on its own data.
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("a")).unwrap();
+    let out = p.hoist(&["up", "--yes"]);
+    out.expect_success("up after the kill");
+    assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
+    let get = p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo GET | nc -w 3 127.0.0.1 5432",
+    ]);
+    assert!(get.expect_success("get").contains("precious"), "{get}");
+    // And pointing at m3 again plans a fresh copy: the half one is not taken for data.
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
+    let plan = p.hoist(&["plan"]);
+    assert!(
+        plan.stdout.contains("» move db.1 m1 → m3 with volume"),
+        "{plan}"
+    );
+    let _ = lab.docker_in(
+        "m3",
+        &[
+            "volume",
+            "rm",
+            "-f",
+            &volume,
+            &format!("hoist-incoming-{volume}"),
+        ],
+    );
+}
