@@ -414,16 +414,11 @@ async fn run_service(
     let (fresh, replacing): (Vec<&Change>, Vec<&Change>) = updates
         .into_iter()
         .partition(|c| !matches!(c, Change::Replace { .. }));
-    let batch = if svc.update.parallelism == 0 {
+    let width = if svc.update.parallelism == 0 {
         replacing.len().max(1)
     } else {
         svc.update.parallelism
     };
-    let mut batches: Vec<Vec<&Change>> = Vec::new();
-    if !fresh.is_empty() {
-        batches.push(fresh);
-    }
-    batches.extend(replacing.chunks(batch).map(<[&Change]>::to_vec));
     let mut tally = Tally {
         outcomes: Vec::new(),
         done: Vec::new(),
@@ -434,59 +429,27 @@ async fn run_service(
     let mut stops: Background = FuturesUnordered::new();
     let mut watches: Background = FuturesUnordered::new();
     let mut stopped_by: Option<Verdict> = None;
-    for (i, chunk) in batches.iter().enumerate() {
-        if let Some(signal) = crate::interrupt::requested() {
-            stopped_by = Some(interrupted(signal, &tally));
-            break;
-        }
-        if i > 0 && !svc.update.delay.is_zero() {
-            progress.note(&format!(
-                "{}: waiting {}s before the next batch",
-                svc.service,
-                svc.update.delay.as_secs()
-            ));
-            let ((), finished) = drive(
-                tokio::time::sleep(svc.update.delay),
-                &mut stops,
-                &mut watches,
-            )
-            .await;
-            tally.absorb(svc, finished, progress);
-        }
-        let work = futures_util::future::join_all(
-            chunk
-                .iter()
-                .map(|c| apply_change(svc, c, engines, progress, hook)),
-        );
-        let (results, finished) = drive(work, &mut stops, &mut watches).await;
-        tally.absorb(svc, finished, progress);
-        for (change, (outcome, record, followup)) in chunk.iter().zip(results) {
-            if outcome.is_err() {
-                tally.failures += 1;
+    let phases = [
+        (fresh.len().max(1), fresh),
+        (width, across_machines(replacing)),
+    ];
+    for (width, changes) in phases {
+        let mut run = Window {
+            svc,
+            engines,
+            progress,
+            hook,
+            tally: &mut tally,
+            stops: &mut stops,
+            watches: &mut watches,
+        };
+        match run.go(&changes, width).await {
+            Flow::Done => {}
+            Flow::Interrupted(v) => {
+                stopped_by = Some(v);
+                break;
             }
-            let index = tally.outcomes.len();
-            tally.outcomes.push(Outcome {
-                machine: change.machine().to_string(),
-                slot: change.slot(),
-                result: outcome,
-            });
-            tally.done.push(record);
-            follow_up(
-                svc,
-                change,
-                followup,
-                index,
-                engines,
-                progress,
-                hook,
-                &mut stops,
-                &mut watches,
-            );
-        }
-        if let Some(why) = tally.over_limit(svc)
-            && let Some(v) = fail(svc, why, &mut tally, &mut stops, engines, progress, hook).await
-        {
-            return (tally.outcomes, v);
+            Flow::Failed(v) => return (tally.outcomes, v),
         }
     }
     if stopped_by.is_none() {
@@ -539,6 +502,161 @@ async fn run_service(
         return (tally.outcomes, Verdict::Degraded(why));
     }
     (tally.outcomes, Verdict::Done)
+}
+
+/// The changes in an order that spreads the replicas changed at once over the machines: the
+/// first change of every machine, then the second of every machine, and so on (otherwise in
+/// the plan's order). Replicas that start together are then started by different engines,
+/// which start containers one after another much faster than side by side.
+fn across_machines(changes: Vec<&Change>) -> Vec<&Change> {
+    let mut by_machine: Vec<(&str, std::collections::VecDeque<&Change>)> = Vec::new();
+    for c in changes {
+        match by_machine.iter_mut().find(|(m, _)| *m == c.machine()) {
+            Some((_, list)) => list.push_back(c),
+            None => by_machine.push((c.machine(), [c].into())),
+        }
+    }
+    let mut out = Vec::new();
+    while by_machine.iter().any(|(_, list)| !list.is_empty()) {
+        for (_, list) in &mut by_machine {
+            out.extend(list.pop_front());
+        }
+    }
+    out
+}
+
+/// How a [`Window`] ended.
+enum Flow {
+    /// Every change was made (some may have failed within max_failure_ratio).
+    Done,
+    /// A signal asked to start no more; what was under way finished.
+    Interrupted(Verdict),
+    /// Too many failed: failure_action was carried out.
+    Failed(Verdict),
+}
+
+/// A change the window finished, with what it left to do.
+type Made<'a> = (&'a Change, (Result<String, String>, Done, Followup));
+
+/// What woke a window up.
+enum Event<'a> {
+    Stopped((usize, Result<(), String>)),
+    Watched((usize, Result<(), String>)),
+    Made(Made<'a>),
+    Rested,
+}
+
+/// Swarm's update workers: `width` changes are under way at any time, each of which takes the
+/// next change as soon as its own is ready (after `update_config.delay`), so one slow replica
+/// holds up only its own place, not a whole batch. Background stops and watches are taken in as
+/// they end; failures past max_failure_ratio stop new changes and, once those under way are
+/// done, trigger failure_action.
+struct Window<'a, 'r> {
+    svc: &'a ServiceRollout,
+    engines: &'a HashMap<String, Docker>,
+    progress: &'a Progress,
+    hook: &'a dyn Hook,
+    tally: &'r mut Tally,
+    stops: &'r mut Background<'a>,
+    watches: &'r mut Background<'a>,
+}
+
+impl<'a> Window<'a, '_> {
+    async fn go(&mut self, changes: &[&'a Change], width: usize) -> Flow {
+        let (svc, engines, progress, hook) = (self.svc, self.engines, self.progress, self.hook);
+        let mut queue = changes.iter().copied().peekable();
+        let mut running: FuturesUnordered<BoxFuture<'a, Made<'a>>> = FuturesUnordered::new();
+        // Places whose change is done, waiting out update_config.delay before the next.
+        let mut resting: FuturesUnordered<tokio::time::Sleep> = FuturesUnordered::new();
+        let mut failing: Option<String> = None;
+        let mut signal: Option<i32> = None;
+        loop {
+            while failing.is_none()
+                && signal.is_none()
+                && queue.peek().is_some()
+                && running.len() + resting.len() < width
+            {
+                if let Some(s) = crate::interrupt::requested() {
+                    signal = Some(s);
+                    break;
+                }
+                let Some(change) = queue.next() else { break };
+                crate::trace!("{}: change of slot {} starts", svc.service, change.slot());
+                running.push(Box::pin(async move {
+                    (
+                        change,
+                        apply_change(svc, change, engines, progress, hook).await,
+                    )
+                }));
+            }
+            let more = failing.is_none() && signal.is_none() && queue.peek().is_some();
+            if running.is_empty() && (resting.is_empty() || !more) {
+                break;
+            }
+            let event = tokio::select! {
+                biased;
+                Some(done) = self.stops.next(), if !self.stops.is_empty() => Event::Stopped(done),
+                Some(done) = self.watches.next(), if !self.watches.is_empty() => Event::Watched(done),
+                Some(made) = running.next(), if !running.is_empty() => Event::Made(made),
+                Some(()) = resting.next(), if !resting.is_empty() => Event::Rested,
+            };
+            match event {
+                Event::Stopped(done) => {
+                    let finished = Finished {
+                        stops: vec![done],
+                        watches: Vec::new(),
+                    };
+                    self.tally.absorb(svc, finished, progress);
+                }
+                Event::Watched(done) => {
+                    let finished = Finished {
+                        stops: Vec::new(),
+                        watches: vec![done],
+                    };
+                    self.tally.absorb(svc, finished, progress);
+                }
+                Event::Made((change, (outcome, record, followup))) => {
+                    if outcome.is_err() {
+                        self.tally.failures += 1;
+                    }
+                    let index = self.tally.outcomes.len();
+                    self.tally.outcomes.push(Outcome {
+                        machine: change.machine().to_string(),
+                        slot: change.slot(),
+                        result: outcome,
+                    });
+                    self.tally.done.push(record);
+                    follow_up(
+                        svc,
+                        change,
+                        followup,
+                        index,
+                        engines,
+                        progress,
+                        hook,
+                        self.stops,
+                        self.watches,
+                    );
+                    if !svc.update.delay.is_zero() && queue.peek().is_some() {
+                        resting.push(tokio::time::sleep(svc.update.delay));
+                    }
+                }
+                Event::Rested => {}
+            }
+            if failing.is_none() && svc.update.failure_action != FailureAction::Continue {
+                failing = self.tally.over_limit(svc);
+            }
+        }
+        if let Some(why) = failing
+            && let Some(v) = fail(svc, why, self.tally, self.stops, engines, progress, hook).await
+        {
+            return Flow::Failed(v);
+        }
+        match signal {
+            Some(s) => Flow::Interrupted(interrupted(s, self.tally)),
+            None => Flow::Done,
+        }
+    }
 }
 
 /// The verdict of a rollout stopped on request before its last batch.
@@ -799,14 +917,18 @@ async fn create_and_start(
     let mut attempt = 0;
     let id = loop {
         let request = ops::fixed_host_ports(new.request, new.name, attempt);
+        crate::trace!("{k}: create");
         let id = ops::create(docker, new.name, &request, new.extra_networks)
             .await
             .map_err(|e| (format!("{e:#}"), None))?;
+        crate::trace!("{k}: created");
         if let Err(e) = ops::copy_files(docker, &id, &svc.files).await {
             return Err((format!("{e:#}"), Some(id)));
         }
         progress.step(k, "starting");
-        match ops::start(docker, &id).await {
+        let started = ops::start(docker, &id).await;
+        crate::trace!("{k}: started");
+        match started {
             Ok(()) => break id,
             Err(e) if ops::port_clash(&e) && attempt < 4 => {
                 let _ = ops::remove(docker, &id).await;
@@ -816,7 +938,9 @@ async fn create_and_start(
         }
     };
     progress.step(k, "waiting until ready");
-    match ops::wait_ready(docker, &id, svc.gate).await {
+    let ready = ops::wait_ready(docker, &id, svc.gate).await;
+    crate::trace!("{k}: ready");
+    match ready {
         Ok(ready) => Ok((id, ready)),
         Err(e) => Err((format!("{e:#}"), Some(id))),
     }
@@ -981,5 +1105,52 @@ fn replica<'a>(svc: &'a ServiceRollout, machine: &'a str, id: &'a str) -> Replic
         slot: 0,
         machine,
         id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replace(machine: &str, slot: u32) -> Change {
+        Change::Replace {
+            machine: machine.into(),
+            slot,
+            old_id: format!("old{slot}"),
+            name: format!("web-{slot}"),
+            request: Value::Null,
+            extra_networks: Vec::new(),
+            start_first: true,
+        }
+    }
+
+    #[test]
+    fn replicas_changed_together_are_on_different_machines() {
+        let cases: [(&[(&str, u32)], &[u32]); 4] = [
+            // The plan lists slots machine by machine; a window of 2 would start two on m1.
+            (
+                &[
+                    ("m1", 1),
+                    ("m1", 4),
+                    ("m2", 2),
+                    ("m2", 5),
+                    ("m3", 3),
+                    ("m3", 6),
+                ],
+                &[1, 2, 3, 4, 5, 6],
+            ),
+            // Uneven: the machine with more slots finishes last.
+            (&[("m1", 1), ("m1", 2), ("m1", 3), ("m2", 4)], &[1, 4, 2, 3]),
+            (&[("m1", 7)], &[7]),
+            (&[], &[]),
+        ];
+        for (input, want) in cases {
+            let changes: Vec<Change> = input.iter().map(|(m, s)| replace(m, *s)).collect();
+            let order: Vec<u32> = across_machines(changes.iter().collect())
+                .into_iter()
+                .map(Change::slot)
+                .collect();
+            assert_eq!(order, want, "{input:?}");
+        }
     }
 }

@@ -165,9 +165,12 @@ pub async fn plan(
     crate::ingress::spec::from_project(project)?;
     crate::watch::autoscale::policies(project)?;
     let observation = observe::observe(conns, &project.name).await;
+    crate::trace!("observed");
     let running = pin::from_observation(project, &observation);
     let resolution = pin::resolve(project, conns, local, &running).await?;
+    crate::trace!("pinned");
     let records = crate::watch::record::read(conns, &project.name).await;
+    crate::trace!("records read");
     let inputs = Inputs {
         replicas: crate::watch::autoscale::recorded_replicas(project, &records),
         lost: BTreeSet::new(),
