@@ -1,5 +1,6 @@
 //! Apply: carry a plan out on the machines — rollouts, health gates, rollback.
 
+pub mod coalesce;
 pub mod image;
 pub mod lock;
 pub mod ops;

@@ -22,7 +22,7 @@ use super::progress::Progress;
 use anyhow::{Result, anyhow};
 use bollard::Docker;
 use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::FuturesUnordered;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -308,11 +308,12 @@ pub async fn run_with(
     report
 }
 
-/// Work a change leaves to the background, so the next batch need not wait for it.
+/// Work a change leaves to the background, so the next change need not wait for it.
 #[derive(Default)]
 struct Followup {
-    /// The replica this one replaced (start-first): it has left every pool; it drains, then stops.
-    retire: Option<String>,
+    /// The replica this one replaced (start-first): in one change of the pools the new replica
+    /// (`.1`) takes its place; then the old one (`.0`) drains and stops.
+    retire: Option<(String, String)>,
     /// The new replica, to watch for update_config.monitor.
     watch: Option<String>,
 }
@@ -457,7 +458,7 @@ async fn run_service(
         let work = futures_util::future::join_all(
             removals
                 .iter()
-                .map(|c| apply_change(svc, c, engines, progress, hook)),
+                .map(|c| apply_change(svc, c, engines, progress, hook, None)),
         );
         let (results, finished) = drive(work, &mut stops, &mut watches).await;
         tally.absorb(svc, finished, progress);
@@ -544,6 +545,8 @@ enum Event<'a> {
     Watched((usize, Result<(), String>)),
     Made(Made<'a>),
     Rested,
+    /// A container was created ahead of its turn.
+    Created,
 }
 
 /// Swarm's update workers: `width` changes are under way at any time, each of which takes the
@@ -564,32 +567,46 @@ struct Window<'a, 'r> {
 impl<'a> Window<'a, '_> {
     async fn go(&mut self, changes: &[&'a Change], width: usize) -> Flow {
         let (svc, engines, progress, hook) = (self.svc, self.engines, self.progress, self.hook);
-        let mut queue = changes.iter().copied().peekable();
+        let mut next = 0;
         let mut running: FuturesUnordered<BoxFuture<'a, Made<'a>>> = FuturesUnordered::new();
         // Places whose change is done, waiting out update_config.delay before the next.
         let mut resting: FuturesUnordered<tokio::time::Sleep> = FuturesUnordered::new();
+        // The containers of the next changes, created while the current ones prove themselves:
+        // a create is invisible (nothing starts), and their turn then begins with the start.
+        let mut ahead: HashMap<usize, Ahead<'a>> = HashMap::new();
+        let mut creating: FuturesUnordered<Ahead<'a>> = FuturesUnordered::new();
         let mut failing: Option<String> = None;
         let mut signal: Option<i32> = None;
         loop {
             while failing.is_none()
                 && signal.is_none()
-                && queue.peek().is_some()
+                && next < changes.len()
                 && running.len() + resting.len() < width
             {
                 if let Some(s) = crate::interrupt::requested() {
                     signal = Some(s);
                     break;
                 }
-                let Some(change) = queue.next() else { break };
+                let change = changes[next];
+                let made = ahead.remove(&next);
+                next += 1;
                 crate::trace!("{}: change of slot {} starts", svc.service, change.slot());
                 running.push(Box::pin(async move {
-                    (
-                        change,
-                        apply_change(svc, change, engines, progress, hook).await,
-                    )
+                    let result = apply_change(svc, change, engines, progress, hook, made).await;
+                    (change, result)
                 }));
             }
-            let more = failing.is_none() && signal.is_none() && queue.peek().is_some();
+            if failing.is_none() && signal.is_none() {
+                for (i, change) in changes.iter().enumerate().skip(next).take(width) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = ahead.entry(i)
+                        && let Some(made) = self.create_ahead(change)
+                    {
+                        creating.push(made.clone());
+                        slot.insert(made);
+                    }
+                }
+            }
+            let more = failing.is_none() && signal.is_none() && next < changes.len();
             if running.is_empty() && (resting.is_empty() || !more) {
                 break;
             }
@@ -599,6 +616,7 @@ impl<'a> Window<'a, '_> {
                 Some(done) = self.watches.next(), if !self.watches.is_empty() => Event::Watched(done),
                 Some(made) = running.next(), if !running.is_empty() => Event::Made(made),
                 Some(()) = resting.next(), if !resting.is_empty() => Event::Rested,
+                Some(_) = creating.next(), if !creating.is_empty() => Event::Created,
             };
             match event {
                 Event::Stopped(done) => {
@@ -637,14 +655,20 @@ impl<'a> Window<'a, '_> {
                         self.stops,
                         self.watches,
                     );
-                    if !svc.update.delay.is_zero() && queue.peek().is_some() {
+                    if !svc.update.delay.is_zero() && next < changes.len() {
                         resting.push(tokio::time::sleep(svc.update.delay));
                     }
                 }
-                Event::Rested => {}
+                Event::Rested | Event::Created => {}
             }
             if failing.is_none() && svc.update.failure_action != FailureAction::Continue {
                 failing = self.tally.over_limit(svc);
+            }
+        }
+        // Containers made for changes that will not run now: nothing may be left of them.
+        for (i, made) in ahead {
+            if let (Some(id), Some(docker)) = (made.await, engines.get(changes[i].machine())) {
+                let _ = ops::remove(docker, &id).await;
             }
         }
         if let Some(why) = failing
@@ -656,6 +680,48 @@ impl<'a> Window<'a, '_> {
             Some(s) => Flow::Interrupted(interrupted(s, self.tally)),
             None => Flow::Done,
         }
+    }
+
+    /// Starts creating the container of a replacement ahead of its turn (see [`Ahead`]).
+    fn create_ahead(&self, change: &'a Change) -> Option<Ahead<'a>> {
+        let Change::Replace {
+            machine,
+            slot,
+            name,
+            request,
+            extra_networks,
+            ..
+        } = change
+        else {
+            return None;
+        };
+        let docker = self.engines.get(machine)?;
+        let (svc, progress) = (self.svc, self.progress);
+        let k = key(&svc.service, *slot, machine);
+        let made: BoxFuture<'a, Option<String>> = Box::pin(async move {
+            crate::trace!("{k}: create ahead");
+            let new = NewReplica {
+                name,
+                request,
+                extra_networks,
+                made: None,
+            };
+            match create_only(svc, docker, &new, 0).await {
+                Ok(id) => {
+                    crate::trace!("{k}: created ahead");
+                    progress.step(&k, "created; starts when its turn comes");
+                    Some(id)
+                }
+                Err((_, id)) => {
+                    // Its turn tries again and reports the error.
+                    if let Some(id) = id {
+                        let _ = ops::remove(docker, &id).await;
+                    }
+                    None
+                }
+            }
+        });
+        Some(made.shared())
     }
 }
 
@@ -715,8 +781,10 @@ async fn wait_stops(
     tally.absorb(svc, finished, progress);
 }
 
-/// Puts a change's followup in the background: the retired replica drains and stops; the new
-/// one is watched for update_config.monitor.
+/// Puts a change's followup in the background: the new replica takes the retired one's place
+/// in every pool, the retired one drains and stops; the new one is watched for
+/// update_config.monitor. The place of a start-first change frees as soon as its new replica is
+/// ready: the old one keeps serving until the swap, so no slot is ever out of the pools.
 #[allow(clippy::too_many_arguments)]
 fn follow_up<'a>(
     svc: &'a ServiceRollout,
@@ -734,9 +802,16 @@ fn follow_up<'a>(
         return;
     };
     let k = key(&svc.service, change.slot(), machine);
-    if let Some(old) = followup.retire {
+    if let Some((old, new)) = followup.retire {
         let k = k.clone();
         stops.push(Box::pin(async move {
+            let at = |id| ReplicaRef {
+                service: &svc.service,
+                slot: change.slot(),
+                machine,
+                id,
+            };
+            hook.swap(at(&new), at(&old)).await;
             let drain = hook.drain(&svc.service);
             if !drain.is_zero() {
                 tokio::time::sleep(drain).await;
@@ -772,6 +847,7 @@ async fn apply_change(
     engines: &HashMap<String, Docker>,
     progress: &Progress,
     hook: &dyn Hook,
+    ahead: Option<Ahead<'_>>,
 ) -> (Result<String, String>, Done, Followup) {
     let machine = change.machine();
     let at = |id| ReplicaRef {
@@ -798,6 +874,7 @@ async fn apply_change(
                 name,
                 request,
                 extra_networks,
+                made: None,
             };
             match create_and_prove(svc, docker, &new, &k, progress, hook, at("")).await {
                 Ok((id, ready)) => (
@@ -853,10 +930,15 @@ async fn apply_change(
             start_first,
             ..
         } => {
+            let made = match ahead {
+                Some(ahead) => ahead.await,
+                None => None,
+            };
             let new = NewReplica {
                 name,
                 request,
                 extra_networks,
+                made,
             };
             replace(
                 svc,
@@ -901,6 +983,31 @@ struct NewReplica<'a> {
     name: &'a str,
     request: &'a Value,
     extra_networks: &'a [(String, Value)],
+    /// Its container, when it was created ahead of its turn (see [`Window`]).
+    made: Option<String>,
+}
+
+/// A container created ahead of its turn: its ID once made, `None` if that failed (the change
+/// then creates it itself, and reports what goes wrong).
+type Ahead<'a> = Shared<BoxFuture<'a, Option<String>>>;
+
+/// Creates a new replica's container, with its secrets and configs in place, without starting
+/// it. `attempt` picks its host ports (see `create_and_start`).
+async fn create_only(
+    svc: &ServiceRollout,
+    docker: &Docker,
+    new: &NewReplica<'_>,
+    attempt: u32,
+) -> Result<String, (String, Option<String>)> {
+    let (name, extra_networks) = (new.name, new.extra_networks);
+    let request = ops::fixed_host_ports(new.request, name, attempt);
+    let id = ops::create(docker, name, &request, extra_networks)
+        .await
+        .map_err(|e| (format!("{e:#}"), None))?;
+    if let Err(e) = ops::copy_files(docker, &id, &svc.files).await {
+        return Err((format!("{e:#}"), Some(id)));
+    }
+    Ok(id)
 }
 
 /// Creates, starts and waits for a new container to be ready. On failure the error comes with
@@ -916,15 +1023,10 @@ async fn create_and_start(
     // one that something else on the machine holds is traded for another, a few times.
     let mut attempt = 0;
     let id = loop {
-        let request = ops::fixed_host_ports(new.request, new.name, attempt);
-        crate::trace!("{k}: create");
-        let id = ops::create(docker, new.name, &request, new.extra_networks)
-            .await
-            .map_err(|e| (format!("{e:#}"), None))?;
-        crate::trace!("{k}: created");
-        if let Err(e) = ops::copy_files(docker, &id, &svc.files).await {
-            return Err((format!("{e:#}"), Some(id)));
-        }
+        let id = match (attempt, &new.made) {
+            (0, Some(id)) => id.clone(),
+            _ => create_only(svc, docker, new, attempt).await?,
+        };
         progress.step(k, "starting");
         let started = ops::start(docker, &id).await;
         crate::trace!("{k}: started");
@@ -982,23 +1084,16 @@ async fn replace(
     if start_first {
         progress.step(k, "starting new replica beside the old (start-first)");
         match create_and_start(svc, docker, new, k, progress).await {
-            Ok((new_id, _)) => {
-                // One change of the pools: the new replica in, the old one out. The old one
-                // drains and stops in the background (see follow_up).
-                hook.swap(
-                    ReplicaRef { id: &new_id, ..at },
-                    ReplicaRef { id: old_id, ..at },
-                )
-                .await;
-                (
-                    Ok("replaced (start-first)".into()),
-                    replaced(new_id.clone()),
-                    Followup {
-                        retire: Some(old_id.to_string()),
-                        watch: Some(new_id),
-                    },
-                )
-            }
+            // One change of the pools, the new replica in and the old one out, then the old
+            // one's drain and stop: in the background (see follow_up).
+            Ok((new_id, _)) => (
+                Ok("replaced (start-first)".into()),
+                replaced(new_id.clone()),
+                Followup {
+                    retire: Some((old_id.to_string(), new_id.clone())),
+                    watch: Some(new_id),
+                },
+            ),
             Err((e, new_id)) => {
                 // The old replica never stopped: just drop the failed new one.
                 if let Some(id) = new_id {
@@ -1126,7 +1221,8 @@ mod tests {
 
     #[test]
     fn replicas_changed_together_are_on_different_machines() {
-        let cases: [(&[(&str, u32)], &[u32]); 4] = [
+        type Case<'a> = (&'a [(&'a str, u32)], &'a [u32]);
+        let cases: [Case; 4] = [
             // The plan lists slots machine by machine; a window of 2 would start two on m1.
             (
                 &[
