@@ -262,15 +262,18 @@ async fn engine_at(
     quick: Option<Duration>,
 ) -> Result<Engine, MachineError> {
     let result = async {
-        let docker = Docker::connect_with_unix(
-            &socket.to_string_lossy(),
-            // Per-request cap until the engine answers. Stops (grace periods), image
-            // loads and pulls legitimately take long; a dead link is caught by ssh's
-            // keepalives (ServerAliveInterval), so this is only a last resort.
-            ENGINE_REQUEST_TIMEOUT_SECS,
-            bollard::API_DEFAULT_VERSION,
-        )
-        .map_err(|e| MachineError::Docker(format!("docker: cannot set up a client: {e}")))?;
+        let connect = |version: &bollard::ClientVersion| {
+            Docker::connect_with_unix(
+                &socket.to_string_lossy(),
+                // Per-request cap until the engine answers. Stops (grace periods), image
+                // loads and pulls legitimately take long; a dead link is caught by ssh's
+                // keepalives (ServerAliveInterval), so this is only a last resort.
+                ENGINE_REQUEST_TIMEOUT_SECS,
+                version,
+            )
+            .map_err(|e| MachineError::Docker(format!("docker: cannot set up a client: {e}")))
+        };
+        let docker = connect(bollard::API_DEFAULT_VERSION)?;
         let facts = match quick {
             Some(limit) => match tokio::time::timeout(limit, read_facts(&docker)).await {
                 Ok(Ok(f)) => f,
@@ -285,9 +288,22 @@ async fn engine_at(
             },
         };
         check_api(&facts.api_version)?;
-        let docker = docker.negotiate_version().await.map_err(|e| {
-            MachineError::Docker(format!("docker: API version negotiation failed: {e}"))
-        })?;
+        // The engine's API version, or the client's if older: what bollard's
+        // negotiate_version finds, without asking the engine a second time.
+        let docker = match parse_api(&facts.api_version) {
+            Some((major, minor)) => {
+                let engine = bollard::ClientVersion {
+                    major_version: major as usize,
+                    minor_version: minor as usize,
+                };
+                if engine < *bollard::API_DEFAULT_VERSION {
+                    connect(&engine)?
+                } else {
+                    docker
+                }
+            }
+            None => docker,
+        };
         Ok((docker, facts))
     }
     .await;
@@ -312,8 +328,8 @@ async fn engine_at(
 }
 
 async fn read_facts(docker: &Docker) -> Result<Facts, bollard::errors::Error> {
-    let version = docker.version().await?;
-    let info = docker.info().await?;
+    let (version, info) = tokio::join!(docker.version(), docker.info());
+    let (version, info) = (version?, info?);
     let podman = version
         .components
         .iter()

@@ -50,3 +50,28 @@ pub fn bytes(n: u64) -> String {
         format!("{:.1}{}", v, UNITS[u])
     }
 }
+
+/// With `HOIST_TRACE` set, one line on stderr per milestone of a command, in milliseconds since
+/// the process started: where the time of a deploy goes (see BENCHMARKS.md). Off by default.
+pub fn trace(what: std::fmt::Arguments<'_>) {
+    use std::sync::OnceLock;
+    static ON: OnceLock<bool> = OnceLock::new();
+    if !*ON.get_or_init(|| std::env::var_os("HOIST_TRACE").is_some()) {
+        return;
+    }
+    tell!("trace {:>6}ms {what}", started().elapsed().as_millis());
+}
+
+/// When the process started, for [`trace`]; `main` fixes it first thing.
+pub fn started() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
+}
+
+/// `trace!("what {}", x)`: see [`trace`].
+#[macro_export]
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        $crate::output::trace(::std::format_args!($($arg)*))
+    };
+}

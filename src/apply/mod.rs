@@ -1,5 +1,6 @@
 //! Apply: carry a plan out on the machines — rollouts, health gates, rollback.
 
+pub mod coalesce;
 pub mod cordon;
 pub mod fleet_record;
 pub mod image;

@@ -12,8 +12,8 @@ use bollard::models::{
     ContainerCreateBody, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, EventsOptions, InspectContainerOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -320,89 +320,171 @@ pub enum Ready {
     Completed,
 }
 
-/// How often a waiting rollout looks at a container: often enough that a healthy replica is
-/// noticed within a tenth of a second (each look is one small request on the open connection).
+/// How often a waiting rollout looks at a container when the engine's event stream is not
+/// available: often enough that a healthy replica is noticed within a tenth of a second.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Wakes a waiter when the engine reports a change of one container — it started, died, or its
+/// health changed — or once `max` has passed. The engine's /events are read from the
+/// container's start on (it replays what it buffered), so nothing that happened between the
+/// waiter's last inspect and the subscription is missed. Without the stream (an engine or a
+/// link that drops it) it wakes every `poll`, as a poll would.
+struct Wake {
+    events: Option<futures_util::stream::BoxStream<'static, Result<(), DockerError>>>,
+    poll: Duration,
+}
+
+impl Wake {
+    /// `started_at`: the container's State.StartedAt, in the engine's clock.
+    fn new(docker: &Docker, id: &str, started_at: Option<&str>, poll: Duration) -> Wake {
+        let since = started_at
+            .and_then(|t| super::time::parse_timestamp(t).ok())
+            .filter(|secs| *secs > 0);
+        let Some(since) = since else {
+            return Wake { events: None, poll };
+        };
+        let filters = HashMap::from([
+            ("container".to_string(), vec![id.to_string()]),
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "event".to_string(),
+                ["start", "die", "health_status", "oom", "pause", "unpause"]
+                    .map(str::to_string)
+                    .to_vec(),
+            ),
+        ]);
+        let stream = docker
+            .events(Some(EventsOptions {
+                since: Some(since.to_string()),
+                until: None,
+                filters: Some(filters),
+            }))
+            .map(|e| e.map(|_| ()))
+            .boxed();
+        Wake {
+            events: Some(stream),
+            poll,
+        }
+    }
+
+    /// Returns on the container's next event, or after `max`.
+    async fn next(&mut self, max: Duration) {
+        let Some(events) = &mut self.events else {
+            tokio::time::sleep(self.poll.min(max)).await;
+            return;
+        };
+        tokio::select! {
+            event = events.next() => {
+                if !matches!(event, Some(Ok(()))) {
+                    // The stream broke: poll from now on.
+                    self.events = None;
+                }
+            }
+            _ = tokio::time::sleep(max) => {}
+        }
+    }
+}
+
+/// What the engine says of a container now.
+async fn inspect_state(
+    docker: &Docker,
+    id: &str,
+) -> Result<(bollard::models::ContainerState, i64)> {
+    let info = docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+        .with_context(|| format!("inspecting container {}", short(id)))?;
+    Ok((
+        info.state.unwrap_or_default(),
+        info.restart_count.unwrap_or(0),
+    ))
+}
+
 /// Waits until the container is ready, as Swarm counts it: healthy when it has a healthcheck,
-/// running when it has none. On failure the error carries what the container said last.
+/// running when it has none. It looks again whenever the engine reports an event of the
+/// container (see [`Wake`]). On failure the error carries what the container said last.
 pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<Ready> {
     let started = Instant::now();
+    let mut wake: Option<Wake> = None;
     loop {
-        let info = docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-            .with_context(|| format!("inspecting container {}", short(id)))?;
-        let state = info.state.unwrap_or_default();
-        if gate.completes {
-            if state.running != Some(true)
-                && state.restarting != Some(true)
-                && state.status.is_some()
-            {
-                let code = state.exit_code.unwrap_or(-1);
-                if code == 0 {
-                    return Ok(Ready::Completed);
-                }
-                let tail = last_logs(docker, id, 5).await;
-                bail!(
-                    "exited with code {code}; services depending on it with service_completed_successfully cannot start{tail}"
-                );
-            }
-            if started.elapsed() >= gate.deadline {
+        let (state, _) = inspect_state(docker, id).await?;
+        if let Some(ready) = ready_now(docker, id, &state, gate.completes).await? {
+            return Ok(ready);
+        }
+        if started.elapsed() >= gate.deadline {
+            if gate.completes {
                 bail!(
                     "still running after {}s; it must complete before its dependents start",
                     gate.deadline.as_secs()
                 );
             }
-            tokio::time::sleep(POLL).await;
-            continue;
-        }
-        let running = state.running.unwrap_or(false);
-        let restarting = state.restarting.unwrap_or(false);
-        if !running && !restarting {
-            let code = state.exit_code.unwrap_or(-1);
-            let tail = last_logs(docker, id, 5).await;
-            bail!("exited with code {code} before becoming ready{tail}");
-        }
-        match state.health {
-            Some(health) => match health.status.map(|s| s.to_string()).as_deref() {
-                Some("healthy") => return Ok(Ready::Healthy),
-                Some("unhealthy") => {
-                    let probe = health
-                        .log
-                        .unwrap_or_default()
-                        .last()
-                        .and_then(|r| r.output.clone())
-                        .unwrap_or_default();
-                    bail!("health check failed: {}", probe.trim());
-                }
-                _ => {}
-            },
-            None if running && !restarting => return Ok(Ready::Running),
-            None => {}
-        }
-        if started.elapsed() >= gate.deadline {
             bail!(
                 "not ready after {}s (health check still starting); raise the healthcheck's retries or start_period",
                 gate.deadline.as_secs()
             );
         }
-        tokio::time::sleep(POLL).await;
+        let wake =
+            wake.get_or_insert_with(|| Wake::new(docker, id, state.started_at.as_deref(), POLL));
+        wake.next(gate.deadline.saturating_sub(started.elapsed()))
+            .await;
+    }
+}
+
+/// Whether `state` is ready (see [`wait_ready`]); an error when it can no longer become so.
+async fn ready_now(
+    docker: &Docker,
+    id: &str,
+    state: &bollard::models::ContainerState,
+    completes: bool,
+) -> Result<Option<Ready>> {
+    if completes {
+        if state.running != Some(true) && state.restarting != Some(true) && state.status.is_some() {
+            let code = state.exit_code.unwrap_or(-1);
+            if code == 0 {
+                return Ok(Some(Ready::Completed));
+            }
+            let tail = last_logs(docker, id, 5).await;
+            bail!(
+                "exited with code {code}; services depending on it with service_completed_successfully cannot start{tail}"
+            );
+        }
+        return Ok(None);
+    }
+    let running = state.running.unwrap_or(false);
+    let restarting = state.restarting.unwrap_or(false);
+    if !running && !restarting {
+        let code = state.exit_code.unwrap_or(-1);
+        let tail = last_logs(docker, id, 5).await;
+        bail!("exited with code {code} before becoming ready{tail}");
+    }
+    match &state.health {
+        Some(health) => match health.status.map(|s| s.to_string()).as_deref() {
+            Some("healthy") => Ok(Some(Ready::Healthy)),
+            Some("unhealthy") => {
+                let probe = health
+                    .log
+                    .as_ref()
+                    .and_then(|l| l.last())
+                    .and_then(|r| r.output.clone())
+                    .unwrap_or_default();
+                bail!("health check failed: {}", probe.trim());
+            }
+            _ => Ok(None),
+        },
+        None if running && !restarting => Ok(Some(Ready::Running)),
+        None => Ok(None),
     }
 }
 
 /// Watches a ready replica for `window`: it fails if it stops running, restarts, or turns
-/// unhealthy within it (update_config.monitor). The error says what happened.
+/// unhealthy within it (update_config.monitor). It looks at the container when the engine
+/// reports an event of it, and once more at the end of the window. The error says what happened.
 pub async fn monitor(docker: &Docker, id: &str, window: Duration) -> Result<()> {
     let started = Instant::now();
     let mut restarts: Option<i64> = None;
+    let mut wake: Option<Wake> = None;
     loop {
-        let info = docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-            .with_context(|| format!("inspecting container {}", short(id)))?;
-        let count = info.restart_count.unwrap_or(0);
-        let state = info.state.unwrap_or_default();
+        let (state, count) = inspect_state(docker, id).await?;
         if state.running != Some(true) || state.restarting == Some(true) {
             let code = state.exit_code.unwrap_or(-1);
             let tail = last_logs(docker, id, 5).await;
@@ -414,13 +496,13 @@ pub async fn monitor(docker: &Docker, id: &str, window: Duration) -> Result<()> 
         if *restarts.get_or_insert(count) != count {
             bail!("restarted within update_config.monitor");
         }
-        if let Some(health) = state.health
+        if let Some(health) = &state.health
             && health.status.map(|s| s.to_string()).as_deref() == Some("unhealthy")
         {
             let probe = health
                 .log
-                .unwrap_or_default()
-                .last()
+                .as_ref()
+                .and_then(|l| l.last())
                 .and_then(|r| r.output.clone())
                 .unwrap_or_default();
             bail!(
@@ -432,7 +514,15 @@ pub async fn monitor(docker: &Docker, id: &str, window: Duration) -> Result<()> 
         if left.is_zero() {
             return Ok(());
         }
-        tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+        let wake = wake.get_or_insert_with(|| {
+            Wake::new(
+                docker,
+                id,
+                state.started_at.as_deref(),
+                Duration::from_millis(250),
+            )
+        });
+        wake.next(left).await;
     }
 }
 

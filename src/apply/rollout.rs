@@ -22,7 +22,7 @@ use super::progress::Progress;
 use anyhow::{Result, anyhow};
 use bollard::Docker;
 use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::FuturesUnordered;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -308,11 +308,12 @@ pub async fn run_with(
     report
 }
 
-/// Work a change leaves to the background, so the next batch need not wait for it.
+/// Work a change leaves to the background, so the next change need not wait for it.
 #[derive(Default)]
 struct Followup {
-    /// The replica this one replaced (start-first): it has left every pool; it drains, then stops.
-    retire: Option<String>,
+    /// The replica this one replaced (start-first): in one change of the pools the new replica
+    /// (`.1`) takes its place; then the old one (`.0`) drains and stops.
+    retire: Option<(String, String)>,
     /// The new replica, to watch for update_config.monitor.
     watch: Option<String>,
 }
@@ -414,16 +415,11 @@ async fn run_service(
     let (fresh, replacing): (Vec<&Change>, Vec<&Change>) = updates
         .into_iter()
         .partition(|c| !matches!(c, Change::Replace { .. }));
-    let batch = if svc.update.parallelism == 0 {
+    let width = if svc.update.parallelism == 0 {
         replacing.len().max(1)
     } else {
         svc.update.parallelism
     };
-    let mut batches: Vec<Vec<&Change>> = Vec::new();
-    if !fresh.is_empty() {
-        batches.push(fresh);
-    }
-    batches.extend(replacing.chunks(batch).map(<[&Change]>::to_vec));
     let mut tally = Tally {
         outcomes: Vec::new(),
         done: Vec::new(),
@@ -434,59 +430,27 @@ async fn run_service(
     let mut stops: Background = FuturesUnordered::new();
     let mut watches: Background = FuturesUnordered::new();
     let mut stopped_by: Option<Verdict> = None;
-    for (i, chunk) in batches.iter().enumerate() {
-        if let Some(signal) = crate::interrupt::requested() {
-            stopped_by = Some(interrupted(signal, &tally));
-            break;
-        }
-        if i > 0 && !svc.update.delay.is_zero() {
-            progress.note(&format!(
-                "{}: waiting {}s before the next batch",
-                svc.service,
-                svc.update.delay.as_secs()
-            ));
-            let ((), finished) = drive(
-                tokio::time::sleep(svc.update.delay),
-                &mut stops,
-                &mut watches,
-            )
-            .await;
-            tally.absorb(svc, finished, progress);
-        }
-        let work = futures_util::future::join_all(
-            chunk
-                .iter()
-                .map(|c| apply_change(svc, c, engines, progress, hook)),
-        );
-        let (results, finished) = drive(work, &mut stops, &mut watches).await;
-        tally.absorb(svc, finished, progress);
-        for (change, (outcome, record, followup)) in chunk.iter().zip(results) {
-            if outcome.is_err() {
-                tally.failures += 1;
+    let phases = [
+        (fresh.len().max(1), fresh),
+        (width, across_machines(replacing)),
+    ];
+    for (width, changes) in phases {
+        let mut run = Window {
+            svc,
+            engines,
+            progress,
+            hook,
+            tally: &mut tally,
+            stops: &mut stops,
+            watches: &mut watches,
+        };
+        match run.go(&changes, width).await {
+            Flow::Done => {}
+            Flow::Interrupted(v) => {
+                stopped_by = Some(v);
+                break;
             }
-            let index = tally.outcomes.len();
-            tally.outcomes.push(Outcome {
-                machine: change.machine().to_string(),
-                slot: change.slot(),
-                result: outcome,
-            });
-            tally.done.push(record);
-            follow_up(
-                svc,
-                change,
-                followup,
-                index,
-                engines,
-                progress,
-                hook,
-                &mut stops,
-                &mut watches,
-            );
-        }
-        if let Some(why) = tally.over_limit(svc)
-            && let Some(v) = fail(svc, why, &mut tally, &mut stops, engines, progress, hook).await
-        {
-            return (tally.outcomes, v);
+            Flow::Failed(v) => return (tally.outcomes, v),
         }
     }
     if stopped_by.is_none() {
@@ -494,7 +458,7 @@ async fn run_service(
         let work = futures_util::future::join_all(
             removals
                 .iter()
-                .map(|c| apply_change(svc, c, engines, progress, hook)),
+                .map(|c| apply_change(svc, c, engines, progress, hook, None)),
         );
         let (results, finished) = drive(work, &mut stops, &mut watches).await;
         tally.absorb(svc, finished, progress);
@@ -539,6 +503,226 @@ async fn run_service(
         return (tally.outcomes, Verdict::Degraded(why));
     }
     (tally.outcomes, Verdict::Done)
+}
+
+/// The changes in an order that spreads the replicas changed at once over the machines: the
+/// first change of every machine, then the second of every machine, and so on (otherwise in
+/// the plan's order). Replicas that start together are then started by different engines,
+/// which start containers one after another much faster than side by side.
+fn across_machines(changes: Vec<&Change>) -> Vec<&Change> {
+    let mut by_machine: Vec<(&str, std::collections::VecDeque<&Change>)> = Vec::new();
+    for c in changes {
+        match by_machine.iter_mut().find(|(m, _)| *m == c.machine()) {
+            Some((_, list)) => list.push_back(c),
+            None => by_machine.push((c.machine(), [c].into())),
+        }
+    }
+    let mut out = Vec::new();
+    while by_machine.iter().any(|(_, list)| !list.is_empty()) {
+        for (_, list) in &mut by_machine {
+            out.extend(list.pop_front());
+        }
+    }
+    out
+}
+
+/// How a [`Window`] ended.
+enum Flow {
+    /// Every change was made (some may have failed within max_failure_ratio).
+    Done,
+    /// A signal asked to start no more; what was under way finished.
+    Interrupted(Verdict),
+    /// Too many failed: failure_action was carried out.
+    Failed(Verdict),
+}
+
+/// A change the window finished, with what it left to do.
+type Made<'a> = (&'a Change, (Result<String, String>, Done, Followup));
+
+/// What woke a window up.
+enum Event<'a> {
+    Stopped((usize, Result<(), String>)),
+    Watched((usize, Result<(), String>)),
+    Made(Made<'a>),
+    Rested,
+    /// A container was created ahead of its turn.
+    Created,
+}
+
+/// Swarm's update workers: `width` changes are under way at any time, each of which takes the
+/// next change as soon as its own is ready (after `update_config.delay`), so one slow replica
+/// holds up only its own place, not a whole batch. Background stops and watches are taken in as
+/// they end; failures past max_failure_ratio stop new changes and, once those under way are
+/// done, trigger failure_action.
+struct Window<'a, 'r> {
+    svc: &'a ServiceRollout,
+    engines: &'a HashMap<String, Docker>,
+    progress: &'a Progress,
+    hook: &'a dyn Hook,
+    tally: &'r mut Tally,
+    stops: &'r mut Background<'a>,
+    watches: &'r mut Background<'a>,
+}
+
+impl<'a> Window<'a, '_> {
+    async fn go(&mut self, changes: &[&'a Change], width: usize) -> Flow {
+        let (svc, engines, progress, hook) = (self.svc, self.engines, self.progress, self.hook);
+        let mut next = 0;
+        let mut running: FuturesUnordered<BoxFuture<'a, Made<'a>>> = FuturesUnordered::new();
+        // Places whose change is done, waiting out update_config.delay before the next.
+        let mut resting: FuturesUnordered<tokio::time::Sleep> = FuturesUnordered::new();
+        // The containers of the next changes, created while the current ones prove themselves:
+        // a create is invisible (nothing starts), and their turn then begins with the start.
+        let mut ahead: HashMap<usize, Ahead<'a>> = HashMap::new();
+        let mut creating: FuturesUnordered<Ahead<'a>> = FuturesUnordered::new();
+        let mut failing: Option<String> = None;
+        let mut signal: Option<i32> = None;
+        loop {
+            while failing.is_none()
+                && signal.is_none()
+                && next < changes.len()
+                && running.len() + resting.len() < width
+            {
+                if let Some(s) = crate::interrupt::requested() {
+                    signal = Some(s);
+                    break;
+                }
+                let change = changes[next];
+                let made = ahead.remove(&next);
+                next += 1;
+                crate::trace!("{}: change of slot {} starts", svc.service, change.slot());
+                running.push(Box::pin(async move {
+                    let result = apply_change(svc, change, engines, progress, hook, made).await;
+                    (change, result)
+                }));
+            }
+            if failing.is_none() && signal.is_none() {
+                for (i, change) in changes.iter().enumerate().skip(next).take(width) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = ahead.entry(i)
+                        && let Some(made) = self.create_ahead(change)
+                    {
+                        creating.push(made.clone());
+                        slot.insert(made);
+                    }
+                }
+            }
+            let more = failing.is_none() && signal.is_none() && next < changes.len();
+            if running.is_empty() && (resting.is_empty() || !more) {
+                break;
+            }
+            let event = tokio::select! {
+                biased;
+                Some(done) = self.stops.next(), if !self.stops.is_empty() => Event::Stopped(done),
+                Some(done) = self.watches.next(), if !self.watches.is_empty() => Event::Watched(done),
+                Some(made) = running.next(), if !running.is_empty() => Event::Made(made),
+                Some(()) = resting.next(), if !resting.is_empty() => Event::Rested,
+                Some(_) = creating.next(), if !creating.is_empty() => Event::Created,
+            };
+            match event {
+                Event::Stopped(done) => {
+                    let finished = Finished {
+                        stops: vec![done],
+                        watches: Vec::new(),
+                    };
+                    self.tally.absorb(svc, finished, progress);
+                }
+                Event::Watched(done) => {
+                    let finished = Finished {
+                        stops: Vec::new(),
+                        watches: vec![done],
+                    };
+                    self.tally.absorb(svc, finished, progress);
+                }
+                Event::Made((change, (outcome, record, followup))) => {
+                    if outcome.is_err() {
+                        self.tally.failures += 1;
+                    }
+                    let index = self.tally.outcomes.len();
+                    self.tally.outcomes.push(Outcome {
+                        machine: change.machine().to_string(),
+                        slot: change.slot(),
+                        result: outcome,
+                    });
+                    self.tally.done.push(record);
+                    follow_up(
+                        svc,
+                        change,
+                        followup,
+                        index,
+                        engines,
+                        progress,
+                        hook,
+                        self.stops,
+                        self.watches,
+                    );
+                    if !svc.update.delay.is_zero() && next < changes.len() {
+                        resting.push(tokio::time::sleep(svc.update.delay));
+                    }
+                }
+                Event::Rested | Event::Created => {}
+            }
+            if failing.is_none() && svc.update.failure_action != FailureAction::Continue {
+                failing = self.tally.over_limit(svc);
+            }
+        }
+        // Containers made for changes that will not run now: nothing may be left of them.
+        for (i, made) in ahead {
+            if let (Some(id), Some(docker)) = (made.await, engines.get(changes[i].machine())) {
+                let _ = ops::remove(docker, &id).await;
+            }
+        }
+        if let Some(why) = failing
+            && let Some(v) = fail(svc, why, self.tally, self.stops, engines, progress, hook).await
+        {
+            return Flow::Failed(v);
+        }
+        match signal {
+            Some(s) => Flow::Interrupted(interrupted(s, self.tally)),
+            None => Flow::Done,
+        }
+    }
+
+    /// Starts creating the container of a replacement ahead of its turn (see [`Ahead`]).
+    fn create_ahead(&self, change: &'a Change) -> Option<Ahead<'a>> {
+        let Change::Replace {
+            machine,
+            slot,
+            name,
+            request,
+            extra_networks,
+            ..
+        } = change
+        else {
+            return None;
+        };
+        let docker = self.engines.get(machine)?;
+        let (svc, progress) = (self.svc, self.progress);
+        let k = key(&svc.service, *slot, machine);
+        let made: BoxFuture<'a, Option<String>> = Box::pin(async move {
+            crate::trace!("{k}: create ahead");
+            let new = NewReplica {
+                name,
+                request,
+                extra_networks,
+                made: None,
+            };
+            match create_only(svc, docker, &new, 0).await {
+                Ok(id) => {
+                    crate::trace!("{k}: created ahead");
+                    progress.step(&k, "created; starts when its turn comes");
+                    Some(id)
+                }
+                Err((_, id)) => {
+                    // Its turn tries again and reports the error.
+                    if let Some(id) = id {
+                        let _ = ops::remove(docker, &id).await;
+                    }
+                    None
+                }
+            }
+        });
+        Some(made.shared())
+    }
 }
 
 /// The verdict of a rollout stopped on request before its last batch.
@@ -597,8 +781,10 @@ async fn wait_stops(
     tally.absorb(svc, finished, progress);
 }
 
-/// Puts a change's followup in the background: the retired replica drains and stops; the new
-/// one is watched for update_config.monitor.
+/// Puts a change's followup in the background: the new replica takes the retired one's place
+/// in every pool, the retired one drains and stops; the new one is watched for
+/// update_config.monitor. The place of a start-first change frees as soon as its new replica is
+/// ready: the old one keeps serving until the swap, so no slot is ever out of the pools.
 #[allow(clippy::too_many_arguments)]
 fn follow_up<'a>(
     svc: &'a ServiceRollout,
@@ -616,9 +802,16 @@ fn follow_up<'a>(
         return;
     };
     let k = key(&svc.service, change.slot(), machine);
-    if let Some(old) = followup.retire {
+    if let Some((old, new)) = followup.retire {
         let k = k.clone();
         stops.push(Box::pin(async move {
+            let at = |id| ReplicaRef {
+                service: &svc.service,
+                slot: change.slot(),
+                machine,
+                id,
+            };
+            hook.swap(at(&new), at(&old)).await;
             let drain = hook.drain(&svc.service);
             if !drain.is_zero() {
                 tokio::time::sleep(drain).await;
@@ -654,6 +847,7 @@ async fn apply_change(
     engines: &HashMap<String, Docker>,
     progress: &Progress,
     hook: &dyn Hook,
+    ahead: Option<Ahead<'_>>,
 ) -> (Result<String, String>, Done, Followup) {
     let machine = change.machine();
     let at = |id| ReplicaRef {
@@ -680,6 +874,7 @@ async fn apply_change(
                 name,
                 request,
                 extra_networks,
+                made: None,
             };
             match create_and_prove(svc, docker, &new, &k, progress, hook, at("")).await {
                 Ok((id, ready)) => (
@@ -735,10 +930,15 @@ async fn apply_change(
             start_first,
             ..
         } => {
+            let made = match ahead {
+                Some(ahead) => ahead.await,
+                None => None,
+            };
             let new = NewReplica {
                 name,
                 request,
                 extra_networks,
+                made,
             };
             replace(
                 svc,
@@ -783,6 +983,31 @@ struct NewReplica<'a> {
     name: &'a str,
     request: &'a Value,
     extra_networks: &'a [(String, Value)],
+    /// Its container, when it was created ahead of its turn (see [`Window`]).
+    made: Option<String>,
+}
+
+/// A container created ahead of its turn: its ID once made, `None` if that failed (the change
+/// then creates it itself, and reports what goes wrong).
+type Ahead<'a> = Shared<BoxFuture<'a, Option<String>>>;
+
+/// Creates a new replica's container, with its secrets and configs in place, without starting
+/// it. `attempt` picks its host ports (see `create_and_start`).
+async fn create_only(
+    svc: &ServiceRollout,
+    docker: &Docker,
+    new: &NewReplica<'_>,
+    attempt: u32,
+) -> Result<String, (String, Option<String>)> {
+    let (name, extra_networks) = (new.name, new.extra_networks);
+    let request = ops::fixed_host_ports(new.request, name, attempt);
+    let id = ops::create(docker, name, &request, extra_networks)
+        .await
+        .map_err(|e| (format!("{e:#}"), None))?;
+    if let Err(e) = ops::copy_files(docker, &id, &svc.files).await {
+        return Err((format!("{e:#}"), Some(id)));
+    }
+    Ok(id)
 }
 
 /// Creates, starts and waits for a new container to be ready. On failure the error comes with
@@ -798,15 +1023,14 @@ async fn create_and_start(
     // one that something else on the machine holds is traded for another, a few times.
     let mut attempt = 0;
     let id = loop {
-        let request = ops::fixed_host_ports(new.request, new.name, attempt);
-        let id = ops::create(docker, new.name, &request, new.extra_networks)
-            .await
-            .map_err(|e| (format!("{e:#}"), None))?;
-        if let Err(e) = ops::copy_files(docker, &id, &svc.files).await {
-            return Err((format!("{e:#}"), Some(id)));
-        }
+        let id = match (attempt, &new.made) {
+            (0, Some(id)) => id.clone(),
+            _ => create_only(svc, docker, new, attempt).await?,
+        };
         progress.step(k, "starting");
-        match ops::start(docker, &id).await {
+        let started = ops::start(docker, &id).await;
+        crate::trace!("{k}: started");
+        match started {
             Ok(()) => break id,
             Err(e) if ops::port_clash(&e) && attempt < 4 => {
                 let _ = ops::remove(docker, &id).await;
@@ -816,7 +1040,9 @@ async fn create_and_start(
         }
     };
     progress.step(k, "waiting until ready");
-    match ops::wait_ready(docker, &id, svc.gate).await {
+    let ready = ops::wait_ready(docker, &id, svc.gate).await;
+    crate::trace!("{k}: ready");
+    match ready {
         Ok(ready) => Ok((id, ready)),
         Err(e) => Err((format!("{e:#}"), Some(id))),
     }
@@ -858,23 +1084,16 @@ async fn replace(
     if start_first {
         progress.step(k, "starting new replica beside the old (start-first)");
         match create_and_start(svc, docker, new, k, progress).await {
-            Ok((new_id, _)) => {
-                // One change of the pools: the new replica in, the old one out. The old one
-                // drains and stops in the background (see follow_up).
-                hook.swap(
-                    ReplicaRef { id: &new_id, ..at },
-                    ReplicaRef { id: old_id, ..at },
-                )
-                .await;
-                (
-                    Ok("replaced (start-first)".into()),
-                    replaced(new_id.clone()),
-                    Followup {
-                        retire: Some(old_id.to_string()),
-                        watch: Some(new_id),
-                    },
-                )
-            }
+            // One change of the pools, the new replica in and the old one out, then the old
+            // one's drain and stop: in the background (see follow_up).
+            Ok((new_id, _)) => (
+                Ok("replaced (start-first)".into()),
+                replaced(new_id.clone()),
+                Followup {
+                    retire: Some((old_id.to_string(), new_id.clone())),
+                    watch: Some(new_id),
+                },
+            ),
             Err((e, new_id)) => {
                 // The old replica never stopped: just drop the failed new one.
                 if let Some(id) = new_id {
@@ -981,5 +1200,53 @@ fn replica<'a>(svc: &'a ServiceRollout, machine: &'a str, id: &'a str) -> Replic
         slot: 0,
         machine,
         id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replace(machine: &str, slot: u32) -> Change {
+        Change::Replace {
+            machine: machine.into(),
+            slot,
+            old_id: format!("old{slot}"),
+            name: format!("web-{slot}"),
+            request: Value::Null,
+            extra_networks: Vec::new(),
+            start_first: true,
+        }
+    }
+
+    #[test]
+    fn replicas_changed_together_are_on_different_machines() {
+        type Case<'a> = (&'a [(&'a str, u32)], &'a [u32]);
+        let cases: [Case; 4] = [
+            // The plan lists slots machine by machine; a window of 2 would start two on m1.
+            (
+                &[
+                    ("m1", 1),
+                    ("m1", 4),
+                    ("m2", 2),
+                    ("m2", 5),
+                    ("m3", 3),
+                    ("m3", 6),
+                ],
+                &[1, 2, 3, 4, 5, 6],
+            ),
+            // Uneven: the machine with more slots finishes last.
+            (&[("m1", 1), ("m1", 2), ("m1", 3), ("m2", 4)], &[1, 4, 2, 3]),
+            (&[("m1", 7)], &[7]),
+            (&[], &[]),
+        ];
+        for (input, want) in cases {
+            let changes: Vec<Change> = input.iter().map(|(m, s)| replace(m, *s)).collect();
+            let order: Vec<u32> = across_machines(changes.iter().collect())
+                .into_iter()
+                .map(Change::slot)
+                .collect();
+            assert_eq!(order, want, "{input:?}");
+        }
     }
 }

@@ -49,9 +49,13 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: UpArgs) -> R
     let project = super::load_project(project_args)?;
     let fleet = super::load_fleet(global)?;
     super::check_deployable(&project, project_args, fleet.mesh.as_ref())?;
+    crate::trace!("loaded");
     let conns = engine::connect_all(&fleet, global.timeout).await?;
+    crate::trace!("connected");
     let result = deploy(&project, &fleet, &conns, &args).await;
+    crate::trace!("deployed");
     conns.close().await;
+    crate::trace!("closed");
     result
 }
 
@@ -99,8 +103,11 @@ async fn deploy(
         args.lock_wait,
     )
     .await?;
+    crate::trace!("locked");
     let outcome = plan_and_apply(project, fleet, conns, &engines, args).await;
+    crate::trace!("applied");
     held.release().await;
+    crate::trace!("unlocked");
     outcome
 }
 
@@ -125,8 +132,10 @@ async fn plan_and_apply(
         )
         .await?
     };
+    crate::trace!("local images");
     let mut planned = pipeline::plan(project, fleet, conns, &built, local.as_ref()).await?;
     planned.allow_volume_moves = args.move_volumes;
+    crate::trace!("planned");
     for w in &planned.warnings {
         tell!("warning: {w}");
     }

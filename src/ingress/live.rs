@@ -42,8 +42,9 @@ pub struct Ingress {
     addresses: BTreeMap<String, String>,
     /// Containers about to stop: already out of every pool.
     draining: std::sync::Mutex<HashSet<String>>,
-    /// One sync at a time, so ingresses never go back to an older view.
-    syncing: tokio::sync::Mutex<()>,
+    /// One sync at a time, so ingresses never go back to an older view; requests made during
+    /// one share the next.
+    syncing: crate::apply::coalesce::Coalesced,
     /// Route → the service that served it in the configuration the machines ran before this
     /// deploy, when another one serves it now (a renamed service): until the new service has
     /// a ready replica, the route stays with the old one (see `upstreams`).
@@ -79,7 +80,7 @@ impl Ingress {
             engines: engines.to_vec(),
             addresses,
             draining: std::sync::Mutex::new(HashSet::new()),
-            syncing: tokio::sync::Mutex::new(()),
+            syncing: crate::apply::coalesce::Coalesced::new(),
             handover: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
@@ -143,7 +144,10 @@ impl Ingress {
     /// Renders every machine's configuration from what runs now and reloads
     /// each ingress. A machine that fails is reported, the others still get theirs.
     pub async fn sync(&self) -> Result<()> {
-        let _one = self.syncing.lock().await;
+        self.syncing.run(|| self.sync_now()).await
+    }
+
+    async fn sync_now(&self) -> Result<()> {
         let upstreams = self.upstreams().await;
         let jobs = self.engines.iter().map(|(m, d)| {
             let upstreams = &upstreams;

@@ -54,8 +54,9 @@ pub struct Mesh {
     draining: std::sync::Mutex<HashSet<String>>,
     /// The configuration each proxy was last given, by (machine, service): unchanged → no reload.
     applied: std::sync::Mutex<HashMap<(String, String), String>>,
-    /// One sync at a time, so proxies never go back to an older view.
-    syncing: tokio::sync::Mutex<()>,
+    /// One sync at a time, so proxies never go back to an older view; requests made during one
+    /// share the next.
+    syncing: crate::apply::coalesce::Coalesced,
 }
 
 impl Mesh {
@@ -78,7 +79,7 @@ impl Mesh {
             networks,
             draining: std::sync::Mutex::new(HashSet::new()),
             applied: std::sync::Mutex::new(HashMap::new()),
-            syncing: tokio::sync::Mutex::new(()),
+            syncing: crate::apply::coalesce::Coalesced::new(),
         })
     }
 
@@ -235,7 +236,10 @@ impl Mesh {
     /// Renders every proxy's configuration from what runs now and reloads the proxies whose
     /// configuration changed. A machine that fails is reported; the others still get theirs.
     pub async fn sync(&self) -> Result<()> {
-        let _one = self.syncing.lock().await;
+        self.syncing.run(|| self.sync_now()).await
+    }
+
+    async fn sync_now(&self) -> Result<()> {
         let upstreams = self.upstreams().await;
         let mut jobs = Vec::new();
         for (m, d) in &self.engines {
@@ -282,7 +286,7 @@ impl Mesh {
     /// restarts its proxies on the view they had; both are caught here. Returns how many
     /// proxies were reloaded.
     pub async fn refresh(&self) -> Result<usize> {
-        let _one = self.syncing.lock().await;
+        let _one = self.syncing.hold().await;
         let upstreams = self.upstreams().await;
         let mut jobs = Vec::new();
         for (m, d) in &self.engines {

@@ -320,11 +320,13 @@ pub async fn apply_plan(
             .await?,
         )
     };
+    crate::trace!("prepared");
     // The ingress and the mesh route to what runs before the rollout, then follow it (they
     // are its hook).
     balancers
         .converge(&engines, &planned.resolved.project)
         .await?;
+    crate::trace!("balancers converged");
     let report = rollout::run_with(&services, &by_name, progress, balancers).await;
     let (moved, moved_downtime) = match carried {
         None => (Vec::new(), None),
@@ -340,6 +342,7 @@ pub async fn apply_plan(
             (copied, Some(downtime))
         }
     };
+    crate::trace!("rolled out");
     if let Err(e) = balancers.sync().await {
         progress.note(&format!("warning: updating the load balancers: {e:#}"));
     }
@@ -352,6 +355,7 @@ pub async fn apply_plan(
         .map(|s| s.name.clone())
         .collect();
     let (observed, previous) = super::observed(&observation, &completing);
+    crate::trace!("synced, observed");
     let pruned = prune_previous(&observed, &previous, &engines).await;
     if let Err(e) = balancers
         .leave(&engines, &observed, &planned.resolved.project)
@@ -362,6 +366,7 @@ pub async fn apply_plan(
         ));
     }
     record_fleet(conns, &observed, &planned.resolved.project).await;
+    crate::trace!("pruned");
     Ok(Applied {
         release,
         report,
@@ -404,24 +409,48 @@ pub async fn prepare(
             .get(m)
             .ok_or_else(|| anyhow::anyhow!("machine {m} is not connected"))
     };
-    for (m, name, spec) in &prep.networks {
-        ops::ensure_network(get(m)?, name, project, spec)
-            .await
-            .map_err(|e| anyhow::anyhow!("{m}: {e:#}"))?;
-        progress.finish(&format!("network@{m}"), &format!("{name} ready"));
-    }
-    for (m, name, spec) in &prep.volumes {
-        ops::ensure_volume(get(m)?, name, project, spec)
-            .await
-            .map_err(|e| anyhow::anyhow!("{m}: {e:#}"))?;
-        progress.finish(&format!("volume@{m}"), &format!("{name} ready"));
-    }
+    // Each machine creates its networks and volumes, and says which images it has, beside the
+    // others: round trips to different machines overlap.
+    let mut machines: Vec<&str> = prep
+        .networks
+        .iter()
+        .map(|(m, _, _)| m.as_str())
+        .chain(prep.volumes.iter().map(|(m, _, _)| m.as_str()))
+        .collect();
+    machines.sort();
+    machines.dedup();
+    let objects = machines.into_iter().map(|machine| async move {
+        let docker = get(machine)?;
+        for (_, name, spec) in prep.networks.iter().filter(|(m, _, _)| m == machine) {
+            ops::ensure_network(docker, name, project, spec)
+                .await
+                .map_err(|e| anyhow::anyhow!("{machine}: {e:#}"))?;
+            progress.finish(&format!("network@{machine}"), &format!("{name} ready"));
+        }
+        for (_, name, spec) in prep.volumes.iter().filter(|(m, _, _)| m == machine) {
+            ops::ensure_volume(docker, name, project, spec)
+                .await
+                .map_err(|e| anyhow::anyhow!("{machine}: {e:#}"))?;
+            progress.finish(&format!("volume@{machine}"), &format!("{name} ready"));
+        }
+        Ok::<(), anyhow::Error>(())
+    });
+    let looks = prep.images.iter().map(|(m, img, _, _)| async move {
+        Ok::<Option<String>, anyhow::Error>(
+            get(m)?.inspect_image(img).await.ok().and_then(|i| i.id),
+        )
+    });
+    let (objects, looks) = tokio::join!(
+        futures_util::future::join_all(objects),
+        futures_util::future::join_all(looks)
+    );
+    objects.into_iter().collect::<Result<Vec<()>>>()?;
     // Which images each machine lacks, and which of those the local engine can ship.
     let mut exports: HashMap<String, crate::ship::Exported> = HashMap::new();
     let mut todo = Vec::new();
-    for (m, img, policy, built_id) in &prep.images {
+    for ((m, img, policy, built_id), on_machine) in prep.images.iter().zip(looks) {
         let policy: image::PullPolicy = (*policy).into();
-        let on_machine = get(m)?.inspect_image(img).await.ok().and_then(|i| i.id);
+        let on_machine = on_machine?;
         let satisfied = match (built_id, &on_machine, local) {
             // Built here: the machine must run exactly this build, whatever its tag says.
             (Some(id), Some(on), _) if on == id => true,

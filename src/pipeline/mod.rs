@@ -181,9 +181,12 @@ pub async fn plan(
         observe::observe(conns, &project.name),
         crate::seal::read_all(conns, &project.name)
     );
+    crate::trace!("observed");
     let running = pin::from_observation(project, &observation);
     let resolution = pin::resolve(project, conns, local, &running).await?;
+    crate::trace!("pinned");
     let records = crate::apply::scale_record::read(conns, &project.name).await;
+    crate::trace!("records read");
     let inputs = Inputs {
         replicas: crate::core::autoscale::recorded_replicas(project, &records),
         lost: BTreeSet::new(),
