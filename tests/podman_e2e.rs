@@ -202,7 +202,7 @@ fn docker_and_podman_machines_share_a_service_and_a_rolling_update() {
     p.assert_no_changes();
 
     // Back to v1 on every machine, Podman's previous replica included.
-    p.hoist(&["rollback"]).expect_success("rollback");
+    p.hoist(&["rollback", "--yes"]).expect_success("rollback");
     let seen = answers(30);
     assert!(
         seen.iter().all(|a| a.starts_with("version=v1 ")),
