@@ -364,6 +364,46 @@ pub struct Tunnel {
     kept: Option<(std::sync::Arc<MasterCache>, SshTarget, String)>,
     /// The master was left by an earlier command (not yet proven to reach the machine).
     resumed: bool,
+    /// Keeps the master from counting itself idle while this command runs (see
+    /// [`heartbeat`]); stopped when the tunnel goes.
+    _heartbeat: AbortOnDrop,
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often [`heartbeat`] asks the engine: well inside the master's idle minute.
+const HEARTBEAT: Duration = Duration::from_secs(20);
+
+/// ssh's ControlPersist counts a master idle when no channel is open, and the listener of a
+/// forwarded socket is not a channel: when a command leaves a machine alone for a minute (a
+/// long health wait on another machine, a service that waits for another's health), the
+/// master exits and the next request to that machine meets "connection refused". A `GET
+/// /_ping` through the forwarded socket every 20 s opens a channel and keeps the master (and
+/// its forward) alive for as long as the command needs it; the idle minute starts when the
+/// command ends.
+fn heartbeat(local_socket: PathBuf) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            let ping = async {
+                let mut s = tokio::net::UnixStream::connect(&local_socket).await?;
+                s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+                    .await?;
+                let mut sink = Vec::new();
+                s.read_to_end(&mut sink).await?;
+                Ok::<_, std::io::Error>(())
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), ping).await;
+        }
+    }))
 }
 
 impl Tunnel {
@@ -414,6 +454,7 @@ impl Tunnel {
         }
         Ok(Tunnel {
             session,
+            _heartbeat: heartbeat(local_socket.clone()),
             local_socket,
             remote_socket,
             kept: cache.map(|c| (std::sync::Arc::clone(c), target.clone(), resolved)),

@@ -508,3 +508,53 @@ fn an_unreachable_machine_is_never_treated_as_empty() {
     );
     assert_one_running_per_slot(&shop, lab);
 }
+
+/// A machine left alone longer than the ssh master's idle minute (ControlPersist) while the
+/// rollout waits on another one must still answer: `late` on m2 waits for `slow`'s first
+/// health check on m1, 80 s after its start. Before the heartbeat, m2's master exited at the
+/// minute and creating `late` failed with "Connection refused".
+#[test]
+fn a_machine_left_idle_for_minutes_during_a_rollout_still_answers() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let dir = std::env::temp_dir().join(format!("hoist-idle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        r#"
+services:
+  slow:
+    image: hoist-test/app:v1
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 80s
+    deploy:
+      placement:
+        constraints: [node.hostname == m1]
+  late:
+    image: hoist-test/app:v1
+    depends_on:
+      slow: {condition: service_healthy}
+    deploy:
+      placement:
+        constraints: [node.hostname == m2]
+"#,
+    )
+    .unwrap();
+    let project = format!("idle{}", std::process::id());
+    let machines = lab.machines_file();
+    let hoist = |args: &[&str]| {
+        let mut cmd = common::lab::hoist_command();
+        cmd.current_dir(&dir)
+            .args(["-m", machines.to_str().unwrap(), "-p", &project])
+            .args(args);
+        common::lab::run(&mut cmd)
+    };
+    let up = hoist(&["up", "--yes"]);
+    let down = hoist(&["down", "--yes"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    up.expect_success("up with m2 idle for 80 s");
+    assert!(up.stderr.contains("late: 1 changes done"), "{up}");
+    down.expect_success("down");
+}
