@@ -24,7 +24,8 @@ pub struct Release {
     pub release: String,
     /// Seconds since the epoch.
     pub created: i64,
-    /// It publishes a host port fixed in the file: two containers cannot hold it at once.
+    /// It publishes host ports: it leaves before its previous release starts (see
+    /// [`Swap::stop_first`]).
     pub fixed_ports: bool,
 }
 
@@ -40,8 +41,9 @@ pub struct Swap {
 }
 
 impl Swap {
-    /// Stop the current replica before the previous one starts: a fixed host port cannot be
-    /// held twice. Otherwise the previous one starts first and proves itself ready.
+    /// Stop the current replica before the previous one starts when it publishes host ports
+    /// (a port written in the file cannot be held twice; the balancers drain it first).
+    /// Otherwise the previous one starts first and proves itself ready.
     pub fn stop_first(&self) -> bool {
         self.current.fixed_ports
     }
@@ -59,7 +61,7 @@ impl Swap {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RollbackPlan {
-    /// In the order they are carried out: by service, slot, machine.
+    /// In the order they are carried out: by service, machine, slot.
     pub swaps: Vec<Swap>,
     /// Slots that have no previous release while others of their service go back (or whose
     /// service was named): `service.slot@machine`. They stay on their current release.
@@ -97,10 +99,10 @@ pub fn plan(current: &[Release], kept: &[Release], services: &[String]) -> Rollb
         }
     }
     swaps.sort_by(|a, b| {
-        (&a.current.service, &a.current.slot, &a.current.machine).cmp(&(
+        (&a.current.service, &a.current.machine, &a.current.slot).cmp(&(
             &b.current.service,
-            &b.current.slot,
             &b.current.machine,
+            &b.current.slot,
         ))
     });
     // A service never updated and not named simply has nothing to roll back.
@@ -146,7 +148,7 @@ impl RollbackPlan {
                 s.previous.name,
                 s.current.name,
                 if s.stop_first() {
-                    "; stop-first: it publishes a fixed host port"
+                    "; stop-first: it publishes host ports"
                 } else {
                     ""
                 }
@@ -263,7 +265,7 @@ mod tests {
         assert!(p.swaps[0].stop_first());
         assert!(
             p.render_text()
-                .contains("stop-first: it publishes a fixed host port")
+                .contains("stop-first: it publishes host ports")
         );
     }
 }
