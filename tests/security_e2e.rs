@@ -884,7 +884,7 @@ fn labels_hold_no_secret_value_nor_its_plain_hash() {
 
     // Rollback without the compose file: the old secret is back, from the engine's container.
     let elsewhere = scratch("seal-rollback");
-    let out = common::lab::hoist_in(&elsewhere, ["-m", m, "-p", &project, "rollback"]);
+    let out = common::lab::hoist_in(&elsewhere, ["-m", m, "-p", &project, "rollback", "--yes"]);
     out.expect_success("rollback");
     let mut running = Vec::new();
     for name in lab.machine_names() {
