@@ -11,7 +11,6 @@
 
 use crate::labels;
 use bollard::Docker;
-use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::RemoveVolumeOptions;
 use std::collections::{BTreeSet, HashMap};
 
@@ -48,38 +47,15 @@ pub async fn write(
     project: &str,
     machines: &BTreeSet<String>,
 ) -> Vec<(String, String)> {
-    let name = volume_name(project);
     let list = serde_json::to_string(machines).expect("names serialize");
-    let writes = engines.iter().map(|(machine, docker)| {
-        let (name, list) = (name.clone(), list.clone());
-        async move {
-            if let Ok(v) = docker.inspect_volume(&name).await {
-                if v.labels.get(MACHINES) == Some(&list) {
-                    return None;
-                }
-                let _ = docker
-                    .remove_volume(&name, None::<RemoveVolumeOptions>)
-                    .await;
-            }
-            docker
-                .create_volume(VolumeCreateRequest {
-                    name: Some(name),
-                    labels: Some(HashMap::from([
-                        (labels::PROJECT.to_string(), project.to_string()),
-                        (MACHINES.to_string(), list),
-                    ])),
-                    ..Default::default()
-                })
-                .await
-                .err()
-                .map(|e| (machine.clone(), e.to_string()))
-        }
-    });
-    futures_util::future::join_all(writes)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    let labels = HashMap::from([
+        (labels::PROJECT.to_string(), project.to_string()),
+        (MACHINES.to_string(), list.clone()),
+    ]);
+    super::ops::put_labelled_volume(engines, &volume_name(project), &labels, |have| {
+        have.get(MACHINES) == Some(&list)
+    })
+    .await
 }
 
 /// Removes the record (`hoist down`: the project runs nowhere).

@@ -650,6 +650,43 @@ pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<(i64
     Ok((code, text))
 }
 
+/// Puts a volume `name` carrying `labels` on every engine given. Volume labels cannot change,
+/// so an existing volume is replaced, unless `keep` says its labels are already right. Returns
+/// the machines where it could not be written, with why (hoist's small state records: scale
+/// decisions, the fleet's machines).
+pub async fn put_labelled_volume(
+    engines: &[(String, Docker)],
+    name: &str,
+    labels: &HashMap<String, String>,
+    keep: impl Fn(&HashMap<String, String>) -> bool,
+) -> Vec<(String, String)> {
+    let keep = &keep;
+    let writes = engines.iter().map(|(machine, docker)| async move {
+        if let Ok(v) = docker.inspect_volume(name).await {
+            if keep(&v.labels) {
+                return None;
+            }
+            let _ = docker
+                .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .await;
+        }
+        docker
+            .create_volume(bollard::models::VolumeCreateRequest {
+                name: Some(name.to_string()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await
+            .err()
+            .map(|e| (machine.clone(), e.to_string()))
+    });
+    futures_util::future::join_all(writes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

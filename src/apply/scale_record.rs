@@ -11,8 +11,7 @@ use crate::core::autoscale::Record;
 use crate::engine::Connections;
 use crate::labels;
 use bollard::Docker;
-use bollard::models::VolumeCreateRequest;
-use bollard::query_parameters::{ListVolumesOptions, RemoveVolumeOptions};
+use bollard::query_parameters::ListVolumesOptions;
 use std::collections::{BTreeMap, HashMap};
 
 /// The service a scale record is for.
@@ -94,26 +93,5 @@ pub async fn write(
         (AT.to_string(), record.at.clone()),
         (SEQ.to_string(), record.seq.to_string()),
     ]);
-    let writes = engines.iter().map(|(machine, docker)| {
-        let (name, labels) = (name.clone(), labels.clone());
-        async move {
-            let _ = docker
-                .remove_volume(&name, None::<RemoveVolumeOptions>)
-                .await;
-            docker
-                .create_volume(VolumeCreateRequest {
-                    name: Some(name),
-                    labels: Some(labels),
-                    ..Default::default()
-                })
-                .await
-                .err()
-                .map(|e| (machine.clone(), e.to_string()))
-        }
-    });
-    futures_util::future::join_all(writes)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    super::ops::put_labelled_volume(engines, &name, &labels, |_| false).await
 }
