@@ -613,7 +613,34 @@ pub async fn copy_files(docker: &Docker, id: &str, files: &[FileInContainer]) ->
 }
 
 /// Runs `cmd` in a container; returns its exit code and its output (both streams).
+///
+/// When the runtime fails to start the process at all — runc's "unable to start container
+/// process" with a broken init pipe, seen on busy machines — the command never ran, so it is
+/// tried again (three tries, short pauses) rather than reported as the command's own failure.
+/// A command that is missing or not allowed fails at once: trying again would not help.
 pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<(i64, String)> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (code, out) = exec_once(docker, container, cmd).await?;
+        if tries >= 3 || !runtime_could_not_start(code, &out) {
+            return Ok((code, out));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150 * tries)).await;
+    }
+}
+
+/// The runtime's own failure to start an exec'd process, when it is not about the command
+/// (missing, not executable): a transient failure worth one more try.
+fn runtime_could_not_start(code: i64, out: &str) -> bool {
+    (code == 126 || code == 127 || code == 1)
+        && out.contains("OCI runtime exec failed")
+        && !["not found", "no such file", "permission denied"]
+            .iter()
+            .any(|s| out.to_ascii_lowercase().contains(s))
+}
+
+async fn exec_once(docker: &Docker, container: &str, cmd: &[&str]) -> Result<(i64, String)> {
     let created = docker
         .create_exec(
             container,
@@ -689,6 +716,20 @@ pub async fn put_labelled_volume(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_the_runtimes_own_start_failure_is_tried_again() {
+        let broken_pipe = "OCI runtime exec failed: exec failed: unable to start container process: waiting for init preliminary setup: read init-p: connection reset by peer: unknown";
+        assert!(super::runtime_could_not_start(126, broken_pipe));
+        let missing = "OCI runtime exec failed: exec failed: unable to start container process: exec: \"wget\": executable file not found in $PATH: unknown";
+        assert!(!super::runtime_could_not_start(126, missing));
+        // The command's own failure, in its own words.
+        assert!(!super::runtime_could_not_start(
+            1,
+            "wget: server returned error: HTTP/1.1 404"
+        ));
+        assert!(!super::runtime_could_not_start(0, broken_pipe));
+    }
+
     #[test]
     fn host_ports_left_to_the_engine_get_fixed_ones() {
         let request = serde_json::json!({"HostConfig": {"PortBindings": {

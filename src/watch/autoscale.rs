@@ -20,14 +20,19 @@ pub struct Sampler {
     previous: HashMap<String, Counters>,
 }
 
+/// One round's samples: CPU percent by container, and the containers that gave no figure
+/// with why (the engine did not answer in time, or answered without CPU counters).
+#[derive(Debug, Default)]
+pub struct Samples {
+    pub cpu: HashMap<String, f64>,
+    pub unmeasured: Vec<(String, String)>,
+}
+
 impl Sampler {
     /// CPU percent (of one CPU) of each container given (machine engine, container id) since
-    /// the previous sample of it; containers sampled for the first time give none yet.
-    pub async fn sample(
-        &mut self,
-        containers: &[(Docker, String)],
-        within: Duration,
-    ) -> HashMap<String, f64> {
+    /// its last sample; a container sampled for the first time gives none yet. A container
+    /// that misses a round keeps its last counters, so one slow answer costs one round, not two.
+    pub async fn sample(&mut self, containers: &[(Docker, String)], within: Duration) -> Samples {
         let reads = containers.iter().map(|(docker, id)| async move {
             let opts = StatsOptions {
                 stream: false,
@@ -38,27 +43,49 @@ impl Sampler {
                 s.next().await
             };
             let counters = match tokio::time::timeout(within, read).await {
-                Ok(Some(Ok(stats))) => stats.cpu_stats.and_then(|c| {
-                    Some(Counters {
-                        total: c.cpu_usage?.total_usage?,
-                        system: c.system_cpu_usage?,
-                        cpus: c.online_cpus.unwrap_or(1).max(1),
+                Ok(Some(Ok(stats))) => stats
+                    .cpu_stats
+                    .and_then(|c| {
+                        Some(Counters {
+                            total: c.cpu_usage?.total_usage?,
+                            system: c.system_cpu_usage?,
+                            cpus: c.online_cpus.unwrap_or(1).max(1),
+                        })
                     })
-                }),
-                _ => None,
+                    // An engine that cannot read the container's cgroups answers with zeroed
+                    // counters (and logs "no metrics received"): no figure, not 0 %.
+                    .filter(|c| c.system > 0)
+                    .ok_or_else(|| {
+                        "its engine reports no CPU counters for it (can the engine read its cgroups? `docker stats` shows the same)".to_string()
+                    }),
+                Ok(Some(Err(e))) => Err(format!("its engine refused stats: {e}")),
+                Ok(None) => Err("its engine sent no stats".to_string()),
+                Err(_) => Err(format!(
+                    "its engine gave no stats within {} ms",
+                    within.as_millis()
+                )),
             };
             (id.clone(), counters)
         });
-        let mut out = HashMap::new();
+        let mut out = Samples::default();
         let mut next = HashMap::new();
         for (id, counters) in futures_util::future::join_all(reads).await {
-            let Some(now) = counters else { continue };
-            if let Some(before) = self.previous.get(&id)
-                && let Some(p) = percent(before, &now)
-            {
-                out.insert(id.clone(), p);
+            match counters {
+                Ok(now) => {
+                    if let Some(before) = self.previous.get(&id)
+                        && let Some(p) = percent(before, &now)
+                    {
+                        out.cpu.insert(id.clone(), p);
+                    }
+                    next.insert(id, now);
+                }
+                Err(why) => {
+                    if let Some(before) = self.previous.get(&id) {
+                        next.insert(id.clone(), *before);
+                    }
+                    out.unmeasured.push((id, why));
+                }
             }
-            next.insert(id, now);
         }
         self.previous = next;
         out

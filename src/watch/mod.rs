@@ -17,6 +17,7 @@ use crate::apply::progress::Progress;
 use crate::apply::rollout::Verdict;
 use crate::apply::{lock, scale_record};
 use crate::core::autoscale as policy;
+use crate::core::observed::SlotName;
 use crate::core::plan::Action;
 use crate::engine::{Connections, MachineError};
 use crate::inventory::Fleet;
@@ -104,6 +105,7 @@ pub async fn run(
     // Scale decisions not yet recorded on the machines, with the count before them.
     let mut pending: BTreeMap<String, (u32, policy::Record)> = BTreeMap::new();
     let mut sampler = autoscale::Sampler::default();
+    let mut said_unmeasured: BTreeSet<String> = BTreeSet::new();
     log(&format!(
         "watching project {} on {} machines: every {:.1}s, lost after {:.1}s without an answer, trusted again after {} rounds",
         project.name,
@@ -142,7 +144,16 @@ pub async fn run(
         }
         // Autoscale.
         if !policies.is_empty() {
-            let cpu = sample_cpu(&mut sampler, conns, &observation, &policies, opts.probe).await;
+            // Stats take their own bound: an engine that answered the observation may still
+            // take a moment for stats on a busy machine, and a missed sample costs a round.
+            let within = opts.probe.max(STATS_WITHIN);
+            let (cpu, unmeasured) =
+                sample_cpu(&mut sampler, conns, &observation, &policies, within).await;
+            // Each problem is said once, and again only after it went away and came back.
+            for line in unmeasured.difference(&said_unmeasured) {
+                log(line);
+            }
+            said_unmeasured = unmeasured;
             for (service, p) in &policies {
                 let state = scale.get_mut(service).expect("one state per policy");
                 let before = state.replicas;
@@ -411,16 +422,20 @@ async fn observe_and_reconnect(
     observation
 }
 
-/// CPU percent of each running replica of the autoscaled services, by service.
+/// The least time a round gives the engines for CPU stats.
+const STATS_WITHIN: Duration = Duration::from_secs(5);
+
+/// CPU percent of each running replica of the autoscaled services, by service, and a line
+/// for each replica that could not be measured (`burn.1 on m1: …`).
 async fn sample_cpu(
     sampler: &mut autoscale::Sampler,
     conns: &Connections,
     observation: &Observation,
     policies: &BTreeMap<String, policy::Policy>,
     within: Duration,
-) -> BTreeMap<String, Vec<f64>> {
+) -> (BTreeMap<String, Vec<f64>>, BTreeSet<String>) {
     let mut targets = Vec::new();
-    let mut service_of: HashMap<String, String> = HashMap::new();
+    let mut replica_of: HashMap<String, (String, String)> = HashMap::new();
     for (machine, state) in &observation.machines {
         let Ok(state) = state else { continue };
         let Some(docker) = conns
@@ -435,17 +450,35 @@ async fn sample_cpu(
         for c in observe::current(&state.containers) {
             if c.state == "running" && policies.contains_key(&c.service) {
                 targets.push((docker.clone(), c.id.clone()));
-                service_of.insert(c.id.clone(), c.service.clone());
+                let replica = match &c.slot {
+                    Some(slot) => SlotName(&c.service, slot).to_string(),
+                    None => c.name.clone(),
+                };
+                replica_of.insert(
+                    c.id.clone(),
+                    (c.service.clone(), format!("{replica} on {machine}")),
+                );
             }
         }
     }
+    let samples = sampler.sample(&targets, within).await;
     let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for (id, cpu) in sampler.sample(&targets, within).await {
-        if let Some(service) = service_of.get(&id) {
+    for (id, cpu) in samples.cpu {
+        if let Some((service, _)) = replica_of.get(&id) {
             out.entry(service.clone()).or_default().push(cpu);
         }
     }
-    out
+    let unmeasured = samples
+        .unmeasured
+        .iter()
+        .filter_map(|(id, why)| {
+            let (service, replica) = replica_of.get(id)?;
+            Some(format!(
+                "{service}: cannot measure the cpu of {replica}: {why}; autoscale decides from the replicas it can measure"
+            ))
+        })
+        .collect();
+    (out, unmeasured)
 }
 
 /// Applies one round's plan under the deploy lock, or skips the round when another deploy

@@ -119,6 +119,29 @@ ensure_dockerd() {
     die "dockerd did not start within 30 s; see /var/log/dockerd.log"
 }
 
+# Engines read a container's CPU and memory (docker stats, hence `hoist watch`'s autoscaler)
+# through every cgroup v1 hierarchy the kernel lists; one enabled but not mounted (this box
+# kind leaves net_cls, net_prio, perf_event and hugetlb unmounted) makes containerd fail with
+# "cannot find cgroup mount destination" and stats read all zeros — on the box and in every
+# machine, which shares the box's /sys/fs/cgroup. Mount what is missing; a cgroup v2 box
+# (cgroup.controllers at the top) needs nothing.
+missing_cgroup_controllers() {
+    [[ -e /sys/fs/cgroup/cgroup.controllers ]] && return
+    local name hier _n enabled
+    while read -r name hier _n enabled; do
+        [[ $name == \#* || $enabled != 1 || $hier == 0 ]] && continue
+        grep -qE " - cgroup cgroup .*[,]?$name(,|$)" /proc/self/mountinfo || echo "$name"
+    done </proc/cgroups
+}
+ensure_cgroup_controllers() {
+    local c
+    for c in $(missing_cgroup_controllers); do
+        mkdir -p "/sys/fs/cgroup/$c"
+        mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c" || die "could not mount the $c cgroup controller (needed for docker stats)"
+        log "mounted the $c cgroup controller (docker stats needs every enabled one)"
+    done
+}
+
 # Two `up`s (or an `up` and a `down`) at once would remove each other's machines.
 lock_lab() {
     mkdir -p "$STATE"
@@ -335,6 +358,7 @@ cmd_up() { # [N]
     lock_lab
     ensure_packages
     ensure_dockerd
+    ensure_cgroup_controllers
     ensure_keys "$n"
     ensure_machine_images
     local tarball
@@ -678,6 +702,10 @@ cmd_status() { # [N]
     local n=${1:-$(lab_size)} want name i
     ((n > 0)) || { echo "lab is down"; return 1; }
     want=$(lab_recipe)
+    local missing host_cgroups
+    missing=$(missing_cgroup_controllers)
+    [[ -z $missing ]] || { echo "cgroup controllers not mounted on the box:" $missing; return 1; }
+    host_cgroups=$(grep -c ' - cgroup ' /proc/self/mountinfo)
     local dir
     dir=$(mktemp -d)
     for ((i = 1; i <= n; i++)); do
@@ -694,6 +722,9 @@ cmd_status() { # [N]
                     dockerv=fail
             fi
             [[ $state == running && $sshv == ok && $dockerv != fail ]] || verdict=DOWN
+            # A machine started before the box mounted every cgroup controller reads no stats.
+            [[ $state != running || $(docker exec "$name" grep -c ' - cgroup ' /proc/self/mountinfo) == "$host_cgroups" ]] ||
+                verdict=STALE
             [[ $state == missing || $recipe == "$want" ]] || verdict=STALE
             printf '%-4s %-14s %-9s %-8s ssh=%-4s docker=%-12s %s\n' "$name" "$(machine_ip "$name")" \
                 "$(machine_suite "$name")" "$state" "$sshv" "$dockerv" "$verdict" >"$dir/$i"
