@@ -67,4 +67,52 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 
 step "tests"
-cargo test --all-targets --no-fail-fast 2>&1
+# Built once; the targets that need no lab run first, through cargo.
+cargo test --all-targets --no-run --quiet 2>&1
+e2e=()
+for f in tests/*_e2e.rs tests/lab_smoke.rs; do e2e+=("$(basename "$f" .rs)"); done
+quick=(--lib --bins --benches)
+for f in tests/*.rs; do
+  t=$(basename "$f" .rs)
+  [[ " ${e2e[*]} " == *" $t "* ]] || quick+=(--test "$t")
+done
+failed=0
+cargo test "${quick[@]}" --no-fail-fast 2>&1 || failed=1
+
+# The lab tests spend most of their time waiting on machines (health gates, stop grace
+# periods), so binaries run side by side (E2E_JOBS at once, each with E2E_THREADS tests at
+# once). They share the lab through leases (tests/common/lab.rs): fault-injecting tests take
+# it alone. Each binary's output is printed whole when it ends, with its time.
+E2E_JOBS=${E2E_JOBS:-3}
+E2E_THREADS=${E2E_THREADS:-4}
+out=$(mktemp -d)
+bins=$(cargo test "${e2e[@]/#/--test=}" --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["target"]["name"], m["executable"])')
+run_one() { # NAME EXECUTABLE OUTDIR THREADS
+  local start=$SECONDS rc=0
+  "$2" --test-threads="$4" >"$3/$1.log" 2>&1 || rc=$?
+  echo "$rc $((SECONDS - start))" >"$3/$1.rc"
+  # One binary's output at a time, never interleaved.
+  flock "$3/.print" sh -c 'printf "\n==> %s: exit %s after %ss\n" "$1" "$2" "$3"; cat "$4"' \
+    _ "$1" "$rc" "$((SECONDS - start))" "$3/$1.log"
+}
+export -f run_one
+# Longest first (times from the last full run), so the slowest does not start last.
+order="rollout_e2e security_e2e up_e2e ingress_e2e watch_e2e verbs_e2e drain_e2e examples_e2e mesh_e2e"
+{
+  for t in $order; do grep "^$t " <<<"$bins" || true; done
+  grep -v -E "^($(tr ' ' '|' <<<"$order")) " <<<"$bins" || true
+} | xargs -P "$E2E_JOBS" -L 1 bash -c 'run_one "$0" "$1" "'"$out"'" "'"$E2E_THREADS"'"'
+printf '\n==> lab tests: exit code and seconds\n'
+for f in "$out"/*.rc; do
+  read -r rc secs <"$f"
+  printf '%-22s exit %-3s %5ss\n' "$(basename "$f" .rc)" "$rc" "$secs"
+  [[ $rc == 0 ]] || failed=1
+done
+[[ $(ls "$out"/*.rc | wc -l) == "${#e2e[@]}" ]] || { echo "not every lab test binary ran" >&2; failed=1; }
+rm -rf "$out"
+exit $failed

@@ -318,9 +318,33 @@ impl Lab {
     fn lease(&self, mode: &str) -> Lease {
         // flock(1) holds the lock while `sh` waits on its stdin. Dropping the Lease closes that
         // pipe; so does the death of this process, so a crashed test cannot keep the lab locked.
+        //
+        // flock grants a shared lock while an exclusive one waits, so with several test
+        // binaries at once (tests/all.sh runs them side by side) a fault test could wait for
+        // ever behind a stream of shared ones. A turnstile stops that: a shared lease passes
+        // through it (takes and drops it) before its own lock; an exclusive lease holds it
+        // while it waits for, and while it holds, the lab — so no new shared lease starts
+        // meanwhile.
         let lock = self.state_dir.join(".use.lock");
-        let mut child = Command::new("flock")
-            .args([mode, "-w", &LOCK_TIMEOUT_SECS.to_string()])
+        let turnstile = self.state_dir.join(".use.turnstile");
+        let wait = LOCK_TIMEOUT_SECS.to_string();
+        let mut command = Command::new("flock");
+        command.args(["-x", "-w", &wait]).arg(&turnstile);
+        if mode == "-s" {
+            // Through the turnstile, then the shared lock on its own.
+            command.arg("true");
+            let passed = command.status().expect("cannot run flock");
+            assert!(
+                passed.success(),
+                "no turn at {} within {LOCK_TIMEOUT_SECS}s",
+                turnstile.display()
+            );
+            command = Command::new("flock");
+        } else {
+            command.arg("flock");
+        }
+        let mut child = command
+            .args([mode, "-w", &wait])
             .arg(&lock)
             .args(["sh", "-c", "echo locked; read _"])
             .stdin(Stdio::piped())
