@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf "\n==> %s (%s, %ss in)\n" "$*" "$(date +%H:%M:%S)" "$SECONDS"; }
 
 step "system packages"
 missing=()

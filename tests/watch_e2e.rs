@@ -333,6 +333,8 @@ fn crashed_and_unhealthy_replicas_are_replaced() {
     watch.stop();
 }
 
+// The CPU target is low: three busy loops on a busy 2-core box may get under 20% each (seen in
+// CI), and a higher target would scale them down while the load is still on.
 const BURN: &str = "
 services:
   burn:
@@ -341,7 +343,7 @@ services:
     volumes: ['/tmp/hoist-burn-PROJECT:/load']
     healthcheck: {test: [CMD, 'true'], interval: 1s}
     x-hoist:
-      autoscale: {min: 1, max: 3, cpu: 30, cooldown: 5s}
+      autoscale: {min: 1, max: 3, cpu: 10, cooldown: 5s}
 ";
 
 #[test]
@@ -394,7 +396,8 @@ fn cpu_load_scales_up_to_max_and_back_to_min() {
     wait_for(
         Duration::from_secs(90),
         "burn back to min (1) after the cooldown",
-        || running() == 1 && watch.log().contains("scale 3 → 1"),
+        // Straight down to 1, or in steps (3 → 2 → 1) when the box is busy.
+        || running() == 1 && watch.log().contains(" → 1 replicas"),
         || watch.log(),
     );
     let log = watch.stop();

@@ -702,10 +702,9 @@ cmd_status() { # [N]
     local n=${1:-$(lab_size)} want name i
     ((n > 0)) || { echo "lab is down"; return 1; }
     want=$(lab_recipe)
-    local missing host_cgroups
+    local missing
     missing=$(missing_cgroup_controllers)
     [[ -z $missing ]] || { echo "cgroup controllers not mounted on the box:" $missing; return 1; }
-    host_cgroups=$(grep -c ' - cgroup ' /proc/self/mountinfo)
     local dir
     dir=$(mktemp -d)
     for ((i = 1; i <= n; i++)); do
@@ -723,7 +722,7 @@ cmd_status() { # [N]
             fi
             [[ $state == running && $sshv == ok && $dockerv != fail ]] || verdict=DOWN
             # A machine started before the box mounted every cgroup controller reads no stats.
-            [[ $state != running || $(docker exec "$name" grep -c ' - cgroup ' /proc/self/mountinfo) == "$host_cgroups" ]] ||
+            [[ $state != running || -z $(docker exec "$name" bash -c "$(declare -f missing_cgroup_controllers); missing_cgroup_controllers") ]] ||
                 verdict=STALE
             [[ $state == missing || $recipe == "$want" ]] || verdict=STALE
             printf '%-4s %-14s %-9s %-8s ssh=%-4s docker=%-12s %s\n' "$name" "$(machine_ip "$name")" \
