@@ -56,26 +56,62 @@ fn familiar(repo: &str) -> &str {
     repo.strip_prefix("library/").unwrap_or(repo)
 }
 
-/// Whether `image` came from a registry as far as `engines` know: true when one
-/// of them holds a digest for its repository, or none holds the image at all
-/// (it can only come from a registry then). False for an image that exists only
-/// as built or loaded somewhere (`docker build -t app:dev`, `docker load`).
-async fn from_registry(image: &str, engines: &[&Docker]) -> bool {
+/// Where `image` comes from, as far as the engines holding it can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// An engine holds a registry digest for its repository, or no engine holds it at all
+    /// (it can only come from a registry then).
+    Registry,
+    /// Held somewhere with no digest (`docker build -t app:dev`, `docker load` on the classic
+    /// image store): shipped from the local engine as it is.
+    Local,
+    /// Held only by engines on containerd's image store, whose every image — pulled, built or
+    /// loaded — carries its own manifest digest as repository digest (equal to its ID), so
+    /// nothing tells a pulled image from a loaded one. The registry is asked; an image it
+    /// does not serve is local.
+    Unknown,
+}
+
+/// What the engines' copies of `image` say of its origin (see [`Origin`]).
+async fn origin(image: &str, engines: &[&Docker]) -> Origin {
     let (repo, _) = image::split_tag(image);
     let inspects =
         futures_util::future::join_all(engines.iter().map(|d| d.inspect_image(image))).await;
-    let mut present = false;
-    for i in inspects.into_iter().flatten() {
-        present = true;
-        let digests = i.repo_digests.unwrap_or_default();
-        if digests.iter().any(|d| {
-            d.split_once('@')
-                .is_some_and(|(r, _)| familiar(r) == familiar(repo))
-        }) {
-            return true;
-        }
+    let copies: Vec<(Option<String>, Vec<String>)> = inspects
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let digests = i
+                .repo_digests
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|d| {
+                    let (r, digest) = d.split_once('@')?;
+                    (familiar(r) == familiar(repo)).then(|| digest.to_string())
+                })
+                .collect();
+            (i.id, digests)
+        })
+        .collect();
+    origin_of(&copies)
+}
+
+/// [`origin`] from each holding engine's (image ID, repository digests of its repository).
+fn origin_of(copies: &[(Option<String>, Vec<String>)]) -> Origin {
+    if copies.is_empty() {
+        return Origin::Registry;
     }
-    !present
+    // A digest other than the image's own ID: the classic store records one only on a pull.
+    if copies
+        .iter()
+        .any(|(id, digests)| digests.iter().any(|d| Some(d) != id.as_ref()))
+    {
+        return Origin::Registry;
+    }
+    if copies.iter().any(|(_, digests)| digests.is_empty()) {
+        return Origin::Local;
+    }
+    Origin::Unknown
 }
 
 /// What is settled before any registry is asked (`hoist watch`: what runs).
@@ -163,10 +199,17 @@ pub async fn resolve_on(
     let lookups = images.iter().map(|(img, services)| {
         let (engines, machines) = (&engines, &machines);
         async move {
-            if !from_registry(img, engines).await {
-                return (img, services, Ok(None));
+            match origin(img, engines).await {
+                Origin::Local => (img, services, Ok(None)),
+                Origin::Registry => (img, services, resolve_one(img, machines).await.map(Some)),
+                // Held only on containerd-store engines: a registry that serves it pins it;
+                // one that does not (or cannot be reached) leaves the machines' copies as
+                // they are, like any local image.
+                Origin::Unknown => match resolve_one(img, machines).await {
+                    Ok(d) => (img, services, Ok(Some(d))),
+                    Err(_) => (img, services, Ok(None)),
+                },
             }
-            (img, services, resolve_one(img, machines).await.map(Some))
         }
     });
     let mut problems = Vec::new();
@@ -615,6 +658,27 @@ mod tests {
         assert_eq!(qualified("ghcr.io/acme/app"), "ghcr.io/acme/app");
         assert_eq!(qualified("172.31.77.1:5443/app"), "172.31.77.1:5443/app");
         assert_eq!(qualified("localhost/app"), "localhost/app");
+    }
+
+    #[test]
+    fn origin_from_the_copies_engines_hold() {
+        let id = |s: &str| Some(format!("sha256:{s}"));
+        let d = |s: &str| format!("sha256:{s}");
+        assert_eq!(origin_of(&[]), Origin::Registry);
+        // Classic store: pulled (a manifest digest beside the config ID) vs built or loaded.
+        assert_eq!(origin_of(&[(id("c0"), vec![d("m1")])]), Origin::Registry);
+        assert_eq!(origin_of(&[(id("c0"), vec![])]), Origin::Local);
+        // containerd store: the ID is the manifest digest, pulled or loaded alike.
+        assert_eq!(origin_of(&[(id("m1"), vec![d("m1")])]), Origin::Unknown);
+        // Beside a classic copy with no digest it is local; beside a pulled one, a registry's.
+        assert_eq!(
+            origin_of(&[(id("m1"), vec![d("m1")]), (id("c0"), vec![])]),
+            Origin::Local
+        );
+        assert_eq!(
+            origin_of(&[(id("m1"), vec![d("m1")]), (id("c0"), vec![d("m1")])]),
+            Origin::Registry
+        );
     }
 
     #[test]
