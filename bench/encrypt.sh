@@ -288,8 +288,11 @@ for u in far:8001 far:8002 far:8003 far:8004 far:8005 far:8006 far:8007 far:8008
     in_m1 exec enc-client wget -q -O- "http://$u/" | grep -q 'encryption bench' ||
         { echo "bench: http://$u/ does not answer" >&2; in_m2 logs enc-gw >&2; exit 1; }
 done
-# a client without a fleet certificate is refused by the gateway (listener :8009 has none)
-if in_m1 exec enc-client wget -q -T 5 -O- http://far:8009/ >/dev/null 2>&1; then
+# a client without a fleet certificate is refused by the gateway (listener :8009 has none); the
+# same request through a listener that has one (:8003) is the control
+probe() { in_m1 exec enc-client timeout 5 wget -q -O- "http://far:$1/" 2>/dev/null | grep -q 'encryption bench'; }
+probe 8003 || { echo "bench: the control request through the gateway failed" >&2; exit 1; }
+if probe 8009; then
     echo "bench: the gateway answered a client without a certificate" >&2; exit 1
 fi
 plain_listeners=$(docker exec m2 sh -c "ss -Hltn 2>/dev/null || netstat -ltn" | awk '{print $4}' | grep -c "^$m2:" || true)
