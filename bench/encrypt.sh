@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Issue 14, step 1: what encrypting the hop between machines costs, measured on the lab.
-# One cross-machine hop by name (client container on m1 → mesh proxy on m1 → server on m2),
-# four ways:
-#   plain  today's mesh: HAProxy (TCP) on m1 → the replica's port published on m2's address;
-#   tls    HAProxy on m1 → mutual TLS 1.3 (ECDSA P-256, fleet CA) → ONE gateway HAProxy on m2
-#          (host network, 172.31.77.12:7443) that picks the replica by SNI and forwards to its
-#          port published on 127.0.0.1 (tls) or straight to its container address (tls-cip);
-#          tls-full is tls with `no-ssl-reuse` (every connection a full handshake);
-#   wg     the plaintext hop carried by a userspace WireGuard tunnel (Debian's wireguard-go in a
-#          host-network container with NET_ADMIN and /dev/net/tun on m1 and on m2);
+# One cross-machine hop by name (client container on m1 → mesh proxy on m1 → server on m2):
+#   plain       today's mesh: HAProxy (TCP) on m1 → the replica's port published on m2's address;
+#   hop2        not a candidate: m1's proxy → a second HAProxy on m2 in clear → the replica, to
+#               tell the cost of the gateway's extra hop from the cost of TLS;
+#   tls         HAProxy on m1 → mutual TLS 1.3 (ECDSA P-256, fleet CA) → ONE gateway HAProxy on
+#               m2 (host network, 172.31.77.12:7443) that picks the replica by SNI and forwards
+#               to its port published on 127.0.0.1 (tls) or to its container address (tls-cip);
+#               tls-full is tls with `no-ssl-reuse` (every connection a full handshake);
+#   http-reuse  tls-cip with both proxies in HTTP mode and `http-reuse always` on m1's side:
+#               client connections share pooled TLS connections to the gateway;
+#   wg          the plaintext hop carried by a userspace WireGuard tunnel (Debian's
+#               wireguard-go in a host-network container with NET_ADMIN and /dev/net/tun on m1
+#               and on m2);
 # and the ingress (Caddy 2.6) reaching a replica on m2: in clear, over mutual TLS straight to
 # the gateway (reverse_proxy transport http tls_client_auth …), and through the local HAProxy.
 # Servers on m2: busybox httpd (closes every connection: a new connection per request at every
 # hop) serving a small file and a 50 MB one, and Caddy's file-server (keeps connections alive)
 # serving the same small file. `hey` runs in a client container on m1, as in bench/mesh.sh.
 # Nothing here uses hoist itself: every container is started by hand, named enc-*, and removed
-# on exit, with the certificates and the tun device's users.
+# on exit with the certificates (/tmp/enc-pki in each machine); /dev/net/tun, made in m1 and m2
+# when missing, stays (a device node, as the rootless machine has one). The image
+# hoist-bench/wireguard-go stays in the box's and the machines' engines.
 # Usage: bash bench/encrypt.sh [REQUESTS] [CONCURRENCY] [RUNS]   (defaults 10000, 8, 3)
 #   ENC_ONLY="plain tls …" measures only the paths so named (rows of the others stay empty).
 set -euo pipefail
