@@ -635,6 +635,48 @@ fn cases() -> Vec<Case> {
         }
     }
 
+    // The machines file's `engine:` (Docker or Podman) says the machine and the values known.
+    for (what, bad) in [
+        ("a made-up engine", "rocket"),
+        ("a list", "[1]"),
+        ("nothing", "\"\""),
+    ] {
+        out.push(machines_case(
+            &format!("engine: {what}"),
+            m1(&format!("{{ssh: x, engine: {bad}}}")),
+            &["machines.m1.engine", "engine: podman"],
+        ));
+    }
+
+    // `x-hoist.backup` (docs/volumes.md): the key, and what is expected there.
+    for (what, bad, want) in [
+        (
+            "a number for command",
+            "{command: 5}",
+            "command: expected a non-empty string or list",
+        ),
+        (
+            "an empty command",
+            "{command: []}",
+            "command: expected a non-empty string or list",
+        ),
+        ("an unknown key", "{nope: 1}", "unknown key \"nope\""),
+        ("a string", "\"x\"", "expected a mapping"),
+        (
+            "a timeout that is no duration",
+            "{command: [sync], timeout: forever}",
+            "is not a duration",
+        ),
+    ] {
+        out.push(compose_case(
+            &format!("backup with {what}"),
+            format!(
+                "name: p\nservices:\n  db:\n    image: app\n    volumes: [d:/d]\n    x-hoist:\n      backup: {bad}\nvolumes: {{d: {{}}}}\n"
+            ),
+            &["services.db.x-hoist.backup", want],
+        ));
+    }
+
     // A malformed `.env` line (finding 13): the file and line, never the value.
     for line in [
         "DB_PASSWORD hunter2",

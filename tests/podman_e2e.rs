@@ -229,3 +229,42 @@ fn docker_and_podman_machines_share_a_service_and_a_rolling_update() {
     }
     let _ = std::fs::remove_dir_all(Path::new(&p.dir));
 }
+
+/// Podman runs health checks from systemd timers; a Podman without systemd runs none, and a
+/// replica with a healthcheck never leaves `starting`. The lab's Podman machine stands in for the
+/// timers except for containers labelled io.hoist.lab.no-timer=1 (tests/lab/podman/boot.sh):
+/// such a replica's health gate fails saying why, and the deploy rolls back.
+#[test]
+fn a_health_check_podman_never_runs_is_named_as_such() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let machines = lab.podman();
+    let dir = std::env::temp_dir().join(format!("hoist-e2e-podtimer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = Project {
+        dir,
+        name: format!("e2epodtimer{}", std::process::id()),
+        machines,
+    };
+    std::fs::write(
+        p.dir.join("compose.yaml"),
+        "services:
+  web:
+    image: hoist-test/app:v1
+    labels: {io.hoist.lab.no-timer: \"1\"}
+    healthcheck: {test: [CMD, 'true'], interval: 1s, timeout: 1s, retries: 2, start_period: 0s}
+    deploy:
+      placement: {constraints: [node.hostname == pod]}
+",
+    )
+    .unwrap();
+    let up = p.hoist(&["up", "--yes"]);
+    assert!(!up.success(), "{up}");
+    assert!(
+        up.stderr.contains("its health check never ran") && up.stderr.contains("systemd timers"),
+        "{up}"
+    );
+    p.hoist(&["down", "--yes"]).expect_success("down");
+    let _ = std::fs::remove_dir_all(Path::new(&p.dir));
+}

@@ -418,6 +418,19 @@ pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<R
                     gate.deadline.as_secs()
                 );
             }
+            let checks_ran = state
+                .health
+                .as_ref()
+                .and_then(|h| h.log.as_ref())
+                .is_some_and(|log| !log.is_empty());
+            if !checks_ran {
+                // Podman runs health checks from systemd timers: without systemd none runs,
+                // and every replica with a healthcheck waits here for ever.
+                bail!(
+                    "not ready after {}s: its health check never ran (the engine recorded no result); on Podman, checks run from systemd timers, so a Podman without systemd runs none — run Podman under systemd (`hoist machines init` sets that up)",
+                    gate.deadline.as_secs()
+                );
+            }
             bail!(
                 "not ready after {}s (health check still starting); raise the healthcheck's retries or start_period",
                 gate.deadline.as_secs()
