@@ -9,10 +9,11 @@
 
 mod common;
 
-use common::lab::{Lab, Output, hey_counts, run};
+use common::lab::{Fault, Lab, Output, hey_counts, run};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 struct Project {
     dir: PathBuf,
@@ -539,6 +540,116 @@ fn hoist_killed_mid_copy_leaves_the_source_and_never_uses_the_half_copy() {
     assert!(get.expect_success("get").contains("precious"), "{get}");
     // And pointing at m3 again plans a fresh copy: the half one is not taken for data.
     std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
+    let plan = p.hoist(&["plan"]);
+    assert!(
+        plan.stdout.contains("» move db.1 m1 → m3 with volume"),
+        "{plan}"
+    );
+    let _ = lab.docker_in(
+        "m3",
+        &[
+            "volume",
+            "rm",
+            "-f",
+            &volume,
+            &format!("hoist-incoming-{volume}"),
+        ],
+    );
+}
+
+#[test]
+fn the_target_dying_mid_copy_leaves_the_service_running_on_its_own_data() {
+    let lab = Lab::get();
+    let _lease = lab.exclusive();
+    let p = Project::new(lab, "tdie", &pinned_db("a"));
+    p.hoist(&["up", "--yes"]).expect_success("up on m1");
+    let volume = format!("{}_data", p.name);
+    p.hoist(&[
+        "exec", "db", "sh", "-c",
+        "echo 'PUT precious' | nc -w 3 127.0.0.1 5432 >/dev/null; dd if=/dev/urandom of=/data/blob bs=1M count=160 2>/dev/null",
+    ])
+    .expect_success("write data");
+    let before = fingerprint_on(lab, "m1", &volume);
+
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
+    let mut child = common::lab::hoist_command()
+        .current_dir(&p.dir)
+        .args(["-m", p.machines.to_str().unwrap(), "-p", &p.name])
+        .args(["up", "--yes", "--move-volumes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // m3 dies as soon as hoist says the copy to it started (an event, not a sleep).
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("copying volume"));
+    assert!(started, "the copy never started");
+    let killed = lab.fault(Fault::Kill, "m3");
+    // The deploy ends (it must not wait on the dead machine for ever) and fails, saying why.
+    let ended = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if ended.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            panic!("up still waits on the dead target 300 s after it died");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    eprintln!(
+        "up ended {:.1}s after m3 died, {status}:\n{stderr}",
+        ended.elapsed().as_secs_f64()
+    );
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("moving volume {volume} from m1 to m3"))
+            && stderr.contains("the source is untouched"),
+        "{stderr}"
+    );
+    // Without another up: db runs again on m1 on its own data, unchanged. (ps exits 1 while
+    // m3 is down, and still lists what the others run.)
+    let ps = p.hoist(&["ps", "--json"]);
+    let v: Value = serde_json::from_str(&ps.stdout).unwrap_or_else(|e| panic!("{e}: {ps}"));
+    let running: Vec<(&str, &str)> = v["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["service"].as_str().unwrap(),
+                r["machine"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(running, [("db", "m1")], "{ps}");
+    let get = p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo GET | nc -w 3 127.0.0.1 5432",
+    ]);
+    assert!(get.expect_success("get").contains("precious"), "{get}");
+    p.hoist(&["exec", "db", "sync"]).expect_success("sync");
+    assert_eq!(
+        fingerprint_on(lab, "m1", &volume)
+            .lines()
+            .filter(|l| l.contains("blob"))
+            .collect::<Vec<_>>(),
+        before
+            .lines()
+            .filter(|l| l.contains("blob"))
+            .collect::<Vec<_>>(),
+        "the source changed"
+    );
+    // m3 back: its half copy is marked and never used — the plan copies afresh.
+    killed.restore();
     let plan = p.hoist(&["plan"]);
     assert!(
         plan.stdout.contains("» move db.1 m1 → m3 with volume"),

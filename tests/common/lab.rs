@@ -295,6 +295,15 @@ impl Lab {
         self.state_dir.join("machines-podman.yaml")
     }
 
+    /// Starts the opt-in machines of two "providers" beside m1..m3, unless they run: pa1, pa2
+    /// on the lab network (172.31.77.31, .32) and pb1, pb2 on a second network (172.31.78.11,
+    /// .12) that reaches the first only through the box's routing, at machine addresses.
+    /// Returns a machines file of all four (labels `provider: a|b`). Take a lease first.
+    pub fn providers(&self) -> PathBuf {
+        self.lab_sh_ok(&["providers"]);
+        self.state_dir.join("machines-providers.yaml")
+    }
+
     /// Starts the opt-in machine `rl` (Debian 13; user alice runs her own rootless Docker,
     /// socket /run/user/1000/docker.sock) beside m1..m3, unless it runs, and returns a machines
     /// file of rl reached as alice. Take a lease first: an `up` removes it.

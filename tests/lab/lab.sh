@@ -46,6 +46,16 @@ readonly RL=rl
 readonly RL_IP=$NET_PREFIX.203
 readonly RL_PACKAGES="rootlesskit uidmap slirp4netns"
 
+# The opt-in "two providers" machines, for moving a project from one provider to another:
+# pa1, pa2 on the lab network ("provider A", .31 and .32) and pb1, pb2 on a second network
+# ("provider B"). Docker isolates two bridge networks from each other; the box forwards between
+# these two (DOCKER-USER rules), so A and B reach each other only at their machines' addresses —
+# as two clouds do over the internet — and nothing else of the lab is on B.
+readonly NET_B=hoist-lab-b
+readonly SUBNET_B=172.31.78.0/24
+readonly NET_B_PREFIX=172.31.78
+readonly PROVIDER_MACHINES="pa1 pa2 pb1 pb2"
+
 log() { printf '%s lab: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 
@@ -65,6 +75,8 @@ machine_ip() {
         "$BARE") echo "$BARE_IP" ;;
         "$POD") echo "$POD_IP" ;;
         "$RL") echo "$RL_IP" ;;
+        pa[12]) echo "$NET_PREFIX.$((30 + ${1#pa}))" ;;
+        pb[12]) echo "$NET_B_PREFIX.$((10 + ${1#pb}))" ;;
         *) echo "$NET_PREFIX.$((10 + $(machine_index "$1")))" ;;
     esac
 }
@@ -73,10 +85,13 @@ machine_suite() {
         "$CTD") echo trixie ;;
         "$BARE") echo bookworm ;;
         "$POD" | "$RL") echo trixie ;;
+        pa1 | pb1) echo bookworm ;;
+        pa2 | pb2) echo trixie ;;
         *) (($(machine_index "$1") % 2)) && echo bookworm || echo trixie ;;
     esac
 }
-is_opt_in() { [[ $1 == "$CTD" || $1 == "$BARE" || $1 == "$POD" || $1 == "$RL" ]]; }
+is_opt_in() { [[ $1 == "$CTD" || $1 == "$BARE" || $1 == "$POD" || $1 == "$RL" || " $PROVIDER_MACHINES " == *" $1 "* ]]; }
+machine_net() { if [[ $1 == pb* ]]; then echo "$NET_B"; else echo "$NET"; fi; }
 machine_volume() { echo "hoist-lab-$1-docker"; }
 
 # How many machines (m1..mN) the last `up` started.
@@ -221,9 +236,12 @@ clear_leftovers() {
     ids=$(docker ps -aq --filter "label=$LABEL.machine")
     [[ -z $ids ]] || xargs docker rm -f <<<"$ids" >/dev/null
     docker volume ls -q --filter "label=$LABEL" | xargs -r docker volume rm >/dev/null
-    if docker network inspect "$NET" >/dev/null 2>&1; then
-        docker network rm "$NET" >/dev/null
-    fi
+    local net
+    for net in "$NET" "$NET_B"; do
+        if docker network inspect "$net" >/dev/null 2>&1; then
+            docker network rm "$net" >/dev/null
+        fi
+    done
 }
 
 create_machine() { # NAME [RECIPE DAEMON_JSON BOOT IMAGE FLAG] — the last five for a kind beside m1..mN
@@ -241,7 +259,7 @@ create_machine() { # NAME [RECIPE DAEMON_JSON BOOT IMAGE FLAG] — the last five
         -v /sys/fs/cgroup:/sys/fs/cgroup --tmpfs /run \
         -v "$(machine_volume "$name"):$(engine_dir "$name")" \
         -e DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 "${extra[@]}" \
-        --network "$NET" --ip "$ip" \
+        --network "$(machine_net "$name")" --ip "$ip" \
         "${image:-$(machine_image "$suite")}" /usr/local/sbin/hoist-lab-boot >/dev/null
     install_host_key "$name" "$STATE/hostkeys/$name"
     # The engine reads daemon.json when it starts, at boot: written before the first start, it
@@ -676,6 +694,70 @@ EOF
 # Tests hold .use.lock while they use the lab (shared; exclusive while they inject a fault), so
 # an `up` first waits until no test does, then looks again: a machine may be down only for the
 # length of another test's fault.
+# Provider A (pa1, pa2) and provider B (pb1, pb2) beside a running lab (m1..mN untouched),
+# unless they run this recipe and answer; writes machines-providers.yaml with all four (labels
+# provider: a|b). `up` and `down` remove them with the others.
+cmd_providers() {
+    ensure_root
+    lock_lab
+    local want start=$SECONDS name ready=1
+    want=$(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" m1 2>/dev/null) ||
+        die "providers: the lab is not up (run: $0 up); provider A and B join m1..mN"
+    if ! docker network inspect "$NET_B" >/dev/null 2>&1; then
+        docker network create --label "$LABEL=1" --subnet "$SUBNET_B" "$NET_B" >/dev/null
+    fi
+    # The box routes between the two networks (both ways), as the internet does between clouds.
+    local rule
+    for rule in "-s $SUBNET -d $SUBNET_B" "-s $SUBNET_B -d $SUBNET"; do
+        # shellcheck disable=SC2086
+        iptables -C DOCKER-USER $rule -j ACCEPT 2>/dev/null || iptables -I DOCKER-USER $rule -j ACCEPT
+    done
+    for name in $PROVIDER_MACHINES; do
+        if ! [[ $(docker container inspect -f "{{index .Config.Labels \"$LABEL.recipe\"}}" "$name" 2>/dev/null) == "$want" ]] ||
+            ! grep -q "^Host $name\$" "$STATE/ssh_config" 2>/dev/null || ! machine_ready "$name"; then
+            ready=0
+        fi
+    done
+    if ((ready == 0)); then
+        ensure_machine_images
+        local tarball
+        tarball=$(ensure_test_images)
+        for name in $PROVIDER_MACHINES; do
+            docker rm -f "$name" >/dev/null 2>&1 || true
+            docker volume rm "$(machine_volume "$name")" >/dev/null 2>&1 || true
+            [[ -f $STATE/hostkeys/$name ]] ||
+                ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$STATE/hostkeys/$name"
+            create_machine "$name" "$want"
+            add_client_entry "$name"
+        done
+        # shellcheck disable=SC2086
+        wait_ready $PROVIDER_MACHINES
+        log "providers answer after $((SECONDS - start))s; loading the test images into them"
+        # shellcheck disable=SC2086
+        load_test_images "$tarball" $PROVIDER_MACHINES
+    fi
+    cat >"$STATE/machines-providers.yaml" <<EOF
+# hoist machines file written by tests/lab/lab.sh providers: two machines at provider A (on the
+# lab network) and two at provider B (another network; A and B reach each other only at their
+# machines' addresses)
+ssh_config: ssh_config        # relative to this file; passed to ssh -F
+machines:
+  pa1:
+    ssh: pa1
+    labels: {provider: a, zone: a1}
+  pa2:
+    ssh: pa2
+    labels: {provider: a, zone: a2}
+  pb1:
+    ssh: pb1
+    labels: {provider: b, zone: b1}
+  pb2:
+    ssh: pb2
+    labels: {provider: b, zone: b2}
+EOF
+    echo "providers up in $((SECONDS - start))s: pa1 $(machine_ip pa1), pa2 $(machine_ip pa2) (A); pb1 $(machine_ip pb1), pb2 $(machine_ip pb2) (B); machines file: $STATE/machines-providers.yaml"
+}
+
 cmd_ensure() { # [N]
     local n=${1:-3}
     mkdir -p "$STATE"
@@ -758,10 +840,10 @@ cmd_start() { # a killed (or stopped) machine boots again: sshd and its engine r
 cmd_pause() { require_machine "$1"; docker pause "$1" >/dev/null; echo "$1 paused"; }
 cmd_unpause() { require_machine "$1"; docker unpause "$1" >/dev/null; echo "$1 unpaused"; }
 
-cmd_cut() { require_machine "$1"; docker network disconnect "$NET" "$1"; echo "$1 cut off the network"; }
+cmd_cut() { require_machine "$1"; docker network disconnect "$(machine_net "$1")" "$1"; echo "$1 cut off the network"; }
 cmd_heal() {
     require_machine "$1"
-    docker network connect --ip "$(machine_ip "$1")" "$NET" "$1"
+    docker network connect --ip "$(machine_ip "$1")" "$(machine_net "$1")" "$1"
     echo "$1 back on the network at $(machine_ip "$1")"
 }
 
@@ -834,6 +916,9 @@ usage: $0 COMMAND [ARGS]
                       API on /run/podman/podman.sock; writes machines-podman.yaml (m1, m2, $POD)
   rootless            also start machine $RL ($RL_IP): Debian 13 where user alice runs her own
                       rootless Docker; writes machines-rootless.yaml ($RL as alice)
+  providers           also start pa1, pa2 ("provider A", on the lab network) and pb1, pb2
+                      ("provider B", network $NET_B, $SUBNET_B; the box routes between the two);
+                      writes machines-providers.yaml (all four, labels provider: a|b)
 
 faults (on one machine NAME, e.g. m2), each with its inverse:
   kill NAME           the machine dies (docker kill)      start NAME      boot it again
@@ -854,6 +939,7 @@ main() {
         down) cmd_down ;;
         status) cmd_status "$@" ;;
         ensure) cmd_ensure "$@" ;;
+        providers) cmd_providers ;;
         env) cmd_env ;;
         containerd) cmd_containerd ;;
         bare) cmd_bare ;;
