@@ -463,7 +463,13 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     );
     let markers = lab.docker_in(
         "m3",
-        &["volume", "ls", "-q", "--filter", "name=hoist-incoming"],
+        &[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name=hoist-incoming-{volume}"),
+        ],
     );
     assert_eq!(
         markers.stdout.trim(),
@@ -482,6 +488,40 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     };
     assert_eq!(blob(&after), blob(&before));
     assert!(after.contains("./blob 7:8"), "{after}");
+
+    // Back to zone a: the copy the move left on m1 is older than the data (it lacks
+    // "after-move") and is never taken for it — the plan moves the data back, and db on m1
+    // then holds all 51 records.
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("a")).unwrap();
+    let plan = p.hoist(&["plan"]);
+    assert!(
+        plan.stdout
+            .contains(&format!("» move db.1 m3 → m1 with volume {volume} (")),
+        "{plan}"
+    );
+    p.hoist(&["up", "--yes", "--move-volumes"])
+        .expect_success("moving back to m1");
+    assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
+    let count = p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo COUNT | nc -w 3 127.0.0.1 5432",
+    ]);
+    assert_eq!(count.expect_success("count").trim(), "51");
+    let plan = p.hoist(&["plan"]);
+    assert!(plan.stdout.contains("No changes."), "{plan}");
+    let _ = lab.docker_in(
+        "m3",
+        &[
+            "volume",
+            "rm",
+            "-f",
+            &volume,
+            &format!("hoist-moved-{volume}"),
+        ],
+    );
 }
 
 #[test]

@@ -334,10 +334,22 @@ pub async fn apply_plan(
             let downtime = stopped.at.elapsed();
             // A moved slot that did not come up on its target runs again where it was.
             let restarted = crate::volume::moves::restart_sources(&stopped, &by_name).await;
-            if restarted > 0 {
+            if !restarted.is_empty() {
                 progress.note(&format!(
-                    "{restarted} moved replica(s) did not come up on the new machine: started again where they were, on their own volume"
+                    "{} moved replica(s) did not come up on the new machine: started again where they were, on their own volume",
+                    restarted.len()
                 ));
+            }
+            // The copies left behind are no data any more: no later plan may take them for it.
+            if let Err(e) = crate::volume::moves::mark_moved(
+                &copied,
+                &restarted,
+                &by_name,
+                &planned.resolved.project,
+            )
+            .await
+            {
+                progress.note(&format!("warning: {e:#}"));
             }
             (copied, Some(downtime))
         }

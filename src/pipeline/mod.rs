@@ -135,9 +135,9 @@ pub fn observed(
             if v == labels::DRAINED_VOLUME {
                 out.drained.insert(machine.clone());
             }
-            // A copy cut short (`volume::moves`) is no data: as if the volume were not there.
-            let marker = crate::volume::moves::incoming_marker(v);
-            if state.volumes.contains(&marker) {
+            // A copy cut short, or the copy a finished move left behind (`volume::moves`), is
+            // no data of the service: as if the volume were not there.
+            if crate::volume::moves::is_left_or_unfinished(v, &state.volumes) {
                 continue;
             }
             out.volumes.push((machine.clone(), v.clone()));

@@ -477,6 +477,8 @@ pub async fn restore(
         )));
     }
     let stopped_for = (!running.is_empty()).then(|| stop_began.elapsed());
+    // Restored data is the service's data here, even where a move had left an old copy.
+    moves::clear_moved_marker(docker, volume).await;
     start_all(docker, &running)
         .await
         .with_context(|| format!("{machine}: after restoring {volume}"))?;

@@ -26,6 +26,70 @@ pub fn incoming_marker(volume: &str) -> String {
     format!("hoist-incoming-{volume}")
 }
 
+/// The marker volume that says `volume` on this machine is the copy a move left behind: the
+/// data went to another machine and lives on there, so this copy is older than the service's
+/// and must never be taken for its data again (a later move back copies afresh, over it).
+pub fn moved_marker(volume: &str) -> String {
+    format!("hoist-moved-{volume}")
+}
+
+/// Whether a volume named `v` on a machine holding `volumes` is no data of the service: an
+/// unfinished copy, or the copy a move left behind.
+pub fn is_left_or_unfinished(v: &str, volumes: &[String]) -> bool {
+    let (incoming, moved) = (incoming_marker(v), moved_marker(v));
+    volumes.iter().any(|x| *x == incoming || *x == moved)
+}
+
+/// After the rollout: each copy whose slot now runs on its target (its source was not started
+/// again) marks the source's volume as left behind, and its target's as current again.
+/// `restarted`: the machines where [`restart_sources`] started a source replica again.
+pub async fn mark_moved(
+    copied: &[Copied],
+    restarted: &[String],
+    engines: &HashMap<String, Docker>,
+    project: &str,
+) -> Result<()> {
+    let mut problems = Vec::new();
+    for c in copied.iter().filter(|c| !restarted.contains(&c.from)) {
+        if let Some(src) = engines.get(&c.from) {
+            let labels = HashMap::from([
+                (crate::labels::PROJECT.to_string(), project.to_string()),
+                ("io.hoist.moved-to".to_string(), c.to.clone()),
+            ]);
+            if let Err(e) = src
+                .create_volume(bollard::models::VolumeCreateRequest {
+                    name: Some(moved_marker(&c.volume)),
+                    labels: Some(labels),
+                    ..Default::default()
+                })
+                .await
+            {
+                problems.push(format!(
+                    "{}: marking the copy of {} left behind: {e}",
+                    c.from, c.volume
+                ));
+            }
+        }
+        if let Some(dst) = engines.get(&c.to) {
+            clear_moved_marker(dst, &c.volume).await;
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(())
+}
+
+/// Removes `volume`'s left-behind marker on this machine (it holds the current data again).
+pub async fn clear_moved_marker(docker: &Docker, volume: &str) {
+    let _ = docker
+        .remove_volume(
+            &moved_marker(volume),
+            None::<bollard::query_parameters::RemoveVolumeOptions>,
+        )
+        .await;
+}
+
 /// Puts the unfinished-copy marker on every move's target before anything else happens there
 /// (before the plan's step creates the target volume), so that no moment exists when an empty
 /// or partial target volume could be taken for the data.
@@ -155,8 +219,9 @@ pub async fn carry(
 
 /// Starts again the source containers that still exist (the rollout removes those whose
 /// slot came up on the target): an interrupted or failed move leaves the service where it was.
-pub async fn restart_sources(stopped: &Stopped, engines: &HashMap<String, Docker>) -> usize {
-    let mut started = 0;
+/// Returns the machine of each container started again.
+pub async fn restart_sources(stopped: &Stopped, engines: &HashMap<String, Docker>) -> Vec<String> {
+    let mut started = Vec::new();
     for (m, id) in &stopped.containers {
         let Some(d) = engines.get(m) else { continue };
         let stopped = d
@@ -164,7 +229,7 @@ pub async fn restart_sources(stopped: &Stopped, engines: &HashMap<String, Docker
             .await
             .is_ok_and(|c| c.state.as_ref().and_then(|s| s.running) != Some(true));
         if stopped && crate::apply::ops::start(d, id).await.is_ok() {
-            started += 1;
+            started.push(m.clone());
         }
     }
     started
