@@ -371,18 +371,6 @@ volumes:
     )
 }
 
-/// Every file under /data of the volume on `machine`: owner, mode, size and content digest.
-fn fingerprint_on(lab: &Lab, machine: &str, volume: &str) -> String {
-    let out = lab.docker_in(
-        machine,
-        &[
-            "run", "--rm", "-v", &format!("{volume}:/data"), "hoist-test/base:latest", "sh", "-c",
-            "cd /data && find . -exec stat -c '%n %u:%g %a %s' {} + | sort && find . -type f -exec sha256sum {} + | sort",
-        ],
-    );
-    out.expect_success("fingerprint").to_string()
-}
-
 #[test]
 fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     let lab = Lab::get();
@@ -401,7 +389,7 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     ])
     .expect_success("write data");
     // Stopped for a moment so the fingerprint is of data at rest.
-    let before = fingerprint_on(lab, "m1", &volume);
+    let before = lab.volume_fingerprint("m1", &volume);
 
     // The placement now wants zone c (m3): the plan shows the move with its volume and size.
     std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
@@ -457,7 +445,7 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
         "source volume removed: {source}"
     );
     assert_eq!(
-        fingerprint_on(lab, "m1", &volume),
+        lab.volume_fingerprint("m1", &volume),
         before,
         "the source changed"
     );
@@ -479,7 +467,7 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     let plan = p.hoist(&["plan"]);
     assert!(plan.stdout.contains("No changes."), "{plan}");
     // The copy matches the source apart from the record written after the move.
-    let after = fingerprint_on(lab, "m3", &volume);
+    let after = lab.volume_fingerprint("m3", &volume);
     let blob = |f: &str| {
         f.lines()
             .filter(|l| l.contains("blob"))
@@ -536,7 +524,7 @@ fn hoist_killed_mid_copy_leaves_the_source_and_never_uses_the_half_copy() {
         "echo 'PUT precious' | nc -w 3 127.0.0.1 5432 >/dev/null; dd if=/dev/urandom of=/data/blob bs=1M count=160 2>/dev/null",
     ])
     .expect_success("write data");
-    let before = fingerprint_on(lab, "m1", &volume);
+    let before = lab.volume_fingerprint("m1", &volume);
 
     std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
     let mut cmd = common::lab::hoist_command();
@@ -564,7 +552,7 @@ fn hoist_killed_mid_copy_leaves_the_source_and_never_uses_the_half_copy() {
     child.wait().unwrap();
 
     // The source volume is untouched; the target holds at most a marked, unused copy.
-    assert_eq!(fingerprint_on(lab, "m1", &volume), before);
+    assert_eq!(lab.volume_fingerprint("m1", &volume), before);
     // Back to zone a: the next up runs db again where it was, on its own data.
     std::fs::write(p.dir.join("compose.yaml"), pinned_db("a")).unwrap();
     let out = p.hoist(&["up", "--yes"]);
@@ -609,7 +597,7 @@ fn the_target_dying_mid_copy_leaves_the_service_running_on_its_own_data() {
         "echo 'PUT precious' | nc -w 3 127.0.0.1 5432 >/dev/null; dd if=/dev/urandom of=/data/blob bs=1M count=160 2>/dev/null",
     ])
     .expect_success("write data");
-    let before = fingerprint_on(lab, "m1", &volume);
+    let before = lab.volume_fingerprint("m1", &volume);
 
     std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
     let mut child = common::lab::hoist_command()
@@ -678,7 +666,7 @@ fn the_target_dying_mid_copy_leaves_the_service_running_on_its_own_data() {
     assert!(get.expect_success("get").contains("precious"), "{get}");
     p.hoist(&["exec", "db", "sync"]).expect_success("sync");
     assert_eq!(
-        fingerprint_on(lab, "m1", &volume)
+        lab.volume_fingerprint("m1", &volume)
             .lines()
             .filter(|l| l.contains("blob"))
             .collect::<Vec<_>>(),

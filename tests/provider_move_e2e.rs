@@ -73,18 +73,6 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-/// Every file of `volume` on `machine`: owner, mode, size and content digest.
-fn fingerprint_on(lab: &Lab, machine: &str, volume: &str) -> String {
-    let out = lab.docker_in(
-        machine,
-        &[
-            "run", "--rm", "-v", &format!("{volume}:/data"), "hoist-test/base:latest", "sh", "-c",
-            "cd /data && find . -exec stat -c '%n %u:%g %a %s' {} + | sort && find . -type f -exec sha256sum {} + | sort",
-        ],
-    );
-    out.expect_success("fingerprint").to_string()
-}
-
 fn compose() -> String {
     format!(
         r#"
@@ -164,7 +152,7 @@ fn a_project_moves_from_provider_a_to_provider_b_with_its_data() {
         ],
     )
     .expect_success("write the db's data");
-    let before = fingerprint_on(lab, &db_machine, &volume);
+    let before = lab.volume_fingerprint(&db_machine, &volume);
 
     // B joins the machines file: the ingress comes up on B's machines; nothing moves yet.
     p.hoist(&both, &["up", "--yes"])
@@ -212,7 +200,7 @@ fn a_project_moves_from_provider_a_to_provider_b_with_its_data() {
     assert_eq!(on_b.len(), on_a.len(), "{on_b:?}");
     assert!(on_b.iter().all(|(_, m)| m.starts_with("pb")), "{on_b:?}");
     let new_db = &on_b.iter().find(|(s, _)| s == "db").unwrap().1;
-    assert_eq!(fingerprint_on(lab, new_db, &volume), before);
+    assert_eq!(lab.volume_fingerprint(new_db, &volume), before);
     let count = p.hoist(
         &both,
         &[

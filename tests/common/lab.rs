@@ -399,6 +399,19 @@ impl Lab {
             .args(args))
     }
 
+    /// Every file of `volume` on `machine`: owner, mode, size and content digest, one line each,
+    /// sorted — equal for two volumes with the same content.
+    pub fn volume_fingerprint(&self, machine: &str, volume: &str) -> String {
+        let out = self.docker_in(
+            machine,
+            &[
+                "run", "--rm", "-v", &format!("{volume}:/data"), "hoist-test/base:latest", "sh", "-c",
+                "cd /data && find . -exec stat -c '%n %u:%g %a %s' {} + | sort && find . -type f -exec sha256sum {} + | sort",
+            ],
+        );
+        out.expect_success("fingerprint").to_string()
+    }
+
     /// `docker exec NAME docker ARGS...` on the box: the machine's own engine, directly
     /// (not through SSH), to inspect what hoist did there.
     pub fn docker_in(&self, name: &str, args: &[&str]) -> Output {
