@@ -38,6 +38,10 @@ pub struct Placement<'a> {
 pub struct MeshPorts<'a> {
     pub address: &'a str,
     pub ports: &'a [u16],
+    /// The encrypted mesh: the replica publishes nothing for it (its machine's gateway
+    /// reaches it at its container address) and is labelled for the gateway
+    /// (`labels::GATEWAY_PORTS`).
+    pub encrypt: bool,
 }
 
 /// Service keys that shape the container and that hoist turns into the create
@@ -268,9 +272,11 @@ pub fn create_request(service: &Value, at: &Placement<'_>) -> Result<Value> {
         for port in mesh.ports {
             let key = format!("{port}/tcp");
             exposed.insert(key.clone(), json!({}));
-            bindings
-                .entry(key)
-                .or_insert_with(|| vec![json!({"HostIp": mesh.address, "HostPort": ""})]);
+            if !mesh.encrypt {
+                bindings
+                    .entry(key)
+                    .or_insert_with(|| vec![json!({"HostIp": mesh.address, "HostPort": ""})]);
+            }
         }
     }
     if !exposed.is_empty() {
@@ -550,6 +556,10 @@ fn container_labels(s: &Map<String, Value>, at: &Placement<'_>) -> Map<String, V
     m.insert(labels::RELEASE.into(), json!(at.release));
     m.insert(labels::SPEC_HASH.into(), json!(at.spec_hash));
     m.insert(labels::SPEC.into(), json!(at.spec_json));
+    if let Some(mesh) = at.mesh.filter(|m| m.encrypt) {
+        let ports: Vec<String> = mesh.ports.iter().map(u16::to_string).collect();
+        m.insert(labels::GATEWAY_PORTS.into(), json!(ports.join(",")));
+    }
     m
 }
 

@@ -24,6 +24,10 @@ pub const IMAGE: &str = "io.hoist.image";
 /// What a container is for when it fills no slot: `ingress` for the load balancer
 /// hoist runs on every machine (src/ingress), `mesh` for a service's proxy (src/mesh).
 pub const ROLE: &str = "io.hoist.role";
+/// On a replica of the encrypted mesh (`x-hoist: {mesh: {encrypt: true}}`): the ports its
+/// machine's TLS gateway forwards to (comma-separated); the gateway's configuration is made
+/// from these labels, for every project on the machine (src/mesh/gateway.rs).
+pub const GATEWAY_PORTS: &str = "io.hoist.gateway-ports";
 /// The service a mesh proxy answers for (`io.hoist.role=mesh`).
 pub const MESH_SERVICE: &str = "io.hoist.mesh-service";
 /// On the container that holds a project's sealing key (src/seal.rs): the project. It carries no

@@ -297,7 +297,7 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
 
 /// Engines before API 1.52 report health only inside the status text:
 /// `Up 3 minutes (healthy)`, `Up 2 seconds (health: starting)`.
-fn health_from_status(status: &str) -> Option<String> {
+pub fn health_from_status(status: &str) -> Option<String> {
     if status.contains("(healthy)") {
         Some("healthy".into())
     } else if status.contains("(unhealthy)") {
@@ -319,6 +319,8 @@ pub struct Replica {
     pub ready: bool,
     /// (container port, host port) of its published TCP ports.
     pub ports: Vec<(u32, u16)>,
+    /// Engine network name → its address there.
+    pub addresses: std::collections::BTreeMap<String, String>,
 }
 
 /// The project's running replicas on one machine (hoist's own containers, which fill no
@@ -353,12 +355,20 @@ pub async fn list_replicas(docker: &Docker, project: &str) -> anyhow::Result<Vec
                 .collect();
             ports.sort();
             ports.dedup();
+            let addresses = c
+                .network_settings
+                .and_then(|n| n.networks)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(net, ep)| Some((net, ep.ip_address.filter(|a| !a.is_empty())?)))
+                .collect();
             Some(Replica {
                 id: c.id.unwrap_or_default(),
                 service,
                 slot,
                 ready,
                 ports,
+                addresses,
             })
         })
         .collect())

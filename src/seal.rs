@@ -38,7 +38,7 @@ pub const ROLE: &str = "key";
 /// The image the holder container is created from: one empty directory, imported by hoist.
 const HOLDER_IMAGE: &str = "hoist-keyholder:1";
 /// Where the volume is mounted in the holder, and the key file in it.
-const MOUNT: &str = "/key";
+pub const MOUNT: &str = "/key";
 const FILE: &str = "key";
 
 /// The volume, and the container that mounts it, of `project`'s key.
@@ -164,9 +164,7 @@ pub async fn remove_holder(docker: &Docker, project: &str) -> Result<()> {
 
 /// Creates the holder container (and its image) for the existing or new key volume.
 async fn ensure_holder(docker: &Docker, project: &str) -> Result<()> {
-    if docker.inspect_image(HOLDER_IMAGE).await.is_err() {
-        import_holder_image(docker).await?;
-    }
+    ensure_holder_image(docker).await?;
     let name = holder_name(project);
     let body = ContainerCreateBody {
         image: Some(HOLDER_IMAGE.to_string()),
@@ -201,6 +199,16 @@ async fn ensure_holder(docker: &Docker, project: &str) -> Result<()> {
         }
         Err(e) => Err(e).with_context(|| format!("creating container {name}")),
     }
+}
+
+/// The image of a never-started holder container ([`HOLDER_IMAGE`], one empty directory,
+/// `/key`, to mount a volume on), imported unless the engine has it. The fleet's TLS
+/// credentials (src/mesh/credentials.rs) are kept the same way.
+pub async fn ensure_holder_image(docker: &Docker) -> Result<&'static str> {
+    if docker.inspect_image(HOLDER_IMAGE).await.is_err() {
+        import_holder_image(docker).await?;
+    }
+    Ok(HOLDER_IMAGE)
 }
 
 /// Imports the holder's image: a root filesystem with one empty directory, the mount point.

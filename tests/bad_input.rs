@@ -270,6 +270,12 @@ fn cases() -> Vec<Case> {
         &["services.web.x-hoist.mesh"],
     ));
     out.push(compose_case(
+        "mesh encrypt not a boolean",
+        "name: p\nx-hoist: {mesh: {encrypt: sometimes}}\nservices:\n  web: {image: app, expose: ['80']}\n"
+            .into(),
+        &["x-hoist.mesh.encrypt", "true or false"],
+    ));
+    out.push(compose_case(
         "mesh unknown key",
         "name: p\nx-hoist: {mesh: {colour: red}}\nservices:\n  web: {image: app}\n".into(),
         &["x-hoist.mesh", "colour"],

@@ -606,13 +606,13 @@ fn run_with_file(
 /// IPv4 and IPv6 addresses passes `haproxy -c` (the lab's mesh image on m1).
 #[test]
 fn haproxy_accepts_the_rendered_configuration() {
-    use hoist::mesh::render::{Upstream, haproxy_cfg};
+    use hoist::mesh::render::{Target, Upstream, haproxy_cfg};
     let lab = Lab::get();
     let _lease = lab.shared();
     let up = |machine: &str, slot: &str, address: &str| Upstream {
         machine: machine.into(),
         slot: slot.into(),
-        ports: [(8080u16, address.to_string())].into(),
+        ports: [(8080u16, Target::plain(address.to_string()))].into(),
     };
     let cfg = haproxy_cfg(
         "sec",

@@ -46,6 +46,9 @@ pub mod attr {
     pub const USER: &str = "user";
     /// Array of the ports the mesh forwards to (src/mesh); absent when the service is not meshed.
     pub const MESH: &str = "mesh";
+    /// `true` when the mesh is encrypted (the replica publishes nothing for it and is reached
+    /// through its machine's TLS gateway); absent otherwise.
+    pub const MESH_ENCRYPT: &str = "mesh_encrypt";
     /// The ID of the key the spec's secret-bearing values were sealed with
     /// (`core::seal`); absent in a spec recorded in the clear by an older hoist.
     pub const SEAL: &str = "seal";

@@ -35,7 +35,10 @@ const TOP: Shape = Map(&[
             ("enabled", Any),
         ]),
     ),
-    ("mesh", Map(&[("image", Any), ("enabled", Any)])),
+    (
+        "mesh",
+        Map(&[("image", Any), ("enabled", Any), ("encrypt", Any)]),
+    ),
 ]);
 
 /// A service's `x-hoist`.
@@ -150,7 +153,7 @@ mod tests {
         let ok = doc(r#"
 x-hoist:
   ingress: {image: caddy:2, http_port: 80, https_port: 443, tls: acme, email: a@b.c, drain: 1s, enabled: true}
-  mesh: {image: haproxy, enabled: true}
+  mesh: {image: haproxy, enabled: true, encrypt: true}
 services:
   web:
     x-hoist:
@@ -189,7 +192,7 @@ services:
             (
                 "x-hoist: {mesh: {imag: x}}",
                 "x-hoist.mesh",
-                "unknown key \"imag\": did you mean \"image\"? hoist reads image, enabled here",
+                "unknown key \"imag\": did you mean \"image\"? hoist reads image, enabled, encrypt here",
             ),
             (
                 "services: {web: {x-hoist: {ingress: {health: {pth: /}}}}}",

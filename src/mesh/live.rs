@@ -9,27 +9,27 @@
 //! [`Hook`]: a replica leaves every proxy before it stops and joins once ready. Unrelated
 //! containers are never touched: only the proxies follow.
 
-use super::render::{self, Upstream};
+use super::render::{self, Target, Upstream};
 use super::spec::MeshSpec;
-use crate::apply::ops::{self, FileInContainer};
+use crate::apply::ops;
 use crate::apply::rollout::{Hook, ReplicaRef};
 use crate::inventory::Machine;
 use crate::labels;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
-use bollard::query_parameters::{
-    InspectContainerOptions, KillContainerOptions, ListContainersOptions,
-};
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-/// Where the configuration lives inside a proxy container (the official image's path).
-pub const CONFIG_PATH: &str = "/usr/local/etc/haproxy/haproxy.cfg";
+pub use super::reload::CONFIG_PATH;
+use super::reload::{apply_config, config_file};
 /// The role label value of mesh proxies.
 pub const ROLE: &str = "mesh";
+/// The key of a machine's gateway among the configurations applied (no service has this name).
+const GATEWAY_KEY: &str = "\0gateway";
 /// How long a replica stays out of every proxy before it stops: new connections go elsewhere
 /// at once (the reload is immediate); this lets the proxies' reloads land everywhere.
 const DRAIN: Duration = Duration::from_millis(500);
@@ -101,6 +101,12 @@ impl Mesh {
     /// Every machine runs one proxy per meshed service (recreated only when its image, ports
     /// or names change) and none for services no longer meshed.
     pub async fn ensure(&self) -> Result<()> {
+        if self.spec.encrypt {
+            for line in super::credentials::ensure(&self.engines, &self.addresses).await? {
+                crate::trace!("tls {line}");
+            }
+            self.ensure_gateways().await?;
+        }
         let upstreams = self.upstreams().await;
         let upstreams = &upstreams;
         let jobs = self.engines.iter().map(|(m, d)| async move {
@@ -114,12 +120,7 @@ impl Mesh {
         Ok(())
     }
 
-    async fn ensure_on(
-        &self,
-        machine: &str,
-        docker: &Docker,
-        upstreams: &BTreeMap<String, Vec<Upstream>>,
-    ) -> Result<()> {
+    async fn ensure_on(&self, machine: &str, docker: &Docker, upstreams: &View) -> Result<()> {
         for (id, service) in proxies(docker, &self.project).await? {
             if !self.carries(&service) {
                 ops::remove(docker, &id).await?;
@@ -186,6 +187,17 @@ impl Mesh {
                 },
                 "NetworkingConfig": {"EndpointsConfig": {first_net: first_ep}},
             });
+            let mut request = request;
+            if self.spec.encrypt {
+                // The machine's credentials, read-only; root's files (mode 0600), so HAProxy
+                // runs as root inside the container (it reads them again at every reload).
+                request["User"] = json!("0");
+                request["HostConfig"]["Binds"] = json!([format!(
+                    "{}:{}:ro",
+                    super::credentials::VOLUME,
+                    super::credentials::MOUNT_POINT
+                )]);
+            }
             let id = ops::create(docker, &name, &request, &extra).await?;
             // HAProxy refuses to start without its configuration: write it first.
             let text = self.render(machine, service, upstreams)?;
@@ -199,8 +211,11 @@ impl Mesh {
     }
 
     fn proxy_hash(&self, service: &str) -> String {
+        // The encrypted mesh's proxies mount the credentials: another container. Unchanged
+        // text (and hash) for the plain mesh.
+        let encrypt = if self.spec.encrypt { " tls" } else { "" };
         let text = format!(
-            "{} {:?}",
+            "{}{encrypt} {:?}",
             self.spec.image,
             self.spec
                 .services
@@ -211,25 +226,19 @@ impl Mesh {
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 
-    fn render(
-        &self,
-        machine: &str,
-        service: &str,
-        upstreams: &BTreeMap<String, Vec<Upstream>>,
-    ) -> Result<String> {
+    fn render(&self, machine: &str, service: &str, upstreams: &View) -> Result<String> {
         let ports = self
             .spec
             .services
             .get(service)
             .map(|s| s.ports.clone())
             .unwrap_or_default();
-        let none = Vec::new();
         render::haproxy_cfg(
             &self.project,
             service,
             machine,
             &ports,
-            upstreams.get(service).unwrap_or(&none),
+            &upstreams.for_machine(service, machine),
         )
     }
 
@@ -240,6 +249,8 @@ impl Mesh {
     }
 
     async fn sync_now(&self) -> Result<()> {
+        // A gateway knows a replica before any proxy sends it a connection.
+        self.sync_gateways().await?;
         let upstreams = self.upstreams().await;
         let mut jobs = Vec::new();
         for (m, d) in &self.engines {
@@ -287,6 +298,7 @@ impl Mesh {
     /// proxies were reloaded.
     pub async fn refresh(&self) -> Result<usize> {
         let _one = self.syncing.hold().await;
+        self.sync_gateways().await?;
         let upstreams = self.upstreams().await;
         let mut jobs = Vec::new();
         for (m, d) in &self.engines {
@@ -323,7 +335,7 @@ impl Mesh {
     }
 
     /// Ready replicas of the meshed services on every machine, minus those draining.
-    pub async fn upstreams(&self) -> BTreeMap<String, Vec<Upstream>> {
+    pub async fn upstreams(&self) -> View {
         let draining = self.draining.lock().map(|d| d.clone()).unwrap_or_default();
         let reads = self.engines.iter().map(|(m, d)| async move {
             (
@@ -333,7 +345,7 @@ impl Mesh {
                     .unwrap_or_default(),
             )
         });
-        let mut out: BTreeMap<String, Vec<Upstream>> = BTreeMap::new();
+        let mut view = View::default();
         for (machine, replicas) in futures_util::future::join_all(reads).await {
             let Some(addr) = self.addresses.get(machine) else {
                 continue;
@@ -345,28 +357,131 @@ impl Mesh {
                 if !r.ready || draining.contains(&r.id) {
                     continue;
                 }
-                let ports: BTreeMap<u16, String> = r
-                    .ports
-                    .iter()
-                    .filter_map(|(private, public)| {
-                        let p = u16::try_from(*private).ok()?;
-                        meshed
-                            .ports
-                            .contains(&p)
-                            .then(|| (p, format!("{addr}:{public}")))
-                    })
-                    .collect();
-                if ports.is_empty() {
+                let (remote, local) = if self.spec.encrypt {
+                    // Through the replica's machine's gateway from elsewhere; at its address
+                    // on a network of the service (the proxy's too) from its own machine.
+                    let Some(ip) = meshed.networks.keys().find_map(|n| r.addresses.get(n)) else {
+                        continue;
+                    };
+                    let ip = if ip.contains(':') {
+                        format!("[{ip}]")
+                    } else {
+                        ip.clone()
+                    };
+                    let mut remote = BTreeMap::new();
+                    let mut local = BTreeMap::new();
+                    for &p in &meshed.ports {
+                        let sni =
+                            super::tls::replica_sni(&self.project, &r.service, &r.slot, p, machine);
+                        remote.insert(
+                            p,
+                            Target {
+                                address: format!("{addr}:{}", super::gateway::PORT),
+                                gateway_sni: Some(sni),
+                            },
+                        );
+                        local.insert(p, Target::plain(format!("{ip}:{p}")));
+                    }
+                    (remote, local)
+                } else {
+                    let ports: BTreeMap<u16, Target> = r
+                        .ports
+                        .iter()
+                        .filter_map(|(private, public)| {
+                            let p = u16::try_from(*private).ok()?;
+                            meshed
+                                .ports
+                                .contains(&p)
+                                .then(|| (p, Target::plain(format!("{addr}:{public}"))))
+                        })
+                        .collect();
+                    (ports.clone(), ports)
+                };
+                if remote.is_empty() {
                     continue;
                 }
-                out.entry(r.service.clone()).or_default().push(Upstream {
+                let upstream = |ports| Upstream {
                     machine: machine.clone(),
                     slot: r.slot.clone(),
                     ports,
-                });
+                };
+                view.remote
+                    .entry(r.service.clone())
+                    .or_default()
+                    .push(upstream(remote));
+                view.local
+                    .entry(r.service.clone())
+                    .or_default()
+                    .push(upstream(local));
             }
         }
-        out
+        view
+    }
+
+    /// Every machine runs its gateway (encrypted mesh), on the view of what runs there now.
+    async fn ensure_gateways(&self) -> Result<()> {
+        let jobs = self.engines.iter().map(|(m, d)| async move {
+            let address = self
+                .addresses
+                .get(m)
+                .with_context(|| format!("{m}: no address for its gateway"))?;
+            let backends = super::gateway::backends(d).await?;
+            let text = super::gateway::render(m, address, &backends)?;
+            if super::gateway::ensure(d, m, &self.spec.image, address, &text).await?
+                && let Ok(mut a) = self.applied.lock()
+            {
+                a.insert((m.clone(), GATEWAY_KEY.to_string()), text);
+            }
+            anyhow::Ok(())
+        });
+        for (r, (m, _)) in futures_util::future::join_all(jobs)
+            .await
+            .into_iter()
+            .zip(&self.engines)
+        {
+            r.with_context(|| format!("gateway@{m}"))?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites each machine's gateway configuration from the replicas it runs (of every
+    /// project) and reloads those that changed. Nothing in the plain mesh.
+    async fn sync_gateways(&self) -> Result<()> {
+        if !self.spec.encrypt {
+            return Ok(());
+        }
+        let jobs = self.engines.iter().map(|(m, d)| async move {
+            let address = self
+                .addresses
+                .get(m)
+                .with_context(|| format!("{m}: no address for its gateway"))?;
+            let backends = super::gateway::backends(d).await?;
+            let text = super::gateway::render(m, address, &backends)?;
+            let key = (m.clone(), GATEWAY_KEY.to_string());
+            let unchanged = self
+                .applied
+                .lock()
+                .map(|a| a.get(&key) == Some(&text))
+                .unwrap_or(false);
+            if !unchanged {
+                apply_config(d, super::gateway::NAME, &text)
+                    .await
+                    .with_context(|| format!("gateway@{m}"))?;
+                if let Ok(mut a) = self.applied.lock() {
+                    a.insert(key, text);
+                }
+            }
+            anyhow::Ok(())
+        });
+        let errors: Vec<String> = futures_util::future::join_all(jobs)
+            .await
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+            .collect();
+        if !errors.is_empty() {
+            bail!("{}", errors.join("\n"));
+        }
+        Ok(())
     }
 
     /// The proxies run, and balance over what runs now.
@@ -408,7 +523,38 @@ impl Mesh {
                 .collect();
             proxies.insert(m.clone(), (wanted, running));
         }
-        plan_changes(&self.spec, &proxies, plan)
+        let mut changes = Vec::new();
+        if self.spec.encrypt {
+            match super::credentials::survey(&self.engines, &self.addresses).await {
+                Ok((_, decision)) => {
+                    for (machine, text) in super::credentials::plan_entries(&decision) {
+                        changes.push(MeshChange {
+                            machine,
+                            kind: MeshChangeKind::Credentials,
+                            items: vec![text],
+                        });
+                    }
+                }
+                // Machines holding two CAs: the plan says so, `up` refuses.
+                Err(e) => changes.push(MeshChange {
+                    machine: "fleet".to_string(),
+                    kind: MeshChangeKind::Credentials,
+                    items: vec![format!("refused: {e:#}")],
+                }),
+            }
+            let mut gateways = BTreeMap::new();
+            for (m, d) in &self.engines {
+                let Some(address) = self.addresses.get(m) else {
+                    continue;
+                };
+                let wanted = super::gateway::hash(&self.spec.image, address);
+                let running = super::gateway::running_hash(d).await;
+                gateways.insert(m.clone(), (address.clone(), wanted, running));
+            }
+            changes.extend(gateway_changes(&self.spec, &gateways, plan));
+        }
+        changes.extend(plan_changes(&self.spec, &proxies, plan));
+        changes
     }
 }
 
@@ -427,6 +573,13 @@ pub enum MeshChangeKind {
     Start,
     Remove,
     Reload,
+    /// The fleet's TLS credentials (encrypted mesh): a CA made or copied, a machine
+    /// certificate issued; `items` holds the one line.
+    Credentials,
+    /// A machine's TLS gateway (encrypted mesh) to start (`items`: its address) or to reload
+    /// (`items`: the replica changes on that machine it follows).
+    GatewayStart,
+    GatewayReload,
 }
 
 impl MeshChange {
@@ -437,6 +590,14 @@ impl MeshChange {
             MeshChangeKind::Start => format!("+ mesh@{m}: proxies for {}", items.join(", ")),
             MeshChangeKind::Remove => format!("- mesh@{m}: proxies for {}", items.join(", ")),
             MeshChangeKind::Reload => format!("~ reload mesh@{m} ({})", items.join("; ")),
+            MeshChangeKind::Credentials => format!("+ {}", items.join("; ")),
+            MeshChangeKind::GatewayStart => format!(
+                "+ gateway@{m}: {} (mutual TLS from the fleet CA)",
+                items.join(", ")
+            ),
+            MeshChangeKind::GatewayReload => {
+                format!("~ reload gateway@{m} ({})", items.join("; "))
+            }
         }
     }
 
@@ -446,8 +607,32 @@ impl MeshChange {
             MeshChangeKind::Start => "start",
             MeshChangeKind::Remove => "remove",
             MeshChangeKind::Reload => "reload",
+            MeshChangeKind::Credentials => "credentials",
+            MeshChangeKind::GatewayStart => "gateway-start",
+            MeshChangeKind::GatewayReload => "gateway-reload",
         };
         json!({"machine": self.machine, "change": change, "items": self.items})
+    }
+}
+
+/// What the proxies balance over: every ready replica of each meshed service as proxies on
+/// other machines reach it (`remote`) and as the proxy on its own machine does (`local`; the
+/// same in the plain mesh, its container address in the encrypted one).
+#[derive(Debug, Default)]
+pub struct View {
+    remote: BTreeMap<String, Vec<Upstream>>,
+    local: BTreeMap<String, Vec<Upstream>>,
+}
+
+impl View {
+    /// `service`'s replicas as the proxy on `machine` reaches them.
+    fn for_machine(&self, service: &str, machine: &str) -> Vec<Upstream> {
+        let here = self.local.get(service).into_iter().flatten();
+        let there = self.remote.get(service).into_iter().flatten();
+        here.filter(|u| u.machine == machine)
+            .chain(there.filter(|u| u.machine != machine))
+            .cloned()
+            .collect()
     }
 }
 
@@ -518,6 +703,75 @@ fn plan_changes(
     lines
 }
 
+/// Machine → (address, the gateway hash wanted, the running gateway's hash).
+type GatewayStates = BTreeMap<String, (String, String, Option<String>)>;
+
+/// The plan's gateway changes (encrypted mesh): a gateway to start where none runs (or one
+/// of another image or address), and on every machine where replicas of meshed services
+/// change, a reload that follows them (a gateway routes only to its own machine's replicas).
+fn gateway_changes(
+    spec: &MeshSpec,
+    gateways: &GatewayStates,
+    plan: &crate::core::plan::Plan,
+) -> Vec<MeshChange> {
+    use crate::core::plan::Action;
+    let mut follows: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for s in &plan.steps {
+        let Some(service) = s.service.as_deref() else {
+            continue;
+        };
+        if !spec.services.contains_key(service) {
+            continue;
+        }
+        let slot = s.slot.as_ref().map(|x| x.label_value()).unwrap_or_default();
+        let at = s.machine.as_str();
+        let name = format!("{service}.{slot}");
+        match &s.action {
+            Action::Create => follows.entry(at).or_default().push(format!("{name} new")),
+            Action::Start { .. } => follows
+                .entry(at)
+                .or_default()
+                .push(format!("{name} started")),
+            Action::Replace { .. } => follows
+                .entry(at)
+                .or_default()
+                .push(format!("{name} replaced")),
+            Action::Move { from, .. } => {
+                follows
+                    .entry(at)
+                    .or_default()
+                    .push(format!("{name} moved in"));
+                follows
+                    .entry(from.as_str())
+                    .or_default()
+                    .push(format!("{name} moved out"));
+            }
+            Action::Remove { .. } => follows
+                .entry(at)
+                .or_default()
+                .push(format!("{name} removed")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (machine, (address, wanted, running)) in gateways {
+        if running.as_ref() != Some(wanted) {
+            out.push(MeshChange {
+                machine: machine.clone(),
+                kind: MeshChangeKind::GatewayStart,
+                items: vec![format!("{address}:{}", super::gateway::PORT)],
+            });
+        } else if let Some(items) = follows.get(machine.as_str()) {
+            out.push(MeshChange {
+                machine: machine.clone(),
+                kind: MeshChangeKind::GatewayReload,
+                items: items.clone(),
+            });
+        }
+    }
+    out
+}
+
 fn ports_text(ports: &[u16]) -> String {
     ports
         .iter()
@@ -574,71 +828,6 @@ impl Hook for Mesh {
             }
         })
     }
-}
-
-fn config_file(text: &str) -> FileInContainer {
-    FileInContainer {
-        target: CONFIG_PATH.to_string(),
-        content: text.as_bytes().to_vec(),
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-    }
-}
-
-/// Writes the configuration into a proxy and reloads HAProxy gracefully: SIGUSR2 to its
-/// master (PID 1, `haproxy -W`) starts new workers on the new configuration while the old
-/// ones finish their connections.
-async fn apply_config(docker: &Docker, container: &str, text: &str) -> Result<()> {
-    ops::copy_files(docker, container, &[config_file(text)]).await?;
-    // A proxy started a moment ago may not handle SIGUSR2 yet, and the signal's default action
-    // would end it: wait (briefly) until PID 1 catches it. It then reads the file just written.
-    // One that is not running answers no exec; the 409 below starts it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while std::time::Instant::now() < deadline {
-        match catches_usr2(docker, container).await {
-            Some(false) => tokio::time::sleep(Duration::from_millis(50)).await,
-            _ => break,
-        }
-    }
-    let reload = docker
-        .kill_container(
-            container,
-            Some(KillContainerOptions {
-                signal: "SIGUSR2".to_string(),
-            }),
-        )
-        .await;
-    match reload {
-        Ok(()) => Ok(()),
-        // Not running: started on the new configuration — or, when its restart policy is
-        // between two tries (the engine refuses a start then), restarted on it by the engine.
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 409, ..
-        }) => {
-            let _ = ops::start(docker, container).await;
-            Ok(())
-        }
-        Err(e) => Err(e).with_context(|| format!("reloading {container}")),
-    }
-}
-
-/// Whether PID 1 of `container` has a handler for SIGUSR2 (bit 12 of `SigCgt` in /proc/1/status).
-/// None when that cannot be read (the container is not running).
-async fn catches_usr2(docker: &Docker, container: &str) -> Option<bool> {
-    match crate::apply::ops::exec(docker, container, &["cat", "/proc/1/status"]).await {
-        Ok((0, status)) => Some(sig_caught(&status, 12)),
-        _ => None,
-    }
-}
-
-/// Whether the `SigCgt:` mask of a /proc/PID/status text has signal `signo`.
-fn sig_caught(status: &str, signo: u32) -> bool {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << (signo - 1)) != 0)
 }
 
 /// The project's mesh proxies on one machine: (container ID, service).
@@ -742,6 +931,7 @@ mod tests {
         };
         MeshSpec {
             image: "haproxy:2.8".into(),
+            encrypt: false,
             services: BTreeMap::from([("api".into(), meshed(8080)), ("db".into(), meshed(5432))]),
         }
     }
@@ -788,13 +978,50 @@ mod tests {
     }
 
     #[test]
-    fn sigusr2_handler_from_proc_status() {
-        assert!(sig_caught(
-            "Name:\thaproxy\nSigCgt:\t0000000000004a07\n",
-            12
-        ));
-        assert!(!sig_caught("SigCgt:\t0000000000000000\n", 12));
-        assert!(!sig_caught("Name: x\n", 12));
+    fn gateway_lines() {
+        let plan = Plan {
+            steps: vec![
+                step(
+                    "m2",
+                    "api",
+                    1,
+                    Action::Move {
+                        from: "m3".into(),
+                        container: c(),
+                    },
+                ),
+                step("m1", "worker", 1, Action::Create),
+            ],
+            machines: BTreeMap::new(),
+            unknown: Vec::new(),
+            drained: Default::default(),
+            removed: Default::default(),
+            volume_moves: Vec::new(),
+        };
+        let state = |running: Option<&str>| {
+            (
+                "10.0.0.1".to_string(),
+                "h".to_string(),
+                running.map(String::from),
+            )
+        };
+        let gateways: GatewayStates = BTreeMap::from([
+            ("m1".to_string(), state(None)),
+            ("m2".to_string(), state(Some("h"))),
+            ("m3".to_string(), state(Some("h"))),
+        ]);
+        let lines: Vec<String> = gateway_changes(&spec(), &gateways, &plan)
+            .iter()
+            .map(MeshChange::line)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "+ gateway@m1: 10.0.0.1:7443 (mutual TLS from the fleet CA)",
+                "~ reload gateway@m2 (api.1 moved in)",
+                "~ reload gateway@m3 (api.1 moved out)",
+            ]
+        );
     }
 
     #[test]

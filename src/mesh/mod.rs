@@ -7,9 +7,13 @@
 //! (templates/haproxy.cfg.j2), `live` keeps the proxies in step with what runs, during rollouts
 //! too (it is a rollout hook). docs/networking.md has the design and its limits.
 
+pub mod credentials;
+pub mod gateway;
 pub mod live;
+pub mod reload;
 pub mod render;
 pub mod spec;
+pub mod tls;
 
 pub use live::Mesh;
 pub use spec::MeshSpec;

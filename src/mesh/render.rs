@@ -15,8 +15,30 @@ pub struct Upstream {
     pub machine: String,
     /// Its slot label (`2`, `global`).
     pub slot: String,
-    /// Container port → `MACHINE_ADDRESS:HOSTPORT`.
-    pub ports: BTreeMap<u16, String>,
+    /// Container port → where the proxies reach it.
+    pub ports: BTreeMap<u16, Target>,
+}
+
+/// Where a proxy connects to reach one port of a replica.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Target {
+    /// `MACHINE_ADDRESS:HOSTPORT` (plain mesh); the replica's container address and port (a
+    /// replica on the proxy's machine, encrypted mesh); `MACHINE_ADDRESS:7443`, its machine's
+    /// gateway (a replica on another machine, encrypted mesh).
+    pub address: String,
+    /// Through a gateway: the name (TLS SNI) the gateway knows the replica's port by
+    /// (`tls::replica_sni`). The connection is then TLS with this machine's certificate,
+    /// verified against the fleet CA.
+    pub gateway_sni: Option<String>,
+}
+
+impl Target {
+    pub fn plain(address: String) -> Target {
+        Target {
+            address,
+            gateway_sni: None,
+        }
+    }
 }
 
 /// The configuration of `service`'s proxy on `machine`, listening on `ports`, balancing over
@@ -37,13 +59,14 @@ pub fn haproxy_cfg(
             let servers: Vec<Value> = sorted
                 .iter()
                 .filter_map(|u| {
-                    let address = u.ports.get(port)?;
+                    let target = u.ports.get(port)?;
                     Some(Value::from(BTreeMap::from([
                         (
                             "name",
                             Value::from(server_name(service, &u.slot, &u.machine)),
                         ),
-                        ("address", Value::from(address.clone())),
+                        ("address", Value::from(target.address.clone())),
+                        ("sni", Value::from(target.gateway_sni.clone())),
                     ])))
                 })
                 .collect();
@@ -58,8 +81,9 @@ pub fn haproxy_cfg(
     let mut env = crate::safe::template_env();
     env.add_template("haproxy.cfg", TEMPLATE)
         .context("templates/haproxy.cfg.j2")?;
+    let (crt, ca) = (super::credentials::MACHINE_PEM, super::credentials::CA_PEM);
     env.get_template("haproxy.cfg")?
-        .render(minijinja::context! { project, service, machine, listeners })
+        .render(minijinja::context! { project, service, machine, listeners, crt, ca })
         .context("rendering the mesh configuration")
 }
 
@@ -80,7 +104,7 @@ fn server_name(service: &str, slot: &str, machine: &str) -> String {
 /// The structure reader the fuzz target uses: tests check rendered files with it.
 #[cfg(test)]
 #[path = "../../fuzz/fuzz_targets/haproxy_model.rs"]
-mod haproxy_model;
+pub(super) mod haproxy_model;
 
 #[cfg(test)]
 mod tests {
@@ -90,7 +114,10 @@ mod tests {
         Upstream {
             machine: machine.into(),
             slot: slot.into(),
-            ports: ports.iter().map(|(p, a)| (*p, a.to_string())).collect(),
+            ports: ports
+                .iter()
+                .map(|(p, a)| (*p, Target::plain(a.to_string())))
+                .collect(),
         }
     }
 
@@ -227,6 +254,32 @@ listen api_9000
             .map(|l| l.into_iter().map(String::from).collect::<Vec<_>>())
             .collect::<Vec<_>>()
         );
+    }
+
+    /// Encrypted: a local replica at its container address in clear, a remote one through its
+    /// machine's gateway with mutual TLS, verified by name, health-checked the same way.
+    #[test]
+    fn remote_replicas_through_the_gateway() {
+        let mut ups = vec![
+            up("m1", "1", &[(8080, "172.18.0.5:8080")]),
+            up("m2", "2", &[(8080, "10.0.0.12:7443")]),
+        ];
+        let sni = "r0123456789abcdef01234567.m2.hoist";
+        ups[1].ports.get_mut(&8080).unwrap().gateway_sni = Some(sni.into());
+        let cfg = haproxy_cfg("p", "api", "m1", &[8080], &ups).unwrap();
+        let want = format!(
+            "listen api_8080
+    bind :8080
+    balance leastconn
+    server api.1.m1 172.18.0.5:8080 check
+    server api.2.m2 10.0.0.12:7443 ssl crt /etc/hoist/tls/machine.pem ca-file /etc/hoist/tls/ca.pem verify required verifyhost {sni} sni str({sni}) ssl-min-ver TLSv1.3 check-sni {sni} check
+"
+        );
+        assert_eq!(listeners(&cfg).trim_end(), want.trim_end());
+        haproxy_model::parse(&cfg).unwrap();
+        // A name that is not one token cannot reach the file.
+        ups[1].ports.get_mut(&8080).unwrap().gateway_sni = Some("x) backup".into());
+        assert!(haproxy_cfg("p", "api", "m1", &[8080], &ups).is_err());
     }
 
     #[test]

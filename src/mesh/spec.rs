@@ -1,7 +1,9 @@
 //! What the mesh carries. `mesh: {}` in the machines file turns it on for every project deployed
 //! to that fleet, without touching their compose files; `x-hoist: {mesh: {}}` at the top level of
 //! a compose file turns it on for that project, and `x-hoist: {mesh: {enabled: false}}` off
-//! (the compose file wins). `image:` in either names the proxy image. Then every service that
+//! (the compose file wins). `image:` in either names the proxy image; `encrypt: true` in the
+//! compose file sends every connection between machines through the machines' TLS gateways
+//! (mutual TLS from a fleet CA; replicas then publish nothing for the mesh). Then every service that
 //! listens — its `expose` and `ports` targets, TCP — is reachable by its name (and its network
 //! aliases) from every machine. A service opts out with `x-hoist: {mesh: false}`.
 
@@ -18,6 +20,11 @@ pub const DEFAULT_IMAGE: &str = "haproxy:2.8";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeshSpec {
     pub image: String,
+    /// Connections between machines go through the gateways, encrypted and mutually
+    /// authenticated (`tls`, `gateway`). Left out of the JSON when off, so a mesh recorded
+    /// before it existed reads the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypt: bool,
     /// By service name.
     pub services: BTreeMap<String, Meshed>,
 }
@@ -36,6 +43,7 @@ pub struct Meshed {
 struct TopDoc {
     image: Option<String>,
     enabled: Option<bool>,
+    encrypt: Option<bool>,
 }
 
 /// The project's mesh, or None when neither its compose file nor the fleet (`fleet`: the
@@ -50,6 +58,14 @@ pub fn from_project(
         .extensions
         .get("x-hoist")
         .and_then(|x| x.get("mesh"));
+    if let Some(v) = declared.and_then(|d| d.get("encrypt"))
+        && !v.is_boolean()
+    {
+        bail!(
+            "x-hoist.mesh.encrypt: expected true or false, got {v}; `encrypt: true` sends \
+             the mesh's connections between machines through their TLS gateways"
+        );
+    }
     let top: TopDoc = match declared {
         Some(d) => {
             serde_json::from_value(d.clone()).map_err(|e| anyhow::anyhow!("x-hoist.mesh: {e}"))?
@@ -120,7 +136,11 @@ pub fn from_project(
         }
         services.insert(name.clone(), Meshed { ports, networks });
     }
-    Ok(Some(MeshSpec { image, services }))
+    Ok(Some(MeshSpec {
+        image,
+        encrypt: top.encrypt.unwrap_or(false),
+        services,
+    }))
 }
 
 fn port(service: &str, text: &str) -> Result<u16> {
@@ -167,6 +187,19 @@ services:
         );
         let s = from_project(&p, &nets(), None).unwrap().unwrap();
         assert_eq!(s.image, "hoist-test/haproxy:latest");
+        assert!(!s.encrypt);
+        let encrypted = project(
+            "name: p\nx-hoist: {mesh: {encrypt: true}}\nservices:\n  db: {image: x, expose: ['5432']}\n",
+        );
+        let e = from_project(&encrypted, &nets(), None).unwrap().unwrap();
+        assert!(e.encrypt);
+        // Off, the recorded mesh reads as before the key existed.
+        assert!(!serde_json::to_string(&s).unwrap().contains("encrypt"));
+        assert!(
+            serde_json::to_string(&e)
+                .unwrap()
+                .contains("\"encrypt\":true")
+        );
         assert_eq!(s.services.keys().collect::<Vec<_>>(), ["api", "web"]);
         assert_eq!(s.services["web"].ports, [80]);
         assert_eq!(
@@ -220,6 +253,9 @@ services:
 
     #[test]
     fn bad_values_name_the_key() {
+        let p = project("name: p\nx-hoist: {mesh: {encrypt: yes please}}\nservices: {}\n");
+        let e = format!("{:#}", from_project(&p, &nets(), None).unwrap_err());
+        assert!(e.starts_with("x-hoist.mesh.encrypt:"), "{e}");
         let p = project("name: p\nx-hoist: {mesh: {imag: x}}\nservices: {}\n");
         let e = format!("{:#}", from_project(&p, &nets(), None).unwrap_err());
         assert!(e.starts_with("x-hoist.mesh:"), "{e}");

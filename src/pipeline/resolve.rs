@@ -125,8 +125,7 @@ pub fn resolve(
     for (name, svc) in &project.services {
         let meshed = mesh
             .as_ref()
-            .and_then(|m| m.services.get(name))
-            .map(|m| m.ports.as_slice());
+            .and_then(|m| Some((m.services.get(name)?.ports.as_slice(), m.encrypt)));
         let settled = Settled {
             local: local.get(name),
             pinned: pins.get(name),
@@ -161,8 +160,8 @@ struct Settled<'a> {
     local: Option<&'a super::local::LocalImage>,
     /// The digest its registry tag resolved to.
     pinned: Option<&'a String>,
-    /// The ports the mesh forwards to, when it is meshed.
-    meshed: Option<&'a [u16]>,
+    /// The ports the mesh forwards to, and whether it is encrypted, when it is meshed.
+    meshed: Option<(&'a [u16], bool)>,
 }
 
 fn resolve_service(
@@ -252,8 +251,12 @@ fn resolve_service(
     };
     // Reached through the mesh: the replica publishes these ports on its machine's address
     // and leaves its names to the proxies, so turning the mesh on or off replaces it.
-    if let Some(ports) = meshed {
+    if let Some((ports, encrypt)) = meshed {
         spec.set(attr::MESH, json!(ports));
+        // Encrypted, it publishes nothing: turning encryption on or off replaces it.
+        if encrypt {
+            spec.set(attr::MESH_ENCRYPT, true);
+        }
     }
     let hash = spec.hash();
 

@@ -126,6 +126,7 @@ pub fn build(
                             format!("{machine}: no address for the mesh to reach it at")
                         })?,
                         ports: &meshed.ports,
+                        encrypt: m.spec().encrypt,
                     }),
                 },
             };
