@@ -31,6 +31,8 @@ pub const PORT: u16 = 7443;
 /// One replica port the gateway forwards to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Backend {
+    /// The replica container's engine ID.
+    pub container: String,
     pub project: String,
     pub service: String,
     pub slot: String,
@@ -48,7 +50,7 @@ pub fn render(machine: &str, address: &str, backends: &[Backend]) -> Result<Stri
     let values: Vec<Value> = sorted
         .iter()
         .map(|b| {
-            let sni = super::tls::replica_sni(&b.project, &b.service, &b.slot, b.port, machine);
+            let sni = super::tls::replica_sni(&b.container, b.port, machine);
             let label = sni.split('.').next().unwrap_or_default().to_string();
             let target = if b.ip.contains(':') {
                 format!("[{}]:{}", b.ip, b.port)
@@ -90,6 +92,9 @@ pub async fn backends(docker: &Docker) -> Result<Vec<Backend>> {
         .context("listing the replicas behind the gateway")?;
     let mut out = Vec::new();
     for c in list {
+        let Some(id) = c.id else {
+            continue;
+        };
         let l = c.labels.unwrap_or_default();
         let (Some(project), Some(service), Some(slot), Some(ports)) = (
             l.get(labels::PROJECT),
@@ -129,6 +134,7 @@ pub async fn backends(docker: &Docker) -> Result<Vec<Backend>> {
         for p in ports.split(',') {
             if let Ok(port) = p.trim().parse::<u16>() {
                 out.push(Backend {
+                    container: id.clone(),
                     project: project.clone(),
                     service: service.clone(),
                     slot: slot.clone(),
@@ -209,6 +215,7 @@ mod tests {
 
     fn b(project: &str, service: &str, slot: &str, port: u16, ip: &str) -> Backend {
         Backend {
+            container: format!("{project}-{service}-{slot}"),
             project: project.into(),
             service: service.into(),
             slot: slot.into(),
@@ -245,7 +252,8 @@ mod tests {
             ("shop", "api", "2", 8080, "172.18.0.4:8080"),
             ("blog", "web", "global", 80, "172.19.0.2:80"),
         ] {
-            let sni = super::super::tls::replica_sni(project, service, slot, port, "m2");
+            let container = format!("{project}-{service}-{slot}");
+            let sni = super::super::tls::replica_sni(&container, port, "m2");
             let use_line = uses
                 .iter()
                 .find(|l| l.contains(&sni))

@@ -371,8 +371,7 @@ impl Mesh {
                     let mut remote = BTreeMap::new();
                     let mut local = BTreeMap::new();
                     for &p in &meshed.ports {
-                        let sni =
-                            super::tls::replica_sni(&self.project, &r.service, &r.slot, p, machine);
+                        let sni = super::tls::replica_sni(&r.id, p, machine);
                         remote.insert(
                             p,
                             Target {
