@@ -3,7 +3,7 @@
 use super::Global;
 use super::project_args::ProjectArgs;
 use crate::engine;
-use crate::mesh::live::{MeshChange, MeshChangeKind};
+use crate::mesh::live::MeshChange;
 use crate::pipeline;
 use anyhow::Result;
 use clap::Args;
@@ -86,10 +86,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: PlanArgs) ->
                 if !side_lines.is_empty() {
                     v["other"] = serde_json::json!(side_lines);
                 }
-                if !side_lines.is_empty()
-                    || mesh_changes
-                        .iter()
-                        .any(|c| c.kind != MeshChangeKind::Reload)
+                if !side_lines.is_empty() || mesh_changes.iter().any(|c| !c.kind.follows_replicas())
                 {
                     v["changes"] = serde_json::Value::Bool(true);
                 }

@@ -581,6 +581,13 @@ pub enum MeshChangeKind {
     GatewayReload,
 }
 
+impl MeshChangeKind {
+    /// A reload that only follows the plan's replica changes (no change of its own).
+    pub fn follows_replicas(self) -> bool {
+        matches!(self, MeshChangeKind::Reload | MeshChangeKind::GatewayReload)
+    }
+}
+
 impl MeshChange {
     /// The plan's text line.
     pub fn line(&self) -> String {
