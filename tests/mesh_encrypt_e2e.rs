@@ -605,4 +605,91 @@ fn the_encrypted_mesh_carries_nothing_in_clear_between_machines() {
     );
     let lines = chain_until(lab, Duration::from_secs(10));
     assert!(lines[1].contains("version=v2"), "{lines:?}");
+
+    // The keys stay on the machines: root's files, mode 0600; in no label and no output.
+    for m in lab.machine_names() {
+        for volume in ["hoist-tls", "hoist-tls-ca"] {
+            let files = lab.docker_in(
+                m,
+                &[
+                    "run",
+                    "--rm",
+                    "-v",
+                    &format!("{volume}:/t:ro"),
+                    "hoist-test/base:latest",
+                    "sh",
+                    "-c",
+                    "stat -c '%a %u %n' /t/*",
+                ],
+            );
+            let listing = files.expect_success("listing the credentials");
+            assert!(!listing.trim().is_empty(), "{m}: {volume} is empty");
+            for line in listing.lines() {
+                assert!(line.starts_with("600 0 "), "{m}: {volume}: {line}");
+            }
+        }
+        let all = lab.docker_in(m, &["ps", "-aq"]);
+        let ids: Vec<&str> = all.stdout.lines().collect();
+        let mut args = vec!["inspect"];
+        args.extend(ids);
+        let inspected = lab.docker_in(m, &args);
+        assert!(
+            !inspected.stdout.contains("PRIVATE KEY"),
+            "{m}: a key in a container's configuration"
+        );
+    }
+    for out in [&up, &update] {
+        assert!(!out.stdout.contains("PRIVATE KEY") && !out.stderr.contains("PRIVATE KEY"));
+    }
+
+    // A machine joining (m3, made to forget the encrypted mesh: no credentials, no gateway, no
+    // proxies) gets the fleet's CA and its own certificate at `up`, and serves again.
+    for name in [
+        "hoist-gateway".to_string(),
+        "hoist-tls".to_string(),
+        "hoist-tls-ca".to_string(),
+        format!("{}-mesh-api", tiers.project),
+        format!("{}-mesh-db", tiers.project),
+        format!("{}-mesh-web", tiers.project),
+    ] {
+        lab.docker_in("m3", &["rm", "-f", &name]);
+    }
+    let removed = lab.docker_in("m3", &["volume", "rm", "hoist-tls", "hoist-tls-ca"]);
+    assert!(removed.success(), "{removed}");
+    let plan = tiers.hoist(&[("API_VERSION", "v2")], &["plan"]);
+    assert!(plan.success(), "{plan}");
+    for line in [
+        "+ fleet CA: copied to m3".to_string(),
+        "+ credentials@m3: machine certificate (no machine certificate)".to_string(),
+        format!(
+            "+ gateway@m3: {}:7443 (mutual TLS from the fleet CA)",
+            lab.ip("m3")
+        ),
+    ] {
+        assert!(plan.stdout.contains(&line), "plan lacks {line:?}:\n{plan}");
+    }
+    assert!(
+        !plan.stdout.contains("credentials@m1") && !plan.stdout.contains("credentials@m2"),
+        "{plan}"
+    );
+    let up = tiers.hoist(&[("API_VERSION", "v2")], &["up", "--yes"]);
+    assert!(up.success(), "{up}");
+    let mut served = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while served.len() < 2 && Instant::now() < deadline {
+        if let Ok(lines) = chain(lab)
+            && lines.len() == 3
+        {
+            for m in ["m2", "m3"] {
+                if lines[1].contains(&format!("machine={m}")) {
+                    served.insert(m);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        served.len(),
+        2,
+        "api answered only from {served:?} after m3 rejoined"
+    );
 }
