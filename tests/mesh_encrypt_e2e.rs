@@ -656,6 +656,23 @@ fn the_encrypted_mesh_carries_nothing_in_clear_between_machines() {
     }
     let removed = lab.docker_in("m3", &["volume", "rm", "hoist-tls", "hoist-tls-ca"]);
     assert!(removed.success(), "{removed}");
+    // `machines` reports it.
+    let machines = tiers.hoist(&[], &["machines"]);
+    assert!(machines.success(), "{machines}");
+    let row = |m: &str| {
+        machines
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{m} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("m3").contains("no machine certificate"), "{machines}");
+    assert!(row("m1").contains("ok until"), "{machines}");
+    assert!(
+        machines.stderr.contains("lack the fleet's TLS credentials"),
+        "{machines}"
+    );
     let plan = tiers.hoist(&[("API_VERSION", "v2")], &["plan"]);
     assert!(plan.success(), "{plan}");
     for line in [

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 /// Show every machine of the inventory: reachable or why not, engine, OS/arch,
-/// CPUs, memory, hoist's containers there, the project's sealing key (its ID), and labels.
+/// CPUs, memory, hoist's containers there, the project's sealing key (its ID), the fleet's TLS
+/// credentials of the encrypted mesh (missing, wrong, or valid until when), and labels.
 /// `hoist machines init` installs an engine on machines that have none.
 #[derive(Args)]
 #[command(
@@ -63,6 +64,13 @@ pub async fn run(
             None => ("-".into(), serde_json::Value::Null),
         }
     };
+    let tls = tls_states(&fleet, &conns).await;
+    let tls_of = |machine: &str| -> (String, serde_json::Value) {
+        match tls.as_ref().and_then(|t| t.get(machine)) {
+            Some(state) => (state.text(), state.json()),
+            None => ("-".into(), serde_json::Value::Null),
+        }
+    };
     let mut rows = Vec::new();
     let mut records = Vec::new();
     let mut failures = Vec::new();
@@ -87,6 +95,7 @@ pub async fn run(
                 };
                 let f = &engine.facts;
                 let (key_text, key_json) = key_of(&machine.name);
+                let (tls_text, tls_json) = tls_of(&machine.name);
                 // Drained (`hoist drain`): reachable, but it takes no replica.
                 let drained = crate::apply::cordon::read(&engine.docker)
                     .await
@@ -102,6 +111,7 @@ pub async fn run(
                     table::bytes(f.memory_bytes),
                     count_text,
                     key_text,
+                    tls_text,
                     labels_text,
                 ]);
                 records.push(json!({
@@ -112,13 +122,14 @@ pub async fn run(
                     "storage_driver": f.storage_driver, "containerd_image_store": f.containerd_image_store,
                     "podman": f.podman, "rootless": f.rootless,
                     "labels": machine.labels, "containers": counts, "sealing_key": key_json,
-                    "drained": drained,
+                    "tls": tls_json, "drained": drained,
                 }));
             }
             Err(e) => {
                 rows.push(vec![
                     machine.name.clone(),
                     "UNREACHABLE".into(),
+                    "-".into(),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -159,6 +170,7 @@ pub async fn run(
                     "MEMORY",
                     "CONTAINERS",
                     "KEY",
+                    "TLS",
                     "LABELS"
                 ],
                 &rows
@@ -166,6 +178,21 @@ pub async fn run(
         );
         for f in &failures {
             eprintln!("hoist: {f}");
+        }
+        for (m, state) in tls.iter().flatten() {
+            if let TlsState::Error(e) = state {
+                eprintln!("hoist: {m}: reading the fleet's TLS credentials: {e}");
+            }
+        }
+        if tls
+            .as_ref()
+            .is_some_and(|t| t.values().any(|s| !matches!(s, TlsState::Valid { .. })))
+        {
+            eprintln!(
+                "hoist: machines lack the fleet's TLS credentials or hold wrong ones (TLS \
+                 column); `hoist up` of a project with `x-hoist: {{mesh: {{encrypt: true}}}}` \
+                 gives every machine the fleet CA and a certificate from it"
+            );
         }
         if let (Some(p), Some(found)) = (&project, &keys) {
             let mut ids: Vec<String> = found
@@ -196,6 +223,101 @@ pub async fn run(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// One reachable machine's TLS credentials (the encrypted mesh) as `machines` reports them.
+enum TlsState {
+    /// A certificate from the fleet's CA for its name and address, valid until (Unix seconds).
+    Valid { ca: String, not_after: i64 },
+    /// What `hoist up` would issue it a certificate for (`tls::decide`'s reason).
+    Renew(String),
+    /// Its credentials could not be read, or the machines hold two CAs.
+    Error(String),
+}
+
+impl TlsState {
+    fn text(&self) -> String {
+        match self {
+            TlsState::Valid { not_after, .. } => {
+                let date = time::OffsetDateTime::from_unix_timestamp(*not_after)
+                    .map(|t| t.date().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                format!("ok until {date}")
+            }
+            TlsState::Renew(why) => why.clone(),
+            TlsState::Error(_) => "?".into(),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            TlsState::Valid { ca, not_after } => {
+                json!({"state": "valid", "ca": ca, "not_after": not_after})
+            }
+            TlsState::Renew(why) => json!({"state": "issue", "why": why}),
+            TlsState::Error(e) => json!({"state": "error", "error": e}),
+        }
+    }
+}
+
+/// Every reachable machine's TLS credentials, judged against the fleet (`tls::decide`); None
+/// when no machine holds any (the fleet does not use the encrypted mesh).
+async fn tls_states(
+    fleet: &crate::inventory::Fleet,
+    conns: &engine::Connections,
+) -> Option<BTreeMap<String, TlsState>> {
+    use crate::mesh::{credentials, tls};
+    let engines = conns.engines();
+    let mut held = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for (m, d) in &engines {
+        match credentials::read(d).await {
+            Ok(h) => {
+                held.insert(m.clone(), h);
+            }
+            Err(e) => {
+                out.insert(m.clone(), TlsState::Error(format!("{e:#}")));
+            }
+        }
+    }
+    if held.values().all(|h| h.ca.is_none() && h.machine.is_none()) {
+        return None;
+    }
+    let mut addresses = BTreeMap::new();
+    for machine in &fleet.machines {
+        if let Ok(a) = crate::ingress::address::peer_address(machine) {
+            addresses.insert(machine.name.clone(), a);
+        }
+    }
+    match tls::decide(&held, &addresses, credentials::now()) {
+        Ok(decision) => {
+            for (m, h) in &held {
+                let state = match decision.issue.iter().find(|(im, _)| im == m) {
+                    Some((_, why)) => TlsState::Renew(why.clone()),
+                    None => match &h.machine {
+                        Some((record, _)) => TlsState::Valid {
+                            ca: record.ca.clone(),
+                            not_after: record.not_after,
+                        },
+                        None => TlsState::Renew("no machine certificate".into()),
+                    },
+                };
+                let state = match state {
+                    TlsState::Valid { .. } if h.ca.is_none() => {
+                        TlsState::Renew("no copy of the fleet CA".into())
+                    }
+                    other => other,
+                };
+                out.insert(m.clone(), state);
+            }
+        }
+        Err(e) => {
+            for m in held.keys() {
+                out.insert(m.clone(), TlsState::Error(format!("{e:#}")));
+            }
+        }
+    }
+    Some(out)
 }
 
 /// hoist's containers on one engine, counted per project.
