@@ -815,6 +815,48 @@ mod tests {
         }
     }
 
+    /// Meshed: the plain mesh publishes the port on the machine's address; the encrypted one
+    /// publishes nothing for the mesh (a port the file publishes stays) and labels the
+    /// replica for its machine's gateway.
+    #[test]
+    fn meshed_replicas_publish_only_in_the_plain_mesh() {
+        let nets = BTreeMap::from([("default".to_string(), "shop_default".to_string())]);
+        let vols = BTreeMap::new();
+        let svc = json!({
+            "image": "app:1",
+            "expose": ["8080"],
+            "ports": [{"target": 80, "published": "8088", "protocol": "tcp"}],
+        });
+        let ports = [80, 8080];
+        let mut at = placement(&nets, &vols);
+        at.mesh = Some(MeshPorts {
+            address: "10.0.0.11",
+            ports: &ports,
+            encrypt: false,
+        });
+        let plain = create_request(&svc, &at).unwrap();
+        assert_eq!(
+            plain["HostConfig"]["PortBindings"]["8080/tcp"],
+            json!([{"HostIp": "10.0.0.11", "HostPort": ""}])
+        );
+        assert!(plain["Labels"].get(labels::GATEWAY_PORTS).is_none());
+        at.mesh = Some(MeshPorts {
+            address: "10.0.0.11",
+            ports: &ports,
+            encrypt: true,
+        });
+        let encrypted = create_request(&svc, &at).unwrap();
+        let bindings = &encrypted["HostConfig"]["PortBindings"];
+        assert!(bindings.get("8080/tcp").is_none(), "{bindings}");
+        assert_eq!(
+            bindings["80/tcp"][0]["HostPort"],
+            json!("8088"),
+            "{bindings}"
+        );
+        assert!(encrypted["ExposedPorts"].get("8080/tcp").is_some());
+        assert_eq!(encrypted["Labels"][labels::GATEWAY_PORTS], json!("80,8080"));
+    }
+
     #[test]
     fn maps_a_typical_service() {
         let nets = BTreeMap::from([("default".to_string(), "shop_default".to_string())]);
