@@ -75,7 +75,7 @@ impl Tiers {
 
 impl Drop for Tiers {
     fn drop(&mut self) {
-        let _ = self.hoist(&[], &["down"]);
+        let _ = self.hoist(&[], &["down", "--volumes", "--yes"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -709,4 +709,99 @@ fn the_encrypted_mesh_carries_nothing_in_clear_between_machines() {
         2,
         "api answered only from {served:?} after m3 rejoined"
     );
+}
+
+/// The ingress through the encrypted path: web runs on m1 only; a request to m2's ingress
+/// reaches it through m2's mesh proxy and m1's gateway. The control (the plain mesh) sends the
+/// marker across m1's link in clear (m2's Caddy to web's published port on m1); encrypted, it
+/// never crosses in clear, and the request is still answered.
+#[test]
+fn the_ingress_reaches_other_machines_through_the_gateways() {
+    let lab = Lab::get();
+    let _lease = lab.exclusive();
+    remove_fleet_tls(lab);
+    let _tls = FleetTls(lab);
+    let dir = std::env::temp_dir().join(format!("hoist-meshenc-ing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let project = format!("meshencing{}", std::process::id());
+    let write = |encrypt: bool| {
+        std::fs::write(
+            dir.join("compose.yaml"),
+            format!(
+                "x-hoist:\n  mesh: {{image: hoist-test/haproxy:latest, encrypt: {encrypt}}}\n  \
+                 ingress: {{image: hoist-test/caddy:latest, http_port: 18095, https_port: 18096}}\n\
+                 services:\n  web:\n    image: hoist-test/app:v1\n    ports: [\"80\"]\n    \
+                 deploy: {{placement: {{constraints: [\"node.hostname == m1\"]}}}}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let hoist = |args: &[&str]| {
+        run(hoist_command()
+            .current_dir(&dir)
+            .args([
+                "-m",
+                lab.machines_file().to_str().unwrap(),
+                "-p",
+                project.as_str(),
+            ])
+            .args(args))
+    };
+    struct Down<'a, F: Fn(&[&str]) -> Output>(F, &'a std::path::Path);
+    impl<F: Fn(&[&str]) -> Output> Drop for Down<'_, F> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "--volumes", "--yes"]);
+            let _ = std::fs::remove_dir_all(self.1);
+        }
+    }
+    let _down = Down(&hoist, &dir);
+    let link = lab_link(lab, "m1");
+    let path = format!("/?{MARKER}");
+    let through_m2 = |n: usize| {
+        let capture = Capture::start(&link);
+        let mut ok = 0;
+        for _ in 0..n {
+            if matches!(http_get(lab.ip("m2"), 18095, &path), Ok((200, _))) {
+                ok += 1;
+            }
+        }
+        (ok, capture.finish())
+    };
+    let until_answered = || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match http_get(lab.ip("m2"), 18095, &path) {
+                Ok((200, _)) => return,
+                other if Instant::now() > deadline => {
+                    panic!("m2's ingress does not answer: {other:?}")
+                }
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    };
+
+    write(false);
+    let up = hoist(&["up", "--yes"]);
+    assert!(up.success(), "{up}");
+    until_answered();
+    let (ok, plain) = through_m2(10);
+    eprintln!("ingress, plain mesh: {ok}/10 answered through m2; capture on {link}: {plain:?}");
+    assert_eq!(ok, 10);
+    assert!(plain.marked > 0, "the control saw no marker: {plain:?}");
+
+    write(true);
+    let up = hoist(&["up", "--yes"]);
+    assert!(up.success(), "{up}");
+    until_answered();
+    let (ok, encrypted) = through_m2(10);
+    eprintln!(
+        "ingress, encrypted mesh: {ok}/10 answered through m2; capture on {link}: {encrypted:?}"
+    );
+    assert_eq!(ok, 10);
+    assert_eq!(
+        encrypted.marked, 0,
+        "the marker crossed m1's link in clear: {encrypted:?}"
+    );
+    assert!(encrypted.gateway > 0, "{encrypted:?}");
 }

@@ -49,6 +49,11 @@ pub struct Ingress {
     /// deploy, when another one serves it now (a renamed service): until the new service has
     /// a ready replica, the route stays with the old one (see `upstreams`).
     handover: std::sync::Mutex<BTreeMap<RouteKey, String>>,
+    /// Routed services reached through this machine's mesh proxy instead of at their
+    /// replicas' published ports (the encrypted mesh: the proxy balances over every replica and
+    /// reaches those on other machines through their gateways): service → the engine network
+    /// the ingress joins to reach the proxy by the service's name.
+    through_mesh: BTreeMap<String, String>,
 }
 
 /// What identifies a route across deploys: its hosts and paths.
@@ -82,7 +87,19 @@ impl Ingress {
             draining: std::sync::Mutex::new(HashSet::new()),
             syncing: crate::apply::coalesce::Coalesced::new(),
             handover: std::sync::Mutex::new(BTreeMap::new()),
+            through_mesh: BTreeMap::new(),
         })
+    }
+
+    /// Whether some route goes through the mesh proxies (their networks must exist first).
+    pub fn routes_through_mesh(&self) -> bool {
+        !self.through_mesh.is_empty()
+    }
+
+    /// Sends the routes of these services (service → a network of theirs) to the mesh proxy
+    /// on the ingress's own machine, by the service's name (see `through_mesh`).
+    pub fn route_through_mesh(&mut self, services: BTreeMap<String, String>) {
+        self.through_mesh = services;
     }
 
     pub fn spec(&self) -> &IngressSpec {
@@ -128,15 +145,31 @@ impl Ingress {
                 "ExtraHosts": [format!("{}:host-gateway", super::address::LOCAL_HOST)],
             },
         });
-        let id = ops::create(docker, &name, &request, &[]).await?;
+        let mut request = request;
+        let networks: std::collections::BTreeSet<&String> = self.through_mesh.values().collect();
+        let mut networks = networks.into_iter();
+        let extra: Vec<(String, serde_json::Value)> = match networks.next() {
+            Some(first) => {
+                request["NetworkingConfig"] = json!({"EndpointsConfig": {first: {}}});
+                networks.map(|n| (n.clone(), json!({}))).collect()
+            }
+            None => Vec::new(),
+        };
+        let id = ops::create(docker, &name, &request, &extra).await?;
         ops::start(docker, &id).await
     }
 
     fn container_hash(&self) -> String {
-        let text = format!(
+        let mut text = format!(
             "{} {} {}",
             self.spec.image, self.spec.http_port, self.spec.https_port
         );
+        // Joined to the project's networks: another container. Unchanged otherwise.
+        if !self.through_mesh.is_empty() {
+            let networks: std::collections::BTreeSet<&String> =
+                self.through_mesh.values().collect();
+            text.push_str(&format!(" {networks:?}"));
+        }
         let digest = Sha256::digest(text.as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
@@ -196,6 +229,11 @@ impl Ingress {
                     continue;
                 };
                 if !r.ready || draining.contains(&r.id) {
+                    continue;
+                }
+                // One upstream, the local mesh proxy, while any replica is ready.
+                if self.through_mesh.contains_key(&r.service) {
+                    out.insert(r.service.clone(), vec![format!("{}:{port}", r.service)]);
                     continue;
                 }
                 if let Some((_, host_port)) = r.ports.iter().find(|(p, _)| p == port) {

@@ -86,10 +86,27 @@ impl Balancers {
         engines: &[(String, Docker)],
     ) -> Result<Balancers> {
         let name = &resolved.project;
-        Ok(Balancers {
-            ingress: crate::ingress::live::for_project(project, name, fleet, engines)?,
-            mesh: mesh_for_project(project, resolved, fleet, engines)?,
-        })
+        let mut ingress = crate::ingress::live::for_project(project, name, fleet, engines)?;
+        let mesh = mesh_for_project(project, resolved, fleet, engines)?;
+        // The encrypted mesh: routes to meshed services go through the local proxy, which
+        // reaches replicas on other machines only through their gateways.
+        if let (Some(i), Some(m)) = (ingress.as_mut(), mesh.as_ref())
+            && m.spec().encrypt
+        {
+            let through: std::collections::BTreeMap<String, String> = i
+                .spec()
+                .routes
+                .iter()
+                .filter_map(|r| {
+                    let meshed = m.spec().services.get(&r.service)?;
+                    let port = u16::try_from(r.port).ok()?;
+                    meshed.ports.contains(&port).then_some(())?;
+                    Some((r.service.clone(), meshed.networks.keys().next()?.clone()))
+                })
+                .collect();
+            i.route_through_mesh(through);
+        }
+        Ok(Balancers { ingress, mesh })
     }
 
     /// Their images, shipped or pulled with the project's.
@@ -105,12 +122,28 @@ impl Balancers {
     /// Their containers run and route to what runs now; those the file no longer asks for
     /// are removed.
     pub async fn converge(&self, engines: &[(String, Docker)], project: &str) -> Result<()> {
+        // An ingress that routes through the mesh joins the networks the mesh makes on every
+        // machine, and sends to its proxies: the mesh first then.
+        let mesh_first = self
+            .ingress
+            .as_ref()
+            .is_some_and(|i| i.routes_through_mesh());
+        if mesh_first {
+            self.converge_mesh(engines, project).await?;
+        }
         match &self.ingress {
             Some(i) => i.converge().await?,
             None => {
                 crate::ingress::live::remove_all(engines, project).await?;
             }
         }
+        if !mesh_first {
+            self.converge_mesh(engines, project).await?;
+        }
+        Ok(())
+    }
+
+    async fn converge_mesh(&self, engines: &[(String, Docker)], project: &str) -> Result<()> {
         match &self.mesh {
             Some(m) => m.converge().await?,
             None => {
