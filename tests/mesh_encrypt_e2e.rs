@@ -709,6 +709,51 @@ fn the_encrypted_mesh_carries_nothing_in_clear_between_machines() {
         2,
         "api answered only from {served:?} after m3 rejoined"
     );
+
+    // Renewal without a deploy: m2's certificate is made to look 10 days from its end; a
+    // `watch` round issues a new one and reloads m2's gateway and proxies on it.
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 10 * 86_400
+        - 3_600;
+    let tamper = lab.docker_in(
+        "m2",
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "hoist-tls:/t",
+            "hoist-test/base:latest",
+            "sed",
+            "-i",
+            &format!("s/\"not_after\":[0-9]*/\"not_after\":{soon}/"),
+            "/t/machine.json",
+        ],
+    );
+    tamper.expect_success("editing m2's certificate record");
+    let machines = tiers.hoist(&[], &["machines"]);
+    assert!(
+        machines
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("m2 ") && l.contains("expires in 9 days")),
+        "{machines}"
+    );
+    let watch = tiers.hoist(&[("API_VERSION", "v2")], &["watch", "--rounds", "2"]);
+    assert!(watch.success(), "{watch}");
+    eprintln!("watch after m2's certificate aged: {}", watch.stderr.trim());
+    let machines = tiers.hoist(&[], &["machines"]);
+    assert!(
+        machines
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("m2 ") && l.contains("ok until")),
+        "m2's certificate was not renewed:\n{machines}\n{watch}"
+    );
+    let (ok, _) = captured_chain(lab, &link, 10);
+    assert_eq!(ok, 10, "the chain after m2's renewal");
 }
 
 /// The ingress through the encrypted path: web runs on m1 only; a request to m2's ingress

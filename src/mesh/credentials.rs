@@ -281,11 +281,12 @@ pub async fn survey(
 }
 
 /// Carries out `survey`'s decision: every machine ends up with the fleet CA and a certificate
-/// from it for its name and address. Returns what was done, one line per machine changed.
+/// from it for its name and address. Returns the machines given a new certificate, with why:
+/// their gateway and proxies must reload to use it.
 pub async fn ensure(
     engines: &[(String, Docker)],
     addresses: &BTreeMap<String, String>,
-) -> Result<Vec<String>> {
+) -> Result<Vec<(String, String)>> {
     let (held, decision) = survey(engines, addresses).await?;
     if decision.is_empty() {
         return Ok(Vec::new());
@@ -314,7 +315,7 @@ pub async fn ensure(
         store_machine(d, &ca, &cert)
             .await
             .with_context(|| format!("{m}: storing its machine certificate"))?;
-        done.push(format!("{m}: machine certificate ({why})"));
+        done.push((m.clone(), why.clone()));
     }
     Ok(done)
 }

@@ -57,6 +57,8 @@ pub struct Mesh {
     /// One sync at a time, so proxies never go back to an older view; requests made during one
     /// share the next.
     syncing: crate::apply::coalesce::Coalesced,
+    /// Machines given a new certificate whose gateway and proxies have not reloaded since.
+    renewed: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Mesh {
@@ -80,6 +82,7 @@ impl Mesh {
             draining: std::sync::Mutex::new(HashSet::new()),
             applied: std::sync::Mutex::new(HashMap::new()),
             syncing: crate::apply::coalesce::Coalesced::new(),
+            renewed: std::sync::Mutex::new(HashSet::new()),
         })
     }
 
@@ -102,9 +105,7 @@ impl Mesh {
     /// or names change) and none for services no longer meshed.
     pub async fn ensure(&self) -> Result<()> {
         if self.spec.encrypt {
-            for line in super::credentials::ensure(&self.engines, &self.addresses).await? {
-                crate::trace!("tls {line}");
-            }
+            self.renew().await?;
             self.ensure_gateways().await?;
         }
         let upstreams = self.upstreams().await;
@@ -287,6 +288,10 @@ impl Mesh {
         if !errors.is_empty() {
             bail!("{}", errors.join("\n"));
         }
+        // Every gateway and proxy of a renewed machine has reloaded on its new certificate.
+        if let Ok(mut r) = self.renewed.lock() {
+            r.clear();
+        }
         Ok(())
     }
 
@@ -298,7 +303,14 @@ impl Mesh {
     /// proxies were reloaded.
     pub async fn refresh(&self) -> Result<usize> {
         let _one = self.syncing.hold().await;
+        // The encrypted mesh: certificates ending within 30 days (or missing) are issued here
+        // too, so a fleet under `watch` renews without a deploy.
+        if self.spec.encrypt {
+            self.renew().await?;
+        }
         self.sync_gateways().await?;
+        let renewed = self.renewed();
+        let renewed = &renewed;
         let upstreams = self.upstreams().await;
         let mut jobs = Vec::new();
         for (m, d) in &self.engines {
@@ -308,7 +320,7 @@ impl Mesh {
                     let name = container_name(&self.project, service);
                     let have = crate::apply::ops::exec(d, &name, &["cat", CONFIG_PATH]).await;
                     match have {
-                        Ok((0, have)) if have == text => Ok(false),
+                        Ok((0, have)) if have == text && !renewed.contains(m) => Ok(false),
                         // Not there (yet): `up` or the next deploy starts it.
                         Err(_) => Ok(false),
                         _ => apply_config(d, &name, &text)
@@ -330,6 +342,9 @@ impl Mesh {
         }
         if !errors.is_empty() {
             bail!("{}", errors.join("\n"));
+        }
+        if let Ok(mut r) = self.renewed.lock() {
+            r.clear();
         }
         Ok(reloaded)
     }
@@ -417,6 +432,31 @@ impl Mesh {
         view
     }
 
+    /// Gives every machine the fleet CA and a valid certificate (`credentials::ensure`); the
+    /// gateway and proxies of a machine given a new one reload at the next sync, whatever
+    /// their configuration (HAProxy reads the certificate files only when it loads).
+    async fn renew(&self) -> Result<()> {
+        let issued = super::credentials::ensure(&self.engines, &self.addresses).await?;
+        if issued.is_empty() {
+            return Ok(());
+        }
+        if let Ok(mut a) = self.applied.lock() {
+            a.retain(|(m, _), _| !issued.iter().any(|(im, _)| im == m));
+        }
+        if let Ok(mut r) = self.renewed.lock() {
+            for (m, why) in issued {
+                crate::trace!("tls {m}: machine certificate ({why})");
+                r.insert(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Machines given a new certificate since their gateway and proxies last reloaded.
+    fn renewed(&self) -> HashSet<String> {
+        self.renewed.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
     /// Every machine runs its gateway (encrypted mesh), on the view of what runs there now.
     async fn ensure_gateways(&self) -> Result<()> {
         let jobs = self.engines.iter().map(|(m, d)| async move {
@@ -444,11 +484,15 @@ impl Mesh {
     }
 
     /// Rewrites each machine's gateway configuration from the replicas it runs (of every
-    /// project) and reloads those that changed. Nothing in the plain mesh.
+    /// project) and reloads those whose file differs (compared with what this process last
+    /// wrote, else read back from the gateway) or whose machine has a new certificate.
+    /// Nothing in the plain mesh.
     async fn sync_gateways(&self) -> Result<()> {
         if !self.spec.encrypt {
             return Ok(());
         }
+        let renewed = self.renewed();
+        let renewed = &renewed;
         let jobs = self.engines.iter().map(|(m, d)| async move {
             let address = self
                 .addresses
@@ -457,18 +501,22 @@ impl Mesh {
             let backends = super::gateway::backends(d).await?;
             let text = super::gateway::render(m, address, &backends)?;
             let key = (m.clone(), GATEWAY_KEY.to_string());
-            let unchanged = self
-                .applied
-                .lock()
-                .map(|a| a.get(&key) == Some(&text))
-                .unwrap_or(false);
+            let cached = self.applied.lock().ok().and_then(|a| a.get(&key).cloned());
+            let unchanged = !renewed.contains(m)
+                && match cached {
+                    Some(have) => have == text,
+                    None => matches!(
+                        ops::exec(d, super::gateway::NAME, &["cat", CONFIG_PATH]).await,
+                        Ok((0, have)) if have == text
+                    ),
+                };
             if !unchanged {
                 apply_config(d, super::gateway::NAME, &text)
                     .await
                     .with_context(|| format!("gateway@{m}"))?;
-                if let Ok(mut a) = self.applied.lock() {
-                    a.insert(key, text);
-                }
+            }
+            if let Ok(mut a) = self.applied.lock() {
+                a.insert(key, text);
             }
             anyhow::Ok(())
         });
