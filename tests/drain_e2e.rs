@@ -416,13 +416,74 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     assert!(out.stderr.contains("--move-volumes"), "{out}");
     assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
 
-    // With it: db runs on m3 on an identical copy; the source volume stays on m1.
-    let out = p.hoist(&["up", "--yes", "--move-volumes"]);
+    // With it: db runs on m3 on an identical copy; the source volume stays on m1. The db
+    // keeps writing while the move pre-copies its volume (a line every 50 ms, until the stop):
+    // what it wrote after the pre-copy must arrive with the changes sent after the stop.
+    let moving = std::sync::atomic::AtomicBool::new(true);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            // Records written while the move runs (each a new `hoist exec`; those that meet
+            // the stopped db fail, which is fine: what counts is what reached the volume).
+            let mut i = 0;
+            while moving.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                let _ = p.hoist(&[
+                    "exec",
+                    "db",
+                    "sh",
+                    "-c",
+                    &format!("echo 'PUT tick{i}' | nc -w 3 127.0.0.1 5432"),
+                ]);
+            }
+        });
+        let out = p.hoist(&["up", "--yes", "--move-volumes"]);
+        moving.store(false, std::sync::atomic::Ordering::SeqCst);
+        out
+    });
     out.expect_success("up --move-volumes");
+    eprintln!("{out}");
     let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("pre-copied and checked"), "{out}");
+    assert!(said.contains("changed since the pre-copy"), "{out}");
     assert!(said.contains("copied and verified"), "{out}");
     assert!(said.contains("were down at most"), "{out}");
     assert_eq!(p.placements(), [("db".to_string(), "m3".to_string())]);
+    // The copy is the source at rest, with the records written during the pre-copy (sent
+    // after the stop): the blob is identical, and m3's log begins with all of m1's (a record
+    // from a client that was still running when up ended may follow, written on m3).
+    let source_files = files_of(&lab.volume_fingerprint("m1", &volume));
+    let blob = |f: &[String]| {
+        f.iter()
+            .filter(|l| l.contains("blob"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        blob(&files_of(&lab.volume_fingerprint("m3", &volume))),
+        blob(&source_files)
+    );
+    let log = |m: &str| {
+        let out = lab.docker_in(
+            m,
+            &[
+                "run",
+                "--rm",
+                "-v",
+                &format!("{volume}:/data"),
+                "hoist-test/base:latest",
+                "cat",
+                "/data/log",
+            ],
+        );
+        out.expect_success("read the log").to_string()
+    };
+    let (source_log, copy_log) = (log("m1"), log("m3"));
+    assert!(source_log.contains("tick"), "{source_log}");
+    assert!(
+        copy_log.starts_with(&source_log),
+        "{source_log}\n---\n{copy_log}"
+    );
+    assert!(!said.contains(": 0B changed since"), "{out}");
     let count = p.hoist(&[
         "exec",
         "db",
@@ -430,7 +491,10 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
         "-c",
         "echo COUNT | nc -w 3 127.0.0.1 5432",
     ]);
-    assert_eq!(count.expect_success("count").trim(), "50");
+    let records: usize = count.expect_success("count").trim().parse().unwrap();
+    let ticks = p.hoist(&["exec", "db", "grep", "-c", "tick", "/data/log"]);
+    eprintln!("{records} records after the move, of them written during it: {ticks}");
+    assert!(records >= 50, "{count}");
     p.hoist(&[
         "exec",
         "db",
@@ -445,9 +509,9 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
         "source volume removed: {source}"
     );
     assert_eq!(
-        lab.volume_fingerprint("m1", &volume),
-        before,
-        "the source changed"
+        files_of(&lab.volume_fingerprint("m1", &volume)),
+        source_files,
+        "the source changed after the move"
     );
     let markers = lab.docker_in(
         "m3",
@@ -468,13 +532,7 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     assert!(plan.stdout.contains("No changes."), "{plan}");
     // The copy matches the source apart from the record written after the move.
     let after = lab.volume_fingerprint("m3", &volume);
-    let blob = |f: &str| {
-        f.lines()
-            .filter(|l| l.contains("blob"))
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(blob(&after), blob(&before));
+    assert_eq!(blob(&files_of(&after)), blob(&files_of(&before)));
     assert!(after.contains("./blob 7:8"), "{after}");
 
     // Back to zone a: the copy the move left on m1 is older than the data (it lacks
@@ -497,7 +555,10 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
         "-c",
         "echo COUNT | nc -w 3 127.0.0.1 5432",
     ]);
-    assert_eq!(count.expect_success("count").trim(), "51");
+    assert_eq!(
+        count.expect_success("count").trim(),
+        (records + 1).to_string()
+    );
     let plan = p.hoist(&["plan"]);
     assert!(plan.stdout.contains("No changes."), "{plan}");
     let _ = lab.docker_in(
@@ -508,6 +569,90 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
             "-f",
             &volume,
             &format!("hoist-moved-{volume}"),
+        ],
+    );
+}
+
+#[test]
+fn a_full_target_fails_the_move_by_name_and_leaves_the_service_running() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let p = Project::new(lab, "full", &pinned_db("a"));
+    p.hoist(&["up", "--yes"]).expect_success("up on m1");
+    let volume = format!("{}_data", p.name);
+    p.hoist(&[
+        "exec", "db", "sh", "-c",
+        "echo 'PUT precious' | nc -w 3 127.0.0.1 5432 >/dev/null; dd if=/dev/urandom of=/data/blob bs=1M count=8 2>/dev/null",
+    ])
+    .expect_success("write data");
+    let before = files_of(&lab.volume_fingerprint("m1", &volume));
+    // m3's copy of the volume lives on a filesystem with 2 MiB of room: a tmpfs volume of
+    // that size, made beforehand and marked unfinished as a cut copy leaves it, so the move
+    // copies into it and meets the "no space left on device" a full disk gives.
+    let label = format!("io.hoist.project={}", p.name);
+    lab.docker_in(
+        "m3",
+        &[
+            "volume",
+            "create",
+            "--opt",
+            "type=tmpfs",
+            "--opt",
+            "device=tmpfs",
+            "--opt",
+            "o=size=2m",
+            "--label",
+            &label,
+            &volume,
+        ],
+    )
+    .expect_success("a small volume on m3");
+    lab.docker_in(
+        "m3",
+        &[
+            "volume",
+            "create",
+            "--label",
+            &label,
+            &format!("hoist-incoming-{volume}"),
+        ],
+    )
+    .expect_success("its unfinished-copy marker");
+
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
+    let out = p.hoist(&["up", "--yes", "--move-volumes"]);
+    eprintln!("{out}");
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("m3 has no space left for volume {volume} (")),
+        "{out}"
+    );
+    assert!(out.stderr.contains("the source is untouched"), "{out}");
+    // The copy failed while db ran: it was never stopped, it still answers on m1 with its data.
+    assert!(out.stderr.contains("kept running"), "{out}");
+    assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
+    let get = p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo GET | nc -w 3 127.0.0.1 5432",
+    ]);
+    assert!(get.expect_success("get").contains("precious"), "{get}");
+    assert_eq!(files_of(&lab.volume_fingerprint("m1", &volume)), before);
+    // Back to zone a: nothing to do.
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("a")).unwrap();
+    let plan = p.hoist(&["plan"]);
+    assert!(plan.stdout.contains("No changes."), "{plan}");
+    let _ = lab.docker_in(
+        "m3",
+        &[
+            "volume",
+            "rm",
+            "-f",
+            &volume,
+            &format!("hoist-incoming-{volume}"),
         ],
     );
 }
@@ -693,4 +838,21 @@ fn the_target_dying_mid_copy_leaves_the_service_running_on_its_own_data() {
             &format!("hoist-incoming-{volume}"),
         ],
     );
+}
+
+/// The lines of a volume fingerprint about regular files (owner, mode, size; checksum):
+/// directories' sizes depend on the filesystem's history, not on the data.
+fn files_of(fingerprint: &str) -> Vec<String> {
+    let files: std::collections::BTreeSet<&str> = fingerprint
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(_, path)| path))
+        .collect();
+    fingerprint
+        .lines()
+        .filter(|l| {
+            l.split_once("  ").is_some()
+                || l.split(' ').next().is_some_and(|path| files.contains(path))
+        })
+        .map(str::to_string)
+        .collect()
 }
