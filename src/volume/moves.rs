@@ -756,7 +756,7 @@ fn digester(
     parent: Option<String>,
 ) -> (
     tokio::sync::mpsc::Sender<Bytes>,
-    tokio::task::JoinHandle<Result<(String, BTreeMap<String, String>)>>,
+    tokio::task::JoinHandle<Result<Digested>>,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let task = tokio::task::spawn_blocking(move || {
@@ -774,10 +774,10 @@ fn digester(
     (tx, task)
 }
 
-fn digest_tar(
-    reader: impl std::io::Read,
-    parent: Option<&str>,
-) -> Result<(String, BTreeMap<String, String>)> {
+/// A tar stream's content digest, and each file's sha256 by its path in the volume.
+type Digested = (String, BTreeMap<String, String>);
+
+fn digest_tar(reader: impl std::io::Read, parent: Option<&str>) -> Result<Digested> {
     let mut archive = tar::Archive::new(reader);
     let mut all = Sha256::new();
     let mut files = BTreeMap::new();
