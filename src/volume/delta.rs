@@ -376,6 +376,18 @@ mod tests {
     }
 
     #[test]
+    fn the_volume_root_keeps_its_mode_and_owner() {
+        // A service's data directory is often the volume's root (postgres: 0700, uid 999).
+        let src = listing(2000, &["directory|4096|900|700|999|999|."]);
+        let dst = listing(2000, &["directory|4096|900|755|0|0|."]);
+        let d = delta(&src, &dst, 1000);
+        assert_eq!(d.dirs.len(), 1);
+        assert_eq!(d.dirs[0].0, ".");
+        assert!(d.remove.is_empty() && d.copy.is_empty());
+        assert!(same_tree(&src, &dst).is_err());
+    }
+
+    #[test]
     fn within_means_the_path_or_below() {
         assert!(within("./a/b", "./a"));
         assert!(within("./a", "./a"));

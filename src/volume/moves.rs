@@ -539,26 +539,38 @@ async fn finish(
                 .await
                 .context("setting directories' modes and owners")?;
         }
-        let mut sent = BTreeMap::new();
-        for path in &d.copy {
-            let parent = match path.rfind('/') {
-                Some(i) => &path[..i],
-                None => ".",
-            };
-            let (digest_tx, digest) = digester(Some(parent.to_string()));
-            let stream = from.read_path(path).then(move |c| {
-                let digest_tx = digest_tx.clone();
+        // Several paths in flight at once: each is a request of its own to both engines, and
+        // a delta of many small files would otherwise cost their count in round trips. No
+        // order is needed: a new directory travels whole, so every parent already exists.
+        let sends = futures_util::stream::iter(d.copy.iter())
+            .map(|path| {
+                let (from, to) = (&from, &to);
                 async move {
-                    let c = c.map_err(std::io::Error::other)?;
-                    let _ = digest_tx.send(c.clone()).await;
-                    Ok::<_, std::io::Error>(c)
+                    let parent = match path.rfind('/') {
+                        Some(i) => &path[..i],
+                        None => ".",
+                    };
+                    let (digest_tx, digest) = digester(Some(parent.to_string()));
+                    let stream = from.read_path(path).then(move |c| {
+                        let digest_tx = digest_tx.clone();
+                        async move {
+                            let c = c.map_err(std::io::Error::other)?;
+                            let _ = digest_tx.send(c.clone()).await;
+                            Ok::<_, std::io::Error>(c)
+                        }
+                    });
+                    to.write_at(parent, stream)
+                        .await
+                        .with_context(|| format!("sending {path}"))?;
+                    let (_, sums) = digest.await??;
+                    Ok::<_, anyhow::Error>(sums)
                 }
-            });
-            to.write_at(parent, stream)
-                .await
-                .with_context(|| format!("sending {path}"))?;
-            let (_, sums) = digest.await??;
-            sent.extend(sums);
+            })
+            .buffer_unordered(SENDS_IN_FLIGHT);
+        let mut sent = BTreeMap::new();
+        futures_util::pin_mut!(sends);
+        while let Some(sums) = sends.next().await {
+            sent.extend(sums?);
         }
         Ok::<_, anyhow::Error>(sent)
     }
@@ -599,6 +611,9 @@ async fn finish(
         content_digest(&source, sums),
     ))
 }
+
+/// Changed paths sent at once after the stop ([`finish`]).
+const SENDS_IN_FLIGHT: usize = 8;
 
 fn volume_bytes(l: &delta::Listing) -> u64 {
     l.paths
@@ -857,5 +872,73 @@ impl std::io::Read for ChannelReader<'_> {
         let n = buf.len().min(self.chunk.len());
         buf[..n].copy_from_slice(&self.chunk.split_to(n));
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_headers_land_under_the_mount_with_their_modes_and_owners() {
+        let e = |mode: &str, uid: u32| delta::Entry {
+            kind: delta::Kind::Dir,
+            size: 4096,
+            mtime: 1000,
+            mode: mode.into(),
+            uid,
+            gid: uid,
+        };
+        let tar_bytes =
+            dir_headers(&[(".".into(), e("700", 999)), ("./a b".into(), e("755", 0))]).unwrap();
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let got: Vec<(String, u32, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("hoist-volume/".to_string(), 0o700, 999),
+                ("hoist-volume/a b".to_string(), 0o755, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_disk_is_said_with_machine_volume_and_size() {
+        let e = anyhow::anyhow!("write /hoist-volume/blob: no space left on device");
+        let said = format!("{:#}", explain(e, "m3", "shop_data", Some(8 << 20)));
+        assert!(
+            said.starts_with("m3 has no space left for volume shop_data (8MiB to copy)"),
+            "{said}"
+        );
+        let other = format!("{:#}", explain(anyhow::anyhow!("refused"), "m3", "v", None));
+        assert_eq!(other, "refused");
+    }
+
+    #[test]
+    fn an_image_without_the_tools_is_told_from_a_failing_machine() {
+        let missing = anyhow::Error::new(data::ToolFailed {
+            code: 3,
+            stderr: String::new(),
+        });
+        assert!(lacks_tools(&missing));
+        assert!(lacks_tools(&anyhow::anyhow!(
+            "OCI runtime create failed: exec: \"/bin/sh\": stat /bin/sh: no such file or directory: unknown"
+        )));
+        // A machine gone says "No such file or directory" about its socket: not the image's fault.
+        assert!(!lacks_tools(&anyhow::anyhow!(
+            "error trying to connect: No such file or directory (os error 2)"
+        )));
     }
 }
