@@ -788,3 +788,79 @@ services:
     b.hoist(&["plan"])
         .expect_success("plan b with its own ports");
 }
+
+/// The plan is the contract: `up` right after `plan` carries out exactly the steps `plan`
+/// printed — the same plan (it is part of `up --json`), and one change reported per step, on
+/// the step's machine and slot — and nothing else; the next plan is empty.
+#[test]
+fn up_right_after_plan_does_exactly_the_printed_steps() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let before = "services:\n  api:\n    image: hoist-test/app:v1\n    deploy:\n      replicas: 3\n  worker:\n    image: hoist-test/worker:latest\n    deploy:\n      replicas: 2\n";
+    let p = Project::new(lab, "vb", "contract", before);
+    p.hoist(&["up", "--yes"]).expect_success("first up");
+    // One of each kind: replace (api's image), remove (worker scaled down), create (a new
+    // service), unchanged (the worker that stays).
+    p.write(
+        "services:\n  api:\n    image: hoist-test/app:v2\n    deploy:\n      replicas: 3\n  worker:\n    image: hoist-test/worker:latest\n    deploy:\n      replicas: 1\n  cache:\n    image: hoist-test/worker:latest\n",
+    );
+    let plan = p.hoist(&["plan", "--json"]);
+    let plan: serde_json::Value =
+        serde_json::from_str(&plan.stdout).unwrap_or_else(|e| panic!("{e}: {plan}"));
+    let steps = |plan: &serde_json::Value| -> Vec<(String, String, String, String)> {
+        let mut s: Vec<_> = plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["service"].is_string() && s["action"] != "unchanged")
+            .map(|s| {
+                (
+                    s["service"].as_str().unwrap().to_string(),
+                    s["machine"].as_str().unwrap().to_string(),
+                    s["slot"].to_string(),
+                    s["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        s.sort();
+        s
+    };
+    let printed = steps(&plan);
+    let kinds: std::collections::BTreeSet<&str> = printed.iter().map(|s| s.3.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["create", "remove", "replace"].into_iter().collect(),
+        "{plan}"
+    );
+
+    let up = p.hoist(&["up", "--yes", "--json"]);
+    up.expect_success("up");
+    let up: serde_json::Value = serde_json::from_str(&up.stdout).unwrap();
+    // The very plan that was printed.
+    assert_eq!(up["plan"], plan, "up carried out another plan");
+    // One change reported per printed step, on its machine and slot, and none other.
+    let mut done: Vec<(String, String, String)> = up["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|svc| {
+            let service = svc["service"].as_str().unwrap().to_string();
+            svc["changes"].as_array().unwrap().iter().map(move |c| {
+                assert_eq!(c["ok"], true, "{c}");
+                (
+                    service.clone(),
+                    c["machine"].as_str().unwrap().to_string(),
+                    c["slot"].to_string(),
+                )
+            })
+        })
+        .collect();
+    done.sort();
+    let expected: Vec<(String, String, String)> = printed
+        .iter()
+        .map(|(s, m, slot, _)| (s.clone(), m.clone(), slot.clone()))
+        .collect();
+    assert_eq!(done, expected, "{up}");
+    let next = p.hoist(&["plan", "--detailed-exitcode"]);
+    assert_eq!(next.code(), Some(0), "{next}");
+}
