@@ -8,7 +8,7 @@
 
 use super::fixtures::*;
 use crate::core::diff::diff;
-use crate::core::observed::{ContainerState, Health, Observed, ObservedContainer, Reach, Slot};
+use crate::core::observed::{ContainerState, Health, Observed, ObservedContainer, Reach};
 use crate::core::plan::{Action, Plan};
 use crate::core::schedule::{Desired, schedule};
 use crate::core::workload::{Mode, UpdateOrder, Workload};
