@@ -68,6 +68,9 @@ pub struct MachineState {
     pub containers: Vec<SeenContainer>,
     /// Names of all volumes on the machine (a project's data may predate hoist).
     pub volumes: Vec<String>,
+    /// Names of the volumes labelled for the project (data, hoist's records and markers):
+    /// what `down --volumes` removes.
+    pub project_volumes: Vec<String>,
     /// Names of the project's networks (hoist's label): what `down` removes.
     pub networks: Vec<String>,
     /// Names of all networks on the machine: a project network made earlier by
@@ -235,12 +238,14 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
     all_networks.sort();
 
     network_names.sort();
-    let mut volume_names: Vec<String> = volumes
-        .volumes
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| v.name)
+    let volumes = volumes.volumes.unwrap_or_default();
+    let mut project_volumes: Vec<String> = volumes
+        .iter()
+        .filter(|v| v.labels.get(labels::PROJECT).is_some_and(|p| p == project))
+        .map(|v| v.name.clone())
         .collect();
+    project_volumes.sort();
+    let mut volume_names: Vec<String> = volumes.into_iter().map(|v| v.name).collect();
     volume_names.sort();
     let images = images
         .into_iter()
@@ -288,6 +293,7 @@ async fn read_machine(docker: &Docker, project: &str) -> Result<MachineState, St
     Ok(MachineState {
         containers: seen,
         volumes: volume_names,
+        project_volumes,
         networks: network_names,
         all_networks,
         images,

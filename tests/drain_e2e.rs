@@ -9,65 +9,13 @@
 
 mod common;
 
-use common::lab::{Fault, Lab, Output, hey_counts, run};
+use common::lab::{Fault, Lab, hey_counts, run};
+use common::project::Project;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Project {
-    dir: PathBuf,
-    name: String,
-    machines: PathBuf,
-}
-
 impl Project {
-    fn new(lab: &Lab, tag: &str, compose: &str) -> Project {
-        let dir = std::env::temp_dir().join(format!("hoist-drain-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("compose.yaml"), compose).unwrap();
-        Project {
-            dir,
-            name: format!("dr{tag}{}", std::process::id()),
-            machines: lab.machines_file(),
-        }
-    }
-
-    fn hoist(&self, args: &[&str]) -> Output {
-        self.hoist_with(&self.machines, args)
-    }
-
-    fn hoist_with(&self, machines: &std::path::Path, args: &[&str]) -> Output {
-        let mut cmd = common::lab::hoist_command();
-        cmd.current_dir(&self.dir)
-            .args(["-m", machines.to_str().unwrap(), "-p", &self.name])
-            .args(args);
-        run(&mut cmd)
-    }
-
-    fn ps(&self) -> Value {
-        let out = self.hoist(&["ps", "--json"]);
-        serde_json::from_str(out.expect_success("ps --json")).unwrap()
-    }
-
-    /// (service, machine) of every current replica.
-    fn placements(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self.ps()["replicas"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["service"].as_str().unwrap().to_string(),
-                    r["machine"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
     /// Every container of the project on `machine` (any role, any state).
     fn containers_on(&self, lab: &Lab, machine: &str) -> String {
         let out = lab.docker_in(
@@ -82,13 +30,6 @@ impl Project {
             ],
         );
         out.expect_success("docker ps").trim().to_string()
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = self.hoist(&["down", "--volumes", "--yes"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -142,7 +83,7 @@ services:
 fn drain_moves_replicas_off_with_no_failed_request() {
     let lab = Lab::get();
     let _lease = lab.exclusive();
-    let p = Project::new(lab, "mv", &web(PORT));
+    let p = Project::new(lab, "dr", "mv", &web(PORT));
     p.hoist(&["up", "--yes"]).expect_success("up");
     let before = p.placements();
     assert!(
@@ -240,7 +181,7 @@ volumes:
 fn drain_refuses_to_strand_data_and_a_service_follows_its_restored_data() {
     let lab = Lab::get();
     let _lease = lab.exclusive();
-    let p = Project::new(lab, "db", DB);
+    let p = Project::new(lab, "dr", "db", DB);
     p.hoist(&["up", "--yes"]).expect_success("up");
     let (_, from) = p.placements().remove(0);
     let volume = format!("{}_data", p.name);
@@ -301,6 +242,7 @@ fn a_machine_taken_out_of_the_file_is_reported_by_plan() {
     let _lease = lab.shared();
     let p = Project::new(
         lab,
+        "dr",
         "rm",
         "services:\n  api:\n    image: hoist-test/worker:latest\n    deploy: {replicas: 3}\n",
     );
@@ -375,7 +317,7 @@ volumes:
 fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     let lab = Lab::get();
     let _lease = lab.shared();
-    let p = Project::new(lab, "sm", &pinned_db("a"));
+    let p = Project::new(lab, "dr", "sm", &pinned_db("a"));
     p.hoist(&["up", "--yes"]).expect_success("up on m1");
     assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
     let volume = format!("{}_data", p.name);
@@ -416,13 +358,89 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     assert!(out.stderr.contains("--move-volumes"), "{out}");
     assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
 
-    // With it: db runs on m3 on an identical copy; the source volume stays on m1.
-    let out = p.hoist(&["up", "--yes", "--move-volumes"]);
-    out.expect_success("up --move-volumes");
-    let said = format!("{}{}", out.stdout, out.stderr);
+    // With it: db runs on m3 on an identical copy; the source volume stays on m1. The db
+    // keeps writing while the move pre-copies its volume (a line every 50 ms, until the stop):
+    // what it wrote after the pre-copy must arrive with the changes sent after the stop.
+    let moving = std::sync::atomic::AtomicBool::new(true);
+    let (status, said) = std::thread::scope(|s| {
+        s.spawn(|| {
+            // While the move runs, the db takes records and its volume changes shape: a new
+            // directory with a file each round, the one of two rounds ago removed, modes
+            // changed. Each round is a new `hoist exec`; those that meet the stopped db fail,
+            // which is fine: what counts is what reached the volume.
+            let mut i: u32 = 0;
+            while moving.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                let _ = p.hoist(&[
+                    "exec",
+                    "db",
+                    "sh",
+                    "-c",
+                    &format!(
+                        "echo 'PUT tick{i}' | nc -w 3 127.0.0.1 5432; mkdir -p /data/d{i}; \
+                         echo {i} > /data/d{i}/f; chmod 700 /data/d{i}; rm -rf /data/d{}",
+                        i.saturating_sub(2)
+                    ),
+                ]);
+            }
+        });
+        let mut child = p
+            .command(&["up", "--yes", "--move-volumes"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut said = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()))
+            .map_while(Result::ok)
+        {
+            // The data is on m3 from here: a later write would go to the db there.
+            if line.contains("copied and verified") {
+                moving.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+            said.push_str(&line);
+            said.push('\n');
+        }
+        moving.store(false, std::sync::atomic::Ordering::SeqCst);
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+        (child.wait().unwrap(), said)
+    });
+    eprintln!("{said}");
+    assert!(status.success(), "{said}");
+    let out = &said;
+    assert!(said.contains("pre-copied and checked"), "{out}");
+    assert!(said.contains("changed since the pre-copy"), "{out}");
+    assert!(!said.contains(": 0B changed since"), "{out}");
     assert!(said.contains("copied and verified"), "{out}");
     assert!(said.contains("were down at most"), "{out}");
     assert_eq!(p.placements(), [("db".to_string(), "m3".to_string())]);
+    // The copy is the source at rest, with what changed during the pre-copy (sent after the
+    // stop): every file, its owner, mode, size and checksum, and every directory's mode.
+    let source = lab.volume_fingerprint("m1", &volume);
+    let copy = lab.volume_fingerprint("m3", &volume);
+    let dirs = |f: &str| {
+        f.lines()
+            .filter(|l| l.starts_with("./d"))
+            .map(|l| {
+                l.rsplit_once(' ')
+                    .map_or(l, |(head, _size)| head)
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(files_of(&copy), files_of(&source));
+    assert_eq!(dirs(&copy), dirs(&source));
+    assert!(
+        !dirs(&source).is_empty(),
+        "the writer changed nothing: {source}"
+    );
+    let blob = |f: &[String]| {
+        f.iter()
+            .filter(|l| l.contains("blob"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let source_files = files_of(&source);
     let count = p.hoist(&[
         "exec",
         "db",
@@ -430,7 +448,10 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
         "-c",
         "echo COUNT | nc -w 3 127.0.0.1 5432",
     ]);
-    assert_eq!(count.expect_success("count").trim(), "50");
+    let records: usize = count.expect_success("count").trim().parse().unwrap();
+    let ticks = p.hoist(&["exec", "db", "grep", "-c", "tick", "/data/log"]);
+    eprintln!("{records} records after the move, of them written during it: {ticks}");
+    assert!(records >= 50, "{count}");
     p.hoist(&[
         "exec",
         "db",
@@ -445,9 +466,9 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
         "source volume removed: {source}"
     );
     assert_eq!(
-        lab.volume_fingerprint("m1", &volume),
-        before,
-        "the source changed"
+        files_of(&lab.volume_fingerprint("m1", &volume)),
+        source_files,
+        "the source changed after the move"
     );
     let markers = lab.docker_in(
         "m3",
@@ -468,13 +489,7 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
     assert!(plan.stdout.contains("No changes."), "{plan}");
     // The copy matches the source apart from the record written after the move.
     let after = lab.volume_fingerprint("m3", &volume);
-    let blob = |f: &str| {
-        f.lines()
-            .filter(|l| l.contains("blob"))
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(blob(&after), blob(&before));
+    assert_eq!(blob(&files_of(&after)), blob(&files_of(&before)));
     assert!(after.contains("./blob 7:8"), "{after}");
 
     // Back to zone a: the copy the move left on m1 is older than the data (it lacks
@@ -497,7 +512,10 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
         "-c",
         "echo COUNT | nc -w 3 127.0.0.1 5432",
     ]);
-    assert_eq!(count.expect_success("count").trim(), "51");
+    assert_eq!(
+        count.expect_success("count").trim(),
+        (records + 1).to_string()
+    );
     let plan = p.hoist(&["plan"]);
     assert!(plan.stdout.contains("No changes."), "{plan}");
     let _ = lab.docker_in(
@@ -513,10 +531,94 @@ fn a_stateful_move_copies_the_data_only_with_move_volumes() {
 }
 
 #[test]
-fn hoist_killed_mid_copy_leaves_the_source_and_never_uses_the_half_copy() {
+fn a_full_target_fails_the_move_by_name_and_leaves_the_service_running() {
     let lab = Lab::get();
     let _lease = lab.shared();
-    let p = Project::new(lab, "kill", &pinned_db("a"));
+    let p = Project::new(lab, "dr", "full", &pinned_db("a"));
+    p.hoist(&["up", "--yes"]).expect_success("up on m1");
+    let volume = format!("{}_data", p.name);
+    p.hoist(&[
+        "exec", "db", "sh", "-c",
+        "echo 'PUT precious' | nc -w 3 127.0.0.1 5432 >/dev/null; dd if=/dev/urandom of=/data/blob bs=1M count=8 2>/dev/null",
+    ])
+    .expect_success("write data");
+    let before = files_of(&lab.volume_fingerprint("m1", &volume));
+    // m3's copy of the volume lives on a filesystem with 2 MiB of room: a tmpfs volume of
+    // that size, made beforehand and marked unfinished as a cut copy leaves it, so the move
+    // copies into it and meets the "no space left on device" a full disk gives.
+    let label = format!("io.hoist.project={}", p.name);
+    lab.docker_in(
+        "m3",
+        &[
+            "volume",
+            "create",
+            "--opt",
+            "type=tmpfs",
+            "--opt",
+            "device=tmpfs",
+            "--opt",
+            "o=size=2m",
+            "--label",
+            &label,
+            &volume,
+        ],
+    )
+    .expect_success("a small volume on m3");
+    lab.docker_in(
+        "m3",
+        &[
+            "volume",
+            "create",
+            "--label",
+            &label,
+            &format!("hoist-incoming-{volume}"),
+        ],
+    )
+    .expect_success("its unfinished-copy marker");
+
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
+    let out = p.hoist(&["up", "--yes", "--move-volumes"]);
+    eprintln!("{out}");
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("m3 has no space left for volume {volume} (")),
+        "{out}"
+    );
+    assert!(out.stderr.contains("the source is untouched"), "{out}");
+    // The copy failed while db ran: it was never stopped, it still answers on m1 with its data.
+    assert!(out.stderr.contains("kept running"), "{out}");
+    assert_eq!(p.placements(), [("db".to_string(), "m1".to_string())]);
+    let get = p.hoist(&[
+        "exec",
+        "db",
+        "sh",
+        "-c",
+        "echo GET | nc -w 3 127.0.0.1 5432",
+    ]);
+    assert!(get.expect_success("get").contains("precious"), "{get}");
+    assert_eq!(files_of(&lab.volume_fingerprint("m1", &volume)), before);
+    // Back to zone a: nothing to do.
+    std::fs::write(p.dir.join("compose.yaml"), pinned_db("a")).unwrap();
+    let plan = p.hoist(&["plan"]);
+    assert!(plan.stdout.contains("No changes."), "{plan}");
+    let _ = lab.docker_in(
+        "m3",
+        &[
+            "volume",
+            "rm",
+            "-f",
+            &volume,
+            &format!("hoist-incoming-{volume}"),
+        ],
+    );
+}
+
+/// A db on m1 with a record and a 160 MiB file, then `up --move-volumes` to m3 started and
+/// returned as soon as it says the copy has begun (stdout and stderr piped). Returns the
+/// project, its volume, the volume's fingerprint before, and the running `up`.
+fn moving_db(lab: &Lab, tag: &str) -> (Project, String, String, std::process::Child) {
+    let p = Project::new(lab, "dr", tag, &pinned_db("a"));
     p.hoist(&["up", "--yes"]).expect_success("up on m1");
     let volume = format!("{}_data", p.name);
     p.hoist(&[
@@ -525,29 +627,28 @@ fn hoist_killed_mid_copy_leaves_the_source_and_never_uses_the_half_copy() {
     ])
     .expect_success("write data");
     let before = lab.volume_fingerprint("m1", &volume);
-
-    std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
-    let mut cmd = common::lab::hoist_command();
-    cmd.current_dir(&p.dir)
-        .args([
-            "-m",
-            p.machines.to_str().unwrap(),
-            "-p",
-            &p.name,
-            "up",
-            "--yes",
-            "--move-volumes",
-        ])
+    p.write(&pinned_db("c"));
+    let mut child = p
+        .command(&["up", "--yes", "--move-volumes"])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    // Killed as soon as it says the copy started (an event, not a sleep).
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
     let started = lines
         .by_ref()
         .map_while(Result::ok)
         .any(|l| l.contains("copying volume"));
     assert!(started, "the copy never started");
+    (p, volume, before, child)
+}
+
+#[test]
+fn hoist_killed_mid_copy_leaves_the_source_and_never_uses_the_half_copy() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let (p, volume, before, mut child) = moving_db(lab, "kill");
+    // Killed as soon as it says the copy started (an event, not a sleep).
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -589,32 +690,8 @@ fn hoist_killed_mid_copy_leaves_the_source_and_never_uses_the_half_copy() {
 fn the_target_dying_mid_copy_leaves_the_service_running_on_its_own_data() {
     let lab = Lab::get();
     let _lease = lab.exclusive();
-    let p = Project::new(lab, "tdie", &pinned_db("a"));
-    p.hoist(&["up", "--yes"]).expect_success("up on m1");
-    let volume = format!("{}_data", p.name);
-    p.hoist(&[
-        "exec", "db", "sh", "-c",
-        "echo 'PUT precious' | nc -w 3 127.0.0.1 5432 >/dev/null; dd if=/dev/urandom of=/data/blob bs=1M count=160 2>/dev/null",
-    ])
-    .expect_success("write data");
-    let before = lab.volume_fingerprint("m1", &volume);
-
-    std::fs::write(p.dir.join("compose.yaml"), pinned_db("c")).unwrap();
-    let mut child = common::lab::hoist_command()
-        .current_dir(&p.dir)
-        .args(["-m", p.machines.to_str().unwrap(), "-p", &p.name])
-        .args(["up", "--yes", "--move-volumes"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (p, volume, before, mut child) = moving_db(lab, "tdie");
     // m3 dies as soon as hoist says the copy to it started (an event, not a sleep).
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    let started = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("copying volume"));
-    assert!(started, "the copy never started");
     let killed = lab.fault(Fault::Kill, "m3");
     // The deploy ends (it must not wait on the dead machine for ever) and fails, saying why.
     let ended = Instant::now();
@@ -693,4 +770,21 @@ fn the_target_dying_mid_copy_leaves_the_service_running_on_its_own_data() {
             &format!("hoist-incoming-{volume}"),
         ],
     );
+}
+
+/// The lines of a volume fingerprint about regular files (owner, mode, size; checksum):
+/// directories' sizes depend on the filesystem's history, not on the data.
+fn files_of(fingerprint: &str) -> Vec<String> {
+    let files: std::collections::BTreeSet<&str> = fingerprint
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(_, path)| path))
+        .collect();
+    fingerprint
+        .lines()
+        .filter(|l| {
+            l.split_once("  ").is_some()
+                || l.split(' ').next().is_some_and(|path| files.contains(path))
+        })
+        .map(str::to_string)
+        .collect()
 }

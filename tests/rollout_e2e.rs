@@ -15,8 +15,9 @@
 mod common;
 
 use common::lab::{Lab, Output, hey_counts, http_get, run};
+use common::project::Project;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -47,43 +48,13 @@ EXPOSE 80
 CMD [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]
 ";
 
-/// A project in its own folder, deployed to the lab under its own name.
-struct Project {
-    dir: PathBuf,
-    name: String,
-    machines: PathBuf,
+/// A project of this file's: its commands open their own SSH connections (no master kept
+/// between commands), so a test's signals reach hoist and nothing else.
+fn project(lab: &Lab, tag: &str, compose: &str) -> Project {
+    Project::new(lab, "ro", tag, compose).with_env("HOIST_SSH_PERSIST", "0")
 }
 
 impl Project {
-    fn new(lab: &Lab, tag: &str, compose: &str) -> Project {
-        let dir = std::env::temp_dir().join(format!("hoist-rollout-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("compose.yaml"), compose).unwrap();
-        Project {
-            dir,
-            name: format!("ro{tag}{}", std::process::id()),
-            machines: lab.machines_file(),
-        }
-    }
-
-    fn write(&self, compose: &str) {
-        std::fs::write(self.dir.join("compose.yaml"), compose).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = common::lab::hoist_command();
-        cmd.current_dir(&self.dir)
-            .env("HOIST_SSH_PERSIST", "0")
-            .args(["-m", self.machines.to_str().unwrap(), "-p", &self.name])
-            .args(args);
-        cmd
-    }
-
-    fn hoist(&self, args: &[&str]) -> Output {
-        run(&mut self.command(args))
-    }
-
     /// The shell command line that runs hoist with `args` (for pipelines).
     fn shell_line(&self, args: &str) -> String {
         format!(
@@ -112,13 +83,6 @@ impl Project {
                 vols.stdout
             );
         }
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = self.hoist(&["down", "--yes"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -183,7 +147,7 @@ fn a_deploy_survives_a_closed_pipe_and_a_hangup() {
     let tag = format!("hoist-test/stubborn-pipe-{}", std::process::id());
     build_stubborn(&format!("{tag}:v1"), "v1");
     build_stubborn(&format!("{tag}:v2"), "v2");
-    let p = Project::new(lab, "pipe", &web(&format!("{tag}:v1"), 4, 1, None));
+    let p = project(lab, "pipe", &web(&format!("{tag}:v1"), 4, 1, None));
     p.hoist(&["up", "--yes"]).expect_success("up v1");
 
     // `| head -1`: the reader goes away after one line, in the middle of the rollout.
@@ -215,7 +179,7 @@ fn sigint_and_sigterm_stop_after_the_batch_and_release_the_lock() {
     for v in ["v1", "v2", "v3"] {
         build_stubborn(&format!("{tag}:{v}"), v);
     }
-    let p = Project::new(lab, "int", &web(&format!("{tag}:v1"), 4, 1, None));
+    let p = project(lab, "int", &web(&format!("{tag}:v1"), 4, 1, None));
     p.hoist(&["up", "--yes"]).expect_success("up v1");
 
     for (sig, code, version) in [("-INT", 130, "v2"), ("-TERM", 143, "v3")] {
@@ -287,7 +251,7 @@ fn replicas_and_the_ingress_come_back_after_a_restart_with_no_hoist_running() {
     let port = 18480;
     let mut compose = web("hoist-test/app:v1", 3, 1, Some(port));
     compose = compose.replace("replicas: 3", "mode: global");
-    let p = Project::new(lab, "boot", &compose);
+    let p = project(lab, "boot", &compose);
     p.hoist(&["up", "--yes"]).expect_success("up");
     wait_all_serve(lab, lab.ip("m1"), port, "after up");
 
@@ -354,7 +318,7 @@ fn what_you_built_is_what_runs() {
     let _lease = lab.shared();
     let port = 18580;
     let tag = format!("hoist-test/built-{}:1", std::process::id());
-    let p = Project::new(lab, "built", &web(&tag, 3, 2, Some(port)));
+    let p = project(lab, "built", &web(&tag, 3, 2, Some(port)));
 
     // A local tag, rebuilt with new content under the same name.
     let ctx = p.dir.join("ctx");
@@ -454,7 +418,7 @@ fn no_failed_request_for_any_client_during_an_update_or_a_rename() {
     let tag = format!("hoist-test/stubborn-load-{}", std::process::id());
     build_stubborn(&format!("{tag}:v1"), "v1");
     build_stubborn(&format!("{tag}:v2"), "v2");
-    let p = Project::new(lab, "load", &web(&format!("{tag}:v1"), 4, 1, Some(port)));
+    let p = project(lab, "load", &web(&format!("{tag}:v1"), 4, 1, Some(port)));
     p.hoist(&["up", "--yes"]).expect_success("up v1");
     assert_serves(lab, port, "v1");
 
@@ -484,7 +448,7 @@ fn plan_shows_ingress_changes_that_up_makes_without_a_replica_change() {
             &format!("        hosts: [{host}]\n        health:"),
         )
     };
-    let p = Project::new(lab, "ingplan", &compose("a.example.test"));
+    let p = project(lab, "ingplan", &compose("a.example.test"));
     p.hoist(&["up", "--yes"]).expect_success("up");
     p.assert_converged();
 

@@ -379,7 +379,44 @@ fn down_keeps_volumes_and_data() {
         ],
     );
     put.expect_success("write into the db");
-    shop.hoist(&[], &["down"]).expect_success("down");
+    // The plan first: every machine's removals, the volume named as staying; nothing touched.
+    let dry = shop.hoist(&[], &["down", "--dry-run"]);
+    let text = dry.expect_success("down --dry-run");
+    assert!(text.contains("  - remove container "), "{dry}");
+    assert!(
+        text.contains("volumes stay (down --volumes removes them"),
+        "{dry}"
+    );
+    let json = shop.hoist(&[], &["down", "--dry-run", "--volumes", "--json"]);
+    let plan: Value = serde_json::from_str(json.expect_success("down --dry-run --json")).unwrap();
+    let on_db = plan["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == machine.as_str())
+        .unwrap();
+    assert!(
+        on_db["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| *v == format!("{}_data", shop.project)),
+        "{plan}"
+    );
+    let running = shop.replicas().len();
+    assert!(running > 0);
+    let planned = plan["counts"]["containers"].as_u64().unwrap() as usize;
+    assert!(planned >= running, "{plan}");
+    let out = shop.hoist(&[], &["down", "--json"]);
+    let done: Value = serde_json::from_str(out.expect_success("down --json")).unwrap();
+    assert!(
+        done["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["removed"] == true),
+        "{done}"
+    );
     assert!(shop.replicas().is_empty());
     let volumes = lab.docker_in(&machine, &["volume", "ls", "--format", "{{.Name}}"]);
     assert!(

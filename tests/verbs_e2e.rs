@@ -8,44 +8,13 @@
 
 mod common;
 
-use common::lab::{Lab, Output, run};
+use common::lab::{Lab, Output};
+use common::project::Project;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-/// A compose project of the test's own in a temporary folder.
-struct Project {
-    dir: PathBuf,
-    name: String,
-    machines: PathBuf,
-}
-
 impl Project {
-    fn new(lab: &Lab, tag: &str, compose: &str) -> Project {
-        let dir = std::env::temp_dir().join(format!("hoist-verbs-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("compose.yaml"), compose).unwrap();
-        Project {
-            dir,
-            name: format!("vb{tag}{}", std::process::id()),
-            machines: lab.machines_file(),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = common::lab::hoist_command();
-        cmd.current_dir(&self.dir)
-            .args(["-m", self.machines.to_str().unwrap(), "-p", &self.name])
-            .args(args);
-        cmd
-    }
-
-    fn hoist(&self, args: &[&str]) -> Output {
-        run(&mut self.command(args))
-    }
-
     /// The command line of [`Project::command`], for a shell (`script -c`).
     fn shell_line(&self, args: &[&str]) -> String {
         let mut line = format!(
@@ -58,13 +27,6 @@ impl Project {
             line.push_str(&format!(" '{a}'"));
         }
         line
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = self.hoist(&["down", "--yes"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -105,7 +67,7 @@ services:
 fn exec_returns_the_exit_code_as_soon_as_the_command_exits() {
     let lab = Lab::get();
     let _lease = lab.shared();
-    let p = Project::new(lab, "exec", WORKERS);
+    let p = Project::new(lab, "vb", "exec", WORKERS);
     p.hoist(&["up", "--yes"]).expect_success("up");
 
     // Slot 1 and 2 are on different machines: engines 20.10 and 26.
@@ -218,7 +180,7 @@ fn logs_until(p: &Project, args: &[&str], want: &str) -> String {
 fn logs_since_a_date_unknown_services_and_new_replicas_from_their_start() {
     let lab = Lab::get();
     let _lease = lab.shared();
-    let p = Project::new(lab, "logs", WORKERS);
+    let p = Project::new(lab, "vb", "logs", WORKERS);
     p.hoist(&["up", "--yes"]).expect_success("up");
 
     // An unknown service is an error, not an empty success.
@@ -357,7 +319,7 @@ fn config_and_plan_refuse_unknown_x_hoist_keys_with_file_and_key() {
         ),
     ];
     for (i, (compose, want)) in cases.iter().enumerate() {
-        let p = Project::new(lab, &format!("keys{i}"), compose);
+        let p = Project::new(lab, "vb", &format!("keys{i}"), compose);
         for verb in ["config", "plan"] {
             let out = p.hoist(&[verb]);
             assert_eq!(out.code(), Some(1), "{verb}:\n{out}");
@@ -372,6 +334,7 @@ fn plan_refuses_what_up_would_refuse_in_x_hoist_values() {
     let _lease = lab.shared();
     let p = Project::new(
         lab,
+        "vb",
         "values",
         "services:\n  web:\n    image: hoist-test/app:v1\n    x-hoist: {ingress: {port: 80}}\n",
     );
@@ -400,7 +363,7 @@ fn replicas(p: &Project, all: bool) -> Vec<serde_json::Value> {
 fn a_container_squatting_a_replicas_name_gets_advice_that_works() {
     let lab = Lab::get();
     let _lease = lab.shared();
-    let p = Project::new(lab, "squat", WORKERS);
+    let p = Project::new(lab, "vb", "squat", WORKERS);
     p.hoist(&["up", "--yes"]).expect_success("up");
     let one = replicas(&p, false)
         .into_iter()
@@ -447,6 +410,7 @@ fn memory_reservations_apply_and_a_changed_config_is_called_a_config() {
     let _lease = lab.shared();
     let p = Project::new(
         lab,
+        "vb",
         "res",
         r#"
 services:
@@ -511,7 +475,7 @@ fn the_ingress_shows_upstream_health_and_up_warns_when_a_route_has_none() {
     let lab = Lab::get();
     let _lease = lab.shared();
     let port = 18690;
-    let p = Project::new(lab, "inghealth", &ingress_compose("/nope", port));
+    let p = Project::new(lab, "vb", "inghealth", &ingress_compose("/nope", port));
     let up = p.hoist(&["up", "--yes", "--json"]);
     up.expect_success("up");
     let want = "has no healthy upstream for web: no upstream answers GET /nope with 2xx";
@@ -588,7 +552,7 @@ fn up_json_has_one_stable_shape_for_a_rollout_a_no_op_and_a_rollback() {
     let lab = Lab::get();
     let _lease = lab.shared();
     let app = |tag: &str| format!("services:\n  api:\n    image: hoist-test/app:{tag}\n");
-    let p = Project::new(lab, "upjson", &app("v1"));
+    let p = Project::new(lab, "vb", "upjson", &app("v1"));
     let keys = [
         "schema", "project", "ok", "changes", "release", "plan", "shipped", "services", "pruned",
         "warnings",
@@ -641,7 +605,7 @@ fn up_json_has_one_stable_shape_for_a_rollout_a_no_op_and_a_rollback() {
 fn replicas_stopped_or_paused_by_hand_are_brought_back_and_rollback_names_what_it_cannot() {
     let lab = Lab::get();
     let _lease = lab.shared();
-    let p = Project::new(lab, "byhand", WORKERS);
+    let p = Project::new(lab, "vb", "byhand", WORKERS);
     p.hoist(&["up", "--yes"]).expect_success("up v1");
     let v2 = WORKERS.replace(
         "replicas: 2",
@@ -780,12 +744,12 @@ services:
             fixed = port + 2
         )
     };
-    let a = Project::new(lab, "portsa", &compose(port));
+    let a = Project::new(lab, "vb", "portsa", &compose(port));
     a.hoist(&["up", "--yes"]).expect_success("up a");
 
     // Project b wants the same ingress ports and the same fixed port: plan says so, and
     // names a's containers; up refuses before touching anything.
-    let b = Project::new(lab, "portsb", &compose(port));
+    let b = Project::new(lab, "vb", "portsb", &compose(port));
     let plan = b.hoist(&["plan"]);
     assert_eq!(plan.code(), Some(1), "{plan}");
     assert!(plan.stderr.contains("host ports already taken"), "{plan}");
@@ -823,4 +787,80 @@ services:
     .unwrap();
     b.hoist(&["plan"])
         .expect_success("plan b with its own ports");
+}
+
+/// The plan is the contract: `up` right after `plan` carries out exactly the steps `plan`
+/// printed — the same plan (it is part of `up --json`), and one change reported per step, on
+/// the step's machine and slot — and nothing else; the next plan is empty.
+#[test]
+fn up_right_after_plan_does_exactly_the_printed_steps() {
+    let lab = Lab::get();
+    let _lease = lab.shared();
+    let before = "services:\n  api:\n    image: hoist-test/app:v1\n    deploy:\n      replicas: 3\n  worker:\n    image: hoist-test/worker:latest\n    deploy:\n      replicas: 2\n";
+    let p = Project::new(lab, "vb", "contract", before);
+    p.hoist(&["up", "--yes"]).expect_success("first up");
+    // One of each kind: replace (api's image), remove (worker scaled down), create (a new
+    // service), unchanged (the worker that stays).
+    p.write(
+        "services:\n  api:\n    image: hoist-test/app:v2\n    deploy:\n      replicas: 3\n  worker:\n    image: hoist-test/worker:latest\n    deploy:\n      replicas: 1\n  cache:\n    image: hoist-test/worker:latest\n",
+    );
+    let plan = p.hoist(&["plan", "--json"]);
+    let plan: serde_json::Value =
+        serde_json::from_str(&plan.stdout).unwrap_or_else(|e| panic!("{e}: {plan}"));
+    let steps = |plan: &serde_json::Value| -> Vec<(String, String, String, String)> {
+        let mut s: Vec<_> = plan["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["service"].is_string() && s["action"] != "unchanged")
+            .map(|s| {
+                (
+                    s["service"].as_str().unwrap().to_string(),
+                    s["machine"].as_str().unwrap().to_string(),
+                    s["slot"].to_string(),
+                    s["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        s.sort();
+        s
+    };
+    let printed = steps(&plan);
+    let kinds: std::collections::BTreeSet<&str> = printed.iter().map(|s| s.3.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["create", "remove", "replace"].into_iter().collect(),
+        "{plan}"
+    );
+
+    let up = p.hoist(&["up", "--yes", "--json"]);
+    up.expect_success("up");
+    let up: serde_json::Value = serde_json::from_str(&up.stdout).unwrap();
+    // The very plan that was printed.
+    assert_eq!(up["plan"], plan, "up carried out another plan");
+    // One change reported per printed step, on its machine and slot, and none other.
+    let mut done: Vec<(String, String, String)> = up["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|svc| {
+            let service = svc["service"].as_str().unwrap().to_string();
+            svc["changes"].as_array().unwrap().iter().map(move |c| {
+                assert_eq!(c["ok"], true, "{c}");
+                (
+                    service.clone(),
+                    c["machine"].as_str().unwrap().to_string(),
+                    c["slot"].to_string(),
+                )
+            })
+        })
+        .collect();
+    done.sort();
+    let expected: Vec<(String, String, String)> = printed
+        .iter()
+        .map(|(s, m, slot, _)| (s.clone(), m.clone(), slot.clone()))
+        .collect();
+    assert_eq!(done, expected, "{up}");
+    let next = p.hoist(&["plan", "--detailed-exitcode"]);
+    assert_eq!(next.code(), Some(0), "{next}");
 }

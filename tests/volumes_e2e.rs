@@ -8,38 +8,13 @@
 
 mod common;
 
-use common::lab::{Lab, Output, run};
+use common::lab::{Lab, run};
+use common::project::Project;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 
-struct Project {
-    dir: PathBuf,
-    name: String,
-    machines: PathBuf,
-}
-
 impl Project {
-    fn new(lab: &Lab, tag: &str, compose: &str) -> Project {
-        let dir = std::env::temp_dir().join(format!("hoist-vol-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("compose.yaml"), compose).unwrap();
-        Project {
-            dir,
-            name: format!("vol{tag}{}", std::process::id()),
-            machines: lab.machines_file(),
-        }
-    }
-
-    fn hoist(&self, args: &[&str]) -> Output {
-        let mut cmd = common::lab::hoist_command();
-        cmd.current_dir(&self.dir)
-            .args(["-m", self.machines.to_str().unwrap(), "-p", &self.name])
-            .args(args);
-        run(&mut cmd)
-    }
-
     fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
@@ -80,13 +55,6 @@ impl Project {
     }
 }
 
-impl Drop for Project {
-    fn drop(&mut self) {
-        let _ = self.hoist(&["down", "--volumes", "--yes"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 const DB: &str = r#"
 services:
   db:
@@ -101,7 +69,7 @@ volumes:
 fn backup_destroy_restore_gives_back_identical_data() {
     let lab = Lab::get();
     let _lease = lab.shared();
-    let p = Project::new(lab, "rt", DB);
+    let p = Project::new(lab, "vol", "rt", DB);
     p.hoist(&["up", "--yes"]).expect_success("up");
     let volume = format!("{}_data", p.name);
 
@@ -280,7 +248,7 @@ fn started_at(lab: &Lab, machine: &str, id: &str) -> String {
 fn a_backup_command_keeps_the_service_running_and_a_stubborn_one_is_stopped() {
     let lab = Lab::get();
     let _lease = lab.shared();
-    let p = Project::new(lab, "cs", CONSISTENCY);
+    let p = Project::new(lab, "vol", "cs", CONSISTENCY);
     p.hoist(&["up", "--yes"]).expect_success("up");
 
     // With x-hoist.backup.command: the replica is never stopped, and the command ran first.

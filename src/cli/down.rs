@@ -3,11 +3,12 @@
 
 use super::Global;
 use super::project_args::ProjectArgs;
-use crate::apply::{lock, ops};
+use crate::apply::lock;
+use crate::core::{self, down::DownPlan, down::OnMachine};
 use crate::engine;
 use crate::observe;
+use crate::pipeline;
 use anyhow::Result;
-use bollard::Docker;
 use clap::Args;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use std::time::Duration;
 /// Stop and remove the project's containers and networks on every machine.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  hoist down\n  hoist down --volumes --yes   # also delete the project's named volumes (their data!)\n\nExit codes: 0 ok, 1 error or a machine unreachable (nothing there was touched)."
+    after_help = "Examples:\n  hoist down --dry-run         # what it would remove, machine by machine\n  hoist down\n  hoist down --volumes --yes   # also delete the project's named volumes (their data!)\n\nExit codes: 0 ok, 1 error or a machine unreachable (nothing there was touched)."
 )]
 pub struct DownArgs {
     /// Also remove the project's named volumes — and the data in them.
@@ -24,6 +25,12 @@ pub struct DownArgs {
     /// Do not ask before removing volumes.
     #[arg(short, long)]
     yes: bool,
+    /// Show what would be removed on each machine, and remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the plan (with --dry-run) or what was removed as JSON.
+    #[arg(long)]
+    json: bool,
     /// Wait this long for a running deploy's lock (e.g. 2m).
     #[arg(long, value_parser = super::parse_duration, default_value = "0s", value_name = "DURATION")]
     lock_wait: Duration,
@@ -34,6 +41,7 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: DownArgs) ->
     let project = project_name.as_str();
     if args.volumes
         && !args.yes
+        && !args.dry_run
         && !super::confirm(&format!(
             "Delete the named volumes of project {project} and all their data?"
         ))?
@@ -44,6 +52,13 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: DownArgs) ->
     let fleet = super::load_fleet(global)?;
     let conns = engine::connect_all(&fleet, global.timeout).await?;
     let engines = conns.engines();
+    if args.dry_run {
+        // A look only: no lock, nothing touched.
+        let plan = down_plan(&conns, project, args.volumes).await;
+        conns.close().await;
+        render(&plan, None, args.json);
+        return Ok(ExitCode::SUCCESS);
+    }
     let held = lock::acquire(
         &engines,
         project,
@@ -58,67 +73,11 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: DownArgs) ->
             return Err(e);
         }
     };
-    let seen = observe::observe(&conns, project).await;
-    let mut failed = false;
-    let tasks = seen.machines.iter().map(|(machine, state)| {
-        let docker = engines
-            .iter()
-            .find(|(n, _)| n == machine)
-            .map(|(_, d)| d.clone());
-        async move {
-            let (Ok(state), Some(docker)) = (state, docker) else {
-                let why = state.as_ref().err().cloned().unwrap_or_default();
-                return Err(format!(
-                    "{machine}: not reached, nothing removed there: {why}"
-                ));
-            };
-            let mut removed = 0;
-            let stops = state.containers.iter().map(|c| {
-                let docker = docker.clone();
-                async move {
-                    ops::stop(&docker, &c.id, None).await?;
-                    ops::remove(&docker, &c.id).await
-                }
-            });
-            for r in futures_util::future::join_all(stops).await {
-                r.map_err(|e| format!("{machine}: {e:#}"))?;
-                removed += 1;
-            }
-            for net in &state.networks {
-                docker
-                    .remove_network(net)
-                    .await
-                    .map_err(|e| format!("{machine}: removing network {net}: {e}"))?;
-            }
-            let mut vols = 0;
-            if args.volumes {
-                // The sealing key's holder mounts the key's volume (src/seal.rs).
-                crate::seal::remove_holder(&docker, project)
-                    .await
-                    .map_err(|e| format!("{machine}: {e:#}"))?;
-                vols = remove_project_volumes(&docker, project)
-                    .await
-                    .map_err(|e| format!("{machine}: {e:#}"))?;
-            }
-            Ok((machine.clone(), removed, state.networks.len(), vols))
-        }
-    });
-    for r in futures_util::future::join_all(tasks).await {
-        match r {
-            Ok((m, c, n, v)) => {
-                let vols = if args.volumes {
-                    format!(", {v} volumes")
-                } else {
-                    String::new()
-                };
-                tell!("{m}: removed {c} containers, {n} networks{vols}");
-            }
-            Err(e) => {
-                failed = true;
-                tell!("hoist: {e}");
-            }
-        }
-    }
+    // Observed under the lock: what no deploy is changing any more.
+    let plan = down_plan(&conns, project, args.volumes).await;
+    let outcome = pipeline::down::carry_out(&plan, &engines).await;
+    let failed = outcome.iter().any(|(_, r)| r.is_err());
+    render(&plan, Some(&outcome), args.json);
     if !failed {
         crate::apply::fleet_record::clear(&conns.engines(), project).await;
     }
@@ -131,26 +90,59 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: DownArgs) ->
     })
 }
 
-/// Removes the volumes hoist created for the project (by label), never others.
-async fn remove_project_volumes(docker: &Docker, project: &str) -> Result<usize> {
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![format!("{}={project}", crate::labels::PROJECT)],
-    )]);
-    let list = docker
-        .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
-            filters: Some(filters),
-        }))
-        .await?;
-    let mut n = 0;
-    for v in list.volumes.unwrap_or_default() {
-        docker
-            .remove_volume(
-                &v.name,
-                None::<bollard::query_parameters::RemoveVolumeOptions>,
-            )
-            .await?;
-        n += 1;
+/// The observation, as `down`'s plan.
+async fn down_plan(conns: &engine::Connections, project: &str, volumes: bool) -> DownPlan {
+    let seen = observe::observe(conns, project).await;
+    let machines = seen
+        .machines
+        .into_iter()
+        .map(|(m, state)| {
+            let on = state.map(|s| OnMachine {
+                containers: s.containers.into_iter().map(|c| (c.name, c.id)).collect(),
+                networks: s.networks,
+                volumes: s.project_volumes,
+            });
+            (m, on)
+        })
+        .collect();
+    core::down::plan(project, machines, volumes)
+}
+
+/// The plan (no `outcome`: a dry run), or what each machine did.
+fn render(plan: &DownPlan, outcome: Option<&[(String, Result<(), String>)]>, json: bool) {
+    if json {
+        say!("{}", plan.to_json(outcome));
+        return;
     }
-    Ok(n)
+    let Some(outcome) = outcome else {
+        say!("{}", plan.render_text().trim_end());
+        return;
+    };
+    for (m, r) in outcome {
+        let Some(Ok(on)) = plan.machines.iter().find(|(x, _)| x == m).map(|(_, s)| s) else {
+            if let Err(e) = r {
+                tell!("hoist: {m}: {e}");
+            }
+            continue;
+        };
+        match r {
+            Ok(()) => {
+                let vols = if plan.with_volumes {
+                    format!(", {} volumes", on.volumes.len())
+                } else {
+                    String::new()
+                };
+                tell!(
+                    "{m}: removed {} containers, {} networks{vols}",
+                    on.containers.len(),
+                    on.networks.len()
+                );
+            }
+            Err(e) => tell!("hoist: {m}: {e}"),
+        }
+    }
+    let kept = plan.kept_volumes.len();
+    if kept > 0 {
+        tell!("{kept} volumes stay (hoist down --volumes removes them, and their data)");
+    }
 }

@@ -24,6 +24,7 @@
 pub mod autoscale;
 pub mod constraint;
 pub mod diff;
+pub mod down;
 pub mod fleet_view;
 pub mod observed;
 pub mod plan;

@@ -341,7 +341,7 @@ impl Plan {
                             }
                             let _ = writeln!(
                                 out,
-                                "        downtime: {} is stopped on {} for the copy (with a checksum check) and runs again once healthy on {}; the source volume stays",
+                                "        downtime: {} runs on {} while its data is copied, stops there for what changed since and a checksum check, and runs again once healthy on {}; the source volume stays",
                                 SlotName(&m.service, &m.slot),
                                 m.from,
                                 m.to

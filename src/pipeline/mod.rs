@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod down;
 pub mod local;
 pub mod pin;
 pub mod resolve;

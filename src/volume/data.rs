@@ -258,25 +258,32 @@ impl Helper {
         volume: &str,
         image: &str,
     ) -> Result<Helper> {
-        let leftovers = docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(HashMap::from([(
-                    "label".to_string(),
-                    vec![
-                        format!("{}={project}", labels::PROJECT),
-                        format!("{}={HELPER_ROLE}", labels::ROLE),
-                    ],
-                )])),
-                ..Default::default()
-            }))
-            .await
-            .context("listing leftover volume helpers")?;
-        for c in leftovers {
-            if let Some(id) = c.id {
-                remove_helper(docker, &id).await?;
-            }
-        }
+        remove_leftovers(docker, project).await?;
+        Helper::create_only(docker, project, volume, image).await
+    }
+
+    /// Creates a helper for `volume` from `image`, leaving other helpers alone (a move runs
+    /// several at once on one machine; it removes leftovers once, before the first).
+    pub async fn create_only(
+        docker: &Docker,
+        project: &str,
+        volume: &str,
+        image: &str,
+    ) -> Result<Helper> {
+        // Runs only to empty the volume (Helper::clear); the archive endpoint needs no process.
+        let empty = format!("rm -rf {MOUNT}/..?* {MOUNT}/.[!.]* {MOUNT}/*");
+        Helper::create_running(docker, project, volume, image, &empty).await
+    }
+
+    /// A helper whose process, when started, is `sh -c script`. `script` is one of hoist's own
+    /// fixed commands: never a value from a file or a machine (those go in as input files).
+    async fn create_running(
+        docker: &Docker,
+        project: &str,
+        volume: &str,
+        image: &str,
+        script: &str,
+    ) -> Result<Helper> {
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -284,8 +291,7 @@ impl Helper {
         let name = format!("{project}-volume-{}-{nonce}", std::process::id());
         let body: bollard::models::ContainerCreateBody = serde_json::from_value(json!({
             "Image": image,
-            // Runs only to empty the volume (Helper::clear); the archive endpoint needs no process.
-            "Entrypoint": ["/bin/sh", "-c", format!("rm -rf {MOUNT}/..?* {MOUNT}/.[!.]* {MOUNT}/*")],
+            "Entrypoint": ["/bin/sh", "-c", script],
             "Cmd": [],
             "User": "0:0",
             "Labels": {
@@ -421,6 +427,175 @@ impl Helper {
     pub async fn remove(self) -> Result<()> {
         remove_helper(&self.docker, &self.id).await
     }
+
+    /// One path of the volume (relative to it, `./a/b`) as a tar stream whose one entry (or
+    /// tree, for a directory) is named after the path's last part.
+    pub fn read_path(
+        &self,
+        path: &str,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, bollard::errors::Error>> + use<> {
+        self.docker.download_from_container(
+            &self.id,
+            Some(DownloadFromContainerOptions {
+                path: format!("{MOUNT}/{}", path.trim_start_matches("./")),
+            }),
+        )
+    }
+
+    /// Extracts a tar stream into the volume's directory `dir` (relative, `./a`; `.` for the
+    /// volume's root), as [`Helper::write`] does at the root.
+    pub async fn write_at(
+        &self,
+        dir: &str,
+        tar: impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    ) -> Result<()> {
+        let dir = dir.trim_start_matches('.').trim_start_matches('/');
+        self.docker
+            .upload_to_container(
+                &self.id,
+                Some(UploadToContainerOptions {
+                    path: if dir.is_empty() {
+                        MOUNT.to_string()
+                    } else {
+                        format!("{MOUNT}/{dir}")
+                    },
+                    copy_uidgid: None,
+                    no_overwrite_dir_non_dir: None,
+                }),
+                bollard::body_try_stream(tar),
+            )
+            .await
+            .context("writing into the volume")
+    }
+}
+
+/// Runs one of hoist's fixed `script`s with `sh` in `image` on the machine, the volume mounted
+/// at [`MOUNT`] and `input` readable at `/hoist-in`; returns what it wrote to standard output.
+/// Both go through files in the container (the archive endpoint), so any log driver and any
+/// bytes pass. A non-zero exit is an error carrying the script's standard error and its code
+/// ([`ToolFailed`]).
+pub async fn run_tool(
+    docker: &Docker,
+    project: &str,
+    volume: &str,
+    image: &str,
+    script: &str,
+    input: &[u8],
+) -> Result<Vec<u8>> {
+    let wrapped = format!("({script}) >/hoist-out 2>/hoist-err");
+    let helper = Helper::create_running(docker, project, volume, image, &wrapped).await?;
+    let result = async {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(input.len() as u64);
+        header.set_mode(0o600);
+        header.set_cksum();
+        tar.append_data(&mut header, "hoist-in", input)?;
+        let tar = tar.into_inner()?;
+        helper
+            .docker
+            .upload_to_container(
+                &helper.id,
+                Some(UploadToContainerOptions {
+                    path: "/".to_string(),
+                    ..Default::default()
+                }),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .context("giving the tool its input")?;
+        helper
+            .docker
+            .start_container(&helper.id, None)
+            .await
+            .context("starting the tool")?;
+        let mut wait = helper
+            .docker
+            .wait_container(&helper.id, None::<WaitContainerOptions>);
+        let code = match wait.next().await {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => return Err(anyhow::Error::new(e).context("waiting for the tool")),
+            None => bail!("the tool's container gave no exit status"),
+        };
+        if code != 0 {
+            let err = read_file(&helper, "/hoist-err").await.unwrap_or_default();
+            return Err(anyhow::Error::new(ToolFailed {
+                code,
+                stderr: String::from_utf8_lossy(&err).trim().to_string(),
+            }));
+        }
+        read_file(&helper, "/hoist-out").await
+    }
+    .await;
+    let _ = helper.remove().await;
+    result
+}
+
+/// A tool script that exited with `code`.
+#[derive(Debug)]
+pub struct ToolFailed {
+    pub code: i64,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for ToolFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.code)?;
+        if !self.stderr.is_empty() {
+            write!(f, ": {}", self.stderr)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ToolFailed {}
+
+/// A file of the helper's own filesystem (not the volume's), whole.
+async fn read_file(helper: &Helper, path: &str) -> Result<Vec<u8>> {
+    let mut stream = helper.docker.download_from_container(
+        &helper.id,
+        Some(DownloadFromContainerOptions {
+            path: path.to_string(),
+        }),
+    );
+    let mut tar_bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        tar_bytes.extend_from_slice(&chunk.with_context(|| format!("reading {path}"))?);
+    }
+    let mut archive = tar::Archive::new(&tar_bytes[..]);
+    let mut entries = archive.entries()?;
+    let mut entry = entries
+        .next()
+        .with_context(|| format!("{path}: an empty archive"))??;
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut out)?;
+    Ok(out)
+}
+
+/// Removes the helper containers an interrupted earlier run of `project` left on the machine
+/// (they hold no data: the volumes they served are never removed with them).
+pub async fn remove_leftovers(docker: &Docker, project: &str) -> Result<()> {
+    let leftovers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![
+                    format!("{}={project}", labels::PROJECT),
+                    format!("{}={HELPER_ROLE}", labels::ROLE),
+                ],
+            )])),
+            ..Default::default()
+        }))
+        .await
+        .context("listing leftover volume helpers")?;
+    for c in leftovers {
+        if let Some(id) = c.id {
+            remove_helper(docker, &id).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes a helper with the anonymous volumes its image may have declared (`VOLUME` lines

@@ -10,6 +10,7 @@
 
 pub mod archive;
 pub mod data;
+pub mod delta;
 pub mod moves;
 
 use anyhow::{Context, Result, bail};

@@ -12,13 +12,14 @@
 //! fails, the source replicas are started again ([`restart_sources`]).
 
 use super::data::{self, Helper};
+use super::delta;
 use crate::core::plan::VolumeMove;
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// The marker volume that says `volume` on this machine is an unfinished copy.
@@ -142,7 +143,12 @@ pub struct Stopped {
     pub at: Instant,
 }
 
-/// Stops the moving slots' source containers and copies every moved volume, verified.
+/// Copies every moved volume, verified, stopping the moving slots' source containers for as
+/// short a time as it can. Where the service's image has `find`, `stat`, `sha256sum` and
+/// `xargs` (busybox or GNU) on both machines, each volume is first copied while the service
+/// runs (the pre-copy, checked against the target's checksums); then every source container
+/// stops and only what changed since is sent ([`super::delta`]) and checked. Elsewhere the
+/// service stops first and the whole volume is copied and read back.
 /// `containers`: (machine, container id) of each move's source, from the plan.
 pub async fn carry(
     moves: &[VolumeMove],
@@ -155,7 +161,57 @@ pub async fn carry(
             .get(m)
             .with_context(|| format!("{m}: no connection for the volume move"))
     };
-    // Stop first, all at once: the copy must see the data at rest.
+    // One copy per (from, to, volume), even when several slots move together.
+    let mut pairs: Vec<(&str, &str, &str)> = moves
+        .iter()
+        .flat_map(|m| {
+            m.volumes
+                .iter()
+                .map(move |v| (m.from.as_str(), m.to.as_str(), v.as_str()))
+        })
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    let size = |from: &str, volume: &str| {
+        moves
+            .iter()
+            .find(|m| m.from == from)
+            .and_then(|m| m.sizes.get(volume).copied())
+    };
+    // Helpers an interrupted earlier move left, once per machine (later ones run side by side).
+    let mut machines: Vec<&str> = pairs.iter().flat_map(|(f, t, _)| [*f, *t]).collect();
+    machines.sort();
+    machines.dedup();
+    for m in machines {
+        data::remove_leftovers(engine(m)?, project)
+            .await
+            .with_context(|| format!("{m}: removing leftover volume helpers"))?;
+    }
+    // While the services run: the pre-copies.
+    let mut pre = HashMap::new();
+    for &(from, to, volume) in &pairs {
+        say!("{from} → {to}: copying volume {volume} while its service runs");
+        match precopy(engine(from)?, engine(to)?, project, volume).await {
+            Ok(p) => {
+                say!(
+                    "{from} → {to}: volume {volume} pre-copied and checked ({}, {:.1}s, {:.0} MiB/s)",
+                    crate::output::bytes(p.bytes),
+                    p.took.as_secs_f64(),
+                    rate(p.bytes, p.took)
+                );
+                pre.insert((from, to, volume), p);
+            }
+            Err(NoPrecopy::Fallback(why)) => {
+                say!("{from} → {to}: volume {volume} is copied once its service has stopped: {why}")
+            }
+            Err(NoPrecopy::Failed(e)) => {
+                return Err(explain(e, to, volume, size(from, volume)).context(format!(
+                    "moving volume {volume} from {from} to {to}: the source is untouched and its replicas kept running; the copy on {to} is marked unfinished and never used"
+                )));
+            }
+        }
+    }
+    // Stop, all at once: what is sent now must be the data at rest.
     let stops = containers
         .iter()
         .map(|(m, id)| async move { crate::apply::ops::stop(engine(m)?, id, None).await });
@@ -170,51 +226,442 @@ pub async fn carry(
         }
     }
     let mut done = Vec::new();
-    // One copy per (from, to, volume), even when several slots move together.
-    let mut pairs: Vec<(&str, &str, &str)> = moves
-        .iter()
-        .flat_map(|m| {
-            m.volumes
-                .iter()
-                .map(move |v| (m.from.as_str(), m.to.as_str(), v.as_str()))
-        })
-        .collect();
-    pairs.sort();
-    pairs.dedup();
     for (from, to, volume) in pairs {
-        say!("{from} → {to}: copying volume {volume}");
         let copied = async {
-            copy(engine(from)?, engine(to)?, project, volume)
-                .await
-                .map(|(bytes, digest, took)| Copied {
-                    volume: volume.to_string(),
-                    from: from.to_string(),
-                    to: to.to_string(),
-                    bytes,
-                    digest,
-                    took,
-                })
+            let (src, dst) = (engine(from)?, engine(to)?);
+            let finished = match pre.remove(&(from, to, volume)) {
+                Some(p) => {
+                    let began = Instant::now();
+                    match finish(src, dst, project, volume, p).await {
+                        Ok((delta, bytes, digest)) => {
+                            say!(
+                                "{from} → {to}: volume {volume}: {} changed since the pre-copy, sent and checked in {:.1}s with the service stopped",
+                                crate::output::bytes(delta),
+                                began.elapsed().as_secs_f64()
+                            );
+                            Some((bytes, digest))
+                        }
+                        Err(e) => {
+                            say!("{from} → {to}: volume {volume}: sending the changes failed ({e:#}); copying it whole");
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            let (bytes, digest) = match finished {
+                Some(done) => done,
+                None => {
+                    say!("{from} → {to}: copying volume {volume}");
+                    let (bytes, digest, _) = copy(src, dst, project, volume).await?;
+                    (bytes, digest)
+                }
+            };
+            dst.remove_volume(
+                &incoming_marker(volume),
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+            .context("clearing the unfinished-copy marker")?;
+            Ok::<_, anyhow::Error>(Copied {
+                volume: volume.to_string(),
+                from: from.to_string(),
+                to: to.to_string(),
+                bytes,
+                digest,
+                took: stopped.at.elapsed(),
+            })
         }
         .await;
         match copied {
             Ok(c) => {
                 say!(
-                    "{from} → {to}: volume {volume} copied and verified ({}, {:.1}s, {:.0} MiB/s)",
+                    "{from} → {to}: volume {volume} copied and verified ({}; the service has been stopped {:.1}s)",
                     crate::output::bytes(c.bytes),
                     c.took.as_secs_f64(),
-                    c.bytes as f64 / 1048576.0 / c.took.as_secs_f64().max(0.001)
                 );
                 done.push(c);
             }
             Err(e) => {
                 restart_sources(&stopped, engines).await;
-                return Err(e.context(format!(
+                return Err(explain(e, to, volume, size(from, volume)).context(format!(
                     "moving volume {volume} from {from} to {to}: the source is untouched and its replicas run again there; the copy on {to} is marked unfinished and never used"
                 )));
             }
         }
     }
     Ok((stopped, done))
+}
+
+fn rate(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 / 1048576.0 / took.as_secs_f64().max(0.001)
+}
+
+/// A full disk on the target, said as what it is and what to do.
+fn explain(e: anyhow::Error, to: &str, volume: &str, size: Option<u64>) -> anyhow::Error {
+    if format!("{e:#}").contains("no space left on device") {
+        let need = size
+            .map(|n| format!(" ({} to copy)", crate::output::bytes(n)))
+            .unwrap_or_default();
+        return e.context(format!(
+            "{to} has no space left for volume {volume}{need}: free space on {to} (or give the volume's filesystem more room), or place the service on another machine, then run up again"
+        ));
+    }
+    e
+}
+
+/// A volume copied while its service ran, checked, waiting for the changes since.
+pub struct Precopied {
+    /// The source machine's clock when the pre-copy began.
+    since: i64,
+    /// The image the tool containers run from (the service's own, on both machines).
+    image: String,
+    /// sha256 of every file as the pre-copy sent it (`./a/b` → hex), checked on the target.
+    sums: BTreeMap<String, String>,
+    bytes: u64,
+    took: Duration,
+}
+
+/// Why a volume was not pre-copied.
+enum NoPrecopy {
+    /// The move can still copy it after the stop (the image lacks the tools, the data moved
+    /// under the read).
+    Fallback(String),
+    /// The target failed (gone, full, refusing): the move fails, the service still runs.
+    Failed(anyhow::Error),
+}
+
+/// Whether a tool run failed because the image cannot run the tools (no shell, or one of them
+/// missing), not because the machine failed.
+fn lacks_tools(e: &anyhow::Error) -> bool {
+    if let Some(t) = e.downcast_ref::<data::ToolFailed>() {
+        return matches!(t.code, 3 | 126 | 127);
+    }
+    // The runtime's words for an image without /bin/sh (a machine that fails says other things).
+    let text = format!("{e:#}");
+    text.contains("executable file not found")
+        || (text.contains("OCI runtime") && text.contains("no such file or directory"))
+}
+
+/// Copies `volume` from `src` to `dst` while its service runs, then checks the target's files
+/// against what was sent. The unfinished-copy marker stays on.
+async fn precopy(
+    src: &Docker,
+    dst: &Docker,
+    project: &str,
+    volume: &str,
+) -> std::result::Result<Precopied, NoPrecopy> {
+    use NoPrecopy::{Failed, Fallback};
+    let began = Instant::now();
+    create_marker(dst, project, volume)
+        .await
+        .context("marking the target copy unfinished")
+        .map_err(Failed)?;
+    let users = data::users(src, volume).await.map_err(Failed)?;
+    let Some(image) = users
+        .iter()
+        .find(|u| !u.image_id.is_empty())
+        .map(|u| u.image_id.clone())
+    else {
+        return Err(Fallback(
+            "no container of the service lends its image for the tools".into(),
+        ));
+    };
+    if dst.inspect_image(&image).await.is_err() {
+        return Err(Fallback("the service's image is not on the target".into()));
+    }
+    // The source's clock (and whether its image has the tools), and the target's tools.
+    let (on_src, on_dst) = tokio::join!(
+        data::run_tool(src, project, volume, &image, delta::LIST, b""),
+        data::run_tool(dst, project, volume, &image, delta::LIST, b""),
+    );
+    let listing = match on_src {
+        Ok(out) => delta::parse_listing(&String::from_utf8_lossy(&out)),
+        Err(e) if lacks_tools(&e) => {
+            return Err(Fallback(format!(
+                "the service's image lacks what a copy while it runs needs (sh, find, stat, sha256sum, xargs): {e:#}"
+            )));
+        }
+        Err(e) => return Err(Fallback(format!("listing the source: {e:#}"))),
+    };
+    let since = match listing {
+        Ok(l) => l.clock,
+        Err(e) => return Err(Fallback(format!("{e:#}"))),
+    };
+    match on_dst {
+        Ok(_) => {}
+        Err(e) if lacks_tools(&e) => {
+            return Err(Fallback(format!(
+                "the service's image cannot run the tools on the target: {e:#}"
+            )));
+        }
+        Err(e) => return Err(Failed(e.context("running a tool on the target"))),
+    }
+    let from = Helper::create_only(src, project, volume, &image)
+        .await
+        .map_err(Failed)?;
+    let to = match Helper::create_only(dst, project, volume, &image).await {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = from.remove().await;
+            return Err(Failed(e));
+        }
+    };
+    let result = async {
+        let emptied = match to.first_entry().await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => to.clear().await.context("emptying an unfinished earlier copy"),
+            Err(e) => Err(e),
+        };
+        emptied.map_err(Failed)?;
+        let (digest_tx, digest) = digester(None);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+        let upload = to.write(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let pump = async {
+            let mut stream = from.read();
+            let mut bytes = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    // The running service changed a file under the read, or the source failed:
+                    // the copy after the stop will say which.
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(std::io::Error::other("the source stopped")))
+                            .await;
+                        return Err(Fallback(format!("reading the volume while it is written: {e}")));
+                    }
+                };
+                bytes += chunk.len() as u64;
+                let _ = digest_tx.send(chunk.clone()).await;
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return Err(Failed(anyhow::anyhow!("the target engine stopped reading")));
+                }
+            }
+            drop(tx);
+            drop(digest_tx);
+            Ok(bytes)
+        };
+        let (bytes, uploaded) = tokio::join!(pump, upload);
+        let bytes = bytes?;
+        uploaded.context("writing the target volume").map_err(Failed)?;
+        let (_, sent) = digest
+            .await
+            .map_err(|e| Failed(e.into()))?
+            .map_err(|e| Fallback(format!("reading what was sent: {e:#}")))?;
+        // The target's files, hashed where they are, against what was sent.
+        let out = data::run_tool(dst, project, volume, &image, delta::HASH_ALL, b"")
+            .await
+            .context("hashing the copy on the target")
+            .map_err(Failed)?;
+        let there = delta::parse_sums(&String::from_utf8_lossy(&out))
+            .map_err(|e| Fallback(format!("{e:#}")))?;
+        if there != sent {
+            let differ = sent
+                .iter()
+                .filter(|(p, s)| there.get(*p) != Some(s))
+                .map(|(p, _)| p.as_str())
+                .chain(there.keys().filter(|p| !sent.contains_key(*p)).map(|p| p.as_str()))
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Failed(anyhow::anyhow!(
+                "checksum mismatch after the pre-copy: the target's files differ from what was sent ({differ})"
+            )));
+        }
+        Ok((bytes, sent))
+    }
+    .await;
+    let _ = from.remove().await;
+    let _ = to.remove().await;
+    let (bytes, sums) = result?;
+    Ok(Precopied {
+        since,
+        image,
+        sums,
+        bytes,
+        took: began.elapsed(),
+    })
+}
+
+/// With the service stopped: lists both sides, sends what changed since the pre-copy, and
+/// checks that the target now holds the source's tree (every path's kind, mode, owner, size
+/// and mtime) and the changed files' checksums. Returns the bytes of the changes, the bytes of
+/// the volume and a digest of its content (every path's metadata and every file's sha256).
+async fn finish(
+    src: &Docker,
+    dst: &Docker,
+    project: &str,
+    volume: &str,
+    pre: Precopied,
+) -> Result<(u64, u64, String)> {
+    let image = &pre.image;
+    let (ls, lt) = tokio::join!(
+        data::run_tool(src, project, volume, image, delta::LIST, b""),
+        data::run_tool(dst, project, volume, image, delta::LIST, b""),
+    );
+    let source =
+        delta::parse_listing(&String::from_utf8_lossy(&ls.context("listing the source")?))?;
+    let target =
+        delta::parse_listing(&String::from_utf8_lossy(&lt.context("listing the target")?))?;
+    let d = delta::delta(&source, &target, pre.since);
+    if d.is_empty() {
+        // Nothing changed since the pre-copy, whose content was checked: the trees must match.
+        delta::same_tree(&source, &target)
+            .map_err(|why| anyhow::anyhow!("the copy is not the source's tree: {why}"))?;
+        return Ok((0, volume_bytes(&source), content_digest(&source, pre.sums)));
+    }
+    if !d.remove.is_empty() {
+        data::run_tool(
+            dst,
+            project,
+            volume,
+            image,
+            delta::REMOVE_LISTED,
+            &delta::nul_list(&d.remove),
+        )
+        .await
+        .context("removing what the source no longer has")?;
+    }
+    let from = Helper::create_only(src, project, volume, image).await?;
+    let to = match Helper::create_only(dst, project, volume, image).await {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = from.remove().await;
+            return Err(e);
+        }
+    };
+    // The changed paths, one stream each, digested on the way (the source is at rest now).
+    let sent = async {
+        if !d.dirs.is_empty() {
+            let headers = Bytes::from(dir_headers(&d.dirs)?);
+            to.write(futures_util::stream::once(async move { Ok(headers) }))
+                .await
+                .context("setting directories' modes and owners")?;
+        }
+        // Several paths in flight at once: each is a request of its own to both engines, and
+        // a delta of many small files would otherwise cost their count in round trips. No
+        // order is needed: a new directory travels whole, so every parent already exists.
+        let sends = futures_util::stream::iter(d.copy.iter())
+            .map(|path| {
+                let (from, to) = (&from, &to);
+                async move {
+                    let parent = match path.rfind('/') {
+                        Some(i) => &path[..i],
+                        None => ".",
+                    };
+                    let (digest_tx, digest) = digester(Some(parent.to_string()));
+                    let stream = from.read_path(path).then(move |c| {
+                        let digest_tx = digest_tx.clone();
+                        async move {
+                            let c = c.map_err(std::io::Error::other)?;
+                            let _ = digest_tx.send(c.clone()).await;
+                            Ok::<_, std::io::Error>(c)
+                        }
+                    });
+                    to.write_at(parent, stream)
+                        .await
+                        .with_context(|| format!("sending {path}"))?;
+                    let (_, sums) = digest.await??;
+                    Ok::<_, anyhow::Error>(sums)
+                }
+            })
+            .buffer_unordered(SENDS_IN_FLIGHT);
+        let mut sent = BTreeMap::new();
+        futures_util::pin_mut!(sends);
+        while let Some(sums) = sends.next().await {
+            sent.extend(sums?);
+        }
+        Ok::<_, anyhow::Error>(sent)
+    }
+    .await;
+    let _ = from.remove().await;
+    let _ = to.remove().await;
+    let sent = sent?;
+    // The check, on the target: its tree is the source's, the changed files' content too.
+    let files = d.files(&source);
+    let out = data::run_tool(
+        dst,
+        project,
+        volume,
+        image,
+        delta::LIST_THEN_HASH_LISTED,
+        &delta::nul_list(&files),
+    )
+    .await
+    .context("checking the target")?;
+    let out = String::from_utf8_lossy(&out);
+    let (listing, sums) = out.split_once("\n\n").unwrap_or((&out, ""));
+    let after = delta::parse_listing(listing)?;
+    let there = delta::parse_sums(sums)?;
+    delta::same_tree(&source, &after)
+        .map_err(|why| anyhow::anyhow!("the copy is not the source's tree: {why}"))?;
+    let expected: BTreeMap<String, String> = files
+        .iter()
+        .filter_map(|f| sent.get(f).map(|s| (f.clone(), s.clone())))
+        .collect();
+    if expected.len() != files.len() || there != expected {
+        bail!("checksum mismatch: the changed files differ on the target from what was sent");
+    }
+    let mut sums = pre.sums;
+    sums.extend(expected);
+    Ok((
+        d.bytes(&source),
+        volume_bytes(&source),
+        content_digest(&source, sums),
+    ))
+}
+
+/// Changed paths sent at once after the stop ([`finish`]).
+const SENDS_IN_FLIGHT: usize = 8;
+
+fn volume_bytes(l: &delta::Listing) -> u64 {
+    l.paths
+        .values()
+        .filter(|e| e.kind == delta::Kind::File)
+        .map(|e| e.size)
+        .sum()
+}
+
+/// A digest of a volume at rest: every path's kind, mode, owner and size, and every file's
+/// mtime and sha256 (`sums`: the pre-copy's, the changes' over them).
+fn content_digest(source: &delta::Listing, sums: BTreeMap<String, String>) -> String {
+    let mut all = Sha256::new();
+    for (path, e) in &source.paths {
+        all.update(
+            format!(
+                "{path}|{:?}|{}|{}:{}|{}",
+                e.kind, e.mode, e.uid, e.gid, e.size
+            )
+            .as_bytes(),
+        );
+        if let Some(s) = sums.get(path) {
+            all.update(format!("|{}|{s}", e.mtime).as_bytes());
+        }
+        all.update(b"\n");
+    }
+    super::archive::hex(&all.finalize())
+}
+
+/// A tar of directory entries alone (under the helper's mount), to set their modes and owners
+/// without touching what they hold.
+fn dir_headers(dirs: &[(String, delta::Entry)]) -> std::result::Result<Vec<u8>, std::io::Error> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, e) in dirs {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(u32::from_str_radix(&e.mode, 8).unwrap_or(0o755));
+        h.set_uid(e.uid.into());
+        h.set_gid(e.gid.into());
+        h.set_mtime(e.mtime.max(0) as u64);
+        h.set_size(0);
+        let name = match path.as_str() {
+            "." => format!("{}/", super::archive::ROOT),
+            p => format!("{}/{}", super::archive::ROOT, p.trim_start_matches("./")),
+        };
+        tar.append_data(&mut h, name, std::io::empty())?;
+    }
+    tar.into_inner()
 }
 
 /// Starts again the source containers that still exist (the rollout removes those whose
@@ -236,8 +683,9 @@ pub async fn restart_sources(stopped: &Stopped, engines: &HashMap<String, Docker
 }
 
 /// Copies `volume` from `src` to `dst` (created there beforehand by the plan's volume step):
-/// marker on, target emptied if a cut copy left anything, stream, read back, compare, marker
-/// off. Returns the bytes streamed, the content digest and the time taken.
+/// marker on, target emptied if a cut copy left anything, stream, read back, compare. The
+/// caller takes the marker off. Returns the bytes streamed, the content digest and the time
+/// taken.
 async fn copy(
     src: &Docker,
     dst: &Docker,
@@ -245,7 +693,6 @@ async fn copy(
     volume: &str,
 ) -> Result<(u64, String, Duration)> {
     let began = Instant::now();
-    let marker = incoming_marker(volume);
     // Already there (mark_incoming); made again in case it was removed meanwhile.
     create_marker(dst, project, volume)
         .await
@@ -266,7 +713,7 @@ async fn copy(
             to.clear().await.context("emptying an unfinished earlier copy")?;
         }
         // Source → target, digesting what passes.
-        let (digest_tx, digest) = digester();
+        let (digest_tx, digest) = digester(None);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         let mut rx = rx;
         let upload = to.write(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
@@ -288,9 +735,9 @@ async fn copy(
         let (bytes, uploaded) = tokio::join!(pump, upload);
         let bytes = bytes?;
         uploaded.context("writing the target volume")?;
-        let source_digest = digest.await.context("digesting the source")??;
+        let (source_digest, _) = digest.await.context("digesting the source")??;
         // Read the target back: the copy counts only if its content is the source's.
-        let (back_tx, back_digest) = digester();
+        let (back_tx, back_digest) = digester(None);
         let mut stream = to.read();
         while let Some(chunk) = stream.next().await {
             let _ = back_tx
@@ -298,7 +745,7 @@ async fn copy(
                 .await;
         }
         drop(back_tx);
-        let target_digest = back_digest.await.context("digesting the target")??;
+        let (target_digest, _) = back_digest.await.context("digesting the target")??;
         if source_digest != target_digest {
             bail!(
                 "checksum mismatch: the source's content digest is {source_digest}, the copy's {target_digest}"
@@ -310,28 +757,31 @@ async fn copy(
     let _ = from.remove().await;
     let _ = to.remove().await;
     let (bytes, digest) = result?;
-    dst.remove_volume(
-        &marker,
-        None::<bollard::query_parameters::RemoveVolumeOptions>,
-    )
-    .await
-    .context("clearing the unfinished-copy marker")?;
     Ok((bytes, digest, began.elapsed()))
 }
 
 /// A digest of a tar stream's content, independent of how the tar was encoded: per entry, its
 /// path, type, mode, owner, size, link target and the sha256 of its bytes (and the mtime of
-/// files). Fed with chunks; the task answers when the sender is dropped.
-fn digester() -> (
+/// files), and the sha256 of each file by its path in the volume (`./a/b`). Fed with chunks;
+/// the task answers when the sender is dropped.
+/// `parent`: for a stream of one path ([`Helper::read_path`]), the directory its entries are
+/// relative to (`./a`, or `.`); `None` for a whole volume's stream (entries under
+/// `hoist-volume/`).
+fn digester(
+    parent: Option<String>,
+) -> (
     tokio::sync::mpsc::Sender<Bytes>,
-    tokio::task::JoinHandle<Result<String>>,
+    tokio::task::JoinHandle<Result<Digested>>,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let task = tokio::task::spawn_blocking(move || {
-        let digest = digest_tar(ChannelReader {
-            rx: &mut rx,
-            chunk: Bytes::new(),
-        });
+        let digest = digest_tar(
+            ChannelReader {
+                rx: &mut rx,
+                chunk: Bytes::new(),
+            },
+            parent.as_deref(),
+        );
         // Drain what a tar reader leaves (the end-of-archive padding).
         while rx.blocking_recv().is_some() {}
         digest
@@ -339,9 +789,13 @@ fn digester() -> (
     (tx, task)
 }
 
-fn digest_tar(reader: impl std::io::Read) -> Result<String> {
+/// A tar stream's content digest, and each file's sha256 by its path in the volume.
+type Digested = (String, BTreeMap<String, String>);
+
+fn digest_tar(reader: impl std::io::Read, parent: Option<&str>) -> Result<Digested> {
     let mut archive = tar::Archive::new(reader);
     let mut all = Sha256::new();
+    let mut files = BTreeMap::new();
     {
         for entry in archive.entries().context("reading a tar stream")? {
             let mut entry = entry.context("reading a tar entry")?;
@@ -366,13 +820,27 @@ fn digest_tar(reader: impl std::io::Read) -> Result<String> {
                 line.push_str(&format!("|{}", h.mtime().unwrap_or(0)));
                 let mut content = Sha256::new();
                 std::io::copy(&mut entry, &mut HashWriter(&mut content))?;
-                line.push_str(&format!("|{}", super::archive::hex(&content.finalize())));
+                let sum = super::archive::hex(&content.finalize());
+                line.push_str(&format!("|{sum}"));
+                // As `find` in the volume names it: `hoist-volume/a/b` → `./a/b`, or for one
+                // path's stream `b` under `./a` → `./a/b`.
+                let path = entry.path()?.to_string_lossy().into_owned();
+                match parent {
+                    None => {
+                        if let Some(rest) = path.strip_prefix(super::archive::ROOT) {
+                            files.insert(format!(".{rest}"), sum);
+                        }
+                    }
+                    Some(dir) => {
+                        files.insert(format!("{dir}/{}", path.trim_end_matches('/')), sum);
+                    }
+                }
             }
             all.update(line.as_bytes());
             all.update(b"\n");
         }
     }
-    Ok(super::archive::hex(&all.finalize()))
+    Ok((super::archive::hex(&all.finalize()), files))
 }
 
 struct HashWriter<'a>(&'a mut Sha256);
@@ -404,5 +872,73 @@ impl std::io::Read for ChannelReader<'_> {
         let n = buf.len().min(self.chunk.len());
         buf[..n].copy_from_slice(&self.chunk.split_to(n));
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_headers_land_under_the_mount_with_their_modes_and_owners() {
+        let e = |mode: &str, uid: u32| delta::Entry {
+            kind: delta::Kind::Dir,
+            size: 4096,
+            mtime: 1000,
+            mode: mode.into(),
+            uid,
+            gid: uid,
+        };
+        let tar_bytes =
+            dir_headers(&[(".".into(), e("700", 999)), ("./a b".into(), e("755", 0))]).unwrap();
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let got: Vec<(String, u32, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("hoist-volume/".to_string(), 0o700, 999),
+                ("hoist-volume/a b".to_string(), 0o755, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_disk_is_said_with_machine_volume_and_size() {
+        let e = anyhow::anyhow!("write /hoist-volume/blob: no space left on device");
+        let said = format!("{:#}", explain(e, "m3", "shop_data", Some(8 << 20)));
+        assert!(
+            said.starts_with("m3 has no space left for volume shop_data (8MiB to copy)"),
+            "{said}"
+        );
+        let other = format!("{:#}", explain(anyhow::anyhow!("refused"), "m3", "v", None));
+        assert_eq!(other, "refused");
+    }
+
+    #[test]
+    fn an_image_without_the_tools_is_told_from_a_failing_machine() {
+        let missing = anyhow::Error::new(data::ToolFailed {
+            code: 3,
+            stderr: String::new(),
+        });
+        assert!(lacks_tools(&missing));
+        assert!(lacks_tools(&anyhow::anyhow!(
+            "OCI runtime create failed: exec: \"/bin/sh\": stat /bin/sh: no such file or directory: unknown"
+        )));
+        // A machine gone says "No such file or directory" about its socket: not the image's fault.
+        assert!(!lacks_tools(&anyhow::anyhow!(
+            "error trying to connect: No such file or directory (os error 2)"
+        )));
     }
 }

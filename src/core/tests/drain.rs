@@ -75,7 +75,7 @@ db
   m2
     » move db.1 m1 → m2 with volume shop_data
         placement: machine m1 is drained
-        downtime: db.1 is stopped on m1 for the copy (with a checksum check) and runs again once healthy on m2; the source volume stays
+        downtime: db.1 runs on m1 while its data is copied, stops there for what changed since and a checksum check, and runs again once healthy on m2; the source volume stays
 
 0 to create, 0 to replace, 1 to move, 0 to remove, 0 unchanged, 1 network to create, 1 volume to create, across 2 machines (m1 drained)
 warning: db.1 moves with its data: only `hoist up --move-volumes` carries it out (it copies volume shop_data from m1 to m2)

@@ -3,6 +3,7 @@
 //! should read, then the code was made to print them.
 
 mod capacity;
+mod converge;
 mod drain;
 mod fixtures;
 mod placement;
