@@ -225,7 +225,7 @@ fn tcp_ports(frame: &[u8]) -> Option<(u16, u16)> {
 }
 
 /// The box's end of `machine`'s link to the lab network (the veth peer of its eth0).
-fn lab_link(lab: &Lab, machine: &str) -> String {
+fn lab_link(machine: &str) -> String {
     let out = run(std::process::Command::new("docker").args([
         "exec",
         machine,
@@ -240,7 +240,6 @@ fn lab_link(lab: &Lab, machine: &str) -> String {
             return path.file_name().unwrap().to_string_lossy().into_owned();
         }
     }
-    let _ = lab;
     panic!("no interface with index {index} on this box for {machine}'s eth0");
 }
 
@@ -430,7 +429,7 @@ fn the_encrypted_mesh_carries_nothing_in_clear_between_machines() {
     remove_fleet_tls(lab);
     let _tls = FleetTls(lab);
     let tiers = Tiers::new(lab);
-    let link = lab_link(lab, "m2");
+    let link = lab_link("m2");
 
     // Control: the plain mesh. The marker crosses m2's link in clear.
     tiers.write(false);
@@ -801,7 +800,7 @@ fn the_ingress_reaches_other_machines_through_the_gateways() {
         }
     }
     let _down = Down(&hoist, &dir);
-    let link = lab_link(lab, "m1");
+    let link = lab_link("m1");
     let path = format!("/?{MARKER}");
     let through_m2 = |n: usize| {
         let capture = Capture::start(&link);
