@@ -323,10 +323,6 @@ pub struct Replica {
     pub slot: String,
     /// Running and healthy (or running without a healthcheck).
     pub ready: bool,
-    /// Running, its engine's first health check still to come (`health: starting`): hoist's
-    /// rollout may already have found it ready (its early probe, `apply::ops`), which the
-    /// balancers then trust.
-    pub starting: bool,
     /// (container port, host port) of its published TCP ports.
     pub ports: Vec<(u32, u16)>,
     /// Engine network name → its address there.
@@ -355,9 +351,7 @@ pub async fn list_replicas(docker: &Docker, project: &str) -> anyhow::Result<Vec
             let slot = l.get(labels::SLOT)?.clone();
             let status = c.status.unwrap_or_default();
             let running = c.state.map(|s| s.to_string()).as_deref() == Some("running");
-            let health = health_from_status(&status);
-            let ready = running && is_ready(health.as_deref());
-            let starting = running && health.as_deref() == Some("starting");
+            let ready = running && is_ready(health_from_status(&status).as_deref());
             let mut ports: Vec<(u32, u16)> = c
                 .ports
                 .unwrap_or_default()
@@ -379,7 +373,6 @@ pub async fn list_replicas(docker: &Docker, project: &str) -> anyhow::Result<Vec
                 service,
                 slot,
                 ready,
-                starting,
                 ports,
                 addresses,
             })

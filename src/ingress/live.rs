@@ -40,9 +40,6 @@ pub struct Ingress {
     engines: Vec<(String, Docker)>,
     /// Every machine's address as the others reach it.
     addresses: BTreeMap<String, String>,
-    /// Replicas the rollout found ready (`after_ready`, `swap`) before their engine's first
-    /// health check: in the pools while the engine still says `starting`.
-    vouched: std::sync::Mutex<HashSet<String>>,
     /// Containers about to stop: already out of every pool.
     draining: std::sync::Mutex<HashSet<String>>,
     /// One sync at a time, so ingresses never go back to an older view; requests made during
@@ -87,7 +84,6 @@ impl Ingress {
             spec,
             engines: engines.to_vec(),
             addresses,
-            vouched: std::sync::Mutex::new(HashSet::new()),
             draining: std::sync::Mutex::new(HashSet::new()),
             syncing: crate::apply::coalesce::Coalesced::new(),
             handover: std::sync::Mutex::new(BTreeMap::new()),
@@ -212,7 +208,6 @@ impl Ingress {
     /// has some keeps those (a rename moves traffic only to ready replicas).
     pub async fn upstreams(&self) -> Upstreams {
         let draining = self.draining.lock().map(|d| d.clone()).unwrap_or_default();
-        let vouched = self.vouched.lock().map(|v| v.clone()).unwrap_or_default();
         let handover = self.handover.lock().map(|h| h.clone()).unwrap_or_default();
         let mut routed: HashMap<&str, u32> = HashMap::new();
         for r in &self.spec.routes {
@@ -233,8 +228,7 @@ impl Ingress {
                 let Some(port) = routed.get(r.service.as_str()) else {
                     continue;
                 };
-                let ready = r.ready || (r.starting && vouched.contains(&r.id));
-                if !ready || draining.contains(&r.id) {
+                if !r.ready || draining.contains(&r.id) {
                     continue;
                 }
                 // One upstream, the local mesh proxy, while any replica is ready.
@@ -341,11 +335,8 @@ impl Ingress {
 }
 
 impl Hook for Ingress {
-    fn after_ready<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+    fn after_ready<'a>(&'a self, _replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if let Ok(mut v) = self.vouched.lock() {
-                v.insert(replica.id.to_string());
-            }
             if let Err(e) = self.sync().await {
                 tell!("hoist: warning: updating the ingress: {e:#}");
             }
@@ -374,11 +365,8 @@ impl Hook for Ingress {
 
     /// One reload: the pool is read from what runs, so the new replica (ready now) is in it
     /// and the old one, marked draining first, is out.
-    fn swap<'a>(&'a self, new: ReplicaRef<'a>, old: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+    fn swap<'a>(&'a self, _new: ReplicaRef<'a>, old: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if let Ok(mut v) = self.vouched.lock() {
-                v.insert(new.id.to_string());
-            }
             if let Ok(mut d) = self.draining.lock() {
                 d.insert(old.id.to_string());
             }

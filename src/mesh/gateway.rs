@@ -79,8 +79,7 @@ pub fn render(machine: &str, address: &str, backends: &[Backend]) -> Result<Stri
         .with_context(|| format!("rendering the gateway configuration of {machine}"))
 }
 
-/// The running replicas (not unhealthy) of every project on one machine that the gateway
-/// forwards to.
+/// The ready replicas of every project on one machine that the gateway forwards to.
 pub async fn backends(docker: &Docker) -> Result<Vec<Backend>> {
     let filters = HashMap::from([("label".to_string(), vec![labels::GATEWAY_PORTS.to_string()])]);
     let list = docker
@@ -107,11 +106,9 @@ pub async fn backends(docker: &Docker) -> Result<Vec<Backend>> {
         };
         let running = c.state.map(|s| s.to_string()).as_deref() == Some("running");
         let status = c.status.unwrap_or_default();
-        // Running and not unhealthy: which replicas get connections is the proxies' choice
-        // (they follow the rollout's readiness, which may come before the engine's first
-        // health check); the gateway only must know every one they may choose.
-        let health = crate::observe::health_from_status(&status);
-        if !running || health.as_deref() == Some("unhealthy") {
+        if !running
+            || !crate::observe::is_ready(crate::observe::health_from_status(&status).as_deref())
+        {
             continue;
         }
         // The first network (by name) it has an address on; the gateway, on the host's

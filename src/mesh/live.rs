@@ -50,9 +50,6 @@ pub struct Mesh {
     /// The compose definitions of the project's networks, by engine name: a proxy joins its
     /// service's networks on every machine, also where no replica of the project runs yet.
     networks: BTreeMap<String, serde_json::Value>,
-    /// Replicas the rollout found ready (`after_ready`, `swap`) before their engine's first
-    /// health check: in the pools while the engine still says `starting`.
-    vouched: std::sync::Mutex<HashSet<String>>,
     /// Containers about to stop: already out of every proxy.
     draining: std::sync::Mutex<HashSet<String>>,
     /// The configuration each proxy was last given, by (machine, service): unchanged → no reload.
@@ -82,7 +79,6 @@ impl Mesh {
             engines: engines.to_vec(),
             addresses,
             networks,
-            vouched: std::sync::Mutex::new(HashSet::new()),
             draining: std::sync::Mutex::new(HashSet::new()),
             applied: std::sync::Mutex::new(HashMap::new()),
             syncing: crate::apply::coalesce::Coalesced::new(),
@@ -356,7 +352,6 @@ impl Mesh {
     /// Ready replicas of the meshed services on every machine, minus those draining.
     pub async fn upstreams(&self) -> View {
         let draining = self.draining.lock().map(|d| d.clone()).unwrap_or_default();
-        let vouched = self.vouched.lock().map(|v| v.clone()).unwrap_or_default();
         let reads = self.engines.iter().map(|(m, d)| async move {
             (
                 m,
@@ -374,8 +369,7 @@ impl Mesh {
                 let Some(meshed) = self.spec.services.get(&r.service) else {
                     continue;
                 };
-                let ready = r.ready || (r.starting && vouched.contains(&r.id));
-                if !ready || draining.contains(&r.id) {
+                if !r.ready || draining.contains(&r.id) {
                     continue;
                 }
                 let (remote, local) = if self.spec.encrypt {
@@ -841,11 +835,8 @@ fn ports_text(ports: &[u16]) -> String {
 }
 
 impl Hook for Mesh {
-    fn after_ready<'a>(&'a self, replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
+    fn after_ready<'a>(&'a self, _replica: ReplicaRef<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if let Ok(mut v) = self.vouched.lock() {
-                v.insert(replica.id.to_string());
-            }
             if let Err(e) = self.sync().await {
                 tell!("hoist: warning: updating the mesh: {e:#}");
             }
@@ -882,9 +873,6 @@ impl Hook for Mesh {
         Box::pin(async move {
             if !self.carries(new.service) {
                 return;
-            }
-            if let Ok(mut v) = self.vouched.lock() {
-                v.insert(new.id.to_string());
             }
             if let Ok(mut d) = self.draining.lock() {
                 d.insert(old.id.to_string());
