@@ -118,13 +118,25 @@ fn drain_moves_replicas_off_with_no_failed_request() {
             }
             (total, bad, report)
         });
-        let drain = p.hoist(&["drain", "m3", "--yes"]);
+        let drain = p.hoist(&["drain", "m3", "--yes", "--json"]);
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         let (total, bad, report) = loader.join().unwrap();
         (drain, total, bad, report)
     });
     drain.expect_success("drain m3");
-    assert!(drain.stdout.contains("m3: drained"), "{drain}");
+    // --json: standard output is up's report alone; the drain's own lines go to stderr.
+    let up_report: serde_json::Value = serde_json::from_str(&drain.stdout)
+        .unwrap_or_else(|e| panic!("drain --json printed no JSON ({e}): {drain}"));
+    assert_eq!(up_report["ok"], true, "{up_report}");
+    assert!(
+        up_report["plan"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["action"] == "move" || s["action"] == "remove"),
+        "{up_report}"
+    );
+    assert!(drain.stderr.contains("m3: drained"), "{drain}");
     assert_eq!(
         bad, 0,
         "{bad} of {total} requests failed during the drain:\n{report}"
@@ -161,7 +173,8 @@ fn drain_moves_replicas_off_with_no_failed_request() {
     assert_eq!(p.containers_on(lab, "m3"), "");
 
     // Undrain: m3 takes replicas again (the ingress comes back to it at the next up).
-    p.hoist(&["undrain", "m3"]).expect_success("undrain");
+    p.hoist(&["undrain", "m3", "--yes"])
+        .expect_success("undrain");
     assert!(drained_in_machines(&p, "m3").is_null());
     p.hoist(&["up", "--yes"]).expect_success("up after undrain");
     assert!(!p.containers_on(lab, "m3").is_empty());

@@ -403,41 +403,13 @@ async fn inspect_state(
 /// Waits until the container is ready, as Swarm counts it: healthy when it has a healthcheck,
 /// running when it has none. It looks again whenever the engine reports an event of the
 /// container (see [`Wake`]). On failure the error carries what the container said last.
-///
-/// Until the engine runs its first check (one healthcheck `interval` after the start: 30 s by
-/// default, 1 s in many images), hoist runs the same check command itself every
-/// [`EARLY_PROBE`], the way Docker 25's `start_interval` would: a replica that answers at once
-/// is ready at once, not an interval later. A failed early probe counts for nothing; from the
-/// engine's first check on, only the engine's verdict counts (retries, start_period). Not on
-/// Podman, whose checks need systemd: there the engine's silence is itself the diagnosis.
 pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<Ready> {
     let started = Instant::now();
     let mut wake: Option<Wake> = None;
-    let mut early: Option<Option<Probe>> = None;
     loop {
         let (state, _) = inspect_state(docker, id).await?;
         if let Some(ready) = ready_now(docker, id, &state, gate.completes).await? {
             return Ok(ready);
-        }
-        let engine_checked = state
-            .health
-            .as_ref()
-            .and_then(|h| h.log.as_ref())
-            .is_some_and(|log| !log.is_empty());
-        if !gate.completes && state.health.is_some() && !engine_checked {
-            if early.is_none() {
-                early = Some(early_probe(docker, id).await);
-            }
-            if let Some(Some(probe)) = &early
-                && started.elapsed() < gate.deadline
-            {
-                if probe.passes(docker, id).await {
-                    crate::trace!("{}: ready by hoist's early probe", short(id));
-                    return Ok(Ready::Healthy);
-                }
-                tokio::time::sleep(EARLY_PROBE).await;
-                continue;
-            }
         }
         if started.elapsed() >= gate.deadline {
             if gate.completes {
@@ -469,64 +441,6 @@ pub async fn wait_ready(docker: &Docker, id: &str, gate: HealthGate) -> Result<R
         wake.next(gate.deadline.saturating_sub(started.elapsed()))
             .await;
     }
-}
-
-/// How often hoist runs a new replica's check itself before the engine's first ([`wait_ready`]).
-const EARLY_PROBE: Duration = Duration::from_millis(100);
-
-/// A healthcheck's command as the engine runs it, and its timeout.
-#[derive(Debug, Clone, PartialEq)]
-struct Probe {
-    cmd: Vec<String>,
-    timeout: Duration,
-}
-
-impl Probe {
-    /// From the container's healthcheck (`test`: `["CMD", …]` or `["CMD-SHELL", "…"]`, as the
-    /// engine stores the compose file's or the image's); none for `NONE` or nothing.
-    fn of(cfg: &bollard::models::HealthConfig) -> Option<Probe> {
-        let test = cfg.test.as_ref()?;
-        let cmd: Vec<String> = match test.first()?.as_str() {
-            "CMD" => test[1..].to_vec(),
-            "CMD-SHELL" => vec!["/bin/sh".into(), "-c".into(), test.get(1)?.clone()],
-            _ => return None,
-        };
-        if cmd.is_empty() {
-            return None;
-        }
-        let timeout = cfg
-            .timeout
-            .filter(|t| *t > 0)
-            .map(|ns| Duration::from_nanos(ns as u64))
-            .unwrap_or(Duration::from_secs(30));
-        Some(Probe { cmd, timeout })
-    }
-
-    /// Whether the check passes now (exit 0 within its timeout).
-    async fn passes(&self, docker: &Docker, id: &str) -> bool {
-        let cmd: Vec<&str> = self.cmd.iter().map(String::as_str).collect();
-        matches!(
-            tokio::time::timeout(self.timeout, exec(docker, id, &cmd)).await,
-            Ok(Ok((0, _)))
-        )
-    }
-}
-
-/// The check hoist may run early on this container: its healthcheck's, unless the engine is
-/// Podman (see [`wait_ready`]).
-async fn early_probe(docker: &Docker, id: &str) -> Option<Probe> {
-    let info = docker
-        .inspect_container(id, None::<InspectContainerOptions>)
-        .await
-        .ok()?;
-    let probe = Probe::of(info.config.as_ref()?.healthcheck.as_ref()?)?;
-    let version = docker.version().await.ok()?;
-    let podman = version
-        .components
-        .iter()
-        .flatten()
-        .any(|c| c.name.contains("Podman"));
-    (!podman).then_some(probe)
 }
 
 /// Whether `state` is ready (see [`wait_ready`]); an error when it can no longer become so.

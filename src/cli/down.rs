@@ -57,7 +57,12 @@ pub async fn run(global: &Global, project_args: &ProjectArgs, args: DownArgs) ->
         let plan = down_plan(&conns, project, args.volumes).await;
         conns.close().await;
         render(&plan, None, args.json);
-        return Ok(ExitCode::SUCCESS);
+        // As the real run would: a machine it cannot reach is an error (nothing there is seen).
+        return Ok(if plan.unreached().is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     let held = lock::acquire(
         &engines,

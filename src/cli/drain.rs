@@ -32,6 +32,10 @@ pub struct DrainArgs {
     /// `up --move-volumes`: each is stopped for a verified copy, then started elsewhere).
     #[arg(long)]
     move_volumes: bool,
+    /// Print `up --json`'s report of the deploy that moves the replicas off (docs/up-json.md);
+    /// the drain's own lines go to standard error.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Lift the cordon of drained machines: they take replicas again at the next `up`.
@@ -40,6 +44,10 @@ pub struct DrainArgs {
 pub struct UndrainArgs {
     #[arg(required = true, value_name = "MACHINE")]
     names: Vec<String>,
+    /// Taken like every verb that changes the fleet takes it (undrain never asks: lifting a
+    /// cordon moves nothing until the next `up`).
+    #[arg(short, long)]
+    yes: bool,
 }
 
 /// The engines of `names`, each checked against the machines file and reachable.
@@ -126,21 +134,36 @@ async fn drain_on(
         return Ok(ExitCode::from(1));
     }
     let by = crate::apply::lock::describe_self("drain");
+    // With --json, standard output is the report alone.
+    let note = |line: String| {
+        if args.json {
+            tell!("{line}");
+        } else {
+            say!("{line}");
+        }
+    };
     for (m, d) in &targets {
         if cordon::mark(d, &by).await? {
-            say!("{m}: drained (recorded on the machine)");
+            note(format!("{m}: drained (recorded on the machine)"));
         } else {
-            say!("{m}: already drained");
+            note(format!("{m}: already drained"));
         }
     }
-    let code =
-        up::deploy_confirmed(project, fleet, conns, args.lock_wait, args.move_volumes).await?;
+    let code = up::deploy_confirmed(
+        project,
+        fleet,
+        conns,
+        args.lock_wait,
+        args.move_volumes,
+        args.json,
+    )
+    .await?;
     if code == ExitCode::SUCCESS {
-        say!(
+        note(format!(
             "{}: no replica of {} runs there; hoist's ingress and mesh proxies of the project left",
             args.names.join(", "),
             project.name
-        );
+        ));
     } else {
         tell!(
             "hoist: the cordon stays on {}: run `hoist drain` again once the failure above is fixed, or `hoist undrain` to lift it",

@@ -66,12 +66,13 @@ pub(super) async fn deploy_confirmed(
     conns: &Connections,
     lock_wait: Duration,
     move_volumes: bool,
+    json: bool,
 ) -> Result<ExitCode> {
     let args = UpArgs {
         yes: true,
         lock_wait,
         allow_unreachable: false,
-        json: false,
+        json,
         no_build: false,
         move_volumes,
     };

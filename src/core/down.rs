@@ -45,9 +45,17 @@ pub fn plan(
         .into_iter()
         .map(|(m, state)| {
             let state = state.map(|mut s| {
-                s.volumes.retain(|v| *v != lock);
+                // The lock and a takeover of it (`hoist-lock-<project>.takeover-…`).
+                s.volumes.retain(|v| !v.starts_with(&lock));
                 if !with_volumes {
-                    kept_volumes.extend(s.volumes.drain(..).map(|v| (m.clone(), v)));
+                    // Named as staying: the data; hoist's own records and markers (`hoist-…`)
+                    // are no one's data and not worth a line.
+                    kept_volumes.extend(
+                        s.volumes
+                            .drain(..)
+                            .filter(|v| !v.starts_with("hoist-"))
+                            .map(|v| (m.clone(), v)),
+                    );
                 }
                 s.containers.sort();
                 s.networks.sort();
@@ -191,7 +199,12 @@ mod tests {
                     Ok(on(
                         &["shop-web-1", "shop-ingress"],
                         &["shop_default"],
-                        &["shop_data", "hoist-lock-shop"],
+                        &[
+                            "shop_data",
+                            "hoist-lock-shop",
+                            "hoist-lock-shop.takeover-1-2",
+                            "hoist-fleet-shop",
+                        ],
                     )),
                 ),
                 ("m2".to_string(), Ok(on(&[], &[], &[]))),
@@ -213,7 +226,8 @@ mod tests {
              2 containers, 1 networks, 0 volumes to remove across 2 machines; 1 volumes stay (down --volumes removes them, and their data)\n"
         );
         let all = plan("shop", machines(), true);
-        assert_eq!(all.counts(), (2, 1, 1));
+        // With --volumes hoist's records go too; the lock and its takeover never.
+        assert_eq!(all.counts(), (2, 1, 2));
         assert!(all.kept_volumes.is_empty());
         assert!(
             all.render_text()
@@ -224,7 +238,7 @@ mod tests {
             ("m1".to_string(), Ok(())),
             ("m3".to_string(), Err("not reached".to_string())),
         ]));
-        assert_eq!(v["counts"]["volumes"], 1);
+        assert_eq!(v["counts"]["volumes"], 2);
         assert_eq!(v["machines"][0]["removed"], true);
         assert_eq!(v["machines"][2]["reached"], false);
         assert_eq!(v["machines"][2]["removed"], false);

@@ -11,18 +11,28 @@
 //! pre-copy's own second.
 
 use anyhow::{Result, bail};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Lists the volume at rest: the machine's clock (seconds) on the first line, then one line a
-/// path: `type|size|mtime|mode|uid|gid|./path` (`.`: the volume's root, whose mode and owner
-/// matter when it is a service's data directory). Portable between GNU and busybox.
-pub const LIST: &str = "command -v find >/dev/null && command -v stat >/dev/null && command -v sha256sum >/dev/null && command -v xargs >/dev/null || exit 3; cd /hoist-volume && date +%s && find . -exec stat -c '%F|%s|%Y|%a|%u|%g|%n' {} +";
+/// path: `type|size|mtime|ctime|mode|uid|gid|./path` (`.`: the volume's root, whose mode and
+/// owner matter when it is a service's data directory). Portable between GNU and busybox.
+/// Exit 3: a tool is missing; exit 4: a name holds a newline (its line could pass for another
+/// path's), so the caller copies the volume whole instead.
+pub const LIST: &str = concat!(
+    "command -v find >/dev/null && command -v stat >/dev/null && command -v sha256sum >/dev/null && command -v xargs >/dev/null || exit 3; ",
+    "cd /hoist-volume && if find . -name '*\n*' | grep -q .; then exit 4; fi; ",
+    "date +%s && find . -exec stat -c '%F|%s|%Y|%Z|%a|%u|%g|%n' {} +"
+);
 
 /// The sha256 of every regular file of the volume (`sha256sum` lines).
 pub const HASH_ALL: &str = "cd /hoist-volume && find . -type f -exec sha256sum {} +";
 
 /// [`LIST`], an empty line, then [`HASH_LISTED`]: the check after the changes, in one run.
-pub const LIST_THEN_HASH_LISTED: &str = "command -v find >/dev/null && command -v stat >/dev/null && command -v sha256sum >/dev/null && command -v xargs >/dev/null || exit 3; cd /hoist-volume && date +%s && find . -exec stat -c '%F|%s|%Y|%a|%u|%g|%n' {} + && echo && xargs -0 -r sha256sum < /hoist-in";
+pub const LIST_THEN_HASH_LISTED: &str = concat!(
+    "command -v find >/dev/null && command -v stat >/dev/null && command -v sha256sum >/dev/null && command -v xargs >/dev/null || exit 3; ",
+    "cd /hoist-volume && if find . -name '*\n*' | grep -q .; then exit 4; fi; ",
+    "date +%s && find . -exec stat -c '%F|%s|%Y|%Z|%a|%u|%g|%n' {} + && echo && xargs -0 -r sha256sum < /hoist-in"
+);
 
 /// The sha256 of the files named in /hoist-in (NUL-separated, `./a/b`).
 pub const HASH_LISTED: &str = "cd /hoist-volume && xargs -0 -r sha256sum < /hoist-in";
@@ -47,6 +57,9 @@ pub struct Entry {
     pub kind: Kind,
     pub size: u64,
     pub mtime: i64,
+    /// The inode's change time: set by the kernel on every write, rename, chmod or chown, and
+    /// never by a program (unlike the mtime, which `mv`, `cp -p`, `touch -r`, `tar x` keep old).
+    pub ctime: i64,
     /// Permission bits, octal as `stat` prints them.
     pub mode: String,
     pub uid: u32,
@@ -69,8 +82,8 @@ pub fn parse_listing(text: &str) -> Result<Listing> {
     };
     let mut paths = BTreeMap::new();
     for line in lines {
-        let f: Vec<&str> = line.splitn(7, '|').collect();
-        let [kind, size, mtime, mode, uid, gid, path] = f[..] else {
+        let f: Vec<&str> = line.splitn(8, '|').collect();
+        let [kind, size, mtime, ctime, mode, uid, gid, path] = f[..] else {
             bail!("cannot read the listing line {line:?}");
         };
         if !(path == "." || path.starts_with("./")) {
@@ -86,17 +99,19 @@ pub fn parse_listing(text: &str) -> Result<Listing> {
             v.parse::<i64>()
                 .map_err(|_| anyhow::anyhow!("cannot read the listing line {line:?}"))
         };
-        paths.insert(
-            path.to_string(),
-            Entry {
-                kind,
-                size: num(size)? as u64,
-                mtime: num(mtime)?,
-                mode: mode.to_string(),
-                uid: num(uid)? as u32,
-                gid: num(gid)? as u32,
-            },
-        );
+        let entry = Entry {
+            kind,
+            size: num(size)? as u64,
+            mtime: num(mtime)?,
+            ctime: num(ctime)?,
+            mode: mode.to_string(),
+            uid: num(uid)? as u32,
+            gid: num(gid)? as u32,
+        };
+        // Twice the same path: a line forged by a name (never trusted, whatever it says).
+        if paths.insert(path.to_string(), entry).is_some() {
+            bail!("the listing names {path:?} twice");
+        }
     }
     Ok(Listing { clock, paths })
 }
@@ -112,7 +127,12 @@ pub fn parse_sums(text: &str) -> Result<BTreeMap<String, String>> {
         if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) || sum.starts_with('\\') {
             bail!("cannot read the checksum line {line:?}");
         }
-        sums.insert(path.to_string(), sum.to_ascii_lowercase());
+        if sums
+            .insert(path.to_string(), sum.to_ascii_lowercase())
+            .is_some()
+        {
+            bail!("the checksums name {path:?} twice");
+        }
     }
     Ok(sums)
 }
@@ -133,68 +153,85 @@ impl Delta {
 
     /// The bytes the copies carry, by the source's listing (a new directory's whole tree).
     pub fn bytes(&self, source: &Listing) -> u64 {
-        source
-            .paths
-            .iter()
-            .filter(|(p, e)| e.kind == Kind::File && self.copy.iter().any(|c| within(p, c)))
-            .map(|(_, e)| e.size)
-            .sum()
+        self.carried(source).map(|(_, e)| e.size).sum()
     }
 
     /// The regular files the copies carry, for their checksums.
     pub fn files(&self, source: &Listing) -> Vec<String> {
+        self.carried(source).map(|(p, _)| p.clone()).collect()
+    }
+
+    fn carried<'a>(&'a self, source: &'a Listing) -> impl Iterator<Item = (&'a String, &'a Entry)> {
+        let tops: BTreeSet<&str> = self.copy.iter().map(String::as_str).collect();
         source
             .paths
             .iter()
-            .filter(|(p, e)| e.kind == Kind::File && self.copy.iter().any(|c| within(p, c)))
-            .map(|(p, _)| p.clone())
-            .collect()
+            .filter(move |(p, e)| e.kind == Kind::File && within_any(p, &tops))
     }
 }
 
-/// Whether `path` is `top` or under it.
+/// Whether `path` is one of `tops` or under one: its ancestors looked up, not every top
+/// compared (a listing has a million paths at times).
+fn within_any(path: &str, tops: &BTreeSet<&str>) -> bool {
+    if tops.contains(path) {
+        return true;
+    }
+    path.match_indices('/')
+        .any(|(i, _)| i > 1 && tops.contains(&path[..i]))
+}
+
+#[cfg(test)]
 fn within(path: &str, top: &str) -> bool {
-    path == top
-        || path
-            .strip_prefix(top)
-            .is_some_and(|rest| rest.starts_with('/'))
+    within_any(path, &BTreeSet::from([top]))
 }
 
 /// The delta from `target` (the pre-copy, at rest) to `source` (at rest). `since`: the source
 /// machine's clock when the pre-copy started.
 pub fn delta(source: &Listing, target: &Listing, since: i64) -> Delta {
     let mut d = Delta::default();
+    let mut removed: BTreeSet<&str> = BTreeSet::new();
     // Gone from the source, or of another kind there: removed first (the top-most only).
     for (path, t) in &target.paths {
-        if d.remove.iter().any(|r| within(path, r)) {
+        if within_any(path, &removed) {
             continue;
         }
-        match source.paths.get(path) {
-            None => d.remove.push(path.clone()),
-            Some(s) if s.kind != t.kind => d.remove.push(path.clone()),
-            _ => {}
+        let gone = match source.paths.get(path) {
+            None => true,
+            Some(s) => s.kind != t.kind,
+        };
+        if gone {
+            removed.insert(path);
+            d.remove.push(path.clone());
         }
     }
     // A listing's order puts a directory before what it holds.
+    let mut copied: BTreeSet<&str> = BTreeSet::new();
     for (path, s) in &source.paths {
-        if s.kind == Kind::Other || d.copy.iter().any(|c| within(path, c)) {
+        if s.kind == Kind::Other || within_any(path, &copied) {
             continue;
         }
         let old = target.paths.get(path).filter(|t| t.kind == s.kind);
         match (s.kind, old) {
-            (_, None) => d.copy.push(path.clone()),
+            (_, None) => {
+                copied.insert(path);
+                d.copy.push(path.clone());
+            }
             (Kind::Dir, Some(t)) => {
                 if (&t.mode, t.uid, t.gid) != (&s.mode, s.uid, s.gid) {
                     d.dirs.push((path.clone(), s.clone()));
                 }
             }
             (_, Some(t)) => {
-                let same = t.size == s.size
+                // Untouched since before the pre-copy began (its ctime says so: no write,
+                // rename, chmod or chown since), and the pre-copy's copy agrees.
+                let same = s.ctime < since
+                    && t.size == s.size
                     && t.mode == s.mode
                     && (t.uid, t.gid) == (s.uid, s.gid)
                     // A link's own mtime is not carried by every engine's archive.
-                    && (s.kind == Kind::Link || (t.mtime == s.mtime && s.mtime < since));
+                    && (s.kind == Kind::Link || t.mtime == s.mtime);
                 if !same {
+                    copied.insert(path);
                     d.copy.push(path.clone());
                 }
             }
@@ -271,11 +308,11 @@ mod tests {
         let l = listing(
             1000,
             &[
-                "directory|4096|900|755|0|0|./d",
-                "regular file|3|900|644|999|999|./d/a|b",
-                "regular empty file|0|900|600|0|0|./e",
-                "symbolic link|1|900|777|0|0|./l",
-                "socket|0|900|755|0|0|./s",
+                "directory|4096|900|900|755|0|0|./d",
+                "regular file|3|900|900|644|999|999|./d/a|b",
+                "regular empty file|0|900|900|600|0|0|./e",
+                "symbolic link|1|900|900|777|0|0|./l",
+                "socket|0|900|900|755|0|0|./s",
             ],
         );
         assert_eq!(l.clock, 1000);
@@ -285,8 +322,8 @@ mod tests {
         assert_eq!(l.paths["./l"].kind, Kind::Link);
         assert_eq!(l.paths["./s"].kind, Kind::Other);
         // A name with a newline breaks a line in two: refused, never misread.
-        assert!(parse_listing("1000\nregular file|3|900|644|0|0|./a\nb").is_err());
-        assert!(parse_listing("regular file|3|900|644|0|0|./a").is_err());
+        assert!(parse_listing("1000\nregular file|3|900|900|644|0|0|./a\nb").is_err());
+        assert!(parse_listing("regular file|3|900|900|644|0|0|./a").is_err());
     }
 
     #[test]
@@ -303,15 +340,15 @@ mod tests {
         let src = listing(
             2000,
             &[
-                "regular file|3|900|644|0|0|./a",
-                "directory|4096|900|755|0|0|./d",
+                "regular file|3|900|900|644|0|0|./a",
+                "directory|4096|900|900|755|0|0|./d",
             ],
         );
         let dst = listing(
             2000,
             &[
-                "regular file|3|900|644|0|0|./a",
-                "directory|12|950|755|0|0|./d",
+                "regular file|3|900|900|644|0|0|./a",
+                "directory|12|950|950|755|0|0|./d",
             ],
         );
         assert!(delta(&src, &dst, 1000).is_empty());
@@ -323,26 +360,26 @@ mod tests {
         let src = listing(
             2000,
             &[
-                "regular file|4|1500|644|0|0|./grown",
-                "regular file|3|900|600|0|0|./chmodded",
-                "directory|4096|1500|755|0|0|./new",
-                "regular file|1|1500|644|0|0|./new/x",
-                "directory|4096|900|700|0|0|./locked",
-                "regular file|1|900|644|0|0|./locked/keep",
-                "regular file|2|900|644|0|0|./was-dir",
+                "regular file|4|1500|1500|644|0|0|./grown",
+                "regular file|3|900|900|600|0|0|./chmodded",
+                "directory|4096|1500|1500|755|0|0|./new",
+                "regular file|1|1500|1500|644|0|0|./new/x",
+                "directory|4096|900|900|700|0|0|./locked",
+                "regular file|1|900|900|644|0|0|./locked/keep",
+                "regular file|2|900|900|644|0|0|./was-dir",
             ],
         );
         let dst = listing(
             2000,
             &[
-                "regular file|3|900|644|0|0|./grown",
-                "regular file|3|900|644|0|0|./chmodded",
-                "directory|4096|900|755|0|0|./locked",
-                "regular file|1|900|644|0|0|./locked/keep",
-                "directory|4096|900|755|0|0|./gone",
-                "regular file|1|900|644|0|0|./gone/y",
-                "directory|4096|900|755|0|0|./was-dir",
-                "regular file|1|900|644|0|0|./was-dir/z",
+                "regular file|3|900|900|644|0|0|./grown",
+                "regular file|3|900|900|644|0|0|./chmodded",
+                "directory|4096|900|900|755|0|0|./locked",
+                "regular file|1|900|900|644|0|0|./locked/keep",
+                "directory|4096|900|900|755|0|0|./gone",
+                "regular file|1|900|900|644|0|0|./gone/y",
+                "directory|4096|900|900|755|0|0|./was-dir",
+                "regular file|1|900|900|644|0|0|./was-dir/z",
             ],
         );
         let d = delta(&src, &dst, 1000);
@@ -367,8 +404,8 @@ mod tests {
         let src = listing(
             2000,
             &[
-                "regular file|3|1000|644|0|0|./a",
-                "regular file|3|999|644|0|0|./b",
+                "regular file|3|1000|1000|644|0|0|./a",
+                "regular file|3|999|999|644|0|0|./b",
             ],
         );
         let dst = src.clone();
@@ -378,13 +415,87 @@ mod tests {
     #[test]
     fn the_volume_root_keeps_its_mode_and_owner() {
         // A service's data directory is often the volume's root (postgres: 0700, uid 999).
-        let src = listing(2000, &["directory|4096|900|700|999|999|."]);
-        let dst = listing(2000, &["directory|4096|900|755|0|0|."]);
+        let src = listing(2000, &["directory|4096|900|900|700|999|999|."]);
+        let dst = listing(2000, &["directory|4096|900|900|755|0|0|."]);
         let d = delta(&src, &dst, 1000);
         assert_eq!(d.dirs.len(), 1);
         assert_eq!(d.dirs[0].0, ".");
         assert!(d.remove.is_empty() && d.copy.is_empty());
         assert!(same_tree(&src, &dst).is_err());
+    }
+
+    #[test]
+    fn what_changed_is_told_by_the_ctime_not_the_mtime_a_program_can_set() {
+        // Replaced during the pre-copy by `mv` of a file of the same size whose mtime is old
+        // (cp -p, tar x, touch -r): only its ctime tells.
+        let src = listing(2000, &["regular file|100|900|1500|644|0|0|./state.json"]);
+        let dst = listing(2000, &["regular file|100|900|900|644|0|0|./state.json"]);
+        assert_eq!(delta(&src, &dst, 1000).copy, ["./state.json"]);
+        // A symlink pointed elsewhere with a target name of the same length.
+        let src = listing(2000, &["symbolic link|22|1500|1500|777|0|0|./live"]);
+        let dst = listing(2000, &["symbolic link|22|900|900|777|0|0|./live"]);
+        assert_eq!(delta(&src, &dst, 1000).copy, ["./live"]);
+        // Untouched since before the pre-copy: not sent.
+        let src = listing(2000, &["symbolic link|22|900|900|777|0|0|./live"]);
+        assert!(delta(&src, &dst, 1000).is_empty());
+    }
+
+    #[test]
+    fn a_name_cannot_forge_a_line() {
+        // A directory named "z\nregular file|…|." makes find print a line for a path that
+        // also exists for real: the listing is refused, never half-believed.
+        assert!(
+            parse_listing(
+                "1000\nregular file|5|100|100|644|0|0|./a\nregular file|5|100|100|644|0|0|./a"
+            )
+            .is_err()
+        );
+        let sum = "b".repeat(64);
+        assert!(parse_sums(&format!("{sum}  ./a\n{sum}  ./a\n")).is_err());
+        // And the scripts refuse a volume with a newline in a name before listing it.
+        assert!(LIST.contains("-name '*\n*'"));
+        assert!(LIST_THEN_HASH_LISTED.contains("-name '*\n*'"));
+    }
+
+    #[test]
+    fn a_big_delta_is_found_without_comparing_every_path_to_every_change() {
+        // 60,000 changed files in 300 directories, 300 of them new: quadratic work here
+        // would take minutes with the service stopped.
+        let mut src = Listing {
+            clock: 2000,
+            paths: BTreeMap::new(),
+        };
+        let mut dst = src.clone();
+        let file = |mtime: i64| Entry {
+            kind: Kind::File,
+            size: 1,
+            mtime,
+            ctime: mtime,
+            mode: "644".into(),
+            uid: 0,
+            gid: 0,
+        };
+        let dir = Entry {
+            kind: Kind::Dir,
+            size: 4096,
+            ..file(900)
+        };
+        for d in 0..600 {
+            src.paths.insert(format!("./d{d}"), dir.clone());
+            if d < 300 {
+                dst.paths.insert(format!("./d{d}"), dir.clone());
+            }
+            for f in 0..100 {
+                src.paths.insert(format!("./d{d}/f{f}"), file(1500));
+                if d < 300 {
+                    dst.paths.insert(format!("./d{d}/f{f}"), file(900));
+                }
+            }
+        }
+        let d = delta(&src, &dst, 1000);
+        assert_eq!(d.copy.len(), 300 * 100 + 300);
+        assert_eq!(d.files(&src).len(), 60_000);
+        assert_eq!(d.bytes(&src), 60_000);
     }
 
     #[test]

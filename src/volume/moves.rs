@@ -241,6 +241,9 @@ pub async fn carry(
                             );
                             Some((bytes, digest))
                         }
+                        // A full disk stays full: copying the whole volume again would only
+                        // keep the service stopped longer before failing the same way.
+                        Err(e) if is_disk_full(&e) => return Err(e),
                         Err(e) => {
                             say!("{from} → {to}: volume {volume}: sending the changes failed ({e:#}); copying it whole");
                             None
@@ -257,12 +260,6 @@ pub async fn carry(
                     (bytes, digest)
                 }
             };
-            dst.remove_volume(
-                &incoming_marker(volume),
-                None::<bollard::query_parameters::RemoveVolumeOptions>,
-            )
-            .await
-            .context("clearing the unfinished-copy marker")?;
             Ok::<_, anyhow::Error>(Copied {
                 volume: volume.to_string(),
                 from: from.to_string(),
@@ -290,7 +287,35 @@ pub async fn carry(
             }
         }
     }
+    // Every copy verified: only now are the targets' copies the data. Marked finished one by
+    // one as each was verified, a later failure would leave an earlier target's copy unmarked
+    // while its service writes on at the source again.
+    for c in &done {
+        let cleared = engine(&c.to)?
+            .remove_volume(
+                &incoming_marker(&c.volume),
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await;
+        if let Err(e) = cleared {
+            restart_sources(&stopped, engines).await;
+            return Err(anyhow::Error::new(e).context(format!(
+                "{}: clearing the unfinished-copy marker of {}: the copy stays unused and the service runs where it was",
+                c.to, c.volume
+            )));
+        }
+    }
     Ok((stopped, done))
+}
+
+/// A tool's output as text. A name that is not UTF-8 is refused, not approximated: two such
+/// names could become one and a change to either be missed (the caller copies whole).
+fn text(out: Vec<u8>) -> Result<String> {
+    String::from_utf8(out).map_err(|_| anyhow::anyhow!("a file name in the volume is not UTF-8"))
+}
+
+fn is_disk_full(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("no space left on device")
 }
 
 fn rate(bytes: u64, took: Duration) -> f64 {
@@ -299,7 +324,7 @@ fn rate(bytes: u64, took: Duration) -> f64 {
 
 /// A full disk on the target, said as what it is and what to do.
 fn explain(e: anyhow::Error, to: &str, volume: &str, size: Option<u64>) -> anyhow::Error {
-    if format!("{e:#}").contains("no space left on device") {
+    if is_disk_full(&e) {
         let need = size
             .map(|n| format!(" ({} to copy)", crate::output::bytes(n)))
             .unwrap_or_default();
@@ -376,7 +401,7 @@ async fn precopy(
         data::run_tool(dst, project, volume, &image, delta::LIST, b""),
     );
     let listing = match on_src {
-        Ok(out) => delta::parse_listing(&String::from_utf8_lossy(&out)),
+        Ok(out) => text(out).and_then(|t| delta::parse_listing(&t)),
         Err(e) if lacks_tools(&e) => {
             return Err(Fallback(format!(
                 "the service's image lacks what a copy while it runs needs (sh, find, stat, sha256sum, xargs): {e:#}"
@@ -410,7 +435,10 @@ async fn precopy(
     let result = async {
         let emptied = match to.first_entry().await {
             Ok(None) => Ok(()),
-            Ok(Some(_)) => to.clear().await.context("emptying an unfinished earlier copy"),
+            Ok(Some(_)) => to
+                .clear()
+                .await
+                .context("emptying an unfinished earlier copy"),
             Err(e) => Err(e),
         };
         emptied.map_err(Failed)?;
@@ -429,7 +457,9 @@ async fn precopy(
                         let _ = tx
                             .send(Err(std::io::Error::other("the source stopped")))
                             .await;
-                        return Err(Fallback(format!("reading the volume while it is written: {e}")));
+                        return Err(Fallback(format!(
+                            "reading the volume while it is written: {e}"
+                        )));
                     }
                 };
                 bytes += chunk.len() as u64;
@@ -444,7 +474,9 @@ async fn precopy(
         };
         let (bytes, uploaded) = tokio::join!(pump, upload);
         let bytes = bytes?;
-        uploaded.context("writing the target volume").map_err(Failed)?;
+        uploaded
+            .context("writing the target volume")
+            .map_err(Failed)?;
         let (_, sent) = digest
             .await
             .map_err(|e| Failed(e.into()))?
@@ -454,19 +486,26 @@ async fn precopy(
             .await
             .context("hashing the copy on the target")
             .map_err(Failed)?;
-        let there = delta::parse_sums(&String::from_utf8_lossy(&out))
+        let there = text(out)
+            .and_then(|t| delta::parse_sums(&t))
             .map_err(|e| Fallback(format!("{e:#}")))?;
         if there != sent {
             let differ = sent
                 .iter()
                 .filter(|(p, s)| there.get(*p) != Some(s))
                 .map(|(p, _)| p.as_str())
-                .chain(there.keys().filter(|p| !sent.contains_key(*p)).map(|p| p.as_str()))
+                .chain(
+                    there
+                        .keys()
+                        .filter(|p| !sent.contains_key(*p))
+                        .map(|p| p.as_str()),
+                )
                 .take(3)
                 .collect::<Vec<_>>()
                 .join(", ");
-            return Err(Failed(anyhow::anyhow!(
-                "checksum mismatch after the pre-copy: the target's files differ from what was sent ({differ})"
+            // Copied whole after the stop instead, with its read-back check.
+            return Err(Fallback(format!(
+                "the target's checksums after the pre-copy differ from what was sent ({differ})"
             )));
         }
         Ok((bytes, sent))
@@ -500,10 +539,8 @@ async fn finish(
         data::run_tool(src, project, volume, image, delta::LIST, b""),
         data::run_tool(dst, project, volume, image, delta::LIST, b""),
     );
-    let source =
-        delta::parse_listing(&String::from_utf8_lossy(&ls.context("listing the source")?))?;
-    let target =
-        delta::parse_listing(&String::from_utf8_lossy(&lt.context("listing the target")?))?;
+    let source = delta::parse_listing(&text(ls.context("listing the source")?)?)?;
+    let target = delta::parse_listing(&text(lt.context("listing the target")?)?)?;
     let d = delta::delta(&source, &target, pre.since);
     if d.is_empty() {
         // Nothing changed since the pre-copy, whose content was checked: the trees must match.
@@ -551,17 +588,28 @@ async fn finish(
                         None => ".",
                     };
                     let (digest_tx, digest) = digester(Some(parent.to_string()));
-                    let stream = from.read_path(path).then(move |c| {
-                        let digest_tx = digest_tx.clone();
-                        async move {
-                            let c = c.map_err(std::io::Error::other)?;
-                            let _ = digest_tx.send(c.clone()).await;
-                            Ok::<_, std::io::Error>(c)
+                    let (tx, mut rx) =
+                        tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+                    let upload = to.write_at(
+                        parent,
+                        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)),
+                    );
+                    // Source → target and the digester; both senders dropped at the end, so
+                    // the upload's body and the digest end when the source does.
+                    let pump = async move {
+                        let mut stream = from.read_path(path);
+                        while let Some(chunk) = stream.next().await {
+                            let chunk = chunk.with_context(|| format!("reading {path}"))?;
+                            let _ = digest_tx.send(chunk.clone()).await;
+                            if tx.send(Ok(chunk)).await.is_err() {
+                                bail!("the target engine stopped reading {path}");
+                            }
                         }
-                    });
-                    to.write_at(parent, stream)
-                        .await
-                        .with_context(|| format!("sending {path}"))?;
+                        Ok::<_, anyhow::Error>(())
+                    };
+                    let (pumped, uploaded) = tokio::join!(pump, upload);
+                    uploaded.with_context(|| format!("sending {path}"))?;
+                    pumped?;
                     let (_, sums) = digest.await??;
                     Ok::<_, anyhow::Error>(sums)
                 }
@@ -590,7 +638,7 @@ async fn finish(
     )
     .await
     .context("checking the target")?;
-    let out = String::from_utf8_lossy(&out);
+    let out = text(out)?;
     let (listing, sums) = out.split_once("\n\n").unwrap_or((&out, ""));
     let after = delta::parse_listing(listing)?;
     let there = delta::parse_sums(sums)?;
@@ -789,13 +837,26 @@ fn digester(
     (tx, task)
 }
 
+/// An entry's path as `find` in the volume names it: `hoist-volume/a/b` → `./a/b` in a whole
+/// volume's stream, `b` under `./a` → `./a/b` in one path's stream ([`digester`]).
+fn volume_path(entry: &str, parent: Option<&str>) -> String {
+    let entry = entry.trim_end_matches('/');
+    match parent {
+        None => match entry.strip_prefix(super::archive::ROOT) {
+            Some(rest) => format!(".{rest}"),
+            None => entry.to_string(),
+        },
+        Some(dir) => format!("{dir}/{}", entry.trim_start_matches("./")),
+    }
+}
+
 /// A tar stream's content digest, and each file's sha256 by its path in the volume.
 type Digested = (String, BTreeMap<String, String>);
 
 fn digest_tar(reader: impl std::io::Read, parent: Option<&str>) -> Result<Digested> {
     let mut archive = tar::Archive::new(reader);
     let mut all = Sha256::new();
-    let mut files = BTreeMap::new();
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
     {
         for entry in archive.entries().context("reading a tar stream")? {
             let mut entry = entry.context("reading a tar entry")?;
@@ -816,25 +877,21 @@ fn digest_tar(reader: impl std::io::Read, parent: Option<&str>) -> Result<Digest
                     .map(|l| l.display().to_string())
                     .unwrap_or_default()
             );
+            // A hard link's bytes are its target's: the same sum under the link's name.
+            if kind == tar::EntryType::Link
+                && let Ok(Some(target)) = entry.link_name()
+                && let Some(sum) = files.get(&volume_path(&target.to_string_lossy(), parent))
+            {
+                let path = volume_path(&entry.path()?.to_string_lossy(), parent);
+                files.insert(path, sum.clone());
+            }
             if kind.is_file() {
                 line.push_str(&format!("|{}", h.mtime().unwrap_or(0)));
                 let mut content = Sha256::new();
                 std::io::copy(&mut entry, &mut HashWriter(&mut content))?;
                 let sum = super::archive::hex(&content.finalize());
                 line.push_str(&format!("|{sum}"));
-                // As `find` in the volume names it: `hoist-volume/a/b` → `./a/b`, or for one
-                // path's stream `b` under `./a` → `./a/b`.
-                let path = entry.path()?.to_string_lossy().into_owned();
-                match parent {
-                    None => {
-                        if let Some(rest) = path.strip_prefix(super::archive::ROOT) {
-                            files.insert(format!(".{rest}"), sum);
-                        }
-                    }
-                    Some(dir) => {
-                        files.insert(format!("{dir}/{}", path.trim_end_matches('/')), sum);
-                    }
-                }
+                files.insert(volume_path(&entry.path()?.to_string_lossy(), parent), sum);
             }
             all.update(line.as_bytes());
             all.update(b"\n");
@@ -885,6 +942,7 @@ mod tests {
             kind: delta::Kind::Dir,
             size: 4096,
             mtime: 1000,
+            ctime: 1000,
             mode: mode.into(),
             uid,
             gid: uid,
@@ -912,6 +970,41 @@ mod tests {
                 ("hoist-volume/a b".to_string(), 0o755, 0)
             ]
         );
+    }
+
+    #[test]
+    fn a_hard_link_carries_its_targets_sum_under_its_own_name() {
+        // The engine's archive writes a second name of an inode as a link entry of no size;
+        // the target's `sha256sum` lists both names, so both must be in what was sent.
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "hoist-volume/a", &b"hello"[..])
+            .unwrap();
+        let mut l = tar::Header::new_gnu();
+        l.set_entry_type(tar::EntryType::Link);
+        l.set_size(0);
+        tar.append_link(&mut l, "hoist-volume/sub/b", "hoist-volume/a")
+            .unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let (_, files) = digest_tar(&bytes[..], None).unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert_eq!(files["./a"], files["./sub/b"]);
+        assert_eq!(
+            files["./a"],
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+    }
+
+    #[test]
+    fn entry_names_become_the_paths_find_prints() {
+        assert_eq!(volume_path("hoist-volume/a/b", None), "./a/b");
+        assert_eq!(volume_path("hoist-volume/", None), ".");
+        assert_eq!(volume_path("b", Some("./a")), "./a/b");
+        assert_eq!(volume_path("new/x", Some(".")), "./new/x");
+        assert_eq!(volume_path("./c", Some(".")), "./c");
     }
 
     #[test]
