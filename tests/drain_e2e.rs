@@ -773,6 +773,14 @@ fn the_target_dying_mid_copy_leaves_the_service_running_on_its_own_data() {
         plan.stdout.contains("» move db.1 m1 → m3 with volume"),
         "{plan}"
     );
+    // The failed up held the deploy lock on m3 when m3 died; m3 back (its engine restarted),
+    // that lock is a dead process's and the next command takes it over.
+    let down = p.hoist(&["down", "--volumes", "--yes"]);
+    down.expect_success("down after m3 came back");
+    assert!(
+        down.stderr.contains("taking over the lock left by"),
+        "{down}"
+    );
     let _ = lab.docker_in(
         "m3",
         &[

@@ -385,6 +385,14 @@ async fn try_one(
             .await
             .map_err(|e| anyhow::anyhow!("{machine}: cannot take the deploy lock: {e}"))?,
     };
+    // An engine that answers a create of an existing volume without its labels (seen on 20.10
+    // after the engine restarted): read them back, or a dead holder's lock looks like no one's
+    // and is never taken over.
+    let v = if v.labels.contains_key(NONCE_LABEL) {
+        v
+    } else {
+        docker.inspect_volume(&name).await.unwrap_or(v)
+    };
     if v.labels.get(NONCE_LABEL).map(String::as_str) == Some(nonce) {
         return Ok(None);
     }
