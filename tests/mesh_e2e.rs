@@ -7,9 +7,8 @@
 mod common;
 
 use common::lab::{Fault, Lab, Output, hoist_command, http_get, run};
+use common::load::Load;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const WEB_PORT: u16 = 18088;
@@ -64,42 +63,11 @@ fn chain(lab: &Lab) -> Result<Vec<String>, String> {
     }
 }
 
-/// Requests the chain without pause on a thread until stopped: (answered, failed, failures).
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    handle: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Load {
-    fn start(lab: &'static Lab) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let (s, o) = (Arc::clone(&stop), Arc::clone(&ok));
-        let handle = std::thread::spawn(move || {
-            let mut failures = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                match chain(lab) {
-                    Ok(lines) if lines.len() == 3 => {
-                        o.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(lines) => failures.push(format!("short answer: {lines:?}")),
-                    Err(e) => failures.push(e),
-                }
-            }
-            failures
-        });
-        Load {
-            stop,
-            ok,
-            handle: Some(handle),
-        }
-    }
-
-    fn finish(mut self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let failures = self.handle.take().unwrap().join().unwrap();
-        (self.ok.load(Ordering::Relaxed), failures)
+/// The whole chain answered, all three tiers: one check of [`Load`].
+fn chain_answers(lab: &Lab) -> Result<(), String> {
+    match chain(lab)? {
+        lines if lines.len() == 3 => Ok(()),
+        lines => Err(format!("short answer: {lines:?}")),
     }
 }
 
@@ -183,7 +151,7 @@ fn service_names_reach_replicas_on_other_machines() {
         );
         assert!(!line.contains("web.") && !line.contains("db."), "{line}");
     }
-    let load = Load::start(lab);
+    let load = Load::start(move || chain_answers(lab));
     std::thread::sleep(Duration::from_millis(500));
     let update = tiers.hoist(&[("API_VERSION", "v2")], &["up", "--yes"]);
     std::thread::sleep(Duration::from_millis(500));
@@ -206,7 +174,7 @@ fn service_names_reach_replicas_on_other_machines() {
     // a connection not yet established is sent to the other replica. The one request that
     // may be inside api on m3 when it dies is lost: a TCP proxy cannot move a connection whose
     // server vanished. The load sends one request at a time, so at most one fails.
-    let load = Load::start(lab);
+    let load = Load::start(move || chain_answers(lab));
     std::thread::sleep(Duration::from_millis(500));
     let killed = lab.fault(Fault::Kill, "m3");
     let at = Instant::now();

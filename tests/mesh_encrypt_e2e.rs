@@ -10,9 +10,10 @@
 mod common;
 
 use common::lab::{Lab, Output, hoist_command, http_get, run};
+use common::load::Load;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const WEB_PORT: u16 = 18091;
@@ -224,15 +225,24 @@ fn tcp_ports(frame: &[u8]) -> Option<(u16, u16)> {
     ))
 }
 
-/// The box's end of `machine`'s link to the lab network (the veth peer of its eth0).
+/// The box's end of `machine`'s link to the lab network: the veth peer of the interface that
+/// holds its lab address (eth0 at first; after a partition is healed — mesh_e2e cuts one —
+/// the engine reconnects it as eth1).
 fn lab_link(machine: &str) -> String {
+    let ip = Lab::get().ip(machine);
     let out = run(std::process::Command::new("docker").args([
         "exec",
         machine,
-        "cat",
-        "/sys/class/net/eth0/iflink",
+        "sh",
+        "-c",
+        &format!(
+            "dev=$(ip -o -4 addr show to {ip} | awk '{{print $2}}'); cat /sys/class/net/$dev/iflink"
+        ),
     ]));
-    let index = out.expect_success("reading eth0's peer").trim().to_string();
+    let index = out
+        .expect_success("reading the lab interface's peer")
+        .trim()
+        .to_string();
     for e in std::fs::read_dir("/sys/class/net").unwrap() {
         let path = e.unwrap().path();
         let ifindex = std::fs::read_to_string(path.join("ifindex")).unwrap_or_default();
@@ -301,42 +311,11 @@ fn outsider_connects(address: &str, port: &str) -> bool {
     out.success()
 }
 
-/// Requests the chain without pause on a thread until stopped: (answered, failures).
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    handle: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Load {
-    fn start(lab: &'static Lab) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let (s, o) = (Arc::clone(&stop), Arc::clone(&ok));
-        let handle = std::thread::spawn(move || {
-            let mut failures = Vec::new();
-            while !s.load(Ordering::Relaxed) {
-                match chain(lab) {
-                    Ok(lines) if lines.len() == 3 => {
-                        o.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(lines) => failures.push(format!("short answer: {lines:?}")),
-                    Err(e) => failures.push(e),
-                }
-            }
-            failures
-        });
-        Load {
-            stop,
-            ok,
-            handle: Some(handle),
-        }
-    }
-
-    fn finish(mut self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let failures = self.handle.take().unwrap().join().unwrap();
-        (self.ok.load(Ordering::Relaxed), failures)
+/// The whole chain answered, all three tiers: one check of [`Load`].
+fn chain_answers(lab: &Lab) -> Result<(), String> {
+    match chain(lab)? {
+        lines if lines.len() == 3 => Ok(()),
+        lines => Err(format!("short answer: {lines:?}")),
     }
 }
 
@@ -587,7 +566,7 @@ fn the_encrypted_mesh_carries_nothing_in_clear_between_machines() {
     );
 
     // A rolling update of api under load: no failed request.
-    let load = Load::start(lab);
+    let load = Load::start(move || chain_answers(lab));
     std::thread::sleep(Duration::from_millis(500));
     let update = tiers.hoist(&[("API_VERSION", "v2")], &["up", "--yes"]);
     std::thread::sleep(Duration::from_millis(500));
